@@ -1,0 +1,74 @@
+"""Command-line interface: subcommands over the domain core.
+
+Each subcommand lives in its own module in this package and exposes
+``add_parser(subparsers)`` (which registers the parser and sets ``func``) and a
+``run(args) -> int``. Modules import heavy libraries (torch, pydicom, cv2) inside
+``run``, so ``fetal-viewer --help`` stays fast. The CLI never imports the GUI; the
+launcher in :mod:`fetal_viewer.__main__` decides between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from fetal_viewer import INTENDED_USE, __version__
+from fetal_viewer.errors import FetalViewerError
+
+#: subcommand modules, in the order ``--help`` lists them
+SUBCOMMANDS: tuple[str, ...] = (
+    "info",
+    "phantoms",
+    "predict",
+    "train",
+    "evaluate",
+    "study",
+    "analyze",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fetal-viewer",
+        description=(
+            "Prenatal ultrasound viewer with fetal CNS anomaly classification and reader "
+            f"studies. {INTENDED_USE}\n\n"
+            "Without a subcommand, `fetal-viewer [PATH ...]` opens the desktop viewer "
+            "(`fetal-viewer --demo` opens the bundled demo studies with the demo model)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"fetal_viewer.cli.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name != f"fetal_viewer.cli.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FetalViewerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Qt desktop face of fetal-viewer: a thin layer over fetal_viewer.core."""

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Debian/Ubuntu system libraries Qt needs even offscreen (fonts, xkb, EGL/GL, dbus).
+# Installs only what is missing, and only when run as root with apt-get available.
+set -u
+need=()
+for spec in libegl1:libEGL.so.1 libgl1:libGL.so.1 libxkbcommon0:libxkbcommon.so.0 \
+            libfontconfig1:libfontconfig.so.1 libdbus-1-3:libdbus-1.so.3 libglib2.0-0:libglib-2.0.so.0; do
+  pkg=${spec%%:*}; lib=${spec#*:}
+  ldconfig -p 2>/dev/null | grep -q "$lib" || need+=("$pkg")
+done
+fc-list >/dev/null 2>&1 && [ -n "$(fc-list 2>/dev/null | head -1)" ] || need+=(fonts-dejavu-core fontconfig)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing system packages for Qt: ${need[*]}"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "warning: Qt may need these system packages: ${need[*]} (install them with your package manager)" >&2
+  fi
+fi
+exit 0

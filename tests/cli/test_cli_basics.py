@@ -1,0 +1,27 @@
+"""The command line as a user runs it: in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetal_viewer", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_help_lists_subcommands_and_intended_use() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert "Research use only" in result.stdout
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert "fetal-viewer" in result.stdout

@@ -1,0 +1,29 @@
+"""Fixtures shared by every test area. Area fixtures live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_SAMPLES = REPO.parent / "shared" / "real-samples"
+
+
+@pytest.fixture(scope="session")
+def real_samples() -> Path:
+    """``../shared/real-samples`` when this checkout has it (never copied into the repo)."""
+    if not SHARED_SAMPLES.is_dir():
+        pytest.skip("../shared/real-samples is not present beside this checkout")
+    return SHARED_SAMPLES
+
+
+@pytest.fixture(scope="session")
+def pydicom_data_dir() -> Path:
+    """Folder of the pydicom-data test files (installed with the dev extra)."""
+    import data_store  # type: ignore[import-not-found]  # the pydicom-data package
+
+    return Path(data_store.__file__).resolve().parent / "data"
