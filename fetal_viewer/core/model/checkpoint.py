@@ -1,0 +1,424 @@
+"""Safe checkpoints: safetensors weights plus a JSON model card.
+
+A checkpoint is a folder::
+
+    card.json            ModelCard (what the model is, how to feed it, how it was made)
+    weights.safetensors  the state dict, float32 or float16 (loaded back as float32)
+
+Nothing is ever unpickled. :func:`load_checkpoint` refuses pickles (``.pt``/``.pth`` or a
+pickle renamed ``.safetensors``), checks the safetensors header, the weights' sha256 against
+the card, that the weights file lies inside the card's folder, and that tensor names,
+shapes and the class list agree with the architecture. Every refusal is a
+:class:`~fetal_viewer.errors.ModelLoadError` with what/why/fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE
+from fetal_viewer.core.model.labels import CLASSES
+from fetal_viewer.core.model.network import ARCHITECTURE
+from fetal_viewer.core.model.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PREPROCESS_VERSION,
+    PreprocessSpec,
+)
+from fetal_viewer.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+CARD_NAME = "card.json"
+WEIGHTS_NAME = "weights.safetensors"
+CARD_FORMAT = 1
+RESEARCH_USE = "research use only"
+_PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".tar"}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to use a checkpoint correctly, and what it is (not) for."""
+
+    name: str
+    version: str
+    classes: tuple[str, ...] = CLASSES
+    architecture: str = ARCHITECTURE
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    preprocessing_version: str = PREPROCESS_VERSION
+    aggregation: str = DEFAULT_RULE
+    training_data: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    intended_use: str = RESEARCH_USE
+    weights_file: str = WEIGHTS_NAME
+    weights_sha256: str = ""
+    dtype: str = "float32"
+    created: str = ""
+    notes: str = ""
+    card_format: int = CARD_FORMAT
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        """The preprocessing this model expects."""
+        return PreprocessSpec(
+            input_size=self.input_size,
+            mean=self.mean,
+            std=self.std,
+            version=self.preprocessing_version,
+        )
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["classes"] = list(self.classes)
+        data["mean"] = list(self.mean)
+        data["std"] = list(self.std)
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, path: str | Path | None = None) -> ModelCard:
+        """Parse and validate a card; raises :class:`ModelLoadError` on any problem."""
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(
+                "The model card is not valid JSON.",
+                why=str(exc),
+                fix="Use the card.json written by save_checkpoint / `fetal-viewer train`.",
+                path=path,
+            ) from exc
+        if not isinstance(data, dict):
+            raise ModelLoadError("The model card is not a JSON object.", path=path)
+        known = {f.name for f in fields(cls)}
+        missing = [k for k in ("name", "version", "classes") if k not in data]
+        if missing:
+            raise ModelLoadError(
+                f"The model card lacks {', '.join(missing)}.",
+                fix="Re-export the model with save_checkpoint.",
+                path=path,
+            )
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelLoadError(
+                f"The model card has unknown fields: {', '.join(unknown)}.",
+                why="It was written by another tool or a newer version of fetal-viewer.",
+                fix="Update fetal-viewer or re-export the model.",
+                path=path,
+            )
+        try:
+            card = cls(
+                name=_str(data["name"]),
+                version=_str(data["version"]),
+                classes=tuple(_str(c) for c in data["classes"]),
+                architecture=_str(data.get("architecture", ARCHITECTURE)),
+                input_size=int(data.get("input_size", 224)),
+                mean=_triple(data.get("mean", IMAGENET_MEAN)),
+                std=_triple(data.get("std", IMAGENET_STD)),
+                preprocessing_version=_str(data.get("preprocessing_version", PREPROCESS_VERSION)),
+                aggregation=_str(data.get("aggregation", DEFAULT_RULE)),
+                training_data=_str(data.get("training_data", "")),
+                metrics=dict(data.get("metrics", {})),
+                intended_use=_str(data.get("intended_use", RESEARCH_USE)),
+                weights_file=_str(data.get("weights_file", WEIGHTS_NAME)),
+                weights_sha256=_str(data.get("weights_sha256", "")).lower(),
+                dtype=_str(data.get("dtype", "float32")),
+                created=_str(data.get("created", "")),
+                notes=_str(data.get("notes", "")),
+                card_format=int(data.get("card_format", CARD_FORMAT)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(
+                "The model card has a field of the wrong type.",
+                why=str(exc),
+                fix="Re-export the model with save_checkpoint.",
+                path=path,
+            ) from exc
+        card.validate(path)
+        return card
+
+    def validate(self, path: str | Path | None = None) -> None:
+        """Check the card's own consistency (not the weights)."""
+        problems: list[str] = []
+        if self.card_format > CARD_FORMAT:
+            problems.append(f"card_format {self.card_format} is newer than {CARD_FORMAT}")
+        if self.architecture != ARCHITECTURE:
+            problems.append(f"architecture {self.architecture!r} is not {ARCHITECTURE!r}")
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            problems.append(f"classes must be 2+ distinct names, got {list(self.classes)}")
+        if not 32 <= self.input_size <= 1024:
+            problems.append(f"input_size {self.input_size} is outside 32..1024")
+        if any(s <= 0 for s in self.std):
+            problems.append(f"std {list(self.std)} must be positive")
+        if self.preprocessing_version != PREPROCESS_VERSION:
+            problems.append(
+                f"preprocessing_version {self.preprocessing_version!r} is not this "
+                f"version's {PREPROCESS_VERSION!r}"
+            )
+        if self.aggregation not in AGGREGATION_RULES:
+            problems.append(
+                f"aggregation {self.aggregation!r} is not one of {list(AGGREGATION_RULES)}"
+            )
+        if self.dtype not in {"float32", "float16"}:
+            problems.append(f"dtype {self.dtype!r} is not float32 or float16")
+        if RESEARCH_USE not in self.intended_use.lower():
+            problems.append(f"intended_use must state {RESEARCH_USE!r}")
+        if problems:
+            raise ModelLoadError(
+                "The model card is inconsistent.",
+                why="; ".join(problems),
+                fix="Re-export the model with save_checkpoint from this version of fetal-viewer.",
+                path=path,
+            )
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+def _triple(value: Any) -> tuple[float, float, float]:
+    vals = [float(v) for v in value]
+    if len(vals) != 3:
+        raise ValueError(f"expected 3 numbers, got {value!r}")
+    return vals[0], vals[1], vals[2]
+
+
+@dataclass
+class LoadedModel:
+    """A verified checkpoint: the network in eval mode (float32, CPU) and its card."""
+
+    model: torch.nn.Module
+    card: ModelCard
+    card_path: Path
+    weights_path: Path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    model: torch.nn.Module, card: ModelCard, out_dir: str | Path, fp16: bool = False
+) -> Path:
+    """Write ``weights.safetensors`` and ``card.json`` into ``out_dir``; return the card path.
+
+    The card is updated in place with the weights' file name, sha256, dtype and (if empty)
+    creation time. ``fp16=True`` halves the file; loading converts back to float32.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    card.validate()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    n_out = state["fc.weight"].shape[0] if "fc.weight" in state else None
+    if n_out != len(card.classes):
+        raise ModelLoadError(
+            f"The model has {n_out} outputs but the card lists {len(card.classes)} classes.",
+            fix="Build the network with build_resnet34(len(card.classes)).",
+        )
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        t = value.detach().to("cpu")
+        if fp16 and t.is_floating_point():
+            t = t.to(torch.float16)
+        tensors[key] = t.contiguous()
+    weights = out / WEIGHTS_NAME
+    tmp = weights.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt", "name": card.name})
+    tmp.replace(weights)
+    card.weights_file = WEIGHTS_NAME
+    card.weights_sha256 = sha256_file(weights)
+    card.dtype = "float16" if fp16 else "float32"
+    if not card.created:
+        card.created = datetime.now(UTC).isoformat(timespec="seconds")
+    card_path = out / CARD_NAME
+    card_path.write_text(card.to_json(), encoding="utf-8")
+    return card_path
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    # protocol 2+ pickles start with PROTO (0x80); torch.save's zip format with "PK"
+    return head[:1] == b"\x80" or head[:2] == b"PK" or head[:1] in (b"(", b"c", b"]", b"}")
+
+
+def _check_weights_format(path: Path) -> None:
+    """Refuse anything that is not a well-formed safetensors file, before parsing it."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        header = fh.read(n) if 2 <= n <= _MAX_HEADER and 8 + n <= size else b""
+    meta: object = None
+    why = ""
+    if header:
+        try:
+            meta = json.loads(header)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            why = f"its header is not JSON ({exc})"
+    else:
+        why = f"its header length ({n} bytes) does not fit a {size}-byte file"
+    if isinstance(meta, dict):
+        return
+    if _looks_like_pickle(head):
+        raise ModelLoadError(
+            "The weights file is a pickle (torch.save format), which is never loaded.",
+            why="Unpickling can run arbitrary code; fetal-viewer loads safetensors only.",
+            fix=(
+                "Convert it on a trusted machine with safetensors.torch.save_file, or "
+                "re-export with save_checkpoint."
+            ),
+            path=path,
+        )
+    raise ModelLoadError(
+        "The weights file is not in safetensors format.",
+        why=why or "its header is not a JSON object",
+        fix="Use the weights.safetensors written by save_checkpoint.",
+        path=path,
+    )
+
+
+def _resolve_card(card_path: str | Path) -> Path:
+    path = Path(card_path).expanduser()
+    if path.is_dir():
+        path = path / CARD_NAME
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise ModelLoadError(
+            f"Refusing to load {path.name}: pickled checkpoints are never loaded.",
+            why="Unpickling can run arbitrary code.",
+            fix="Pass the card.json of a safetensors checkpoint written by save_checkpoint.",
+            path=path,
+        )
+    if path.suffix.lower() == ".safetensors":
+        raise ModelLoadError(
+            "Pass the model card (card.json), not the weights file.",
+            why="The card holds the classes, preprocessing and the weights' checksum.",
+            fix=f"Use {path.parent / CARD_NAME}.",
+            path=path,
+        )
+    if not path.is_file():
+        raise ModelLoadError(
+            "The model card does not exist.",
+            fix="Pass --model with the card.json of a checkpoint (see `fetal-viewer train`).",
+            path=path,
+        )
+    return path
+
+
+def load_checkpoint(card_path: str | Path) -> LoadedModel:
+    """Load and verify a checkpoint from its card (or the folder holding ``card.json``)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from fetal_viewer.core.model.network import build_resnet34
+
+    path = _resolve_card(card_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelLoadError("The model card cannot be read.", why=str(exc), path=path) from exc
+    card = ModelCard.from_json(text, path=path)
+
+    folder = path.resolve().parent
+    weights = (folder / card.weights_file).resolve()
+    if not weights.is_relative_to(folder) or weights == folder:
+        raise ModelLoadError(
+            f"The card's weights_file {card.weights_file!r} points outside the card's folder.",
+            why="A card may only name a weights file beside it.",
+            fix="Keep card.json and its weights.safetensors together in one folder.",
+            path=path,
+        )
+    if weights.suffix.lower() in _PICKLE_SUFFIXES:
+        raise ModelLoadError(
+            f"The card names a pickled weights file ({weights.name}); it is never loaded.",
+            why="Unpickling can run arbitrary code.",
+            fix="Re-export the model with save_checkpoint (safetensors).",
+            path=path,
+        )
+    if not weights.is_file():
+        raise ModelLoadError(
+            "The weights file named by the card is missing.",
+            fix="Copy the whole checkpoint folder (card.json and weights.safetensors).",
+            path=weights,
+        )
+    _check_weights_format(weights)
+    if not card.weights_sha256:
+        raise ModelLoadError(
+            "The model card has no weights_sha256, so the weights cannot be verified.",
+            fix="Re-export the model with save_checkpoint.",
+            path=path,
+        )
+    actual = sha256_file(weights)
+    if actual != card.weights_sha256:
+        raise ModelLoadError(
+            "The weights file does not match the card's sha256.",
+            why=f"card says {card.weights_sha256[:16]}..., file is {actual[:16]}...: "
+            "the file was changed, truncated or belongs to another card.",
+            fix="Copy the checkpoint folder again from its source.",
+            path=weights,
+        )
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            "The safetensors weights cannot be read.", why=str(exc), path=weights
+        ) from exc
+
+    model = build_resnet34(len(card.classes))
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        why = []
+        if "fc.weight" in state and state["fc.weight"].shape[0] != len(card.classes):
+            why.append(
+                f"the weights have {state['fc.weight'].shape[0]} outputs but the card lists "
+                f"{len(card.classes)} classes"
+            )
+        if missing:
+            why.append(f"missing tensors: {', '.join(missing[:5])}")
+        if unexpected:
+            why.append(f"unexpected tensors: {', '.join(unexpected[:5])}")
+        if wrong:
+            why.append(f"wrong shapes: {'; '.join(wrong[:5])}")
+        raise ModelLoadError(
+            f"The weights do not fit a {card.architecture} with {len(card.classes)} classes.",
+            why="; ".join(why),
+            fix="Use the card that was saved with these weights.",
+            path=weights,
+        )
+    converted = {
+        k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in state.items()
+    }
+    bad = [k for k, v in converted.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ModelLoadError(
+            "The weights contain NaN or infinite values.",
+            why=f"in {', '.join(bad[:5])}",
+            fix="Use a checkpoint from a training run that converged.",
+            path=weights,
+        )
+    model.load_state_dict(converted, strict=True)
+    model.eval()
+    return LoadedModel(model=model, card=card, card_path=path, weights_path=weights)
