@@ -31,6 +31,10 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 #: grey level (0-255) under which a pixel counts as background when finding the fan
 _BACKGROUND_LEVEL = 12
+#: local standard deviation (grey levels) that counts as image texture
+_MIN_TEXTURE = 2.0
+#: pieces at least this fraction of the largest one belong to the field of view
+_PIECE_FRACTION = 0.15
 #: longest side of the working copy used to find the field of view
 _WORK_SIDE = 256
 #: a field of view smaller than this fraction of the frame is not trusted
@@ -155,7 +159,17 @@ def find_fov(frame: NDArray) -> tuple[int, int, int, int]:
         else grey
     )
     sh, sw = small.shape
-    mask = (small > _BACKGROUND_LEVEL).astype(np.uint8)
+    # background = the frame's border level (black in scanners, white in screenshots)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    background = float(np.median(border))
+    f = small.astype(np.float32)
+    mean = cv2.blur(f, (5, 5))
+    local_std = np.sqrt(np.maximum(cv2.blur(f * f, (5, 5)) - mean * mean, 0.0))
+    # image content differs from the background and has texture (speckle); flat panels,
+    # colour bars and header bands have none and are left out
+    mask = ((np.abs(f - background) > _BACKGROUND_LEVEL) & (local_std > _MIN_TEXTURE)).astype(
+        np.uint8
+    )
     k = max(3, (min(sh, sw) // 40) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     # close: speckle and dark fluid inside the fan join up; open: text strokes vanish
@@ -165,10 +179,17 @@ def find_fov(frame: NDArray) -> tuple[int, int, int, int]:
     if n <= 1:
         return 0, 0, w, h
     areas = stats[1:, cv2.CC_STAT_AREA]
-    best = 1 + int(np.argmax(areas))
-    if areas[best - 1] < _MIN_FOV_FRACTION * sh * sw:
+    largest = int(areas.max())
+    if largest < _MIN_FOV_FRACTION * sh * sw:
         return 0, 0, w, h
-    bx, by, bw, bh = (int(v) for v in stats[best, :4])
+    # a fan split by dark fluid or shadows falls into a few large pieces: keep every piece
+    # of at least a fraction of the largest one; text and icons are far smaller
+    keep = 1 + np.flatnonzero(areas >= _PIECE_FRACTION * largest)
+    bx = int(stats[keep, cv2.CC_STAT_LEFT].min())
+    by = int(stats[keep, cv2.CC_STAT_TOP].min())
+    bx1 = int((stats[keep, cv2.CC_STAT_LEFT] + stats[keep, cv2.CC_STAT_WIDTH]).max())
+    by1 = int((stats[keep, cv2.CC_STAT_TOP] + stats[keep, cv2.CC_STAT_HEIGHT]).max())
+    bw, bh = bx1 - bx, by1 - by
     x0 = max(0, int(np.floor(bx / scale)))
     y0 = max(0, int(np.floor(by / scale)))
     x1 = min(w, int(np.ceil((bx + bw) / scale)))
