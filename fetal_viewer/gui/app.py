@@ -1,0 +1,131 @@
+"""Entry point of the desktop viewer: ``fetal-viewer [PATH ...] [--demo] [--model CARD]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fetal_viewer import INTENDED_USE, __version__
+from fetal_viewer.resources import DEMO_MODEL_CARD, RESOURCES
+
+log = logging.getLogger("fetal_viewer.gui")
+
+THEME = RESOURCES / "theme" / "dark.qss"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fetal-viewer",
+        description=f"Prenatal ultrasound viewer. {INTENDED_USE}",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="files, folders or DICOMDIRs")
+    parser.add_argument(
+        "--demo", action="store_true", help="open the bundled demo studies with the demo model"
+    )
+    parser.add_argument("--model", metavar="CARD", help="model card (card.json) to load")
+    parser.add_argument("--light", action="store_true", help="light theme instead of dark")
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="open the studies, run one prediction, then exit (0 = success)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def apply_theme(app: object, dark: bool = True) -> None:
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    assert isinstance(app, QApplication)
+    app.setStyle("Fusion")
+    if not dark:
+        return
+    palette = QPalette()
+    colors = {
+        QPalette.ColorRole.Window: "#202225",
+        QPalette.ColorRole.WindowText: "#e3e3e3",
+        QPalette.ColorRole.Base: "#17181a",
+        QPalette.ColorRole.AlternateBase: "#26282c",
+        QPalette.ColorRole.Text: "#e3e3e3",
+        QPalette.ColorRole.Button: "#2b2d31",
+        QPalette.ColorRole.ButtonText: "#e3e3e3",
+        QPalette.ColorRole.Highlight: "#3d7bd9",
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.ToolTipBase: "#2b2d31",
+        QPalette.ColorRole.ToolTipText: "#e3e3e3",
+        QPalette.ColorRole.PlaceholderText: "#8a8d93",
+    }
+    for role, color in colors.items():
+        palette.setColor(role, QColor(color))
+    app.setPalette(palette)
+    if THEME.is_file():
+        app.setStyleSheet(THEME.read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+
+    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from fetal_viewer.gui.error_sink import ErrorSink, install_excepthooks, setup_logging
+
+    log_path = setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    log.info("fetal-viewer %s starting; log file %s", __version__, log_path)
+    QCoreApplication.setOrganizationName("fetal-viewer")
+    QCoreApplication.setApplicationName("fetal-viewer")
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    assert isinstance(app, QApplication)
+    apply_theme(app, dark=not args.light)
+    sink = ErrorSink()
+    install_excepthooks(sink)
+
+    from fetal_viewer.gui.main_window import MainWindow
+
+    window = MainWindow(error_sink=sink)
+    window.show()
+
+    model = args.model
+    if args.demo and model is None and Path(DEMO_MODEL_CARD).is_file():
+        model = str(DEMO_MODEL_CARD)
+    if model is None:
+        remembered = window.settings.value("model/card")
+        if remembered and Path(str(remembered)).is_file():
+            model = str(remembered)
+    if model:
+        window.load_model(model)
+    paths = list(args.paths)
+    if args.demo:
+        from fetal_viewer.gui.workers import demo_studies_job
+
+        window.run_job(
+            demo_studies_job,
+            context="Preparing the demo studies",
+            on_returned=lambda folder: window.open_paths([folder]),
+        )
+    if paths:
+        window.open_paths(paths)
+
+    if args.smoke_test:
+        state = {"ok": False}
+
+        def done(index: int) -> None:
+            state["ok"] = True
+            log.info("smoke test: prediction shown for frame %d", index + 1)
+            QTimer.singleShot(0, window.close)
+
+        window.ai_shown.connect(done)
+        QTimer.singleShot(240_000, window.close)
+
+        def failed(exc: BaseException, context: str) -> None:
+            log.error("smoke test failed: %s: %s", context, exc)
+            window.close()
+
+        sink.reported.connect(failed)
+        app.exec()
+        print("smoke test:", "ok" if state["ok"] else "FAILED")
+        return 0 if state["ok"] else 1
+    return int(app.exec())

@@ -1,0 +1,152 @@
+"""Study browser: patient > study > series, with thumbnails and frame counts.
+
+Patients are shown by pseudonym; real identities only after View > Show identities.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
+
+from fetal_viewer.gui.imaging import rgb_to_qimage
+from fetal_viewer.gui.workers import SeriesKey, series_key
+
+ROLE = Qt.ItemDataRole.UserRole
+
+
+def _patient_label(patient: Any, show_identity: bool) -> str:
+    if show_identity:
+        ident = patient.identity
+        name = getattr(ident, "patient_name", "") or "(no name)"
+        pid = getattr(ident, "patient_id", "") or "?"
+        return f"{name}  [{pid}]"
+    return str(patient.pseudonym)
+
+
+def _series_label(series: Any) -> str:
+    n = len(series)
+    desc = series.description or series.modality or "Series"
+    extra = f"{n} frame{'s' if n != 1 else ''}"
+    if series.frame_time_ms:
+        extra += f" · {1000.0 / series.frame_time_ms:.0f} fps"
+    if getattr(series.calibration, "spacing_mm", None) is None:
+        extra += " · uncalibrated"
+    return f"{desc}\n{extra}"
+
+
+class StudyBrowser(QTreeWidget):
+    series_activated = Signal(object, object, object)  # patient, study, series
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("studyBrowser")
+        self.setHeaderHidden(True)
+        self.setIconSize(QSize(64, 64))
+        self.setUniformRowHeights(False)
+        self.setExpandsOnDoubleClick(True)
+        self.patients: list[Any] = []
+        self.show_identities = False
+        self._series_items: dict[SeriesKey, QTreeWidgetItem] = {}
+        self.currentItemChanged.connect(self._on_current)
+
+    # ----- content ----------------------------------------------------------------------
+    def add_patients(self, patients: list[Any]) -> list[Any]:
+        """Add patients (skipping series already shown); return the series added."""
+        added: list[Any] = []
+        for patient in patients:
+            p_item = QTreeWidgetItem([_patient_label(patient, self.show_identities)])
+            p_item.setData(0, ROLE, ("patient", patient))
+            p_item.setToolTip(0, "Pseudonym (View > Show identities reveals PHI)")
+            for study in patient.studies:
+                label = " ".join(x for x in (str(study.date or ""), study.description or "") if x)
+                s_item = QTreeWidgetItem([label or "Study"])
+                s_item.setData(0, ROLE, ("study", patient, study))
+                for series in study.series:
+                    key = series_key(series)
+                    if key in self._series_items:
+                        continue
+                    item = QTreeWidgetItem([_series_label(series)])
+                    item.setData(0, ROLE, ("series", patient, study, series))
+                    item.setToolTip(0, str(series.source))
+                    s_item.addChild(item)
+                    self._series_items[key] = item
+                    added.append(series)
+                if s_item.childCount():
+                    p_item.addChild(s_item)
+            if p_item.childCount():
+                self.addTopLevelItem(p_item)
+                self.patients.append(patient)
+                p_item.setExpanded(True)
+                for i in range(p_item.childCount()):
+                    p_item.child(i).setExpanded(True)
+        return added
+
+    def clear_all(self) -> None:
+        self.clear()
+        self.patients.clear()
+        self._series_items.clear()
+
+    def set_thumbnail(self, key: SeriesKey, rgb: np.ndarray) -> None:
+        item = self._series_items.get(key)
+        if item is not None:
+            item.setIcon(0, QIcon(QPixmap.fromImage(rgb_to_qimage(rgb))))
+
+    def has_thumbnail(self, series: Any) -> bool:
+        item = self._series_items.get(series_key(series))
+        return item is not None and not item.icon(0).isNull()
+
+    def set_show_identities(self, show: bool) -> None:
+        self.show_identities = show
+        for i in range(self.topLevelItemCount()):
+            item = self.topLevelItem(i)
+            _, patient = item.data(0, ROLE)
+            item.setText(0, _patient_label(patient, show))
+
+    # ----- navigation -------------------------------------------------------------------
+    def series_items(self) -> list[QTreeWidgetItem]:
+        return list(self._series_items.values())
+
+    def current_series(self) -> tuple[Any, Any, Any] | None:
+        item = self.currentItem()
+        if item is None:
+            return None
+        data = item.data(0, ROLE)
+        if data and data[0] == "series":
+            return data[1], data[2], data[3]
+        return None
+
+    def select_series(self, series: Any) -> None:
+        item = self._series_items.get(series_key(series))
+        if item is not None:
+            self.setCurrentItem(item)
+
+    def step_series(self, step: int) -> None:
+        items = self.series_items()
+        if not items:
+            return
+        current = self.currentItem()
+        idx = items.index(current) if current in items else -1
+        self.setCurrentItem(items[(idx + step) % len(items)])
+
+    def step_patient(self, step: int) -> None:
+        n = self.topLevelItemCount()
+        if n == 0:
+            return
+        cur = self.current_series()
+        idx = self.patients.index(cur[0]) if cur is not None and cur[0] in self.patients else -1
+        target = self.topLevelItem((idx + step) % n)
+        first = target
+        while first.childCount():
+            first = first.child(0)
+        self.setCurrentItem(first)
+
+    def _on_current(self, current: QTreeWidgetItem | None, _prev: object) -> None:
+        if current is None:
+            return
+        data = current.data(0, ROLE)
+        if data and data[0] == "series":
+            self.series_activated.emit(data[1], data[2], data[3])

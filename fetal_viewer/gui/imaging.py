@@ -1,0 +1,71 @@
+"""numpy <-> QImage conversion and the small per-pixel steps the view does itself.
+
+Only cheap operations live here (a 256-entry lookup table, a copy into a QImage); anything
+heavier runs in a worker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+#: colormaps offered for heatmaps (matplotlib names)
+COLORMAPS: tuple[str, ...] = ("jet", "turbo", "inferno", "viridis", "magma")
+
+
+def rgb_to_qimage(rgb: np.ndarray) -> QImage:
+    """A deep-copied QImage of an (H, W, 3) or (H, W) uint8 array."""
+    array = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if array.ndim == 2:
+        h, w = array.shape
+        return QImage(array.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    h, w, c = array.shape
+    if c == 4:
+        return QImage(array.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+    return QImage(array.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def qimage_to_rgb(image: QImage) -> np.ndarray:
+    """(H, W, 3) uint8 copy of any QImage."""
+    converted = image.convertToFormat(QImage.Format.Format_RGB888)
+    h, w = converted.height(), converted.width()
+    stride = converted.bytesPerLine()
+    buf = np.frombuffer(converted.constBits(), dtype=np.uint8, count=stride * h)
+    return buf.reshape(h, stride)[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def window_lut(brightness: float, contrast: float) -> np.ndarray:
+    """256-entry LUT: ``(x - 128) * contrast + 128 + brightness``, clipped to uint8."""
+    x = np.arange(256, dtype=np.float32)
+    return np.clip((x - 128.0) * contrast + 128.0 + brightness, 0, 255).astype(np.uint8)
+
+
+def apply_window(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
+    if brightness == 0 and contrast == 1:
+        return rgb
+    return window_lut(brightness, contrast)[rgb]
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> np.ndarray:
+    """(256, 3) uint8 RGB table of a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    cmap = colormaps[name]
+    return (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def heatmap_rgba(heatmap: np.ndarray, colormap: str, floor: float = 0.0) -> np.ndarray:
+    """(H, W, 4) uint8 coloured heatmap; values <= ``floor`` are fully transparent.
+
+    ``heatmap`` is float in [0, 1]. The alpha channel carries where the heatmap is, so the
+    frame shows through unchanged outside it; the layer opacity sets the blend strength.
+    """
+    h = np.clip(np.nan_to_num(heatmap, nan=0.0), 0.0, 1.0)
+    idx = (h * 255.0 + 0.5).astype(np.uint8)
+    rgba = np.empty((*h.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = colormap_lut(colormap)[idx]
+    rgba[..., 3] = np.where(h > floor, 255, 0).astype(np.uint8)
+    return rgba

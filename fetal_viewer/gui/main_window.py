@@ -1,0 +1,756 @@
+"""The main window: study browser (left), viewer pane (centre), AI panel (right).
+
+The :class:`ViewerPane` (calibration banner, :class:`ImageView`, :class:`CineControls`) is
+self-contained so that a reader-study "reading mode" can reuse it: see
+:meth:`MainWindow.set_central_mode`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QIcon,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import FunctionWorker, create_worker
+
+from fetal_viewer import INTENDED_USE, __version__
+from fetal_viewer.errors import StudyLoadError
+from fetal_viewer.gui.ai_panel import AIPanel
+from fetal_viewer.gui.browser import StudyBrowser
+from fetal_viewer.gui.cine import CineControls
+from fetal_viewer.gui.error_sink import ErrorSink
+from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
+from fetal_viewer.gui.imaging import heatmap_rgba
+from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
+from fetal_viewer.gui.workers import (
+    FrameLoader,
+    FrameResult,
+    ModelInfo,
+    ModelService,
+    SeriesKey,
+    open_paths_job,
+    series_key,
+)
+from fetal_viewer.resources import RESOURCES
+
+log = logging.getLogger("fetal_viewer.gui")
+
+MAX_RECENT = 10
+PREFETCH = 6
+HEATMAP_FLOOR = 0.02
+
+
+class ViewerPane(QWidget):
+    """Calibration banner + image view + cine controls. Knows a series, not a study."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("viewerPane")
+        self.calibration_banner = QLabel("", self)
+        self.calibration_banner.setObjectName("calibrationWarning")
+        self.calibration_banner.setWordWrap(True)
+        self.calibration_banner.setVisible(False)
+        self.view = ImageView(self)
+        self.cine = CineControls(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.calibration_banner)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.cine)
+
+    def set_calibration(self, calibration: Any) -> None:
+        spacing = getattr(calibration, "spacing_mm", None)
+        self.view.set_calibration(spacing)
+        if spacing is None:
+            reason = getattr(calibration, "reason", "") or "no Sequence of Ultrasound Regions"
+            self.calibration_banner.setText(
+                f"⚠ Not calibrated ({reason}): measurements are in pixels, not millimetres."
+            )
+        self.calibration_banner.setVisible(spacing is None)
+
+
+class MainWindow(QMainWindow):
+    study_opened = Signal(object)  # list of patients added
+    frame_shown = Signal(int)  # index now on screen
+    ai_shown = Signal(int)  # index whose AI result is on screen
+
+    def __init__(
+        self,
+        settings: QSettings | None = None,
+        error_sink: ErrorSink | None = None,
+        model_service: ModelService | None = None,
+    ) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.setWindowTitle(f"fetal-viewer {__version__} — {INTENDED_USE}")
+        icon = RESOURCES / "icons" / "app" / "fetal-viewer.svg"
+        if icon.is_file():
+            self.setWindowIcon(QIcon(str(icon)))
+        self.settings = settings if settings is not None else QSettings()
+        self.sink = error_sink if error_sink is not None else ErrorSink()
+        self.sink.set_parent_widget(self)
+        self.loader = FrameLoader()
+        self.model = model_service if model_service is not None else ModelService()
+        self._owns_model = model_service is None
+        self._workers: set[FunctionWorker] = set()
+        self._closed = False
+
+        self.pane = ViewerPane(self)
+        self.view = self.pane.view
+        self.cine = self.pane.cine
+        self.central = QStackedWidget(self)
+        self.central.addWidget(self.pane)
+        self.setCentralWidget(self.central)
+
+        self.browser = StudyBrowser(self)
+        self.browser_dock = self._dock("Studies", "browserDock", self.browser)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
+        self.ai_panel = AIPanel(self)
+        self.ai_dock = self._dock("AI", "aiDock", self.ai_panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ai_dock)
+
+        self.status_label = QLabel("Open a study (Ctrl+O) or drop files here.", self)
+        self.status_progress = QProgressBar(self)
+        self.status_progress.setObjectName("statusProgress")
+        self.status_progress.setMaximumWidth(220)
+        self.status_progress.setVisible(False)
+        self.zoom_label = QLabel("", self)
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.zoom_label)
+        self.statusBar().addPermanentWidget(self.status_progress)
+
+        # state
+        self.patient: Any = None
+        self.study: Any = None
+        self.series: Any = None
+        self.index = 0
+        self.result: FrameResult | None = None
+        self._wanted: tuple[SeriesKey, int] | None = None
+        self._ai_request = 0
+        self._job: int | None = None
+        self._loading = 0
+
+        self.actions: dict[str, QAction] = {}
+        self._build_actions()
+        self._build_menus()
+        self._connect()
+        self.setAcceptDrops(True)
+        self._restore_settings()
+        self.resize(1400, 860) if not self.settings.contains("window/geometry") else None
+
+    # ==================================================================================
+    # construction
+    # ==================================================================================
+    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        return dock
+
+    def _build_actions(self) -> None:
+        v, c, a = self.view, self.cine, self.ai_panel
+        slots = {
+            "open_file": self.open_file_dialog,
+            "open_folder": self.open_folder_dialog,
+            "export_view": lambda: self.export_view_dialog(True),
+            "export_view_bare": lambda: self.export_view_dialog(False),
+            "export_summary": self.export_summary_dialog,
+            "quit": self.close,
+            "next_frame": lambda: c.step(1),
+            "prev_frame": lambda: c.step(-1),
+            "first_frame": lambda: c.set_index(0),
+            "last_frame": lambda: c.set_index(c.n_frames - 1),
+            "play": c.toggle_play,
+            "next_series": lambda: self.browser.step_series(1),
+            "prev_series": lambda: self.browser.step_series(-1),
+            "next_case": lambda: self.browser.step_patient(1),
+            "prev_case": lambda: self.browser.step_patient(-1),
+            "fit": v.fit,
+            "actual_size": v.actual_size,
+            "zoom_in": v.zoom_in,
+            "zoom_out": v.zoom_out,
+            "rotate": v.rotate_right,
+            "flip_h": v.toggle_flip_h,
+            "flip_v": v.toggle_flip_v,
+            "reset_view": v.reset_view,
+            "brighter": lambda: v.set_window(v.brightness + 10, v.contrast),
+            "darker": lambda: v.set_window(v.brightness - 10, v.contrast),
+            "more_contrast": lambda: v.set_window(v.brightness, v.contrast * 1.1),
+            "less_contrast": lambda: v.set_window(v.brightness, v.contrast / 1.1),
+            "show_identities": lambda: self.browser.set_show_identities(
+                self.actions["show_identities"].isChecked()
+            ),
+            "tool_navigate": lambda: self.set_tool(Tool.NAVIGATE),
+            "tool_distance": lambda: self.set_tool(Tool.DISTANCE),
+            "tool_ellipse": lambda: self.set_tool(Tool.ELLIPSE),
+            "clear_measurements": v.clear_measurements,
+            "toggle_overlay": lambda: a.overlay_check.setChecked(not a.overlay_check.isChecked()),
+            "next_class": lambda: a.cycle_class(1),
+            "prev_class": lambda: a.cycle_class(-1),
+            "more_opacity": lambda: a.opacity_slider.setValue(a.opacity_slider.value() + 10),
+            "less_opacity": lambda: a.opacity_slider.setValue(a.opacity_slider.value() - 10),
+            "analyse": self.analyse_study,
+            "cancel": self.cancel_analysis,
+            "load_model": self.load_model_dialog,
+            "shortcuts": self.show_shortcuts,
+        }
+        for s in SHORTCUTS:
+            action = QAction(s.text, self)
+            action.setObjectName(f"action_{s.name}")
+            action.setShortcuts([QKeySequence(k) for k in s.keys])
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            action.triggered.connect(slots[s.name])
+            self.addAction(action)
+            self.actions[s.name] = action
+        for name in ("show_identities", "tool_navigate", "tool_distance", "tool_ellipse"):
+            self.actions[name].setCheckable(True)
+        self.actions["tool_navigate"].setChecked(True)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        menus: dict[str, QMenu] = {}
+        for group, title in (
+            ("File", "&File"),
+            ("Navigate", "&Navigate"),
+            ("View", "&View"),
+            ("Measure", "&Measure"),
+            ("AI", "&AI"),
+            ("Help", "&Help"),
+        ):
+            menus[group] = bar.addMenu(title)
+        self.recent_menu = QMenu("Open &recent", self)
+        for s in SHORTCUTS:
+            menu = menus[s.group]
+            menu.addAction(self.actions[s.name])
+            if s.name == "open_folder":
+                menu.addMenu(self.recent_menu)
+                menu.addSeparator()
+        about = QAction("About fetal-viewer", self)
+        about.triggered.connect(self.show_about)
+        menus["Help"].addAction(about)
+        panels = menus["View"]
+        panels.addSeparator()
+        panels.addAction(self.browser_dock.toggleViewAction())
+        panels.addAction(self.ai_dock.toggleViewAction())
+
+    def _connect(self) -> None:
+        self.browser.series_activated.connect(self._on_series_activated)
+        self.cine.index_changed.connect(self.show_frame)
+        self.loader.frame_ready.connect(self._on_frame_ready)
+        self.loader.thumbnail_ready.connect(self.browser.set_thumbnail)
+        self.loader.failed.connect(self.sink.report)
+        self.model.model_loaded.connect(self._on_model_loaded)
+        self.model.frame_result.connect(self._on_frame_result)
+        self.model.analysis_progress.connect(self._on_analysis_progress)
+        self.model.analysis_frames.connect(self._on_analysis_frames)
+        self.model.analysis_finished.connect(self._on_analysis_finished)
+        self.model.failed.connect(self._on_model_failed)
+        self.model.busy_changed.connect(self._update_busy)
+        self.ai_panel.overlay_toggled.connect(self.view.set_overlay_visible)
+        self.ai_panel.display_changed.connect(self._on_display_changed)
+        self.ai_panel.analyse_requested.connect(self.analyse_study)
+        self.ai_panel.cancel_requested.connect(self.cancel_analysis)
+        self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f} %"))
+        self.view.measurement_added.connect(self._on_measurement)
+        self.view.set_overlay_opacity(self.ai_panel.opacity)
+
+    # ==================================================================================
+    # reading mode hook
+    # ==================================================================================
+    def set_central_mode(self, widget: QWidget | None) -> None:
+        """Show ``widget`` in the centre instead of the viewer pane (None = back to it).
+
+        A reading mode builds its own widget around ``self.pane`` (re-parent it into its
+        layout while active) and hides the browser and AI docks as its protocol requires.
+        """
+        if widget is None:
+            self.central.setCurrentWidget(self.pane)
+            return
+        if self.central.indexOf(widget) < 0:
+            self.central.addWidget(widget)
+        self.central.setCurrentWidget(widget)
+
+    # ==================================================================================
+    # opening
+    # ==================================================================================
+    def open_file_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open ultrasound files", self._last_dir(), "All files (*)"
+        )
+        if paths:
+            self.open_paths(paths)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_dir())
+        if folder:
+            self.open_paths([folder])
+
+    def _last_dir(self) -> str:
+        recent = self.recent()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def open_paths(self, paths: Sequence[str | Path]) -> None:
+        """Scan ``paths`` in a worker; patients are added when the scan returns."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            return
+        self._set_loading(+1, f"Opening {', '.join(Path(p).name for p in paths)}…")
+        worker = create_worker(open_paths_job, paths, _start_thread=False)
+        worker.returned.connect(lambda result: self._on_opened(paths, result))
+        worker.errored.connect(lambda exc: self.sink.report(exc, "Opening files"))
+        worker.finished.connect(lambda: self._set_loading(-1))
+        self._start(worker)
+
+    def run_job(self, fn: Any, *args: Any, context: str, on_returned: Any = None) -> FunctionWorker:
+        """Run ``fn(*args)`` in a worker with status-bar progress and the error sink."""
+        self._set_loading(+1, f"{context}…")
+        worker = create_worker(fn, *args, _start_thread=False)
+        if on_returned is not None:
+            worker.returned.connect(on_returned)
+        worker.errored.connect(lambda exc: self.sink.report(exc, context))
+        worker.finished.connect(lambda: self._set_loading(-1))
+        self._start(worker)
+        return worker
+
+    def _start(self, worker: FunctionWorker) -> None:
+        self._workers.add(worker)
+        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        worker.start()
+
+    def _set_loading(self, delta: int, message: str = "") -> None:
+        self._loading = max(0, self._loading + delta)
+        if message:
+            self.status_label.setText(message)
+        self._update_busy()
+
+    def _on_opened(self, paths: list[str], result: Any) -> None:
+        if self._closed:
+            return
+        added = self.browser.add_patients(list(result.patients))
+        for p in paths:
+            self.add_recent(p)
+        problems = list(result.problems)
+        if problems:
+            self._report_problems(problems)
+        if added:
+            self.loader.request_thumbnails(added)
+            self.status_label.setText(
+                f"Opened {len(added)} series from {len(self.browser.patients)} patient(s)."
+            )
+            if self.series is None:
+                self.browser.select_series(added[0])
+        elif not problems:
+            self.sink.report(
+                StudyLoadError(
+                    "No ultrasound images were found.",
+                    why="The files are not DICOM or image files the viewer can read.",
+                    fix="Open a DICOM file, a DICOMDIR, a folder of them, or PNG/JPEG frames.",
+                    path=paths[0],
+                ),
+                "Opening files",
+            )
+        self.study_opened.emit(added)
+
+    def _report_problems(self, problems: list[StudyLoadError]) -> None:
+        if len(problems) == 1:
+            self.sink.report(problems[0], "Some files could not be opened")
+            return
+        first = problems[0]
+        summary = StudyLoadError(
+            f"{len(problems)} files could not be opened; the others were loaded.",
+            why="\n".join(str(p.path or p.what) for p in problems[:10])
+            + ("\n…" if len(problems) > 10 else "")
+            + f"\nFirst problem: {first.what} {first.why}",
+            fix=first.fix or "See the log file for each file's reason.",
+        )
+        for p in problems:
+            log.warning("load problem: %s", p.message)
+        self.sink.report(summary, "Some files could not be opened")
+
+    # ----- recent ------------------------------------------------------------------------
+    def recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def add_recent(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        items = [path, *(p for p in self.recent() if p != path)][:MAX_RECENT]
+        self.settings.setValue("recent", items)
+        self._rebuild_recent_menu()
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent():
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
+        self.recent_menu.setEnabled(bool(self.recent()))
+
+    # ----- drag and drop ---------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls: list[QUrl] = event.mimeData().urls()
+        paths = [u.toLocalFile() for u in urls if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    # ==================================================================================
+    # showing frames
+    # ==================================================================================
+    def _on_series_activated(self, patient: Any, study: Any, series: Any) -> None:
+        self.patient, self.study, self.series = patient, study, series
+        self.result = None
+        self.pane.set_calibration(series.calibration)
+        self.view.set_overlay(None)
+        self.cine.set_series(len(series), series.frame_time_ms)
+        self.setWindowTitle(
+            f"{self.browser.currentItem().parent().parent().text(0)} — "
+            f"{series.description or 'Series'} — fetal-viewer — {INTENDED_USE}"
+        )
+        self._update_patient_bars()
+        self.show_frame(0)
+
+    def show_frame(self, index: int) -> None:
+        if self.series is None:
+            return
+        self.index = index
+        frame = self.loader.cached(self.series, index)
+        ahead = range(index + 1, index + 1 + PREFETCH)
+        prefetch = [i % len(self.series) for i in ahead] + [index - 1]
+        self.loader.request(self.series, index, prefetch)
+        if frame is None:
+            self._wanted = (series_key(self.series), index)
+            self.cine.frame_pending = True
+            return
+        self._display(index, frame)
+
+    def _on_frame_ready(self, key: SeriesKey, index: int, frame: np.ndarray) -> None:
+        if self._wanted == (key, index):
+            self._display(index, frame)
+
+    def _display(self, index: int, frame: np.ndarray) -> None:
+        self._wanted = None
+        self.cine.frame_pending = False
+        self.view.set_frame(frame)
+        self.frame_shown.emit(index)
+        self._request_ai()
+
+    # ==================================================================================
+    # AI
+    # ==================================================================================
+    def load_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open model card", str(RESOURCES / "models"), "Model card (*.json)"
+        )
+        if path:
+            self.load_model(path)
+
+    def load_model(self, card_path: str | Path) -> None:
+        self.status_label.setText(f"Loading model {Path(card_path).name}…")
+        self.model.load_model(card_path)
+
+    def _on_model_loaded(self, info: ModelInfo) -> None:
+        self.ai_panel.set_model(info.name, info.version, info.sha, info.classes, info.intended_use)
+        self.ai_panel.set_methods(self.model.methods)
+        self.settings.setValue("model/card", info.card_path)
+        self.status_label.setText(f"Model {info.name} v{info.version} loaded.")
+        self.result = None
+        self._update_patient_bars()
+        self._request_ai()
+
+    def _request_ai(self) -> None:
+        if self.series is None or self.model.info is None:
+            return
+        method = self.ai_panel.method or "gradcam"
+        hit = self.model.cached(self.series, self.index, method)
+        if hit is not None:
+            self._apply_result(self.index, hit)
+            return
+        self._ai_request = self.model.request_frame(self.series, self.index, method)
+
+    def _on_frame_result(self, req: int, key: SeriesKey, index: int, result: FrameResult) -> None:
+        if req != self._ai_request or self.series is None:
+            return  # stale: the reader has moved on
+        if key != series_key(self.series) or index != self.index:
+            return
+        self._apply_result(index, result)
+
+    def _apply_result(self, index: int, result: FrameResult) -> None:
+        self.result = result
+        self.ai_panel.frame_bars.set_values(result.probs, f"Frame {index + 1}")
+        self._update_overlay()
+        self.ai_shown.emit(index)
+
+    def _update_overlay(self) -> None:
+        result = self.result
+        frame = self.view.frame
+        if result is None or frame is None:
+            self.view.set_overlay(None)
+            return
+        c = self.ai_panel.chosen_class(result.probs)
+        heat = result.heatmap(c) if c is not None else None
+        if heat is None or heat.shape != frame.shape[:2]:
+            self.view.set_overlay(None)
+            return
+        self.view.set_overlay(heatmap_rgba(heat, self.ai_panel.colormap, HEATMAP_FLOOR))
+
+    def _on_display_changed(self) -> None:
+        self.view.set_overlay_opacity(self.ai_panel.opacity)
+        method = self.ai_panel.method
+        if self.result is not None and self.series is not None:
+            cached = self.model.cached(self.series, self.index, method)
+            if cached is None:
+                self._request_ai()
+                return
+            self.result = cached
+        self._update_overlay()
+
+    def _update_patient_bars(self) -> None:
+        if self.patient is None or self.model.info is None:
+            self.ai_panel.patient_bars.set_values(None)
+            return
+        from fetal_viewer.core.model.aggregation import aggregate
+
+        probs, n_done, n_all = [], 0, 0
+        for study in self.patient.studies:
+            for series in study.series:
+                n_all += len(series)
+                found = self.model.series_probs(series)
+                if found is not None:
+                    probs.append(found[0])
+                    n_done += len(found[1])
+        if not probs:
+            self.ai_panel.patient_bars.set_values(None, "Not analysed yet (Analyse study: A)")
+            return
+        agg = aggregate(np.concatenate(probs), self.model.info.aggregation)
+        self.ai_panel.patient_bars.set_values(
+            agg, f"{n_done} of {n_all} frames, {self.model.info.aggregation} rule"
+        )
+
+    def analyse_study(self) -> None:
+        if self.study is None or self.model.info is None or self._job is not None:
+            return
+        self._job = self.model.analyse(list(self.study.series))
+        self.ai_panel.set_analysing(True)
+        self.status_label.setText("Analysing study…")
+
+    def cancel_analysis(self) -> None:
+        if self._job is not None:
+            self.model.cancel(self._job)
+            self.status_label.setText("Cancelling…")
+
+    def _on_analysis_progress(self, job: int, done: int, total: int) -> None:
+        if job != self._job:
+            return
+        self.ai_panel.set_progress(done, total)
+        self.status_progress.setRange(0, max(1, total))
+        self.status_progress.setValue(done)
+
+    def _on_analysis_frames(self, job: int, key: SeriesKey, indices: list[int]) -> None:
+        self._update_patient_bars()
+        current = self.series is not None and key == series_key(self.series)
+        if current and self.index in indices and self.result is None:
+            self._request_ai()
+
+    def _on_analysis_finished(self, job: int, cancelled: bool) -> None:
+        if job != self._job:
+            return
+        self._job = None
+        self.ai_panel.set_analysing(False)
+        self._update_patient_bars()
+        self._update_busy()
+        self.status_label.setText("Analysis cancelled." if cancelled else "Analysis finished.")
+
+    def _on_model_failed(self, req: int, exc: BaseException, context: str) -> None:
+        if self._job is not None and req == self._job:
+            self._job = None
+            self.ai_panel.set_analysing(False)
+        self.sink.report(exc, context)
+
+    def _update_busy(self, *_args: object) -> None:
+        busy = self._loading > 0 or self.model.is_busy()
+        self.status_progress.setVisible(busy)
+        if busy and self._job is None:
+            self.status_progress.setRange(0, 0)  # indeterminate
+
+    # ==================================================================================
+    # measuring, export, help
+    # ==================================================================================
+    def set_tool(self, tool: Tool) -> None:
+        self.view.set_tool(tool)
+        for name, t in (
+            ("tool_navigate", Tool.NAVIGATE),
+            ("tool_distance", Tool.DISTANCE),
+            ("tool_ellipse", Tool.ELLIPSE),
+        ):
+            self.actions[name].setChecked(t is tool)
+
+    def _on_measurement(self, m: Measurement) -> None:
+        note = "" if m.unit == "mm" else " (uncalibrated: pixels)"
+        self.status_label.setText(f"{m.kind.capitalize()}: {m.label}{note}")
+
+    def export_view(self, path: str | Path, with_overlay: bool) -> Path:
+        out = Path(path)
+        if not self.view.render_view(with_overlay).save(str(out), "PNG"):
+            raise StudyLoadError(
+                "The image could not be written.",
+                why="The folder is not writable or the disk is full.",
+                fix="Choose another folder.",
+                path=out,
+            )
+        return out
+
+    def export_view_dialog(self, with_overlay: bool) -> None:
+        if not self.view.has_image:
+            return
+        suffix = "overlay" if with_overlay else "frame"
+        default = str(Path(self._last_dir()) / f"view-{self.index + 1}-{suffix}.png")
+        path, _ = QFileDialog.getSaveFileName(self, "Export view", default, "PNG (*.png)")
+        if path:
+            try:
+                self.status_label.setText(f"Saved {self.export_view(path, with_overlay)}")
+            except Exception as exc:
+                self.sink.report(exc, "Exporting the view")
+
+    def export_summary(self, path: str | Path) -> FunctionWorker | None:
+        """Write the per-study AI summary in a worker; returns it (None if nothing to do)."""
+        if self.study is None or self.model.info is None:
+            return None
+        from fetal_viewer.gui.summary import SeriesSummaryInput, build_summary
+
+        inputs = []
+        for series in self.study.series:
+            found = self.model.series_probs(series)
+            indices = [] if found is None else found[1]
+            results = [self.model.cached(series, i) for i in indices]
+            inputs.append(SeriesSummaryInput(series, indices, [r for r in results if r]))
+        if not any(i.results for i in inputs):
+            self.sink.report(
+                StudyLoadError(
+                    "The study has not been analysed yet.",
+                    fix="Run AI > Analyse study (A) first, then export the summary.",
+                ),
+                "Exporting the AI summary",
+            )
+            return None
+        label = self.browser.topLevelItem(self.browser.patients.index(self.patient)).text(0)
+        worker = create_worker(
+            build_summary,
+            path,
+            label,
+            self.study,
+            inputs,
+            self.model.info,
+            self.ai_panel.colormap,
+            self.ai_panel.opacity,
+            _start_thread=False,
+        )
+        worker.returned.connect(lambda p: self.status_label.setText(f"Saved {p}"))
+        worker.errored.connect(lambda exc: self.sink.report(exc, "Exporting the AI summary"))
+        self._start(worker)
+        return worker
+
+    def export_summary_dialog(self) -> None:
+        default = str(Path(self._last_dir()) / "ai-summary.html")
+        path, _ = QFileDialog.getSaveFileName(self, "Export AI summary", default, "HTML (*.html)")
+        if path:
+            self.export_summary(path)
+
+    def show_shortcuts(self) -> None:
+        dialog = ShortcutsDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About fetal-viewer",
+            f"<b>fetal-viewer {__version__}</b><p>{INTENDED_USE}</p>"
+            "<p>Prenatal ultrasound viewer with fetal CNS anomaly classification and "
+            "class activation maps.</p>",
+        )
+
+    # ==================================================================================
+    # settings and shutdown
+    # ==================================================================================
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        state = s.value("window/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        self.ai_panel.opacity_slider.setValue(int(s.value("ai/opacity", 45)))
+        cmap = str(s.value("ai/colormap", "jet"))
+        idx = self.ai_panel.colormap_combo.findText(cmap)
+        if idx >= 0:
+            self.ai_panel.colormap_combo.setCurrentIndex(idx)
+        self._rebuild_recent_menu()
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("ai/opacity", self.ai_panel.opacity_slider.value())
+        s.setValue("ai/colormap", self.ai_panel.colormap)
+        s.sync()
+
+    def running_workers(self) -> int:
+        return len(self._workers) + int(self.loader.is_busy()) + int(self.model.isRunning())
+
+    def shutdown(self) -> None:
+        """Stop every worker and thread this window started (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.cine.set_playing(False)
+        self.sink.close_all()
+        for worker in list(self._workers):
+            worker.quit()
+        self.loader.shutdown()
+        if self._owns_model:
+            self.model.shutdown()
+        from superqt.utils import WorkerBase
+
+        WorkerBase.await_workers(30_000)
+        self._workers.clear()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_settings()
+        self.shutdown()
+        super().closeEvent(event)

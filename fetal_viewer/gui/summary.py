@@ -1,0 +1,121 @@
+"""Per-study AI summary as one self-contained HTML file (images embedded as PNG data URIs).
+
+:func:`build_summary` runs in a worker: it decodes the key frames, maps their heatmaps back
+onto the frames and blends them with :func:`fetal_viewer.core.cam.overlay.blend`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fetal_viewer import INTENDED_USE, __version__
+
+
+@dataclass(frozen=True)
+class SeriesSummaryInput:
+    series: Any
+    indices: list[int]
+    results: list[Any]  # FrameResult per index
+
+
+def _png_uri(rgb: np.ndarray) -> str:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - cv2 always encodes uint8 RGB
+        raise RuntimeError("PNG encoding failed")
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def _bars(classes: tuple[str, ...], probs: np.ndarray) -> str:
+    rows = []
+    top = int(np.argmax(probs))
+    for i, name in enumerate(classes):
+        p = float(probs[i])
+        weight = "bold" if i == top else "normal"
+        rows.append(
+            f"<tr><td style='font-weight:{weight}'>{html.escape(name)}</td>"
+            f"<td><div class='bar'><div style='width:{100 * p:.1f}%'></div></div></td>"
+            f"<td>{100 * p:.1f} %</td></tr>"
+        )
+    return "<table class='bars'>" + "".join(rows) + "</table>"
+
+
+def build_summary(
+    out_path: str | Path,
+    patient_label: str,
+    study: Any,
+    inputs: list[SeriesSummaryInput],
+    model: Any,  # workers.ModelInfo
+    colormap: str = "jet",
+    alpha: float = 0.45,
+    key_frames: int = 3,
+) -> Path:
+    from fetal_viewer.core.cam.overlay import blend
+    from fetal_viewer.core.model.aggregation import aggregate
+
+    classes = tuple(model.classes)
+    parts: list[str] = []
+    all_probs = [r.probs for inp in inputs for r in inp.results]
+    if not all_probs:
+        raise ValueError("no analysed frames")
+    patient_probs = aggregate(np.stack(all_probs), model.aggregation)
+    for inp in inputs:
+        if not inp.results:
+            continue
+        probs = np.stack([r.probs for r in inp.results])
+        series_probs = aggregate(probs, model.aggregation)
+        top = int(np.argmax(series_probs))
+        # key frames: the frames that support the series' top class most strongly
+        order = np.argsort(-probs[:, top])[:key_frames]
+        figures = []
+        for j in order:
+            index, result = inp.indices[int(j)], inp.results[int(j)]
+            frame = np.asarray(inp.series.frame(index), dtype=np.uint8)
+            heat = result.heatmap(top)
+            overlay = frame if heat is None else blend(frame, heat, alpha, colormap, 0.02)
+            figures.append(
+                "<figure>"
+                f"<img src='{_png_uri(frame)}' alt='frame {index + 1}'>"
+                f"<img src='{_png_uri(overlay)}' alt='frame {index + 1} heatmap'>"
+                f"<figcaption>Frame {index + 1}: {html.escape(classes[top])} "
+                f"{100 * float(probs[j, top]):.1f} %</figcaption></figure>"
+            )
+        s = inp.series
+        parts.append(
+            f"<section><h2>{html.escape(s.description or 'Series')} "
+            f"<small>({len(inp.results)} of {len(s)} frames analysed)</small></h2>"
+            f"{_bars(classes, series_probs)}<div class='frames'>{''.join(figures)}</div>"
+            "</section>"
+        )
+    when = datetime.now().strftime("%Y-%m-%d %H:%M")
+    study_label = " ".join(x for x in (str(study.date or ""), study.description or "") if x)
+    doc = f"""<!doctype html>
+<html><head><meta charset='utf-8'><title>AI summary – {html.escape(patient_label)}</title>
+<style>
+body {{ font-family: sans-serif; background:#1e1f22; color:#e6e6e6; margin:2em; }}
+.banner {{ background:#8a5a00; color:#fff; padding:.6em 1em; font-weight:bold; }}
+table.bars td {{ padding:2px 8px; }} .bar {{ width:240px; background:#333; height:12px; }}
+.bar div {{ background:#4a9eff; height:12px; }}
+.frames {{ display:flex; flex-wrap:wrap; gap:1em; }} figure img {{ max-width:320px; margin-right:4px; }}
+</style></head><body>
+<div class='banner'>{html.escape(INTENDED_USE)} {html.escape(model.intended_use)}</div>
+<h1>AI summary: {html.escape(patient_label)}</h1>
+<p>Study: {html.escape(study_label or str(study.uid))}<br>
+Model: {html.escape(model.name)} v{html.escape(model.version)} (weights sha256 {model.sha[:16]}),
+aggregation: {html.escape(model.aggregation)}<br>
+Made by fetal-viewer {__version__} on {when}.</p>
+<h2>Patient-level probabilities</h2>{_bars(classes, patient_probs)}
+{"".join(parts)}
+</body></html>
+"""
+    out = Path(out_path)
+    out.write_text(doc, encoding="utf-8")
+    return out

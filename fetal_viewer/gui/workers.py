@@ -1,0 +1,482 @@
+"""Background work for the window. Workers never touch widgets; results arrive by signal.
+
+- :class:`FrameLoader` decodes frames (``series.frame(i)``) and thumbnails in a small thread
+  pool with superqt workers, keeps a byte-bounded LRU cache and prefetches cine neighbours.
+- :class:`ModelService` is the one serial model worker: a ``QThread`` draining a priority
+  queue. Interactive frame requests go before "Analyse study" chunks, every request has an
+  id, requests that became stale before they started are skipped, results that arrive
+  stale are dropped by the caller, and results are cached per (series, frame, model sha).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
+from superqt.utils import FunctionWorker, create_worker
+
+from fetal_viewer.core.progress import CancelToken
+from fetal_viewer.errors import CancelledError, InferenceError
+
+log = logging.getLogger("fetal_viewer.gui.workers")
+
+SeriesKey = tuple[str, str]
+
+
+def series_key(series: Any) -> SeriesKey:
+    """Stable key of a series: (source path, series uid)."""
+    return (str(series.source), str(series.uid))
+
+
+# ---------------------------------------------------------------------------------------
+# frames and thumbnails
+# ---------------------------------------------------------------------------------------
+class FrameLoader(QObject):
+    """Decode frames off the GUI thread, with an LRU cache bounded in bytes."""
+
+    frame_ready = Signal(object, int, object)  # series key, index, (H, W, 3) uint8
+    thumbnail_ready = Signal(object, object)  # series key, small (h, w, 3) uint8
+    failed = Signal(object, str)  # exception, context
+
+    def __init__(self, cache_bytes: int = 768 * 2**20, threads: int = 2) -> None:
+        super().__init__()
+        self.pool = QThreadPool()
+        self.pool.setMaxThreadCount(threads)
+        self._cache: OrderedDict[tuple[SeriesKey, int], np.ndarray] = OrderedDict()
+        self._cache_bytes = 0
+        self._limit = cache_bytes
+        self._pending: set[tuple[SeriesKey, int]] = set()
+        self._workers: set[FunctionWorker] = set()
+        self._failed_keys: set[tuple[SeriesKey, int]] = set()
+
+    def cached(self, series: Any, index: int) -> np.ndarray | None:
+        item = (series_key(series), index)
+        frame = self._cache.get(item)
+        if frame is not None:
+            self._cache.move_to_end(item)
+        return frame
+
+    def request(self, series: Any, index: int, prefetch: Iterable[int] = ()) -> None:
+        """Decode ``index`` (and then ``prefetch``) unless cached or already pending."""
+        for i in (index, *prefetch):
+            if 0 <= i < len(series):
+                self._submit(series, i)
+
+    def _submit(self, series: Any, index: int) -> None:
+        item = (series_key(series), index)
+        if item in self._cache or item in self._pending or item in self._failed_keys:
+            return
+        self._pending.add(item)
+        worker = create_worker(_decode_frame, series, index, _start_thread=False)
+        worker.returned.connect(self._on_frame)
+        worker.errored.connect(lambda exc, item=item: self._on_error(item, exc))
+        self._run(worker)
+
+    def _run(self, worker: FunctionWorker) -> None:
+        self._workers.add(worker)
+        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        self.pool.start(worker)
+
+    @Slot(object)
+    def _on_frame(self, result: tuple[SeriesKey, int, np.ndarray]) -> None:
+        key, index, frame = result
+        self._pending.discard((key, index))
+        self._cache[(key, index)] = frame
+        self._cache_bytes += frame.nbytes
+        while self._cache_bytes > self._limit and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cache_bytes -= old.nbytes
+        self.frame_ready.emit(key, index, frame)
+
+    def _on_error(self, item: tuple[SeriesKey, int], exc: Exception) -> None:
+        self._pending.discard(item)
+        self._failed_keys.add(item)
+        self.failed.emit(exc, f"Reading frame {item[1] + 1}")
+
+    def request_thumbnails(self, series_list: Sequence[Any], size: int = 64) -> None:
+        worker = create_worker(_thumbnails, list(series_list), size, _start_thread=False)
+        worker.yielded.connect(lambda kv: self.thumbnail_ready.emit(kv[0], kv[1]))
+        worker.errored.connect(lambda exc: self.failed.emit(exc, "Making thumbnails"))
+        self._run(worker)
+
+    def is_busy(self) -> bool:
+        return bool(self._workers)
+
+    def shutdown(self, msecs: int = 10_000) -> None:
+        for worker in list(self._workers):
+            worker.quit()
+        self.pool.clear()
+        self.pool.waitForDone(msecs)
+        self._workers.clear()
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._cache_bytes = 0
+        self._failed_keys.clear()
+
+
+def _decode_frame(series: Any, index: int) -> tuple[SeriesKey, int, np.ndarray]:
+    frame = np.ascontiguousarray(series.frame(index), dtype=np.uint8)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[..., None], 3, axis=2)
+    return series_key(series), index, frame
+
+
+def _thumbnails(series_list: list[Any], size: int) -> Any:
+    import cv2
+
+    for series in series_list:
+        frame = np.asarray(series.frame(0), dtype=np.uint8)
+        if frame.ndim == 2:
+            frame = np.repeat(frame[..., None], 3, axis=2)
+        h, w = frame.shape[:2]
+        scale = size / max(h, w)
+        small = cv2.resize(
+            frame,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        yield series_key(series), np.ascontiguousarray(small)
+
+
+def open_paths_job(paths: list[str]) -> Any:
+    """Scan and index files (run in a worker)."""
+    from fetal_viewer.core.io import open_paths
+
+    return open_paths([Path(p) for p in paths])
+
+
+def demo_studies_job() -> str:
+    """Make (once) and locate the demo studies (run in a worker)."""
+    from fetal_viewer.core.phantoms.demo import ensure_demo_studies
+
+    return str(ensure_demo_studies())
+
+
+# ---------------------------------------------------------------------------------------
+# the serial model worker
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FrameResult:
+    """Model output for one frame: class probabilities and the low-resolution class maps
+    of every class, with the geometry that maps them back onto the frame."""
+
+    probs: np.ndarray  # (C,)
+    cams: np.ndarray | None  # (C, h, w)
+    geometry: Any  # preprocess.Geometry
+
+    def heatmap(self, class_index: int) -> np.ndarray | None:
+        """(H, W) float32 in [0, 1] over the frame for one class, or None."""
+        if self.cams is None:
+            return None
+        cam = np.maximum(np.asarray(self.cams[class_index], dtype=np.float32), 0.0)
+        peak = float(cam.max())
+        if peak > 0:
+            cam = cam / peak
+        return self.geometry.to_frame(cam)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    sha: str
+    classes: tuple[str, ...]
+    intended_use: str
+    card_path: str
+    aggregation: str
+
+
+@dataclass
+class AnalysisJob:
+    job_id: int
+    series: list[Any]
+    sha: str
+    total: int
+    done: int = 0
+    cancel: CancelToken = field(default_factory=CancelToken)
+    chunks_left: int = 0
+
+
+@dataclass(order=True)
+class _Task:
+    priority: int
+    seq: int
+    kind: str = field(compare=False)
+    payload: Any = field(compare=False, default=None)
+
+
+#: the one-pass all-class method (fetal_viewer.core.cam.gradcam.FAST_METHOD)
+FAST_METHOD = "gradcam"
+PRIORITY_STOP, PRIORITY_LOAD, PRIORITY_FRAME, PRIORITY_ANALYSIS = -1, 0, 1, 2
+
+
+class ModelService(QThread):
+    """All model work (loading, inference, CAM) on one thread, in priority order."""
+
+    model_loaded = Signal(object)  # ModelInfo
+    frame_result = Signal(int, object, int, object)  # request id, series key, index, FrameResult
+    analysis_progress = Signal(int, int, int)  # job id, done, total
+    analysis_frames = Signal(int, object, object)  # job id, series key, list of indices
+    analysis_finished = Signal(int, bool)  # job id, cancelled
+    failed = Signal(int, object, str)  # request/job id (0 = load), exception, context
+    busy_changed = Signal(bool)
+
+    def __init__(self, batch_size: int = 8, cache_entries: int = 20_000) -> None:
+        super().__init__()
+        self.setObjectName("ModelService")
+        self._queue: queue.PriorityQueue[_Task] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[SeriesKey, int, str, str], FrameResult] = OrderedDict()
+        self.methods: tuple[str, ...] = (FAST_METHOD,)
+        self._cache_entries = cache_entries
+        self._loaded: Any = None
+        self._predictor: Any = None
+        self.info: ModelInfo | None = None
+        self.batch_size = batch_size
+        self.latest_frame_request = 0
+        self.skipped_stale = 0
+        self._jobs: dict[int, AnalysisJob] = {}
+        self._busy = 0
+        self._done.connect(self._task_done)
+        self.start()
+
+    # ----- public API (GUI thread) -----------------------------------------------------
+    def load_model(self, card_path: str | Path) -> int:
+        return self._put(PRIORITY_LOAD, "load", str(card_path))
+
+    def cached(self, series: Any, index: int, method: str = FAST_METHOD) -> FrameResult | None:
+        if self.info is None:
+            return None
+        with self._lock:
+            return self._cache.get((series_key(series), index, self.info.sha, method))
+
+    def request_frame(self, series: Any, index: int, method: str = FAST_METHOD) -> int:
+        """Ask for one frame; older frame requests not yet started become stale."""
+        req = next(self._ids)
+        self.latest_frame_request = req
+        self._put(PRIORITY_FRAME, "frame", (req, series, index, method), req_id=req)
+        return req
+
+    def analyse(self, series_list: Sequence[Any]) -> int:
+        """Queue every frame of ``series_list`` in batches; returns the job id."""
+        if self.info is None:
+            raise InferenceError(
+                "No model is loaded.", fix="Open a model card with AI > Load model first."
+            )
+        job_id = next(self._ids)
+        total = sum(len(s) for s in series_list)
+        job = AnalysisJob(job_id, list(series_list), self.info.sha, total)
+        chunks = [
+            (series, list(range(start, min(len(series), start + self.batch_size))))
+            for series in series_list
+            for start in range(0, len(series), self.batch_size)
+        ]
+        job.chunks_left = len(chunks)
+        self._jobs[job_id] = job
+        if not chunks:
+            self.analysis_finished.emit(job_id, False)
+            return job_id
+        for series, indices in chunks:
+            self._put(PRIORITY_ANALYSIS, "chunk", (job, series, indices), req_id=job_id)
+        return job_id
+
+    def cancel(self, job_id: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.cancel.cancel()
+
+    def cancel_all(self) -> None:
+        for job in self._jobs.values():
+            job.cancel.cancel()
+        self.latest_frame_request = next(self._ids)
+
+    def is_busy(self) -> bool:
+        return self._busy > 0
+
+    def shutdown(self, msecs: int = 30_000) -> None:
+        self.cancel_all()
+        self._queue.put(_Task(PRIORITY_STOP, next(self._seq), "stop"))
+        if not self.wait(msecs):
+            log.error("model thread did not stop within %d ms", msecs)
+
+    # ----- internals --------------------------------------------------------------------
+    def _put(self, priority: int, kind: str, payload: Any, req_id: int | None = None) -> int:
+        req = req_id if req_id is not None else next(self._ids)
+        self._busy += 1
+        if self._busy == 1:
+            self.busy_changed.emit(True)
+        self._queue.put(_Task(priority, next(self._seq), kind, (req, payload)))
+        return req
+
+    @Slot()
+    def _task_done(self) -> None:
+        self._busy = max(0, self._busy - 1)
+        if self._busy == 0:
+            self.busy_changed.emit(False)
+
+    _done = Signal()
+
+    def run(self) -> None:  # the model thread
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        while True:
+            task = self._queue.get()
+            if task.kind == "stop":
+                break
+            req, payload = task.payload
+            try:
+                self._handle(task.kind, req, payload)
+            except CancelledError:
+                pass
+            except Exception as exc:
+                context = {
+                    "load": "Loading the model",
+                    "frame": "Running the model on a frame",
+                    "chunk": "Analysing the study",
+                }[task.kind]
+                if task.kind == "chunk":
+                    job = payload[0]
+                    job.cancel.cancel()
+                    self._finish_chunk(job)
+                self.failed.emit(req, exc, context)
+            finally:
+                self._done.emit()
+
+    def _handle(self, kind: str, req: int, payload: Any) -> None:
+        if kind == "load":
+            self._load(payload)
+        elif kind == "frame":
+            _, series, index, method = payload
+            if req < self.latest_frame_request:
+                self.skipped_stale += 1  # a newer frame was asked for before this started
+                return
+            if self.info is None:
+                return
+            key = (series_key(series), index, self.info.sha, method)
+            with self._lock:
+                hit = self._cache.get(key)
+            result = hit or self._infer(series, [index], method)[0]
+            self.frame_result.emit(req, key[0], index, result)
+        elif kind == "chunk":
+            job, series, indices = payload
+            if job.cancel.cancelled:
+                self._finish_chunk(job)
+                return
+            skey = series_key(series)
+            with self._lock:
+                todo = [i for i in indices if (skey, i, job.sha, FAST_METHOD) not in self._cache]
+            if todo:
+                self._infer(series, todo, FAST_METHOD, cancel=job.cancel)
+            job.done += len(indices)
+            self.analysis_frames.emit(job.job_id, skey, list(indices))
+            self.analysis_progress.emit(job.job_id, job.done, job.total)
+            self._finish_chunk(job)
+
+    def _finish_chunk(self, job: AnalysisJob) -> None:
+        job.chunks_left -= 1
+        if job.chunks_left <= 0 and self._jobs.pop(job.job_id, None) is not None:
+            self.analysis_finished.emit(job.job_id, job.cancel.cancelled)
+
+    def _load(self, card_path: str) -> None:
+        from fetal_viewer.core.model.checkpoint import load_checkpoint
+        from fetal_viewer.core.model.predictor import Predictor
+
+        loaded = load_checkpoint(card_path)
+        card = loaded.card
+        sha = getattr(card, "weights_sha256", "") or _file_sha(Path(card_path))
+        self._loaded = loaded
+        self._predictor = Predictor(loaded)
+        from fetal_viewer.core.cam.gradcam import CAM_METHODS
+
+        self.methods = tuple(CAM_METHODS)
+        self.info = ModelInfo(
+            name=card.name,
+            version=card.version,
+            sha=sha,
+            classes=tuple(card.classes),
+            intended_use=card.intended_use,
+            card_path=str(card_path),
+            aggregation=getattr(card, "aggregation", "mean"),
+        )
+        self.model_loaded.emit(self.info)
+
+    def _infer(
+        self,
+        series: Any,
+        indices: list[int],
+        method: str = FAST_METHOD,
+        cancel: CancelToken | None = None,
+    ) -> list[FrameResult]:
+        assert self.info is not None
+        frames = [np.asarray(series.frame(i), dtype=np.uint8) for i in indices]
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        fast = method == FAST_METHOD
+        preds = self._predictor.predict(
+            frames, batch_size=len(frames), cancel=cancel, with_cam=fast
+        )
+        cams = preds.cams
+        if not fast:
+            cams = self._library_cams(frames, method, cancel)
+        results = []
+        skey = series_key(series)
+        with self._lock:
+            for j, index in enumerate(indices):
+                result = FrameResult(
+                    probs=np.asarray(preds.probs[j], dtype=np.float32),
+                    cams=None if cams is None else np.asarray(cams[j], dtype=np.float32),
+                    geometry=preds.geometries[j],
+                )
+                self._cache[(skey, index, self.info.sha, method)] = result
+                results.append(result)
+            while len(self._cache) > self._cache_entries:
+                self._cache.popitem(last=False)
+        return results
+
+    def _library_cams(
+        self, frames: list[np.ndarray], method: str, cancel: CancelToken | None
+    ) -> np.ndarray:
+        """Maps of a pytorch_grad_cam method for every class, (N, C, S, S)."""
+        import torch
+
+        from fetal_viewer.core.cam.gradcam import library_cams
+        from fetal_viewer.core.model.preprocess import preprocess
+
+        spec = self._loaded.card.spec
+        x = torch.from_numpy(np.stack([preprocess(f, spec).array for f in frames]))
+        return library_cams(self._loaded.model, x, method, cancel=cancel)
+
+    def series_probs(self, series: Any) -> tuple[np.ndarray, list[int]] | None:
+        """(N_analysed, C) probabilities of the cached frames of a series and their indices."""
+        if self.info is None:
+            return None
+        skey = series_key(series)
+        with self._lock:
+            found = [
+                (i, r.probs)
+                for i in range(len(series))
+                if (r := self._cache.get((skey, i, self.info.sha, FAST_METHOD))) is not None
+            ]
+        if not found:
+            return None
+        return np.stack([p for _, p in found]), [i for i, _ in found]
+
+
+def _file_sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
