@@ -1,0 +1,240 @@
+"""De-identified exports of a reader study.
+
+- long CSV and JSON: one row per effective read (label text, case pseudonym, timings, AI
+  exposure); superseded reads are left out. :func:`load_long_csv` reads it back.
+- iMRMC input (Gallas et al.): ``readerID,caseID,modalityID,score`` rows after
+  ``BEGIN DATA:``, with truth rows ``-1,caseID,0,truth``; score = anomaly probability,
+  truth = 1 for any anomaly, 0 for normal.
+- MRMCaov long table: ``reader,treatment,case,truth,rating``.
+
+None of them contains source paths, file names or anything from the DICOM headers: cases
+appear only by pseudonym, readers by pseudonym.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fetal_viewer.core.store import Store
+
+NORMAL = "normal"
+
+
+@dataclass(frozen=True)
+class LongRow:
+    """One effective read, de-identified (the row of the long CSV)."""
+
+    study: str
+    design: str
+    reader: str
+    reader_role: str
+    reader_years: float
+    arm: int
+    condition: str
+    case: str
+    reference: str
+    ga_weeks: float | None
+    center: str | None
+    label: str
+    correct: bool
+    confidence: int
+    anomaly_prob: int
+    started_at: str
+    submitted_at: str
+    active_ms: int
+    position: int
+    ai_model_sha: str
+    ai_top_label: str
+    ai_probs: str  # JSON object, "" when no AI was shown
+    ai_heatmap_visible: str  # "true", "false" or ""
+    changed_from_unaided: str  # "true", "false" or ""
+    read_uid: str
+
+
+LONG_COLUMNS: tuple[str, ...] = tuple(LongRow.__dataclass_fields__)
+
+
+def _b(value: bool | None) -> str:
+    return "" if value is None else ("true" if value else "false")
+
+
+def long_rows(store: Store, study: str) -> list[LongRow]:
+    st = store.get_study(study)
+    cases = {c.id: c for c in store.list_cases(study)}
+    readers = store.readers_by_id()
+    arms: dict[int, int] = {}
+    for e in store.enrolments(study):
+        rd = next(r for r in readers.values() if r.pseudonym == e.reader)
+        for s in store.sessions(st.id, rd.id):
+            arms[s.id] = s.arm
+    out = []
+    for r in store.reads(st.id):
+        c = cases[r.case_id]
+        rd = readers[r.reader_id]
+        probs = r.ai_probs or {}
+        out.append(
+            LongRow(
+                study=st.name,
+                design=st.design,
+                reader=rd.pseudonym,
+                reader_role=rd.role,
+                reader_years=rd.years_experience,
+                arm=arms.get(r.session_id, 1),
+                condition=r.condition,
+                case=c.pseudonym,
+                reference=c.reference_label,
+                ga_weeks=c.ga_weeks,
+                center=c.center,
+                label=r.label,
+                correct=r.label == c.reference_label,
+                confidence=r.confidence,
+                anomaly_prob=r.anomaly_prob,
+                started_at=r.started_at.isoformat(),
+                submitted_at=r.submitted_at.isoformat(),
+                active_ms=r.active_ms,
+                position=r.position,
+                ai_model_sha=r.ai_model_sha or "",
+                ai_top_label=max(probs, key=lambda k: probs[k]) if probs else "",
+                ai_probs=json.dumps(probs, sort_keys=True) if probs else "",
+                ai_heatmap_visible=_b(r.ai_heatmap_visible),
+                changed_from_unaided=_b(r.changed_from_unaided),
+                read_uid=r.uid,
+            )
+        )
+    out.sort(key=lambda x: (x.reader, x.arm, x.submitted_at, x.read_uid))
+    return out
+
+
+def write_long_csv(rows: Iterable[LongRow], path: Path) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(LONG_COLUMNS)
+        for r in rows:
+            d = asdict(r)
+            w.writerow(["" if d[k] is None else d[k] for k in LONG_COLUMNS])
+    return path
+
+
+def load_long_csv(path: Path) -> list[LongRow]:
+    """Read a long CSV (ours, edited, or built elsewhere with the same columns)."""
+    from fetal_viewer.errors import DataError
+
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        required = {"reader", "condition", "case", "reference", "label", "anomaly_prob"}
+        missing = required - set(reader.fieldnames or ())
+        if missing:
+            raise DataError(
+                "The reads CSV lacks required columns.",
+                why=f"Missing: {sorted(missing)}.",
+                fix=f"Use the long CSV export; columns: {', '.join(LONG_COLUMNS)}.",
+                path=path,
+            )
+        out = []
+        for i, d in enumerate(reader, start=2):
+            try:
+                ga = d.get("ga_weeks") or ""
+                out.append(
+                    LongRow(
+                        study=d.get("study", ""),
+                        design=d.get("design", "sequential") or "sequential",
+                        reader=d["reader"],
+                        reader_role=d.get("reader_role", ""),
+                        reader_years=float(d.get("reader_years") or 0),
+                        arm=int(d.get("arm") or 1),
+                        condition=d["condition"],
+                        case=d["case"],
+                        reference=d["reference"],
+                        ga_weeks=float(ga) if ga else None,
+                        center=d.get("center") or None,
+                        label=d["label"],
+                        correct=d["label"] == d["reference"],
+                        confidence=int(float(d.get("confidence") or 0)),
+                        anomaly_prob=int(float(d["anomaly_prob"])),
+                        started_at=d.get("started_at", ""),
+                        submitted_at=d.get("submitted_at", ""),
+                        active_ms=int(float(d.get("active_ms") or 0)),
+                        position=int(float(d.get("position") or 0)),
+                        ai_model_sha=d.get("ai_model_sha", ""),
+                        ai_top_label=d.get("ai_top_label", ""),
+                        ai_probs=d.get("ai_probs", ""),
+                        ai_heatmap_visible=d.get("ai_heatmap_visible", ""),
+                        changed_from_unaided=d.get("changed_from_unaided", ""),
+                        read_uid=d.get("read_uid", f"row{i}"),
+                    )
+                )
+            except (KeyError, ValueError) as exc:
+                raise DataError(
+                    f"Line {i} of the reads CSV is malformed.", why=str(exc), path=path
+                ) from exc
+    return out
+
+
+def write_json(rows: Sequence[LongRow], path: Path, meta: dict[str, object]) -> Path:
+    doc = {"meta": meta, "reads": [asdict(r) for r in rows]}
+    path.write_text(json.dumps(doc, indent=1, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def truth_of(reference: str) -> int:
+    return 0 if reference == NORMAL else 1
+
+
+def write_imrmc(rows: Sequence[LongRow], path: Path, study: str = "") -> Path:
+    """iMRMC input: truth rows (readerID -1) then one row per read; modality = condition."""
+    cases = sorted({r.case: r.reference for r in rows}.items())
+    lines = [
+        f"fetal-viewer reader study {study}: normal vs any anomaly,",
+        "score = reader's probability of any anomaly (0-100).",
+        f"NR: {len({r.reader for r in rows})}",
+        f"N0: {sum(1 for _, ref in cases if truth_of(ref) == 0)}",
+        f"N1: {sum(1 for _, ref in cases if truth_of(ref) == 1)}",
+        f"NM: {len({r.condition for r in rows})}",
+        "BEGIN DATA:",
+    ]
+    lines += [f"-1,{case},0,{truth_of(ref)}" for case, ref in cases]
+    lines += [
+        f"{r.reader},{r.case},{r.condition},{r.anomaly_prob}"
+        for r in sorted(rows, key=lambda x: (x.condition, x.reader, x.case))
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_mrmcaov(rows: Sequence[LongRow], path: Path) -> Path:
+    """Long table for MRMCaov::mrmc(empirical_auc(truth, rating), treatment, reader, case)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["reader", "treatment", "case", "truth", "rating"])
+        for r in sorted(rows, key=lambda x: (x.condition, x.reader, x.case)):
+            w.writerow([r.reader, r.condition, r.case, truth_of(r.reference), r.anomaly_prob])
+    return path
+
+
+def export_all(store: Store, study: str, out_dir: Path) -> dict[str, Path]:
+    """Write every export of a study into ``out_dir``; returns name -> path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    st = store.get_study(study)
+    rows = long_rows(store, study)
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in study)
+    meta: dict[str, object] = {
+        "study": st.name,
+        "design": st.design,
+        "labels": list(st.labels),
+        "confidence_scale": list(st.confidence_scale),
+        "seed": st.seed,
+        "washout_days": st.washout_days,
+        "model_sha256": st.model_sha256,
+        "n_cases": st.n_cases,
+        "n_reads": len(rows),
+    }
+    return {
+        "long_csv": write_long_csv(rows, out_dir / f"{safe}_reads.csv"),
+        "json": write_json(rows, out_dir / f"{safe}_reads.json", meta),
+        "imrmc": write_imrmc(rows, out_dir / f"{safe}_imrmc.csv", st.name),
+        "mrmcaov": write_mrmcaov(rows, out_dir / f"{safe}_mrmcaov.csv"),
+    }

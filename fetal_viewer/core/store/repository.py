@@ -1,0 +1,834 @@
+"""The store's public face: a :class:`Store` whose methods run one unit of work each and
+return frozen dataclasses (never ORM rows).
+
+Every write commits before the method returns; on SQLite with ``synchronous=FULL`` in WAL
+mode that means the data is on disk. Reads are never updated: :meth:`Store.correct_read`
+adds a new row that supersedes the old one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from fetal_viewer.core.store import engine as eng
+from fetal_viewer.core.store.models import (
+    AuditRow,
+    CaseRow,
+    EnrolmentRow,
+    ReaderRow,
+    ReadRow,
+    SessionRow,
+    StudyRow,
+)
+from fetal_viewer.errors import ProtocolError, StoreError
+
+DESIGNS = ("sequential", "crossover")
+CONDITIONS = ("unaided", "aided")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_opt(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+@dataclass(frozen=True)
+class Reader:
+    id: int
+    pseudonym: str
+    role: str
+    years_experience: float
+
+
+@dataclass(frozen=True)
+class Study:
+    id: int
+    name: str
+    design: str
+    labels: tuple[str, ...]
+    confidence_scale: tuple[int, int]
+    seed: int
+    washout_days: float
+    model_card: dict[str, Any] | None
+    model_sha256: str | None
+    created_at: datetime
+    n_cases: int
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """A case to add to a new study (coordinator input)."""
+
+    source_path: str
+    reference_label: str
+    reference_source: str = "reference standard"
+    frame: int = 0
+    ga_weeks: float | None = None
+    center: str | None = None
+
+
+@dataclass(frozen=True)
+class Case:
+    """A case as the coordinator sees it (with the reference; never shown to readers)."""
+
+    id: int
+    pseudonym: str
+    source_path: str
+    frame: int
+    reference_label: str
+    reference_source: str
+    ga_weeks: float | None
+    center: str | None
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    study: str
+    reader: str
+    order_seed: int
+
+
+@dataclass(frozen=True)
+class ReadingSessionInfo:
+    id: int
+    uid: str
+    study_id: int
+    reader_id: int
+    arm: int
+    condition: str
+    order_seed: int
+    started_at: datetime
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewRead:
+    """What a reader submitted, as the protocol hands it to the store."""
+
+    session_id: int
+    case_id: int
+    condition: str
+    label: str
+    confidence: int
+    anomaly_prob: int
+    started_at: datetime
+    submitted_at: datetime
+    active_ms: int
+    position: int
+    free_text: str | None = None
+    ai_model_sha: str | None = None
+    ai_probs: dict[str, float] | None = None
+    ai_heatmap_visible: bool | None = None
+    changed_from_unaided: bool | None = None
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class Read:
+    id: int
+    uid: str
+    session_id: int
+    study_id: int
+    reader_id: int
+    case_id: int
+    condition: str
+    label: str
+    confidence: int
+    anomaly_prob: int
+    free_text: str | None
+    started_at: datetime
+    submitted_at: datetime
+    active_ms: int
+    position: int
+    ai_model_sha: str | None
+    ai_probs: dict[str, float] | None
+    ai_heatmap_visible: bool | None
+    changed_from_unaided: bool | None
+    supersedes_id: int | None
+    correction_reason: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    study_id: int | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MergeReport:
+    readers_added: int = 0
+    sessions_added: int = 0
+    reads_added: int = 0
+    reads_already_present: int = 0
+    conflicts: tuple[str, ...] = ()
+
+
+def _reader(row: ReaderRow) -> Reader:
+    return Reader(row.id, row.pseudonym, row.role, row.years_experience)
+
+
+def _case(row: CaseRow) -> Case:
+    return Case(
+        row.id,
+        row.pseudonym,
+        row.source_path,
+        row.frame,
+        row.reference_label,
+        row.reference_source,
+        row.ga_weeks,
+        row.center,
+    )
+
+
+def _session(row: SessionRow) -> ReadingSessionInfo:
+    return ReadingSessionInfo(
+        row.id,
+        row.uid,
+        row.study_id,
+        row.reader_id,
+        row.arm,
+        row.condition,
+        row.order_seed,
+        _utc(row.started_at),
+        _utc_opt(row.ended_at),
+    )
+
+
+def _read(row: ReadRow) -> Read:
+    return Read(
+        id=row.id,
+        uid=row.uid,
+        session_id=row.session_id,
+        study_id=row.study_id,
+        reader_id=row.reader_id,
+        case_id=row.case_id,
+        condition=row.condition,
+        label=row.label,
+        confidence=row.confidence,
+        anomaly_prob=row.anomaly_prob,
+        free_text=row.free_text,
+        started_at=_utc(row.started_at),
+        submitted_at=_utc(row.submitted_at),
+        active_ms=row.active_ms,
+        position=row.position,
+        ai_model_sha=row.ai_model_sha,
+        ai_probs=dict(row.ai_probs) if row.ai_probs is not None else None,
+        ai_heatmap_visible=row.ai_heatmap_visible,
+        changed_from_unaided=row.changed_from_unaided,
+        supersedes_id=row.supersedes_id,
+        correction_reason=row.correction_reason,
+    )
+
+
+def _case_pseudonym(seed: int, index: int) -> str:
+    return f"C{seed % 1000:03d}-{index + 1:04d}"
+
+
+class Store:
+    """Reader-study database. Make one with :func:`open_store`."""
+
+    def __init__(self, engine: Engine, backup: Path | None = None) -> None:
+        self.engine = engine
+        self.backup_path = backup
+        self._factory = sessionmaker(engine, expire_on_commit=False)
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def unit_of_work(self, where: str) -> Iterator[Session]:
+        """One session, one transaction, committed (durably) on success."""
+        with eng.translated(where), self._factory() as session, session.begin():
+            yield session
+
+    def _audit(
+        self, s: Session, actor: str, action: str, study_id: int | None, **detail: Any
+    ) -> None:
+        s.add(AuditRow(at=utcnow(), actor=actor, action=action, study_id=study_id, detail=detail))
+
+    # -- readers --------------------------------------------------------------------------
+    def add_reader(
+        self, pseudonym: str, role: str = "radiologist", years_experience: float = 0.0
+    ) -> Reader:
+        if not pseudonym or not pseudonym.strip():
+            raise StoreError("A reader needs a pseudonym.", fix="Give a non-empty pseudonym.")
+        try:
+            with self.unit_of_work("adding a reader") as s:
+                row = ReaderRow(
+                    pseudonym=pseudonym.strip(),
+                    role=role,
+                    years_experience=float(years_experience),
+                    created_at=utcnow(),
+                )
+                s.add(row)
+                s.flush()
+                self._audit(s, "coordinator", "add_reader", None, reader=row.pseudonym)
+                return _reader(row)
+        except IntegrityError as exc:
+            raise StoreError(
+                f"A reader named {pseudonym!r} already exists.",
+                fix="Choose another pseudonym, or enrol the existing reader.",
+            ) from exc
+
+    def get_reader(self, pseudonym: str) -> Reader:
+        with self.unit_of_work("looking up a reader") as s:
+            row = s.scalar(select(ReaderRow).where(ReaderRow.pseudonym == pseudonym))
+            if row is None:
+                raise StoreError(
+                    f"No reader named {pseudonym!r}.",
+                    fix="Add the reader first (fetal-viewer study add-reader).",
+                )
+            return _reader(row)
+
+    def list_readers(self) -> list[Reader]:
+        with self.unit_of_work("listing readers") as s:
+            return [_reader(r) for r in s.scalars(select(ReaderRow).order_by(ReaderRow.id))]
+
+    # -- studies and cases ----------------------------------------------------------------
+    def create_study(
+        self,
+        name: str,
+        *,
+        design: str,
+        labels: Sequence[str],
+        cases: Sequence[CaseSpec],
+        seed: int,
+        washout_days: float = 0.0,
+        confidence_scale: tuple[int, int] = (0, 100),
+        model_card: dict[str, Any] | None = None,
+        model_sha256: str | None = None,
+    ) -> Study:
+        if design not in DESIGNS:
+            raise StoreError(f"Unknown design {design!r}.", fix=f"Use one of {DESIGNS}.")
+        if not cases:
+            raise StoreError("A study needs at least one case.", fix="Give a folder or manifest.")
+        bad = sorted({c.reference_label for c in cases} - set(labels))
+        if bad:
+            raise StoreError(
+                f"Reference labels {bad} are not in the study's label set {list(labels)}.",
+                fix="Correct the reference-standard CSV or the label set.",
+            )
+        try:
+            with self.unit_of_work("creating a study") as s:
+                row = StudyRow(
+                    name=name,
+                    design=design,
+                    labels=list(labels),
+                    confidence_scale={"min": confidence_scale[0], "max": confidence_scale[1]},
+                    seed=int(seed),
+                    washout_days=float(washout_days),
+                    model_card=model_card,
+                    model_sha256=model_sha256,
+                    created_at=utcnow(),
+                )
+                s.add(row)
+                s.flush()
+                # pseudonyms are assigned in a seeded random order, so that they say nothing
+                # about file names or the order of the input list
+                import random
+
+                numbers = list(range(len(cases)))
+                random.Random(int(seed)).shuffle(numbers)
+                for i, c in zip(numbers, cases):
+                    s.add(
+                        CaseRow(
+                            study_id=row.id,
+                            pseudonym=_case_pseudonym(row.seed, i),
+                            source_path=c.source_path,
+                            frame=c.frame,
+                            reference_label=c.reference_label,
+                            reference_source=c.reference_source,
+                            ga_weeks=c.ga_weeks,
+                            center=c.center,
+                        )
+                    )
+                self._audit(s, "coordinator", "create_study", row.id, name=name, n=len(cases))
+                return self._study(row, len(cases))
+        except IntegrityError as exc:
+            raise StoreError(
+                f"A study named {name!r} already exists.", fix="Choose another study name."
+            ) from exc
+
+    @staticmethod
+    def _study(row: StudyRow, n_cases: int) -> Study:
+        scale = row.confidence_scale
+        return Study(
+            id=row.id,
+            name=row.name,
+            design=row.design,
+            labels=tuple(row.labels),
+            confidence_scale=(int(scale["min"]), int(scale["max"])),
+            seed=row.seed,
+            washout_days=row.washout_days,
+            model_card=row.model_card,
+            model_sha256=row.model_sha256,
+            created_at=_utc(row.created_at),
+            n_cases=n_cases,
+        )
+
+    def _study_row(self, s: Session, name: str) -> StudyRow:
+        row = s.scalar(select(StudyRow).where(StudyRow.name == name))
+        if row is None:
+            known = list(s.scalars(select(StudyRow.name)))
+            raise StoreError(
+                f"No study named {name!r}.",
+                why=f"Studies in this database: {known or 'none'}.",
+                fix="Check --study and --db.",
+            )
+        return row
+
+    def get_study(self, name: str) -> Study:
+        with self.unit_of_work("looking up a study") as s:
+            row = self._study_row(s, name)
+            n = len(list(s.scalars(select(CaseRow.id).where(CaseRow.study_id == row.id))))
+            return self._study(row, n)
+
+    def list_studies(self) -> list[Study]:
+        with self.unit_of_work("listing studies") as s:
+            out = []
+            for row in s.scalars(select(StudyRow).order_by(StudyRow.id)):
+                n = len(list(s.scalars(select(CaseRow.id).where(CaseRow.study_id == row.id))))
+                out.append(self._study(row, n))
+            return out
+
+    def list_cases(self, study: str) -> list[Case]:
+        """Cases in pseudonym order, with reference labels (coordinator only)."""
+        with self.unit_of_work("listing cases") as s:
+            row = self._study_row(s, study)
+            q = select(CaseRow).where(CaseRow.study_id == row.id).order_by(CaseRow.pseudonym)
+            return [_case(c) for c in s.scalars(q)]
+
+    # -- enrolment and sessions -----------------------------------------------------------
+    def enrol(self, study: str, reader: str, order_seed: int | None = None) -> Enrolment:
+        """Enrol a reader; their case-order seed derives from the study seed (stored)."""
+        import zlib
+
+        with self.unit_of_work("enrolling a reader") as s:
+            st = self._study_row(s, study)
+            rd = s.scalar(select(ReaderRow).where(ReaderRow.pseudonym == reader))
+            if rd is None:
+                raise StoreError(f"No reader named {reader!r}.", fix="Add the reader first.")
+            existing = s.scalar(
+                select(EnrolmentRow).where(
+                    EnrolmentRow.study_id == st.id, EnrolmentRow.reader_id == rd.id
+                )
+            )
+            if existing is not None:
+                return Enrolment(st.name, rd.pseudonym, existing.order_seed)
+            if order_seed is None:
+                order_seed = zlib.crc32(f"{st.seed}:{rd.pseudonym}".encode()) & 0x7FFFFFFF
+            s.add(
+                EnrolmentRow(
+                    study_id=st.id, reader_id=rd.id, order_seed=order_seed, created_at=utcnow()
+                )
+            )
+            self._audit(s, "coordinator", "enrol", st.id, reader=rd.pseudonym, seed=order_seed)
+            return Enrolment(st.name, rd.pseudonym, order_seed)
+
+    def enrolments(self, study: str) -> list[Enrolment]:
+        with self.unit_of_work("listing enrolments") as s:
+            st = self._study_row(s, study)
+            q = (
+                select(EnrolmentRow, ReaderRow)
+                .join(ReaderRow, ReaderRow.id == EnrolmentRow.reader_id)
+                .where(EnrolmentRow.study_id == st.id)
+                .order_by(ReaderRow.pseudonym)
+            )
+            return [Enrolment(st.name, r.pseudonym, e.order_seed) for e, r in s.execute(q)]
+
+    def sessions(self, study_id: int, reader_id: int) -> list[ReadingSessionInfo]:
+        with self.unit_of_work("listing sessions") as s:
+            q = (
+                select(SessionRow)
+                .where(SessionRow.study_id == study_id, SessionRow.reader_id == reader_id)
+                .order_by(SessionRow.arm)
+            )
+            return [_session(r) for r in s.scalars(q)]
+
+    def start_session(
+        self, study_id: int, reader_id: int, arm: int, condition: str, order_seed: int
+    ) -> ReadingSessionInfo:
+        """Start (or return the already started) session of a reader in an arm."""
+        with self.unit_of_work("starting a session") as s:
+            row = s.scalar(
+                select(SessionRow).where(
+                    SessionRow.study_id == study_id,
+                    SessionRow.reader_id == reader_id,
+                    SessionRow.arm == arm,
+                )
+            )
+            if row is None:
+                row = SessionRow(
+                    uid=str(uuid.uuid4()),
+                    study_id=study_id,
+                    reader_id=reader_id,
+                    arm=arm,
+                    condition=condition,
+                    order_seed=order_seed,
+                    started_at=utcnow(),
+                )
+                s.add(row)
+                s.flush()
+                self._audit(s, f"reader:{reader_id}", "start_session", study_id, arm=arm)
+            return _session(row)
+
+    def end_session(self, session_id: int, at: datetime | None = None) -> ReadingSessionInfo:
+        with self.unit_of_work("ending a session") as s:
+            row = s.get(SessionRow, session_id)
+            if row is None:
+                raise StoreError(f"No reading session {session_id}.")
+            if row.ended_at is None:
+                row.ended_at = at or utcnow()
+                self._audit(s, f"reader:{row.reader_id}", "end_session", row.study_id, arm=row.arm)
+            return _session(row)
+
+    # -- reads ----------------------------------------------------------------------------
+    def add_read(
+        self, new: NewRead, *, supersedes: int | None = None, reason: str | None = None
+    ) -> Read:
+        """Store one read durably; returns it as a :class:`Read`."""
+        with self.unit_of_work("saving a read") as s:
+            sess = s.get(SessionRow, new.session_id)
+            if sess is None:
+                raise StoreError(f"No reading session {new.session_id}.")
+            if supersedes is None:
+                dup = s.scalar(
+                    select(ReadRow.uid).where(
+                        ReadRow.study_id == sess.study_id,
+                        ReadRow.reader_id == sess.reader_id,
+                        ReadRow.case_id == new.case_id,
+                        ReadRow.condition == new.condition,
+                    )
+                )
+                if dup is not None:
+                    raise ProtocolError(
+                        f"This {new.condition} read of the case is already stored.",
+                        why=f"Read {dup} was submitted before (another window or process?).",
+                        fix="Reload the session; a stored read can only be corrected.",
+                    )
+            row = ReadRow(
+                uid=new.uid,
+                session_id=sess.id,
+                study_id=sess.study_id,
+                reader_id=sess.reader_id,
+                case_id=new.case_id,
+                condition=new.condition,
+                label=new.label,
+                confidence=int(new.confidence),
+                anomaly_prob=int(new.anomaly_prob),
+                free_text=new.free_text,
+                started_at=new.started_at,
+                submitted_at=new.submitted_at,
+                active_ms=int(new.active_ms),
+                position=int(new.position),
+                ai_model_sha=new.ai_model_sha,
+                ai_probs=new.ai_probs,
+                ai_heatmap_visible=new.ai_heatmap_visible,
+                changed_from_unaided=new.changed_from_unaided,
+                supersedes_id=supersedes,
+                correction_reason=reason,
+            )
+            s.add(row)
+            s.flush()
+            return _read(row)
+
+    def reads(
+        self,
+        study_id: int,
+        reader_id: int | None = None,
+        *,
+        include_superseded: bool = False,
+    ) -> list[Read]:
+        """Reads of a study (by default only the effective ones), in submission order."""
+        with self.unit_of_work("loading reads") as s:
+            q = select(ReadRow).where(ReadRow.study_id == study_id)
+            if reader_id is not None:
+                q = q.where(ReadRow.reader_id == reader_id)
+            rows = [_read(r) for r in s.scalars(q.order_by(ReadRow.id))]
+        if include_superseded:
+            return rows
+        superseded = {r.supersedes_id for r in rows if r.supersedes_id is not None}
+        return [r for r in rows if r.id not in superseded]
+
+    def correct_read(
+        self,
+        read_id: int,
+        *,
+        reason: str,
+        label: str | None = None,
+        confidence: int | None = None,
+        anomaly_prob: int | None = None,
+        free_text: str | None = None,
+        actor: str = "coordinator",
+    ) -> Read:
+        """A correction: a new row superseding ``read_id`` (the old row stays)."""
+        if not reason.strip():
+            raise StoreError("A correction needs a reason.", fix="Say why the read is corrected.")
+        with self.unit_of_work("loading a read") as s:
+            old_row = s.get(ReadRow, read_id)
+            if old_row is None:
+                raise StoreError(f"No read {read_id}.")
+            old = _read(old_row)
+            later = s.scalar(select(ReadRow.id).where(ReadRow.supersedes_id == read_id))
+            if later is not None:
+                raise StoreError(
+                    f"Read {read_id} was already corrected by read {later}.",
+                    fix="Correct the newest read instead.",
+                )
+        now = utcnow()
+        new = NewRead(
+            session_id=old.session_id,
+            case_id=old.case_id,
+            condition=old.condition,
+            label=label if label is not None else old.label,
+            confidence=confidence if confidence is not None else old.confidence,
+            anomaly_prob=anomaly_prob if anomaly_prob is not None else old.anomaly_prob,
+            started_at=old.started_at,
+            submitted_at=now,
+            active_ms=old.active_ms,
+            position=old.position,
+            free_text=free_text if free_text is not None else old.free_text,
+            ai_model_sha=old.ai_model_sha,
+            ai_probs=old.ai_probs,
+            ai_heatmap_visible=old.ai_heatmap_visible,
+            changed_from_unaided=old.changed_from_unaided,
+        )
+        out = self.add_read(new, supersedes=read_id, reason=reason)
+        with self.unit_of_work("logging a correction") as s:
+            self._audit(s, actor, "correct_read", old.study_id, read=read_id, new=out.id)
+        return out
+
+    def audit_log(self, study_id: int | None = None) -> list[AuditEntry]:
+        with self.unit_of_work("reading the audit log") as s:
+            q = select(AuditRow).order_by(AuditRow.id)
+            if study_id is not None:
+                q = q.where(AuditRow.study_id == study_id)
+            return [
+                AuditEntry(_utc(r.at), r.actor, r.action, r.study_id, dict(r.detail))
+                for r in s.scalars(q)
+            ]
+
+    def readers_by_id(self) -> dict[int, Reader]:
+        return {r.id: r for r in self.list_readers()}
+
+    # -- merge ----------------------------------------------------------------------------
+    def merge_from(self, other: Store, study: str) -> MergeReport:
+        """Import a reader workstation's database (a copy of this study) into this one.
+
+        Idempotent: rows already present (same uid) are skipped. A read that disagrees with
+        an effective read already here for the same reader, case and condition is not
+        imported and is listed as a conflict.
+        """
+        src_study = other.get_study(study)
+        dst_study = self.get_study(study)
+        src_cases = {c.id: c for c in other.list_cases(study)}
+        dst_cases = {c.pseudonym: c for c in self.list_cases(study)}
+        conflicts: list[str] = []
+        if src_study.seed != dst_study.seed or {c.pseudonym for c in src_cases.values()} != set(
+            dst_cases
+        ):
+            raise StoreError(
+                f"The study {study!r} in the other database is not the same study.",
+                why="Its seed or case list differs.",
+                fix="Give each reader a copy of the coordinator's database to read into.",
+            )
+        for c in src_cases.values():
+            if dst_cases[c.pseudonym].reference_label != c.reference_label:
+                conflicts.append(f"case {c.pseudonym}: reference label differs; kept ours")
+        src_readers = other.readers_by_id()
+        readers_added = sessions_added = reads_added = present = 0
+        with self.unit_of_work("merging a reader database") as s:
+            dst_readers = {r.pseudonym: r for r in s.scalars(select(ReaderRow))}
+            reader_map: dict[int, int] = {}
+            for rid, rdr in src_readers.items():
+                rrow = dst_readers.get(rdr.pseudonym)
+                if rrow is None:
+                    rrow = ReaderRow(
+                        pseudonym=rdr.pseudonym,
+                        role=rdr.role,
+                        years_experience=rdr.years_experience,
+                        created_at=utcnow(),
+                    )
+                    s.add(rrow)
+                    s.flush()
+                    readers_added += 1
+                reader_map[rid] = rrow.id
+            for e in other.enrolments(study):
+                rid = reader_map[other_reader_id(src_readers, e.reader)]
+                if (
+                    s.scalar(
+                        select(EnrolmentRow).where(
+                            EnrolmentRow.study_id == dst_study.id, EnrolmentRow.reader_id == rid
+                        )
+                    )
+                    is None
+                ):
+                    s.add(
+                        EnrolmentRow(
+                            study_id=dst_study.id,
+                            reader_id=rid,
+                            order_seed=e.order_seed,
+                            created_at=utcnow(),
+                        )
+                    )
+            session_map: dict[int, int] = {}
+            for src_rid in src_readers:
+                for sess in other.sessions(src_study.id, src_rid):
+                    row_s = s.scalar(select(SessionRow).where(SessionRow.uid == sess.uid))
+                    if row_s is None:
+                        row_s = s.scalar(
+                            select(SessionRow).where(
+                                SessionRow.study_id == dst_study.id,
+                                SessionRow.reader_id == reader_map[src_rid],
+                                SessionRow.arm == sess.arm,
+                            )
+                        )
+                        if row_s is not None:
+                            conflicts.append(
+                                f"reader {src_readers[src_rid].pseudonym} arm {sess.arm}: "
+                                "session exists here with another id; reads merged into it"
+                            )
+                    if row_s is None:
+                        row_s = SessionRow(
+                            uid=sess.uid,
+                            study_id=dst_study.id,
+                            reader_id=reader_map[src_rid],
+                            arm=sess.arm,
+                            condition=sess.condition,
+                            order_seed=sess.order_seed,
+                            started_at=sess.started_at,
+                            ended_at=sess.ended_at,
+                        )
+                        s.add(row_s)
+                        s.flush()
+                        sessions_added += 1
+                    elif row_s.ended_at is None and sess.ended_at is not None:
+                        row_s.ended_at = sess.ended_at
+                    session_map[sess.id] = row_s.id
+            src_reads = other.reads(src_study.id, include_superseded=True)
+            id_map: dict[int, int] = {}
+            existing = {
+                r.uid: r for r in s.scalars(select(ReadRow).where(ReadRow.study_id == dst_study.id))
+            }
+            superseded_here = {r.supersedes_id for r in existing.values() if r.supersedes_id}
+            effective_here = {
+                (r.reader_id, r.case_id, r.condition): r
+                for r in existing.values()
+                if r.id not in superseded_here
+            }
+            for r in src_reads:
+                if r.uid in existing:
+                    present += 1
+                    id_map[r.id] = existing[r.uid].id
+                    continue
+                case = dst_cases[src_cases[r.case_id].pseudonym]
+                key = (reader_map[r.reader_id], case.id, r.condition)
+                if r.supersedes_id is None and key in effective_here:
+                    here = effective_here[key]
+                    if (here.label, here.confidence, here.anomaly_prob) != (
+                        r.label,
+                        r.confidence,
+                        r.anomaly_prob,
+                    ):
+                        conflicts.append(
+                            f"reader {src_readers[r.reader_id].pseudonym} case "
+                            f"{case.pseudonym} {r.condition}: read {r.uid} differs from "
+                            f"{here.uid} already here; not imported"
+                        )
+                    else:
+                        present += 1
+                    continue
+                row = ReadRow(
+                    uid=r.uid,
+                    session_id=session_map[r.session_id],
+                    study_id=dst_study.id,
+                    reader_id=reader_map[r.reader_id],
+                    case_id=case.id,
+                    condition=r.condition,
+                    label=r.label,
+                    confidence=r.confidence,
+                    anomaly_prob=r.anomaly_prob,
+                    free_text=r.free_text,
+                    started_at=r.started_at,
+                    submitted_at=r.submitted_at,
+                    active_ms=r.active_ms,
+                    position=r.position,
+                    ai_model_sha=r.ai_model_sha,
+                    ai_probs=r.ai_probs,
+                    ai_heatmap_visible=r.ai_heatmap_visible,
+                    changed_from_unaided=r.changed_from_unaided,
+                    supersedes_id=id_map.get(r.supersedes_id) if r.supersedes_id else None,
+                    correction_reason=r.correction_reason,
+                )
+                s.add(row)
+                s.flush()
+                id_map[r.id] = row.id
+                effective_here[key] = row
+                reads_added += 1
+            self._audit(
+                s,
+                "coordinator",
+                "merge",
+                dst_study.id,
+                source=other.url,
+                reads_added=reads_added,
+                conflicts=len(conflicts),
+            )
+        return MergeReport(readers_added, sessions_added, reads_added, present, tuple(conflicts))
+
+
+def other_reader_id(readers: dict[int, Reader], pseudonym: str) -> int:
+    return next(rid for rid, r in readers.items() if r.pseudonym == pseudonym)
+
+
+def open_store(
+    url_or_path: str | Path | None = None,
+    *,
+    busy_timeout_s: float = eng.DEFAULT_BUSY_TIMEOUT_S,
+    upgrade: bool = True,
+) -> Store:
+    """Open (creating if needed) a store and upgrade it to the newest schema.
+
+    ``url_or_path``: a file path, ``sqlite:///...`` or ``postgresql://...`` URL, or None for
+    the default file in the user data folder. An old database is upgraded in place after a
+    backup copy beside it (:attr:`Store.backup_path`).
+    """
+    url = eng.to_url(url_or_path)
+    engine = eng.make_engine(url, busy_timeout_s=busy_timeout_s)
+    try:
+        with eng.translated("opening the database"):
+            backup = eng.upgrade_to_head(engine) if upgrade else None
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine, backup)
