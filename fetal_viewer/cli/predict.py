@@ -1,0 +1,240 @@
+"""``fetal-viewer predict``: classify frames, aggregate per patient, write heatmaps.
+
+Research use only; not for clinical use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fetal_viewer import INTENDED_USE
+from fetal_viewer.errors import ModelLoadError, StudyLoadError
+
+CAM_CHOICES = (
+    "gradcam",
+    "gradcam-lib",
+    "gradcam++",
+    "hirescam",
+    "layercam",
+    "eigencam",
+    "scorecam",
+)
+AGGREGATION_CHOICES = ("mean", "max", "vote", "logit_mean")
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="classify ultrasound frames and print per-frame and per-patient probabilities",
+        description=(
+            "Classify every frame of the given files/folders/DICOMDIRs, aggregate per patient "
+            f"by the model card's rule, and optionally write Grad-CAM overlays. {INTENDED_USE}"
+        ),
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="file, folder or DICOMDIR")
+    p.add_argument(
+        "--model", type=Path, default=None, help="model card (card.json); default: the demo model"
+    )
+    p.add_argument(
+        "--heatmaps",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write overlay PNGs of each frame's top class here",
+    )
+    p.add_argument(
+        "--cam-method",
+        choices=CAM_CHOICES,
+        default="gradcam",
+        help="heatmap method (default: gradcam, the all-class fast path)",
+    )
+    p.add_argument(
+        "--aggregation",
+        choices=AGGREGATION_CHOICES,
+        default=None,
+        help="patient-level rule (default: the card's)",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "torch"), default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+class _LazyFrames:
+    """A sequence of one series' frames, decoded when the predictor asks for them."""
+
+    def __init__(self, series: Any) -> None:
+        self.series = series
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.series.frame(i)
+
+
+def _model_card(args: argparse.Namespace) -> Path:
+    if args.model is not None:
+        return Path(args.model)
+    from fetal_viewer.resources import DEMO_MODEL_CARD
+
+    if not DEMO_MODEL_CARD.is_file():
+        raise ModelLoadError(
+            "The demo model is not built yet.",
+            why=f"{DEMO_MODEL_CARD} does not exist.",
+            fix="Run `make demo-model` (trains it on phantoms), or pass --model CARD.json.",
+        )
+    return DEMO_MODEL_CARD
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+    import torch
+
+    from fetal_viewer.core.cam.overlay import blend
+    from fetal_viewer.core.model.checkpoint import load_checkpoint
+    from fetal_viewer.core.model.predictor import Predictor, aggregate
+    from fetal_viewer.core.model.preprocess import preprocess
+    from fetal_viewer.core.progress import tqdm_progress
+
+    loaded = load_checkpoint(_model_card(args))
+    predictor = Predictor(loaded, backend=args.backend)
+    card = loaded.card
+    rule = args.aggregation or card.aggregation
+    from fetal_viewer.core.io import open_paths
+
+    result = open_paths([Path(p) for p in args.paths])
+    for problem in result.problems:
+        print(f"warning: {problem.message}", file=sys.stderr)
+    n_total = sum(len(s) for pt in result.patients for st in pt.studies for s in st.series)
+    if n_total == 0:
+        raise StudyLoadError(
+            "No frames could be loaded from the given paths.",
+            why=f"{len(result.problems)} file(s) failed to load."
+            if result.problems
+            else "No image or DICOM files were found.",
+            fix="Pass ultrasound DICOM files, PNG/JPEG images or folders holding them.",
+        )
+    progress, close = tqdm_progress("predict", disable=args.no_progress or args.json)
+    with_cam = args.heatmaps is not None and args.cam_method == "gradcam"
+    done = 0
+    patients_out: list[dict[str, Any]] = []
+    try:
+        for patient in result.patients:
+            series_out: list[dict[str, Any]] = []
+            patient_probs = []
+            for study in patient.studies:
+                for s_idx, series in enumerate(study.series):
+                    frames = _LazyFrames(series)
+                    if len(frames) == 0:
+                        continue
+                    offset = done
+
+                    def report(d: int, t: int, m: str = "", _o: int = offset) -> None:
+                        progress(_o + d, n_total, m)
+
+                    pred = predictor.predict(
+                        frames, batch_size=args.batch_size, progress=report, with_cam=with_cam
+                    )  # type: ignore[arg-type]
+                    done += len(frames)
+                    patient_probs.append(pred.probs)
+                    frames_out = []
+                    for i in range(len(frames)):
+                        top, p = pred.top(i)
+                        entry: dict[str, Any] = {
+                            "index": i,
+                            "probabilities": {
+                                c: round(float(v), 6) for c, v in zip(card.classes, pred.probs[i])
+                            },
+                            "top_class": top,
+                            "top_probability": round(p, 6),
+                        }
+                        if args.heatmaps is not None:
+                            c = card.classes.index(top)
+                            frame = frames[i]
+                            if with_cam:
+                                heat = pred.heatmap(i, c)
+                            else:
+                                from fetal_viewer.core.cam.gradcam import library_cams
+
+                                x = torch.from_numpy(preprocess(frame, card.spec).array[None])
+                                heat = pred.geometries[i].to_frame(
+                                    library_cams(loaded.model, x, args.cam_method, [c])[0, 0]
+                                )
+                            out_dir = Path(args.heatmaps) / patient.pseudonym
+                            out_dir.mkdir(parents=True, exist_ok=True)
+                            png = (
+                                out_dir
+                                / f"{Path(series.source).stem}_s{s_idx}_f{i:04d}_{top}_{args.cam_method}.png"
+                            )
+                            rgb = blend(frame, heat, alpha=0.4)
+                            if not cv2.imwrite(str(png), np.ascontiguousarray(rgb[:, :, ::-1])):
+                                raise StudyLoadError(
+                                    "Could not write a heatmap PNG.",
+                                    path=png,
+                                    fix="Check the --heatmaps folder is writable.",
+                                )
+                            entry["heatmap"] = str(png)
+                        frames_out.append(entry)
+                    series_out.append(
+                        {
+                            "source": str(series.source),
+                            "uid": series.uid,
+                            "n_frames": len(frames),
+                            "frames": frames_out,
+                        }
+                    )
+            if not patient_probs:
+                continue
+            agg = aggregate(np.concatenate(patient_probs), rule)
+            j = int(np.argmax(agg))
+            patients_out.append(
+                {
+                    "pseudonym": patient.pseudonym,
+                    "n_frames": int(sum(len(p) for p in patient_probs)),
+                    "probabilities": {c: round(float(v), 6) for c, v in zip(card.classes, agg)},
+                    "top_class": card.classes[j],
+                    "top_probability": round(float(agg[j]), 6),
+                    "series": series_out,
+                }
+            )
+    finally:
+        close()
+    doc = {
+        "intended_use": INTENDED_USE,
+        "model": {
+            "name": card.name,
+            "version": card.version,
+            "classes": list(card.classes),
+            "card": str(loaded.card_path),
+            "backend": predictor.backend,
+        },
+        "aggregation": rule,
+        "cam_method": args.cam_method if args.heatmaps is not None else None,
+        "patients": patients_out,
+        "problems": [p.message for p in result.problems],
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(
+            f"model: {card.name} {card.version} ({predictor.backend}); aggregation: {rule}. {INTENDED_USE}"
+        )
+        for pat in patients_out:
+            print(
+                f"\npatient {pat['pseudonym']}: {pat['top_class']} ({pat['top_probability']:.3f}) over {pat['n_frames']} frame(s)"
+            )
+            print("  " + "  ".join(f"{c}={v:.3f}" for c, v in pat["probabilities"].items()))
+            for s in pat["series"]:
+                for f in s["frames"]:
+                    line = f"    {s['source']} frame {f['index']}: {f['top_class']} ({f['top_probability']:.3f})"
+                    if "heatmap" in f:
+                        line += f" -> {f['heatmap']}"
+                    print(line)
+    return 0

@@ -1,0 +1,89 @@
+"""`fetal-viewer predict` in a subprocess with a tiny randomly initialised model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetal_viewer", "predict", "--no-progress", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    from fetal_viewer.core.model.checkpoint import ModelCard, save_checkpoint
+    from fetal_viewer.core.model.network import build_resnet34
+
+    torch.manual_seed(0)
+    return save_checkpoint(
+        build_resnet34(5),
+        ModelCard(name="tiny-test", version="9.9", input_size=64),
+        tmp_path_factory.mktemp("m"),
+    )
+
+
+def test_bad_model_gives_clear_error(tmp_path: Path) -> None:
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.full((40, 40, 3), 90, np.uint8))
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(b"\x80\x04junk")
+    res = _cli(img, "--model", pt)
+    assert res.returncode == 1
+    assert "never loaded" in res.stderr and "Fix:" in res.stderr
+    res = _cli(img, "--model", tmp_path / "nope" / "card.json")
+    assert res.returncode == 1 and "does not exist" in res.stderr
+
+
+def test_predict_json_and_heatmaps(card: Path, tmp_path: Path) -> None:
+    import fetal_viewer.core.io as io
+
+    if not hasattr(io, "open_paths"):
+        pytest.skip("fetal_viewer.core.io.open_paths is not in this checkout yet")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        frame = np.zeros((80, 100, 3), np.uint8)
+        frame[10:70, 15:85] = rng.integers(30, 255, (60, 70, 3), dtype=np.uint8)
+        cv2.imwrite(str(data / f"img{i}.png"), frame)
+    out = tmp_path / "heat"
+    res = _cli(data, "--model", card, "--json", "--heatmaps", out)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["model"]["name"] == "tiny-test" and doc["model"]["version"] == "9.9"
+    frames = [f for p in doc["patients"] for s in p["series"] for f in s["frames"]]
+    assert len(frames) == 2
+    for p in doc["patients"]:
+        assert abs(sum(p["probabilities"].values()) - 1) < 1e-4
+        assert p["top_class"] == max(p["probabilities"], key=p["probabilities"].get)
+    for f in frames:
+        png = cv2.imread(f["heatmap"])
+        assert png is not None and png.shape == (80, 100, 3)
+    res = _cli(data, "--model", card)
+    assert res.returncode == 0 and "tiny-test 9.9" in res.stdout
+
+
+def test_bad_input_gives_non_zero_exit(card: Path, tmp_path: Path) -> None:
+    import fetal_viewer.core.io as io
+
+    if not hasattr(io, "open_paths"):
+        pytest.skip("fetal_viewer.core.io.open_paths is not in this checkout yet")
+    bad = tmp_path / "broken.dcm"
+    bad.write_bytes(b"not a dicom at all")
+    res = _cli(bad, "--model", card)
+    assert res.returncode != 0
+    assert "error:" in res.stderr

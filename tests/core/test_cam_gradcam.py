@@ -1,0 +1,83 @@
+"""All-class Grad-CAM fast path against pytorch-grad-cam, library methods, overlays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from fetal_viewer.core.cam.gradcam import (
+    CAM_METHODS,
+    LIBRARY_METHODS,
+    cams_from_features,
+    library_cams,
+    to_input_size,
+)
+from fetal_viewer.core.cam.overlay import blend, colorize
+from fetal_viewer.core.model.network import build_resnet34
+from fetal_viewer.errors import InferenceError
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    torch.manual_seed(7)
+    return build_resnet34(5).eval()
+
+
+def test_fast_path_equals_pytorch_grad_cam_for_every_class(model: torch.nn.Module) -> None:
+    torch.manual_seed(1)
+    x = torch.randn(3, 3, 128, 128)
+    feats: list[torch.Tensor] = []
+    handle = model.layer4[-1].register_forward_hook(lambda m, i, o: feats.append(o.detach()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    fast = to_input_size(
+        cams_from_features(feats[0].numpy(), model.fc.weight.detach().numpy()), 128
+    )
+    assert fast.shape == (3, 5, 128, 128)
+    for c in range(5):
+        with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
+            ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)] * 3)
+        assert np.abs(fast[:, c] - ref).max() < 1e-4, c
+    # maps differ between classes: the check above is not trivially satisfied
+    assert np.abs(fast[:, 0] - fast[:, 1]).max() > 0.05
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "hirescam", "layercam", "eigencam"])
+def test_library_methods_release_hooks(model: torch.nn.Module, method: str) -> None:
+    x = torch.randn(2, 3, 64, 64)
+    maps = library_cams(model, x, method, class_indices=[0, 3])
+    assert maps.shape == (2, 2, 64, 64)
+    assert maps.min() >= 0.0 and maps.max() <= 1.0 + 1e-6
+    assert not model.training
+    for m in model.modules():
+        assert not m._forward_hooks and not m._backward_hooks
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_scorecam_and_unknown_method(model: torch.nn.Module) -> None:
+    assert set(LIBRARY_METHODS) < set(CAM_METHODS)
+    maps = library_cams(model, torch.randn(1, 3, 32, 32), "scorecam", class_indices=[1])
+    assert maps.shape == (1, 1, 32, 32)
+    with pytest.raises(InferenceError, match="Unknown CAM method"):
+        library_cams(model, torch.randn(1, 3, 64, 64), "nope")
+
+
+def test_overlay_blends_in_frame_geometry() -> None:
+    frame = np.full((20, 30, 3), 100, np.uint8)
+    heat = np.zeros((20, 30), np.float32)
+    heat[5:10, 5:10] = 1.0
+    out = blend(frame, heat, alpha=0.5, colormap="jet")
+    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+    assert (out[0, 0] == 100).all()  # zero heat keeps the frame
+    red = colorize(np.ones((1, 1)), "jet")[0, 0]
+    np.testing.assert_array_equal(out[7, 7], np.rint(0.5 * 100 + 0.5 * red.astype(float)))
+    np.testing.assert_array_equal(blend(frame, heat, alpha=0.0), frame)
+    assert (blend(frame[:, :, 0], heat, alpha=1.0)[7, 7] == red).all()
+    with pytest.raises(InferenceError, match="does not match"):
+        blend(frame, heat[:10])
+    with pytest.raises(InferenceError, match="Unknown colormap"):
+        colorize(heat, "rainbowz")

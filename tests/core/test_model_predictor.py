@@ -1,0 +1,104 @@
+"""Predictor: backends agree with torch, batching, progress, cancel, aggregation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fetal_viewer.core.model.checkpoint import (
+    LoadedModel,
+    ModelCard,
+    load_checkpoint,
+    save_checkpoint,
+)
+from fetal_viewer.core.model.network import build_resnet34
+from fetal_viewer.core.model.predictor import Predictor, aggregate
+from fetal_viewer.core.progress import CancelToken
+from fetal_viewer.errors import CancelledError, InferenceError
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    torch.manual_seed(3)
+    model = build_resnet34(5)
+    # non-trivial batch-norm statistics so the exported graph's folding is exercised
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    card = ModelCard(name="tiny", version="1", input_size=64)
+    return load_checkpoint(save_checkpoint(model, card, tmp_path_factory.mktemp("ckpt")))
+
+
+def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (70 + 3 * i, 90, 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_onnxruntime_and_torch_match_the_torch_reference(loaded: LoadedModel) -> None:
+    frames = _frames(5)
+    fast = Predictor(loaded)
+    assert fast.backend == "onnxruntime", fast.backend_note
+    ref_backend = Predictor(loaded, backend="torch")
+    got = fast.predict(frames, batch_size=2, with_cam=True)
+    alt = ref_backend.predict(frames, batch_size=4, with_cam=True)
+    from fetal_viewer.core.model.preprocess import preprocess
+
+    x = torch.from_numpy(np.stack([preprocess(f, loaded.card.spec).array for f in frames]))
+    with torch.no_grad():
+        ref = loaded.model(x).softmax(1).numpy()
+    assert got.probs.shape == (5, 5)
+    assert np.abs(got.probs - ref).max() < 1e-4
+    assert np.abs(alt.probs - ref).max() < 1e-4
+    assert got.cams is not None and alt.cams is not None
+    assert got.cams.shape == (5, 5, 2, 2)
+    assert np.abs(got.cams - alt.cams).max() < 1e-4
+    np.testing.assert_allclose(got.probs.sum(1), 1.0, atol=1e-5)
+    name, p = got.top(0)
+    assert name == loaded.card.classes[int(np.argmax(ref[0]))] and p == pytest.approx(
+        ref[0].max(), abs=1e-4
+    )
+    hm = got.heatmap(1, 2)
+    assert hm.shape == frames[1].shape[:2] and hm.min() >= 0.0 and hm.max() <= 1.0
+
+
+def test_progress_cancel_and_batching(loaded: LoadedModel) -> None:
+    predictor = Predictor(loaded, backend="torch")
+    calls: list[tuple[int, int]] = []
+    out = predictor.predict(
+        _frames(5), batch_size=2, progress=lambda d, t, m="": calls.append((d, t))
+    )
+    assert calls == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    assert out.cams is None and len(out.geometries) == 5
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        predictor.predict(_frames(3), cancel=token)
+    with pytest.raises(InferenceError, match="batch_size"):
+        predictor.predict(_frames(1), batch_size=0)
+
+
+def test_aggregation_rules() -> None:
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.5, 0.1, 0.4]], np.float32)
+    np.testing.assert_allclose(aggregate(probs), [1.3 / 3, 1.1 / 3, 0.6 / 3], rtol=1e-6)
+    np.testing.assert_allclose(aggregate(probs, "max"), np.array([0.6, 0.7, 0.4]) / 1.7, rtol=1e-6)
+    np.testing.assert_allclose(aggregate(probs, "vote"), [2 / 3, 1 / 3, 0], rtol=1e-6)
+    geo = np.exp(np.log(probs.astype(np.float64)).mean(0))
+    np.testing.assert_allclose(aggregate(probs, "logit_mean"), geo / geo.sum(), rtol=1e-5)
+    with pytest.raises(InferenceError, match="Unknown aggregation"):
+        aggregate(probs, "median")
+    with pytest.raises(InferenceError):
+        aggregate(np.zeros((0, 3)))
+
+
+def test_card_rule_is_the_default(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    card = ModelCard(name="t", version="1", input_size=64, aggregation="vote")
+    predictor = Predictor(
+        load_checkpoint(save_checkpoint(build_resnet34(5), card, tmp_path)), backend="torch"
+    )
+    probs = np.array([[0.9, 0.1, 0, 0, 0], [0.4, 0.6, 0, 0, 0], [0.8, 0.2, 0, 0, 0]])
+    np.testing.assert_allclose(predictor.aggregate(probs), [2 / 3, 1 / 3, 0, 0, 0], rtol=1e-6)
