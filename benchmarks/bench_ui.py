@@ -1,0 +1,184 @@
+"""GUI responsiveness while the model analyses a 120-frame study.
+
+A probe QTimer fires every 5 ms on the GUI thread and records how late each firing is
+(its "stall"). First an idle baseline (study open, nothing running), then the same while
+"Analyse study" runs over 120 frames and the cine plays. Goal: no stall over 50 ms.
+
+Model: the demo model when present, else a random ResNet34 at the real 224 px input
+(the same cost per frame). Study: one 120-frame 300x400 RGB ultrasound DICOM cine.
+The last line printed is one JSON object.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_ui.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+N_FRAMES = 120
+PROBE_MS = 5
+GOAL_MS = 50.0
+
+
+def write_cine(path: Path, n: int, rows: int = 300, cols: int = 400) -> Path:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    fan = (np.abs(xx - cols / 2) < (yy + 20) * 0.75) & (
+        (xx - cols / 2) ** 2 + (yy + 20) ** 2 < (rows * 0.97) ** 2
+    )
+    frames = np.zeros((n, rows, cols, 3), np.uint8)
+    for i in range(n):
+        blob = 110 * np.exp(-(((xx - cols / 2 - i % 40) ** 2 + (yy - rows / 2) ** 2) / 600.0))
+        grey = np.where(fan, (rng.gamma(2.0, 40.0, (rows, cols)) + blob).clip(0, 255), 0)
+        frames[i] = grey.astype(np.uint8)[..., None]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    ds.PatientID, ds.PatientName = "BENCH-1", "Bench^Patient"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, n
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.FrameTime = "33.3"
+    ds.PixelData = frames.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+class StallProbe:
+    def __init__(self) -> None:
+        from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(PROBE_MS)
+        self.timer.timeout.connect(self._tick)
+        self.clock = QElapsedTimer()
+        self.late: list[float] = []
+        self._last = 0.0
+
+    def start(self) -> None:
+        self.late = []
+        self.clock.start()
+        self._last = 0.0
+        self.timer.start()
+
+    def stop(self) -> dict[str, float]:
+        self.timer.stop()
+        late = np.array(self.late or [0.0])
+        return {
+            "max_stall_ms": round(float(late.max()), 1),
+            "p99_ms": round(float(np.percentile(late, 99)), 1),
+            "ticks": len(self.late),
+        }
+
+    def _tick(self) -> None:
+        now = self.clock.nsecsElapsed() / 1e6
+        self.late.append(max(0.0, now - self._last - PROBE_MS))
+        self._last = now
+
+
+def spin(app: object, seconds: float, until: object = None) -> None:
+    from PySide6.QtCore import QCoreApplication, QEventLoop
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not (until and until()):
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+
+
+def main() -> int:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from fetal_viewer.resources import DEMO_MODEL_CARD
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from fetal_viewer.gui.error_sink import ErrorSink
+    from fetal_viewer.gui.main_window import MainWindow
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
+    os.environ.setdefault("FETAL_VIEWER_LOG_DIR", str(tmp / "logs"))
+    if Path(DEMO_MODEL_CARD).is_file():
+        card, model_note = Path(DEMO_MODEL_CARD), "demo model"
+    else:
+        import torch
+
+        from fetal_viewer.core.model.checkpoint import ModelCard, save_checkpoint
+        from fetal_viewer.core.model.network import build_resnet34
+
+        torch.manual_seed(0)
+        card = save_checkpoint(
+            build_resnet34(5), ModelCard(name="bench-random", version="0", input_size=224), tmp
+        )
+        model_note = "random ResNet34, 224 px input"
+    study = write_cine(tmp / "cine.dcm", N_FRAMES)
+
+    sink = ErrorSink()
+    window = MainWindow(QSettings(str(tmp / "s.ini"), QSettings.Format.IniFormat), sink)
+    window.resize(1400, 860)
+    window.show()
+    window.load_model(card)
+    window.open_paths([str(study)])
+    spin(app, 120, lambda: window.model.info is not None and window.result is not None)
+    if window.result is None:
+        print("model or study did not load", sink.history, file=sys.stderr)
+        return 1
+    probe = StallProbe()
+
+    probe.start()
+    spin(app, 3.0)  # idle baseline: study open, nothing running
+    idle = probe.stop()
+
+    finished: list[bool] = []
+    window.model.analysis_finished.connect(lambda job, cancelled: finished.append(cancelled))
+    probe.start()
+    t0 = time.perf_counter()
+    window.analyse_study()
+    window.cine.set_playing(True)  # the reader keeps scrolling the cine meanwhile
+    spin(app, 600, lambda: bool(finished))
+    elapsed = time.perf_counter() - t0
+    busy = probe.stop()
+    window.cine.set_playing(False)
+    frames_shown = window.cine.index
+    window.close()
+    result = {
+        "bench": "ui_stall_during_analysis",
+        "model": model_note,
+        "frames": N_FRAMES,
+        "idle_max_stall_ms": idle["max_stall_ms"],
+        "idle_p99_ms": idle["p99_ms"],
+        "analysis_max_stall_ms": busy["max_stall_ms"],
+        "analysis_p99_ms": busy["p99_ms"],
+        "stall_ratio_vs_idle": round(busy["max_stall_ms"] / max(idle["max_stall_ms"], 1.0), 2),
+        "analysis_s": round(elapsed, 2),
+        "analysis_frames_per_s": round(N_FRAMES / elapsed, 1),
+        "errors": len(sink.history),
+        "cpu_count": os.cpu_count(),
+        "goal_ms": GOAL_MS,
+        "goal_met": busy["max_stall_ms"] <= GOAL_MS and not sink.history,
+        "cine_index_at_end": frames_shown,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""The viewer end to end, offscreen: open, browse, cine, AI overlay, measure, export,
+shortcuts, drag and drop, errors, shutdown."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QMessageBox
+
+from fetal_viewer.errors import StudyLoadError
+from fetal_viewer.gui.error_sink import (
+    LOG_NAME,
+    ErrorSink,
+    install_excepthooks,
+    log_dir,
+    setup_logging,
+    uninstall_excepthooks,
+)
+from fetal_viewer.gui.imaging import qimage_to_rgb
+from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
+from fetal_viewer.gui.workers import series_key
+
+from .conftest import us_frames, wait_until, write_us_dicom
+
+
+def open_and_wait(qtbot, window, paths) -> None:
+    with qtbot.waitSignal(window.study_opened, timeout=30_000):
+        window.open_paths([str(p) for p in paths])
+    wait_until(lambda: window.view.has_image)
+
+
+def test_open_study_browse_and_step_frames(qtbot, make_main_window, study_dir):
+    window = make_main_window()
+    open_and_wait(qtbot, window, [study_dir])
+    assert len(window.browser.patients) == 1
+    assert len(window.browser.series_items()) == 2
+    # pseudonym by default, never the name
+    patient_text = window.browser.topLevelItem(0).text(0)
+    assert "Doe" not in patient_text
+    assert window.series is not None and len(window.series) == 6
+    assert window.cine.counter.text() == "1 / 6"
+    assert window.cine.fps == pytest.approx(25.0)
+    expected = us_frames(6)
+    assert np.array_equal(window.view.frame, expected[0])
+    with qtbot.waitSignal(window.frame_shown, timeout=10_000) as blocker:
+        qtbot.keyClick(window.view, Qt.Key.Key_Right)
+    assert blocker.args == [1]
+    assert np.array_equal(window.view.frame, expected[1])
+    assert window.cine.counter.text() == "2 / 6"
+    # thumbnails are made in a worker
+    wait_until(lambda: window.browser.has_thumbnail(window.series), 10)
+    # identities only on request
+    qtbot.keyClick(window.view, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
+    assert "Doe" in window.browser.topLevelItem(0).text(0)
+
+
+def test_cine_plays_at_stored_rate_and_pauses(qtbot, make_main_window, study_dir):
+    window = make_main_window()
+    open_and_wait(qtbot, window, [study_dir])
+    assert window.cine.timer.interval() == 40
+    seen: list[int] = []
+    window.frame_shown.connect(seen.append)
+    qtbot.keyClick(window.view, Qt.Key.Key_Space)
+    assert window.cine.playing
+    qtbot.waitUntil(lambda: len(set(seen)) >= 5, timeout=10_000)
+    qtbot.keyClick(window.view, Qt.Key.Key_Space)
+    assert not window.cine.playing
+    assert seen[:3] == [1, 2, 3]  # in order, from the first frame
+
+
+def test_inference_overlay_opacity_and_toggle(qtbot, make_main_window, study_dir, model_service):
+    window = make_main_window(model_service)
+    window._on_model_loaded(model_service.info)
+    with qtbot.waitSignal(window.ai_shown, timeout=60_000):
+        open_and_wait(qtbot, window, [study_dir])
+    panel = window.ai_panel
+    probs = panel.frame_bars.values
+    assert probs is not None and probs.shape == (5,) and probs.sum() == pytest.approx(1, abs=1e-4)
+    assert panel.class_combo.currentIndex() == 0  # "Top class"
+    assert "tiny-random" in panel.model_label.text()
+    assert "Research use only" in panel.banner.text()
+
+    bare = qimage_to_rgb(window.view.render_frame(with_overlay=False)).astype(int)
+    shown = qimage_to_rgb(window.view.render_frame(with_overlay=True)).astype(int)
+    heat = window.result.heatmap(int(np.argmax(probs)))
+    where = heat > 0.3
+    outside = heat == 0  # outside the field of view
+    assert where.any() and outside.any()
+    diff = np.abs(shown - bare).sum(axis=2)
+    assert (diff[where] > 0).mean() > 0.9
+    assert (diff[outside] == 0).mean() > 0.99
+
+    panel.opacity_slider.setValue(90)
+    stronger = qimage_to_rgb(window.view.render_frame(with_overlay=True)).astype(int)
+    assert np.abs(stronger - bare).sum(axis=2)[where].mean() > diff[where].mean() * 1.3
+
+    qtbot.keyClick(window.view, Qt.Key.Key_O)  # overlay off
+    assert not panel.overlay_check.isChecked()
+    assert not window.view.overlay_item.isVisible()
+    qtbot.keyClick(window.view, Qt.Key.Key_O)
+    assert window.view.overlay_item.isVisible()
+
+    # choosing another class changes the heatmap layer
+    before = window.view.overlay_item.pixmap().toImage()
+    other = 1 + (int(np.argmax(probs)) + 1) % 5
+    panel.class_combo.setCurrentIndex(other)
+    assert window.view.overlay_item.pixmap().toImage() != before
+
+
+def test_analyse_study_matches_predictor_and_export(
+    qtbot, make_main_window, study_dir, model_service, tmp_path
+):
+    from fetal_viewer.core.model.aggregation import aggregate
+    from fetal_viewer.core.model.checkpoint import load_checkpoint
+    from fetal_viewer.core.model.predictor import Predictor
+
+    window = make_main_window(model_service)
+    window._on_model_loaded(model_service.info)
+    open_and_wait(qtbot, window, [study_dir])
+    with qtbot.waitSignal(window.model.analysis_finished, timeout=60_000) as done:
+        qtbot.keyClick(window.view, Qt.Key.Key_A)
+    assert done.args[1] is False  # not cancelled
+    wait_until(lambda: window._job is None)
+    # patient bars = aggregate of an independent run of the predictor on every frame
+    reference = Predictor(load_checkpoint(model_service.info.card_path))
+    all_frames = [s.frame(i) for s in window.study.series for i in range(len(s))]
+    expected = aggregate(reference.predict(all_frames).probs, "mean")
+    np.testing.assert_allclose(window.ai_panel.patient_bars.values, expected, atol=1e-4)
+    assert "7 of 7 frames" in window.ai_panel.patient_bars.note.text()
+
+    with_overlay = window.export_view(tmp_path / "with.png", True)
+    without = window.export_view(tmp_path / "without.png", False)
+    from PySide6.QtGui import QImage
+
+    a, b = qimage_to_rgb(QImage(str(with_overlay))), qimage_to_rgb(QImage(str(without)))
+    assert a.shape == b.shape and not np.array_equal(a, b)
+
+    worker = window.export_summary(tmp_path / "summary.html")
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+    html = (tmp_path / "summary.html").read_text()
+    assert "tiny-random" in html and "Research use only" in html
+    assert html.count("data:image/png;base64,") >= 4  # key frames and their heatmaps
+
+
+def test_analysis_cancel_and_stale_frame_requests(qtbot, tmp_path, model_service):
+    frames = us_frames(40, seed=7)
+    path = write_us_dicom(tmp_path / "long.dcm", frames)
+    from fetal_viewer.core.io import open_path
+
+    series = open_path(path).patients[0].studies[0].series[0]
+    job = model_service.analyse([series])
+    with qtbot.waitSignal(model_service.analysis_finished, timeout=60_000) as done:
+        model_service.cancel(job)
+    assert done.args == [job, True]
+    found = model_service.series_probs(series)
+    assert found is None or len(found[1]) < 40
+
+    results: list[int] = []
+    model_service.frame_result.connect(lambda req, key, idx, res: results.append(req))
+    skipped = model_service.skipped_stale
+    reqs = [model_service.request_frame(series, i) for i in range(30, 36)]
+    qtbot.waitUntil(lambda: reqs[-1] in results, timeout=30_000)
+    assert model_service.skipped_stale - skipped >= 3
+    assert set(results) <= {reqs[0], reqs[-1]}
+
+
+def test_drag_and_drop_opens_files(qtbot, make_main_window, tmp_path):
+    window = make_main_window()
+    path = write_us_dicom(tmp_path / "dropped.dcm", us_frames(2))
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.study_opened, timeout=30_000):
+        window.dropEvent(event)
+    assert event.isAccepted()
+    assert len(window.browser.series_items()) == 1
+    assert str(path.resolve()) in window.recent()
+
+
+def test_shortcuts_act(qtbot, make_main_window, study_dir):
+    window = make_main_window()
+    open_and_wait(qtbot, window, [study_dir])
+    view = window.view
+    qtbot.keyClick(view, Qt.Key.Key_1)
+    assert view.zoom == pytest.approx(1.0)
+    qtbot.keyClick(view, Qt.Key.Key_Plus)
+    assert view.zoom == pytest.approx(1.25)
+    qtbot.keyClick(view, Qt.Key.Key_F)
+    assert view.zoom != pytest.approx(1.25)
+    qtbot.keyClick(view, Qt.Key.Key_R)
+    assert view.rotation == 90
+    qtbot.keyClick(view, Qt.Key.Key_H)
+    assert view.flip_h
+    qtbot.keyClick(view, Qt.Key.Key_B)
+    assert view.brightness == 10
+    assert not np.array_equal(qimage_to_rgb(view.image_item.pixmap().toImage()), view.frame)
+    qtbot.keyClick(view, Qt.Key.Key_Backspace)  # reset
+    assert (view.rotation, view.flip_h, view.brightness) == (0, False, 0)
+    qtbot.keyClick(view, Qt.Key.Key_End)
+    wait_until(lambda: window.index == 5 and view.frame is not None)
+    first = window.series
+    qtbot.keyClick(view, Qt.Key.Key_Down)  # next series
+    assert window.series is not first and len(window.series) == 1
+    qtbot.keyClick(view, Qt.Key.Key_D)
+    assert window.actions["tool_distance"].isChecked()
+    qtbot.keyClick(view, Qt.Key.Key_Escape)
+    assert window.actions["tool_navigate"].isChecked()
+    dialog = ShortcutsDialog(window)
+    assert dialog.table.rowCount() == len(SHORTCUTS)
+    dialog.deleteLater()
+
+
+def test_measurements_mm_when_calibrated_pixels_and_warning_otherwise(
+    qtbot, make_main_window, study_dir
+):
+    window = make_main_window()
+    open_and_wait(qtbot, window, [study_dir])
+    assert window.view.spacing_mm == pytest.approx((0.2, 0.2))
+    assert not window.pane.calibration_banner.isVisibleTo(window)
+    m = window.view.add_distance(QPointF(10, 20), QPointF(110, 20))
+    assert (m.unit, m.value) == ("mm", pytest.approx(20.0))
+    e = window.view.add_ellipse(window.view.sceneRect().adjusted(10, 10, -10, -10))
+    assert e.unit == "mm" and e.kind == "ellipse" and e.value > 0
+    # the same drag with the mouse
+    window.set_tool(window.view.tool.DISTANCE)
+    vp = window.view.viewport()
+    p0 = window.view.mapFromScene(QPointF(20, 40))
+    p1 = window.view.mapFromScene(QPointF(70, 40))
+    qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=p0)
+    qtbot.mouseMove(vp, p1)
+    qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=p1)
+    assert window.view.measurements[-1][0].value == pytest.approx(10.0, abs=0.5)
+
+    qtbot.keyClick(window.view, Qt.Key.Key_Down)  # the uncalibrated series
+    wait_until(lambda: window.view.spacing_mm is None)
+    assert window.pane.calibration_banner.isVisibleTo(window)
+    assert "pixels" in window.pane.calibration_banner.text()
+    m = window.view.add_distance(QPointF(0, 0), QPointF(30, 40))
+    assert (m.unit, m.value) == ("px", pytest.approx(50.0))
+
+
+def test_corrupt_file_shows_error_and_app_continues(qtbot, make_main_window, study_dir):
+    window = make_main_window()
+    (study_dir / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\xff" * 50)
+    with qtbot.waitSignal(window.sink.reported, timeout=30_000) as reported:
+        window.open_paths([study_dir])
+    exc, _context = reported.args
+    assert isinstance(exc, StudyLoadError)
+    dialog = window.sink.dialog
+    assert isinstance(dialog, QMessageBox) and dialog.isVisible()  # shown, not blocking
+    assert dialog.text()
+    assert (log_dir() / LOG_NAME).read_text().count("broken.dcm") >= 1
+    wait_until(lambda: window.view.has_image)  # the good files still opened
+    assert len(window.browser.series_items()) == 2
+    qtbot.keyClick(window.view, Qt.Key.Key_Right)  # and the app still works
+    wait_until(lambda: window.index == 1)
+    dialog.accept()
+    wait_until(lambda: window.sink.dialog is None)
+
+
+def test_global_hooks_log_and_show(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path))
+    path = setup_logging()
+    sink = ErrorSink()
+    before = (sys.excepthook, threading.excepthook)
+    install_excepthooks(sink)
+    try:
+        try:
+            raise ZeroDivisionError("boom in a slot")
+        except ZeroDivisionError as exc:
+            with qtbot.waitSignal(sink.reported, timeout=5_000):
+                sys.excepthook(type(exc), exc, exc.__traceback__)
+
+        def worker() -> None:
+            raise ValueError("boom in a thread")
+
+        with qtbot.waitSignal(sink.reported, timeout=5_000) as second:
+            t = threading.Thread(target=worker, name="bad-thread")
+            t.start()
+            t.join()
+        assert isinstance(second.args[0], ValueError) and "bad-thread" in second.args[1]
+        assert sink.dialog is not None and "ZeroDivisionError" in sink.dialog.text()
+        text = path.read_text()
+        assert "boom in a slot" in text and "boom in a thread" in text
+    finally:
+        uninstall_excepthooks()
+        sink.close_all()
+        from fetal_viewer.gui.error_sink import close_logging
+
+        close_logging()
+    assert (sys.excepthook, threading.excepthook) == before
+
+
+def test_settings_persist_and_close_stops_threads(qtbot, make_main_window, study_dir, tiny_model):
+    settings = study_dir.parent / "persist.ini"
+    window = make_main_window(settings_file=settings)  # owns its model thread
+    window.load_model(tiny_model)
+    open_and_wait(qtbot, window, [study_dir])
+    qtbot.waitUntil(lambda: window.model.info is not None, timeout=60_000)
+    window.ai_panel.opacity_slider.setValue(70)
+    window.ai_panel.colormap_combo.setCurrentText("inferno")
+    window.analyse_study()
+    window.close()  # mid-analysis: must stop every thread
+    assert not window.model.isRunning()
+    again = make_main_window(settings_file=settings)
+    assert again.ai_panel.opacity_slider.value() == 70
+    assert again.ai_panel.colormap == "inferno"
+    assert str(study_dir.resolve()) in again.recent()
+    assert again.settings.value("model/card") == str(tiny_model)
+
+
+def test_series_key_is_stable(study_dir):
+    from fetal_viewer.core.io import open_path
+
+    a = open_path(study_dir).patients[0].studies[0].series
+    b = open_path(study_dir).patients[0].studies[0].series
+    assert {series_key(s) for s in a} == {series_key(s) for s in b}
