@@ -71,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QCoreApplication, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from fetal_viewer.gui.error_sink import ErrorSink, install_excepthooks, setup_logging
+    from fetal_viewer.gui.error_sink import (
+        ErrorSink,
+        install_excepthooks,
+        setup_logging,
+        uninstall_excepthooks,
+    )
 
     log_path = setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     log.info("fetal-viewer %s starting; log file %s", __version__, log_path)
@@ -125,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
 
         sink.reported.connect(failed)
-        app.exec()
+        try:
+            app.exec()
+        finally:
+            uninstall_excepthooks()
         print("smoke test:", "ok" if state["ok"] else "FAILED")
         return 0 if state["ok"] else 1
-    return int(app.exec())
+    try:
+        return int(app.exec())
+    finally:
+        uninstall_excepthooks()

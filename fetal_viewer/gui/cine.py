@@ -6,8 +6,13 @@ frames; while a frame is still decoding the clock does not run ahead of it.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QToolButton, QWidget
+
+from fetal_viewer.resources import RESOURCES
+
+ICONS = RESOURCES / "icons" / "ui"
 
 DEFAULT_FPS = 20.0
 
@@ -21,7 +26,13 @@ class CineControls(QWidget):
         self.setObjectName("cineControls")
         self.play_button = QToolButton(self)
         self.play_button.setObjectName("playButton")
-        self.play_button.setText("▶")
+        self._icons = {
+            name: QIcon(str(ICONS / f"{name}.svg"))
+            for name in ("play", "pause")
+            if (ICONS / f"{name}.svg").is_file()
+        }
+        self.play_button.setIconSize(QSize(18, 18))
+        self._show_play_icon(False)
         self.play_button.setToolTip("Play / pause (Space)")
         self.play_button.setCheckable(True)
         self.slider = QSlider(Qt.Orientation.Horizontal, self)
@@ -85,12 +96,19 @@ class CineControls(QWidget):
             self.play_button.blockSignals(True)
             self.play_button.setChecked(playing)
             self.play_button.blockSignals(False)
-        self.play_button.setText("⏸" if playing else "▶")
+        self._show_play_icon(playing)
         if playing and not self.timer.isActive():
             self.timer.start()
         elif not playing and self.timer.isActive():
             self.timer.stop()
         self.playing_changed.emit(playing)
+
+    def _show_play_icon(self, playing: bool) -> None:
+        name = "pause" if playing else "play"
+        if name in self._icons:
+            self.play_button.setIcon(self._icons[name])
+        else:
+            self.play_button.setText("||" if playing else ">")
 
     def toggle_play(self) -> None:
         self.set_playing(not self.timer.isActive())

@@ -743,6 +743,8 @@ class MainWindow(QMainWindow):
         for worker in list(self._workers):
             worker.quit()
         self.loader.shutdown()
+        if self._job is not None:
+            self.model.cancel(self._job)
         if self._owns_model:
             self.model.shutdown()
         from superqt.utils import WorkerBase

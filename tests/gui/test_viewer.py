@@ -163,10 +163,17 @@ def test_analysis_cancel_and_stale_frame_requests(qtbot, tmp_path, model_service
     assert found is None or len(found[1]) < 40
 
     results: list[int] = []
-    model_service.frame_result.connect(lambda req, key, idx, res: results.append(req))
+
+    def collect(req: int, key: object, idx: int, res: object) -> None:
+        results.append(req)
+
+    model_service.frame_result.connect(collect)
     skipped = model_service.skipped_stale
     reqs = [model_service.request_frame(series, i) for i in range(30, 36)]
-    qtbot.waitUntil(lambda: reqs[-1] in results, timeout=30_000)
+    try:
+        qtbot.waitUntil(lambda: reqs[-1] in results, timeout=30_000)
+    finally:
+        model_service.frame_result.disconnect(collect)
     assert model_service.skipped_stale - skipped >= 3
     assert set(results) <= {reqs[0], reqs[-1]}
 
