@@ -1,0 +1,210 @@
+"""Protocol: order, blinding, resume, crossover washout, progress; simulated study;
+crash harness; two processes writing at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from fetal_viewer.core.readerstudy.analysis import analyze, time_saving
+from fetal_viewer.core.readerstudy.export import long_rows
+from fetal_viewer.core.readerstudy.protocol import (
+    AIOutput,
+    ReadingSession,
+    case_order,
+    study_progress,
+)
+from fetal_viewer.core.readerstudy.simulate import simulate_study
+from fetal_viewer.core.store import CaseSpec, Store, open_store, utcnow
+from fetal_viewer.errors import ProtocolError
+
+REPO = Path(__file__).resolve().parents[2]
+AI = AIOutput("sha256-of-model", {"normal": 0.2, "x": 0.8})
+
+
+def _study(tmp_path: Path, design: str = "sequential", n: int = 6) -> Store:
+    store = open_store(tmp_path / "s.db")
+    store.create_study(
+        "s",
+        design=design,
+        labels=["normal", "x"],
+        seed=11,
+        washout_days=14,
+        cases=[CaseSpec(f"/p/{i}.dcm", "x" if i % 2 else "normal") for i in range(n)],
+    )
+    for r in ("R1", "R2"):
+        store.add_reader(r, "radiologist", 3)
+        store.enrol("s", r)
+    return store
+
+
+def test_order_is_seeded_per_reader_and_reproducible(tmp_path: Path) -> None:
+    store = _study(tmp_path, n=12)
+    seeds = {e.reader: e.order_seed for e in store.enrolments("s")}
+    cases = store.list_cases("s")
+    a1 = [c.id for c in case_order(cases, seeds["R1"])]
+    assert a1 == [c.id for c in case_order(list(reversed(cases)), seeds["R1"])]
+    assert a1 != [c.id for c in case_order(cases, seeds["R2"])]
+    first = ReadingSession(store, "s", "R1").current()
+    assert first is not None and first.case.case_id == a1[0]
+
+
+def test_blinding_and_sequential_flow(tmp_path: Path) -> None:
+    store = _study(tmp_path)
+    rs = ReadingSession(store, "s", "R1", ai_provider=lambda c: AI)
+    step = rs.begin()
+    assert step is not None and step.condition == "unaided"
+    assert not hasattr(step.case, "reference_label")
+    with pytest.raises(ProtocolError, match="blinded"):
+        rs.get_ai()
+    other = next(c for c in store.list_cases("s") if c.id != step.case.case_id)
+    with pytest.raises(ProtocolError):
+        rs.get_ai(other.pseudonym)
+    unaided = rs.submit("normal", 70, 30)
+    step2 = rs.current()
+    assert step2 is not None and step2.condition == "aided"
+    assert step2.case == step.case and step2.unaided == unaided
+    with pytest.raises(ProtocolError, match="Reveal the AI"):
+        rs.submit("x", 80, 90)
+    assert rs.get_ai() == AI
+    aided = rs.submit("x", 80, 90, heatmap_visible=True)
+    assert aided.ai_model_sha == "sha256-of-model" and aided.ai_probs == AI.probabilities
+    assert aided.changed_from_unaided is True and aided.ai_heatmap_visible is True
+    # reader 2 is still blinded for that case
+    rs2 = ReadingSession(store, "s", "R2", ai_provider=lambda c: AI)
+    with pytest.raises(ProtocolError):
+        rs2.get_ai(step.case.pseudonym)
+    with pytest.raises(ProtocolError):
+        rs.submit("maybe", 1, 1)
+
+
+def test_resume_at_exact_position(tmp_path: Path) -> None:
+    store = _study(tmp_path)
+    rs = ReadingSession(store, "s", "R1", ai_provider=lambda c: AI)
+    rs.submit("normal", 50, 10)
+    rs.get_ai()
+    rs.submit("normal", 50, 10)
+    rs.submit("x", 50, 90)
+    expected = rs.current()
+    store.close()
+    store2 = open_store(tmp_path / "s.db")
+    again = ReadingSession(store2, "s", "R1", ai_provider=lambda c: AI)
+    got = again.current()
+    assert got is not None and expected is not None
+    assert (got.case, got.condition, got.index) == (expected.case, "aided", 3)
+    prog = study_progress(store2, "s")
+    assert {r.reader: r.done for r in prog.readers} == {"R1": 3, "R2": 0}
+    assert prog.total == 2 * 2 * 6 and prog.done == 3
+
+
+def test_crossover_washout_and_each_case_once_per_condition(tmp_path: Path) -> None:
+    store = _study(tmp_path, design="crossover", n=6)
+    now = [utcnow()]
+    rs = ReadingSession(store, "s", "R1", ai_provider=lambda c: AI, clock=lambda: now[0])
+    conds = []
+    while (step := rs.begin()) is not None:
+        conds.append(step.condition)
+        if step.condition == "aided":
+            rs.get_ai()
+        else:
+            with pytest.raises(ProtocolError):
+                rs.get_ai()
+        rs.submit("normal", 50, 50)
+    assert sorted(conds) == ["aided"] * 3 + ["unaided"] * 3
+    now[0] += timedelta(days=13)
+    with pytest.raises(ProtocolError, match="washout"):
+        ReadingSession(store, "s", "R1", ai_provider=lambda c: AI, clock=lambda: now[0])
+    now[0] += timedelta(days=2)
+    rs = ReadingSession(store, "s", "R1", ai_provider=lambda c: AI, clock=lambda: now[0])
+    assert rs.arm == 2
+    while (step := rs.begin()) is not None:
+        if step.condition == "aided":
+            rs.get_ai()
+        rs.submit("x", 50, 50)
+    reads = store.reads(store.get_study("s").id)
+    pairs = {(r.case_id, r.condition) for r in reads}
+    assert len(pairs) == len(reads) == 12
+    assert study_progress(store, "s").readers[0].finished
+
+
+def test_simulated_study_recovers_known_effect(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "sim.db")
+    truth = simulate_study(store, n_readers=4, n_cases=50, seed=2)
+    rows = long_rows(store, "sim")
+    a = analyze(rows)
+    assert a.auc_mrmc is not None and a.accuracy_mrmc is not None
+    lo, hi = a.auc_mrmc.ci
+    assert lo <= truth.auc_effect <= hi, (truth, a.auc_mrmc.ci)
+    assert a.auc_mrmc.p < 0.05 and a.accuracy_mrmc.diff > 0
+    saving = time_saving(rows)["saving_s"]
+    assert abs(saving - (truth.median_time_unaided_s - truth.median_time_aided_s)) < 4
+
+
+def test_crash_harness_short(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.harness.crash_sessions",
+            "--db",
+            str(tmp_path / "c.db"),
+            "--kills",
+            "6",
+            "--cases",
+            "15",
+            "--seed",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.returncode == 0 and summary["ok"], (summary, res.stderr[-2000:])
+    assert summary["kills"] == 6
+
+
+WRITER = """
+import sys
+from fetal_viewer.core.readerstudy.protocol import AIOutput, ReadingSession
+from fetal_viewer.core.store import open_store
+store = open_store(sys.argv[1])
+rs = ReadingSession(store, "s", sys.argv[2],
+                    ai_provider=lambda c: AIOutput("sha", {"normal": .5, "x": .5}))
+n = 0
+while (step := rs.begin()) is not None:
+    if step.condition == "aided":
+        rs.get_ai()
+    rs.submit("x", 50, 50, active_ms=5)
+    n += 1
+print(n)
+"""
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    store = _study(tmp_path, n=25)
+    store.close()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path / "s.db"), r],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in ("R1", "R2")
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1500:] for o in outs]
+    assert [int(o[0]) for o in outs] == [50, 50]
+    store = open_store(tmp_path / "s.db")
+    reads = store.reads(store.get_study("s").id, include_superseded=True)
+    assert len(reads) == 100 and len({r.uid for r in reads}) == 100
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
