@@ -1,0 +1,153 @@
+"""``fetal-viewer study``: coordinator commands for reader studies.
+
+create, add-reader, list, status, export, merge, read (headless reading for scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("study", help="create and run reader studies (coordinator)")
+    p.add_argument("--db", help="database file or URL (default: the user data folder)")
+    sub = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    c = sub.add_parser("create", help="create a study from a folder or manifest")
+    c.add_argument("name")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--folder", type=Path, help="folder of images (with --reference)")
+    src.add_argument("--manifest", type=Path, help="manifest CSV (phantoms format)")
+    c.add_argument("--reference", type=Path, help="reference-standard CSV: path,label[,source]")
+    c.add_argument("--design", choices=("sequential", "crossover"), default="sequential")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--washout-days", type=float, default=28.0)
+    c.add_argument("--labels", nargs="+", help="label set (default: the model's five classes)")
+    c.add_argument("--model-card", type=Path, help="model card JSON of the study's AI")
+    a = sub.add_parser("add-reader", help="add a reader and enrol them in a study")
+    a.add_argument("study")
+    a.add_argument("reader", help="reader pseudonym")
+    a.add_argument("--role", default="radiologist")
+    a.add_argument("--years", type=float, default=0.0, help="years of experience")
+    sub.add_parser("list", help="list studies")
+    s = sub.add_parser("status", help="progress per reader")
+    s.add_argument("study")
+    e = sub.add_parser("export", help="long CSV, JSON, iMRMC and MRMCaov files")
+    e.add_argument("study")
+    e.add_argument("--out", type=Path, required=True)
+    m = sub.add_parser("merge", help="import a reader workstation's database")
+    m.add_argument("study")
+    m.add_argument("--from", dest="source", required=True, help="reader database file or URL")
+    r = sub.add_parser("read", help="headless reading: answers from a CSV, in step order")
+    r.add_argument("study")
+    r.add_argument("reader")
+    r.add_argument(
+        "--answers",
+        type=Path,
+        required=True,
+        help="CSV with label,confidence,anomaly_prob per step",
+    )
+    r.add_argument(
+        "--ai-json",
+        type=Path,
+        help="JSON {case pseudonym: {model_sha, probabilities}} shown when aided",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import csv
+    import hashlib
+    import json
+
+    from fetal_viewer.core.readerstudy import cases as case_lists
+    from fetal_viewer.core.readerstudy.export import export_all
+    from fetal_viewer.core.readerstudy.protocol import AIOutput, ReadingSession, study_progress
+    from fetal_viewer.core.store import open_store
+    from fetal_viewer.errors import DataError
+
+    store = open_store(args.db)
+    cmd = args.study_command
+    if cmd == "create":
+        if args.folder is not None:
+            if args.reference is None:
+                raise DataError("--folder needs --reference (the reference-standard CSV).")
+            specs = case_lists.cases_from_reference(args.folder, args.reference)
+        else:
+            specs = case_lists.cases_from_manifest(args.manifest, args.reference)
+        card = sha = None
+        if args.model_card is not None:
+            raw = args.model_card.read_bytes()
+            card, sha = json.loads(raw), hashlib.sha256(raw).hexdigest()
+        labels = args.labels
+        if not labels:
+            labels = list(card.get("classes", [])) if card else []
+            labels = labels or [
+                "normal",
+                "anencephaly",
+                "encephalocele",
+                "holoprosencephaly",
+                "rachischisis",
+            ]
+        st = store.create_study(
+            args.name,
+            design=args.design,
+            labels=labels,
+            cases=specs,
+            seed=args.seed,
+            washout_days=args.washout_days,
+            model_card=card,
+            model_sha256=sha,
+        )
+        print(f"created study {st.name!r}: {st.n_cases} cases, design {st.design}")
+    elif cmd == "add-reader":
+        known = {r.pseudonym for r in store.list_readers()}
+        if args.reader not in known:
+            store.add_reader(args.reader, args.role, args.years)
+        e = store.enrol(args.study, args.reader)
+        print(f"reader {e.reader} enrolled in {e.study} (order seed {e.order_seed})")
+    elif cmd == "list":
+        for st in store.list_studies():
+            print(f"{st.name}\t{st.design}\t{st.n_cases} cases")
+    elif cmd == "status":
+        prog = study_progress(store, args.study)
+        for r in prog.readers:
+            extra = f", arm 2 from {r.next_session_at:%Y-%m-%d}" if r.next_session_at else ""
+            print(f"{r.reader}\t{r.done}/{r.total}\t{100 * r.fraction:.0f}%{extra}")
+        print(f"study\t{prog.done}/{prog.total}\t{100 * prog.fraction:.0f}%")
+    elif cmd == "export":
+        for name, path in export_all(store, args.study, args.out).items():
+            print(f"{name}\t{path}")
+    elif cmd == "merge":
+        other = open_store(args.source)
+        rep = store.merge_from(other, args.study)
+        other.close()
+        print(
+            f"readers added {rep.readers_added}, sessions added {rep.sessions_added}, "
+            f"reads added {rep.reads_added}, already present {rep.reads_already_present}, "
+            f"conflicts {len(rep.conflicts)}"
+        )
+        for c in rep.conflicts:
+            print(f"conflict: {c}")
+    elif cmd == "read":
+        ai = json.loads(args.ai_json.read_text()) if args.ai_json else {}
+
+        def provider(case: Any) -> AIOutput:
+            d = ai[case.pseudonym]
+            return AIOutput(d["model_sha"], {k: float(v) for k, v in d["probabilities"].items()})
+
+        rs = ReadingSession(store, args.study, args.reader, ai_provider=provider)
+        n = 0
+        with open(args.answers, newline="") as f:
+            for row in csv.DictReader(f):
+                step = rs.begin()
+                if step is None:
+                    break
+                if step.condition == "aided":
+                    rs.get_ai()
+                rs.submit(row["label"], int(row["confidence"]), int(row["anomaly_prob"]))
+                n += 1
+        print(f"{n} reads stored; progress {rs.progress().done}/{rs.progress().total}")
+    store.close()
+    return 0

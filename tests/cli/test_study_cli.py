@@ -1,0 +1,161 @@
+"""Coordinator CLI end to end: create from a folder of DICOMs with fake PHI + reference CSV,
+readers in their own DB copies, merge (idempotent), export (no PHI anywhere), analyse."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+PHI = {
+    "PatientName": "Doe^Janet^Q",
+    "PatientID": "MRN-7734-2291",
+    "PatientBirthDate": "19870412",
+}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetal_viewer", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def write_dicom(path: Path, i: int) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = f"{PHI['PatientName']}{i}"
+    ds.PatientID = f"{PHI['PatientID']}-{i}"
+    ds.PatientBirthDate = PHI["PatientBirthDate"]
+    ds.Modality = "US"
+    ds.Rows = ds.Columns = 8
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.full((8, 8), i, np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
+    folder = tmp_path / "Doe_Janet_exams"
+    folder.mkdir()
+    names = []
+    with open(tmp_path / "reference.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "source"])
+        for i in range(12):
+            name = f"MRN-7734-2291_{i}_Doe.dcm"
+            write_dicom(folder / name, i)
+            names.append(name)
+            w.writerow([name, "normal" if i % 2 else "anencephaly", "postnatal follow-up"])
+    db = tmp_path / "coord.db"
+    r = run_cli(
+        "study",
+        "--db",
+        str(db),
+        "create",
+        "pilot",
+        "--folder",
+        str(folder),
+        "--reference",
+        str(tmp_path / "reference.csv"),
+        "--seed",
+        "3",
+    )
+    assert r.returncode == 0, r.stderr
+    for reader in ("R1", "R2"):
+        assert run_cli("study", "--db", str(db), "add-reader", "pilot", reader).returncode == 0
+    # each reader reads into a copy of the coordinator's database
+    from fetal_viewer.core.store import open_store
+
+    store = open_store(db)
+    ai = {
+        c.pseudonym: {"model_sha": "abc123", "probabilities": {"normal": 0.3, "anencephaly": 0.7}}
+        for c in store.list_cases("pilot")
+    }
+    store.close()
+    (tmp_path / "ai.json").write_text(json.dumps(ai))
+    with open(tmp_path / "answers.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "confidence", "anomaly_prob"])
+        for k in range(24):
+            w.writerow(["anencephaly" if k % 3 else "normal", 60, (k * 37) % 101])
+    for reader in ("R1", "R2"):
+        copy = tmp_path / f"{reader}.db"
+        shutil.copy(db, copy)
+        r = run_cli(
+            "study",
+            "--db",
+            str(copy),
+            "read",
+            "pilot",
+            reader,
+            "--answers",
+            str(tmp_path / "answers.csv"),
+            "--ai-json",
+            str(tmp_path / "ai.json"),
+        )
+        assert r.returncode == 0, r.stderr
+        m = run_cli("study", "--db", str(db), "merge", "pilot", "--from", str(copy))
+        assert m.returncode == 0 and "reads added 24" in m.stdout, m.stdout + m.stderr
+    again = run_cli("study", "--db", str(db), "merge", "pilot", "--from", str(tmp_path / "R1.db"))
+    assert "reads added 0" in again.stdout and "already present 24" in again.stdout
+    status = run_cli("study", "--db", str(db), "status", "pilot")
+    assert "study\t48/48" in status.stdout, status.stdout
+    out = tmp_path / "exports"
+    assert run_cli("study", "--db", str(db), "export", "pilot", "--out", str(out)).returncode == 0
+    files = sorted(out.iterdir())
+    assert len(files) == 4
+    forbidden = [
+        str(tmp_path),
+        folder.name,
+        "Doe",
+        "Janet",
+        "7734",
+        "2291",
+        "19870412",
+        "1987-04-12",
+        *names,
+    ]
+    for p in files:
+        text = p.read_text()
+        for bad in forbidden:
+            assert bad not in text, (p.name, bad)
+    rows = list(csv.DictReader((out / "pilot_reads.csv").read_text().splitlines()))
+    assert len(rows) == 48 and {r["condition"] for r in rows} == {"unaided", "aided"}
+    assert all(r["ai_model_sha"] == "abc123" for r in rows if r["condition"] == "aided")
+    imrmc = (out / "pilot_imrmc.csv").read_text().splitlines()
+    i = imrmc.index("BEGIN DATA:")
+    assert sum(line.startswith("-1,") for line in imrmc[i + 1 :]) == 12
+    assert len(imrmc) - i - 1 == 12 + 48
+    head = (out / "pilot_mrmcaov.csv").read_text().splitlines()[0]
+    assert head == "reader,treatment,case,truth,rating"
+    # analysis from the DB and from the exported CSV agree
+    a1 = run_cli("analyze", "--db", str(db), "--study", "pilot", "--out", str(tmp_path / "a1"))
+    a2 = run_cli("analyze", "--reads", str(out / "pilot_reads.csv"), "--out", str(tmp_path / "a2"))
+    assert a1.returncode == 0 and a2.returncode == 0, a1.stderr + a2.stderr
+    assert a1.stdout.splitlines()[0] == a2.stdout.splitlines()[0]
+    report = (tmp_path / "a1" / "report.html").read_text()
+    assert "Obuchowski-Rockette" in report and "data:image/png;base64" in report
+    for bad in forbidden:
+        assert bad not in report and bad not in (tmp_path / "a1" / "analysis.json").read_text()
+
+
+def test_errors_are_reported(tmp_path: Path) -> None:
+    r = run_cli("study", "--db", str(tmp_path / "x.db"), "status", "nope")
+    assert r.returncode == 1 and "No study named" in r.stderr and "Fix:" in r.stderr
