@@ -163,7 +163,7 @@ def sample_case(
         prm["mono_scale"] = float(u(0.85, 1.05))
     elif label == "rachischisis":
         prm["atrium_mm"] = float(u(9.0, 16.0)) if rng.random() < 0.7 else float(u(6.0, 9.0))
-        prm["lemon_depth"] = float(u(0.08, 0.14))
+        prm["lemon_depth"] = float(u(0.14, 0.2))
         prm["lemon_at"] = float(u(38.0, 55.0))
         prm["defect_pos"] = float(u(-0.38, -0.12))
         prm["defect_len"] = float(u(0.14, 0.28))
@@ -191,7 +191,7 @@ def _lemon_radial(n: int, depth: float, at_deg: float) -> np.ndarray:
     t = np.linspace(0.0, 360.0, n, endpoint=False)
     d = np.minimum(np.abs(t - at_deg), 360.0 - np.abs(t - at_deg))
     e = np.minimum(np.abs(t - (360.0 - at_deg)), 360.0 - np.abs(t - (360.0 - at_deg)))
-    w = 16.0
+    w = 24.0
     return 1.0 - depth * (np.exp(-((d / w) ** 2)) + np.exp(-((e / w) ** 2)))
 
 
@@ -282,8 +282,8 @@ def draw_thalami(cv: Canvas, hs: HeadSize, *, fused: bool = False) -> None:
         return
     for side in (-1.0, 1.0):
         cv.ellipse(
-            (-0.04 * a, side * 0.13 * b),
-            (0.17 * a, 0.11 * b),
+            (-0.04 * a, side * 0.15 * b),
+            (0.17 * a, 0.1 * b),
             side * 8.0,
             echo=THALAMUS,
             part="thalami",
@@ -443,8 +443,8 @@ def _draw_defect_mask(cv: Canvas, hs: HeadSize, direction: float, half: float) -
 def _draw_lemon_mask(cv: Canvas, hs: HeadSize, prm: dict[str, float]) -> None:
     at = prm["lemon_at"]
     for centre in (at, -at):
-        pts = [_dir_point(hs, d, 0.78) for d in np.linspace(centre - 20.0, centre + 20.0, 9)]
-        pts += [_dir_point(hs, d, 1.08) for d in np.linspace(centre + 20.0, centre - 20.0, 9)]
+        pts = [_dir_point(hs, d, 0.78) for d in np.linspace(centre - 34.0, centre + 34.0, 13)]
+        pts += [_dir_point(hs, d, 1.08) for d in np.linspace(centre + 34.0, centre - 34.0, 13)]
         cv.poly(pts, mask=True, part="lemon")
 
 
