@@ -174,9 +174,9 @@ class AIPanel(QWidget):
         loaded = name is not None
         if loaded:
             self.model_label.setText(f"Model: <b>{name}</b> v{version} · sha256 {sha[:10]}")
-            self.banner.setText(
-                intended_use if "research" in intended_use.lower() else INTENDED_USE
-            )
+            extra = intended_use.strip()
+            same = extra.lower().rstrip(".") in INTENDED_USE.lower()
+            self.banner.setText(INTENDED_USE if same or not extra else f"{INTENDED_USE}\n{extra}")
         else:
             self.model_label.setText("No model loaded (AI > Load model…)")
         self.frame_bars.set_classes(classes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from fetal_viewer.resources import DEMO_MODEL_CARD, RESOURCES
 log = logging.getLogger("fetal_viewer.gui")
 
 THEME = RESOURCES / "theme" / "dark.qss"
+#: environment variable naming an INI file to use instead of the user settings
+SETTINGS_ENV = "FETAL_VIEWER_SETTINGS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +71,7 @@ def apply_theme(app: object, dark: bool = True) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
 
-    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtCore import QCoreApplication, QSettings, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     from fetal_viewer.gui.error_sink import (
@@ -90,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from fetal_viewer.gui.main_window import MainWindow
 
-    window = MainWindow(error_sink=sink)
+    settings_file = os.environ.get(SETTINGS_ENV)
+    settings = (
+        QSettings(settings_file, QSettings.Format.IniFormat) if settings_file else QSettings()
+    )
+    window = MainWindow(settings=settings, error_sink=sink)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     window.show()
 
     model = args.model

@@ -31,7 +31,7 @@ def _series_label(series: Any) -> str:
     n = len(series)
     desc = series.description or series.modality or "Series"
     extra = f"{n} frame{'s' if n != 1 else ''}"
-    if series.frame_time_ms:
+    if series.frame_time_ms and n > 1:
         extra += f" · {1000.0 / series.frame_time_ms:.0f} fps"
     if getattr(series.calibration, "spacing_mm", None) is None:
         extra += " · uncalibrated"

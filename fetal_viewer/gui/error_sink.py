@@ -90,6 +90,7 @@ class ErrorSink(QObject):
 
     def __init__(self, parent_widget: QWidget | None = None) -> None:
         super().__init__()
+        self.log_path = setup_logging()
         self._parent_widget = parent_widget
         self._queue: list[tuple[BaseException, str]] = []
         self.dialog: QMessageBox | None = None

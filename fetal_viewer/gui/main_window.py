@@ -61,6 +61,7 @@ log = logging.getLogger("fetal_viewer.gui")
 MAX_RECENT = 10
 PREFETCH = 6
 HEATMAP_FLOOR = 0.02
+BACKGROUND_LEVEL = 8  # pixel value at or below which a frame pixel is background
 
 
 class ViewerPane(QWidget):
@@ -435,6 +436,7 @@ class MainWindow(QMainWindow):
         self.patient, self.study, self.series = patient, study, series
         self.result = None
         self.pane.set_calibration(series.calibration)
+        self.view.clear_measurements()
         self.view.set_overlay(None)
         self.cine.set_series(len(series), series.frame_time_ms)
         self.setWindowTitle(
@@ -526,6 +528,8 @@ class MainWindow(QMainWindow):
         if heat is None or heat.shape != frame.shape[:2]:
             self.view.set_overlay(None)
             return
+        # only over echo content: the black background around the fan stays untouched
+        heat = np.where(frame.max(axis=2) > BACKGROUND_LEVEL, heat, 0.0)
         self.view.set_overlay(heatmap_rgba(heat, self.ai_panel.colormap, HEATMAP_FLOOR))
 
     def _on_display_changed(self) -> None:

@@ -341,7 +341,8 @@ class ModelService(QThread):
             try:
                 self._handle(task.kind, req, payload)
             except CancelledError:
-                pass
+                if task.kind == "chunk":
+                    self._finish_chunk(payload[0])
             except Exception as exc:
                 context = {
                     "load": "Loading the model",

@@ -1,0 +1,39 @@
+"""The launcher: argument parsing and the offscreen smoke test the packaging script runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QCoreApplication, QEvent
+from PySide6.QtWidgets import QApplication
+
+from fetal_viewer.gui.app import build_parser, main
+from fetal_viewer.gui.error_sink import close_logging
+
+from .conftest import us_frames, write_us_dicom
+
+
+def test_parser_accepts_paths_demo_and_model():
+    args = build_parser().parse_args(["a.dcm", "b", "--demo", "--model", "card.json"])
+    assert args.paths == ["a.dcm", "b"] and args.demo and args.model == "card.json"
+
+
+def test_smoke_test_opens_predicts_and_exits(
+    qapp: QApplication, tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("FETAL_VIEWER_SETTINGS", str(tmp_path / "settings.ini"))
+    study = write_us_dicom(tmp_path / "one.dcm", us_frames(3))
+    before = set(QApplication.topLevelWidgets())
+    try:
+        code = main([str(study), "--model", str(tiny_model), "--smoke-test"])
+    finally:
+        qapp.setStyleSheet("")
+        qapp.setPalette(qapp.style().standardPalette())
+        close_logging()
+    assert code == 0
+    log = (tmp_path / "logs" / "fetal-viewer.log").read_text()
+    assert "smoke test: prediction shown for frame 1" in log
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert not [w for w in QApplication.topLevelWidgets() if w not in before]
