@@ -107,3 +107,9 @@ def test_loco_needs_two_centers() -> None:
     records = [r for r in _records() if r.center == "c0"]
     with pytest.raises(DataError, match="two centers"):
         leave_one_center_out(records)
+
+
+def test_inner_split_zero_fraction_keeps_everything_in_training() -> None:
+    records = _records()
+    tr, val = inner_split(records, np.arange(len(records)), 0.0)
+    assert len(val) == 0 and len(tr) == len(records)

@@ -115,7 +115,8 @@ def inner_split(
     """Split ``indices`` into (train, validation) by patient, stratified by label.
 
     Each class keeps at least one training patient; a class with a single patient stays
-    wholly in training. Used for early stopping inside one training run.
+    wholly in training; ``val_fraction`` 0 means no validation split. Used for early
+    stopping inside one training run.
     """
     rng = np.random.default_rng(seed)
     by_label: dict[str, list[str]] = defaultdict(list)
@@ -126,6 +127,8 @@ def inner_split(
     for label in sorted(by_label):
         pids = by_label[label]
         n_val = min(len(pids) - 1, max(1, round(val_fraction * len(pids))))
+        if val_fraction <= 0:
+            n_val = 0
         if n_val <= 0:
             continue
         chosen = rng.choice(len(pids), size=n_val, replace=False)

@@ -1,0 +1,99 @@
+"""``fetal-viewer evaluate``: the paper's protocol, or scoring of an existing model.
+
+With ``--cv`` it trains one model per fold (patients never split across folds) and scores
+each held-out fold; with ``--model CARD`` it scores that model on the whole manifest without
+training. Either way ``--out`` receives report.html (figures embedded), metrics.json and
+predictions.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+CV_CHOICES = ("leave-one-center-out", "leave-one-patient-out", "grouped-kfold")
+
+
+def add_parser(subparsers: Any) -> None:
+    from fetal_viewer.cli.train import add_training_options
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="cross-validate (LOCO / LOPO / grouped k-fold) or score a model; writes report.html",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_training_options(p)
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--cv", choices=CV_CHOICES, help="cross-validation protocol (trains)")
+    how.add_argument("--model", type=Path, help="model card to score without training")
+    p.add_argument("--folds", type=int, default=5, help="k for grouped-kfold (default 5)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "onnxruntime", "torch"),
+        default="auto",
+        help="inference backend of the predictor",
+    )
+    p.add_argument("--figures", type=Path, help="also write the figures as PNG files here")
+    p.add_argument(
+        "--update-card",
+        type=Path,
+        metavar="CARD",
+        help="write the headline figures into this model card's metrics (weights untouched)",
+    )
+    p.set_defaults(func=run)
+
+
+def update_card(card_path: Path, key: str, figures: dict[str, Any]) -> None:
+    from fetal_viewer.core.model.checkpoint import ModelCard
+
+    card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), path=card_path)
+    card.metrics[key] = figures
+    card_path.write_text(card.to_json(), encoding="utf-8")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fetal_viewer.cli.train import config_from_args, load_manifest, progress_for
+    from fetal_viewer.core.training.evaluate import cross_validate, headline, score_model
+    from fetal_viewer.core.training.train import dist_info, finish_distributed
+
+    manifest = load_manifest(args)
+    progress, close = progress_for(args, "evaluate")
+    try:
+        if args.model is not None:
+            metrics = score_model(
+                args.model,
+                manifest,
+                args.out,
+                n_boot=args.bootstrap,
+                backend=args.backend,
+                figure_dir=args.figures,
+                progress=progress,
+            )
+        else:
+            metrics = cross_validate(
+                manifest,
+                args.cv,
+                config_from_args(args),
+                args.out,
+                k=args.folds,
+                resume=args.resume,
+                n_boot=args.bootstrap,
+                backend=args.backend,
+                figure_dir=args.figures,
+                progress=progress,
+            )
+    finally:
+        close()
+    if dist_info().is_main:
+        head = headline(metrics)
+        if args.update_card is not None:
+            update_card(args.update_card, args.cv or "held_out", head)
+            print(f"card updated: {args.update_card}")
+        print(f"report: {Path(args.out) / 'report.html'}")
+        print(json.dumps(head))
+    finish_distributed()
+    return 0

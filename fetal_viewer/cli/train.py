@@ -1,0 +1,154 @@
+"""``fetal-viewer train``: train a classifier from a manifest into a safe checkpoint.
+
+The manifest is validated first (unknown labels, missing files, a patient in several
+centers); nothing is trained until it is clean. Run under ``torchrun`` for several GPUs or
+machines, e.g. ``torchrun --nproc-per-node 2 -m fetal_viewer train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+TASK_CHOICES = ("five-class", "anomalies")
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``evaluate`` (which trains one model per fold)."""
+    p.add_argument("--manifest", required=True, type=Path, help="manifest CSV")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--task",
+        choices=TASK_CHOICES,
+        default="five-class",
+        help="five classes (normal + 4 anomalies) or the 4 anomalies only (default: five-class)",
+    )
+    g = p.add_argument_group("training")
+    g.add_argument("--input-size", type=int, default=224, help="network input side (default 224)")
+    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
+    g.add_argument("--batch-size", type=int, default=32, help="per process (default 32)")
+    g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    g.add_argument("--lr", type=float, default=None, help="default 1e-3 (adamw) / 1e-2 (sgd)")
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of training patients held out (per class) for early stopping (default 0.2)",
+    )
+    g.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from ImageNet weights (only if already in the local torch hub cache)",
+    )
+    g.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    g.add_argument(
+        "--max-frames-per-patient",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train on at most N evenly spaced frames per patient (default 0: all)",
+    )
+    g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    g.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    g.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in the same --out"
+    )
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from a manifest (class-weighted CE, early stopping, DDP)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_training_options(p)
+    p.add_argument("--name", default="fetal-cns-resnet34", help="model name in the card")
+    p.add_argument("--fp16", action="store_true", help="store the weights as float16")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    from fetal_viewer.core.training.evaluate import TASKS
+    from fetal_viewer.core.training.train import TrainConfig
+
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adamw" else 1e-2)
+    return TrainConfig(
+        classes=TASKS[args.task],
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=lr,
+        weight_decay=args.weight_decay,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        seed=args.seed,
+        pretrained=args.pretrained,
+        augment=not args.no_augment,
+        num_workers=args.workers,
+        device=args.device,
+        amp=not args.no_amp,
+        max_frames_per_patient=args.max_frames_per_patient,
+    )
+
+
+def load_manifest(args: argparse.Namespace) -> Any:
+    """Validate the manifest and restrict it to the task's classes; prints a summary."""
+    from fetal_viewer.core.model.labels import CLASSES
+    from fetal_viewer.core.training.evaluate import TASKS, restrict
+    from fetal_viewer.core.training.manifest import read_manifest
+    from fetal_viewer.core.training.train import dist_info
+
+    manifest = restrict(read_manifest(args.manifest, CLASSES), TASKS[args.task])
+    if dist_info().is_main:
+        d = manifest.describe()
+        per = ", ".join(f"{k} {v['patients']}p/{v['images']}i" for k, v in d["per_class"].items())
+        print(
+            f"manifest OK: {d['images']} images, {d['patients']} patients, "
+            f"{len(d['centers'])} centers ({per})"
+        )
+    return manifest
+
+
+def progress_for(args: argparse.Namespace, desc: str) -> tuple[Any, Any]:
+    from fetal_viewer.core.progress import tqdm_progress
+    from fetal_viewer.core.training.train import dist_info
+
+    return tqdm_progress(desc, disable=not sys.stderr.isatty() or not dist_info().is_main)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fetal_viewer.core.model.checkpoint import save_checkpoint
+    from fetal_viewer.core.training.evaluate import make_card
+    from fetal_viewer.core.training.train import dist_info, finish_distributed, train_model
+
+    manifest = load_manifest(args)
+    config = config_from_args(args)
+    progress, close = progress_for(args, "train")
+    try:
+        result = train_model(
+            manifest,
+            range(len(manifest)),
+            config,
+            args.out,
+            resume=args.resume,
+            progress=progress,
+        )
+    finally:
+        close()
+    if dist_info().is_main:
+        card = make_card(result, config, manifest, range(len(manifest)), args.name)
+        card_path = save_checkpoint(result.model, card, args.out, fp16=args.fp16)
+        (Path(args.out) / "history.json").write_text(json.dumps(result.history, indent=1))
+        print(f"best epoch {result.best_epoch}: {result.best_val}")
+        print(f"checkpoint: {card_path}")
+    finish_distributed()
+    return 0

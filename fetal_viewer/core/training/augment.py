@@ -1,0 +1,66 @@
+"""Ultrasound-appropriate augmentation, applied between the FOV crop/resize and normalisation.
+
+It works on the ``(S, S, 3)`` uint8 square produced by :func:`preprocess.resize_pad`, so
+the field-of-view crop before it and :func:`preprocess.to_tensor_array` after it are the
+exact inference-time steps. What it does, and why:
+
+* left-right flip only: the probe is at the top of the image, so vertical flips would
+  show anatomy upside down;
+* small rotation (+-10 deg), scale (0.9-1.1) and translation (+-6 %): probe angle and depth;
+* gain (brightness x0.75-1.25) and contrast (gamma 0.75-1.33): machine settings;
+* multiplicative speckle noise (Rayleigh-like, sigma up to 0.15): ultrasound texture.
+
+Every draw comes from a generator seeded by ``(seed, epoch, index)``, so a run is
+reproducible and a resumed run sees the same augmentations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    flip: bool = True
+    rotate_deg: float = 10.0
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = 0.06
+    gain: tuple[float, float] = (0.75, 1.25)
+    gamma: tuple[float, float] = (0.75, 1.33)
+    speckle: float = 0.15
+
+
+def augment(
+    image: NDArray[np.uint8], rng: np.random.Generator, spec: AugmentSpec = AugmentSpec()
+) -> NDArray[np.uint8]:
+    """One random ultrasound-style variation of a ``(S, S, 3)`` uint8 square."""
+    import cv2
+
+    img: np.ndarray = np.asarray(image)
+    size_h, size_w = img.shape[:2]
+    if spec.flip and rng.random() < 0.5:
+        img = img[:, ::-1]
+    angle = rng.uniform(-spec.rotate_deg, spec.rotate_deg)
+    scale = rng.uniform(*spec.scale)
+    tx, ty = rng.uniform(-spec.translate, spec.translate, size=2) * (size_w, size_h)
+    matrix = cv2.getRotationMatrix2D((size_w / 2.0, size_h / 2.0), angle, scale)
+    matrix[:, 2] += (tx, ty)
+    img = cv2.warpAffine(
+        np.ascontiguousarray(img),
+        matrix,
+        (size_w, size_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
+    x = img.astype(np.float32) * np.float32(1.0 / 255.0)
+    x = np.power(x, np.float32(rng.uniform(*spec.gamma)))
+    x *= np.float32(rng.uniform(*spec.gain))
+    if spec.speckle > 0:
+        sigma = rng.uniform(0.0, spec.speckle)
+        noise = rng.standard_normal(x.shape[:2]).astype(np.float32) * np.float32(sigma)
+        x *= np.clip(1.0 + noise, 0.0, None)[:, :, None]  # same speckle on every channel
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,378 @@
+"""The paper's protocol end to end: cross-validated training and scoring, and the report.
+
+:func:`cross_validate` trains one model per fold (leave-one-center-out, leave-one-patient-
+out or grouped k-fold; patients never split), saves each fold's checkpoint, scores the
+held-out fold through the product's own :class:`~fetal_viewer.core.model.predictor.Predictor`
+(so what is measured is what the viewer runs), then writes the report.
+:func:`score_model` scores an existing checkpoint on a manifest without training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fetal_viewer.core.model.checkpoint import (
+    LoadedModel,
+    ModelCard,
+    load_checkpoint,
+    save_checkpoint,
+)
+from fetal_viewer.core.model.labels import ANOMALY_CLASSES, CLASSES
+from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
+from fetal_viewer.core.training.data import read_mask, read_record_frame
+from fetal_viewer.core.training.folds import make_folds
+from fetal_viewer.core.training.manifest import Indices, Manifest
+from fetal_viewer.core.training.metrics import energy_inside, pointing_game
+from fetal_viewer.core.training.report import HeatmapExample, ReportInputs, write_report
+from fetal_viewer.core.training.summary import PredictionTable, summarise
+from fetal_viewer.core.training.train import (
+    STATE_DIR,
+    LogFn,
+    TrainConfig,
+    TrainResult,
+    dist_info,
+    train_model,
+)
+from fetal_viewer.errors import DataError
+
+TASKS: dict[str, tuple[str, ...]] = {"five-class": CLASSES, "anomalies": ANOMALY_CLASSES}
+_PRED_CHUNK = 64
+_EXAMPLE_SIDE = 256
+
+
+def restrict(manifest: Manifest, classes: Sequence[str]) -> Manifest:
+    """Only the rows whose label is among ``classes`` (anomaly-only mode drops ``normal``)."""
+    keep = [i for i, r in enumerate(manifest.records) if r.label in set(classes)]
+    if not keep:
+        raise DataError("No manifest rows have the requested classes.", why=str(list(classes)))
+    return manifest.subset(keep)
+
+
+def make_card(
+    result: TrainResult,
+    config: TrainConfig,
+    manifest: Manifest,
+    indices: Indices,
+    name: str,
+    metrics: dict[str, Any] | None = None,
+    notes: str = "",
+) -> ModelCard:
+    """A model card describing a training run (data, settings, validation figures)."""
+    data = manifest.subset(indices).describe()
+    card_metrics: dict[str, Any] = {
+        "inner_validation": {
+            "best_epoch": result.best_epoch,
+            **{k: round(v, 6) for k, v in result.best_val.items()},
+            "patients": result.n_val_patients,
+            "images": result.n_val_images,
+        },
+        "class_weights": {k: round(v, 6) for k, v in result.class_weights.items()},
+        "training": {
+            "epochs_run": len(result.history),
+            "images": result.n_train_images,
+            "patients": result.n_train_patients,
+            "seconds": round(result.seconds, 1),
+            "config": {k: v for k, v in config.fingerprint().items() if k != "classes"},
+        },
+    }
+    if metrics:
+        card_metrics.update(metrics)
+    return ModelCard(
+        name=name,
+        version="1",
+        classes=tuple(config.classes),
+        input_size=config.input_size,
+        training_data=json.dumps(data, sort_keys=True),
+        metrics=card_metrics,
+        notes=notes,
+    )
+
+
+@dataclass
+class Scored:
+    table: PredictionTable
+    examples: list[HeatmapExample]
+
+
+def _thumb(frame: np.ndarray, heat: np.ndarray, mask: np.ndarray | None) -> HeatmapExample:
+    import cv2
+
+    h, w = frame.shape[:2]
+    s = min(1.0, _EXAMPLE_SIDE / max(h, w))
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small: np.ndarray = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    hs: np.ndarray = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    ms = (
+        cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        if mask is not None
+        else None
+    )
+    return HeatmapExample("", "", small, hs, ms)
+
+
+def score(
+    loaded: LoadedModel,
+    manifest: Manifest,
+    indices: Indices,
+    fold_name: str,
+    *,
+    backend: str = "auto",
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+) -> Scored:
+    """Predict the rows ``indices`` with the product's predictor; localise where masks exist."""
+    from fetal_viewer.core.model.predictor import Predictor
+
+    classes = tuple(loaded.card.classes)
+    index = {c: k for k, c in enumerate(classes)}
+    predictor = Predictor(loaded, backend=backend)
+    rows = [manifest.records[i] for i in indices]
+    unknown = sorted({r.label for r in rows} - set(index))
+    if unknown:
+        raise DataError(
+            f"The manifest has labels {unknown} that the model does not know.",
+            why=f"The model's classes are {list(classes)}.",
+            fix="Use --task anomalies for an anomaly-only model, or filter the manifest.",
+        )
+    probs: list[np.ndarray] = []
+    pointing: list[bool | None] = []
+    energy: list[float | None] = []
+    examples: dict[str, HeatmapExample] = {}
+    for start in range(0, len(rows), _PRED_CHUNK):
+        chunk = rows[start : start + _PRED_CHUNK]
+        frames = [read_record_frame(r) for r in chunk]
+        with_cam = any(r.mask_path is not None for r in chunk)
+        pred = predictor.predict(frames, with_cam=with_cam, cancel=cancel)
+        probs.append(pred.probs)
+        for j, r in enumerate(chunk):
+            if r.mask_path is None:
+                pointing.append(None)
+                energy.append(None)
+                continue
+            mask = read_mask(r.mask_path)
+            heat = pred.heatmap(j, index[r.label])
+            if mask.shape != heat.shape:
+                raise DataError(
+                    f"Mask shape {mask.shape} differs from the frame's {heat.shape}.",
+                    path=r.mask_path,
+                )
+            if not mask.any():
+                pointing.append(None)
+                energy.append(None)
+                continue
+            pointing.append(pointing_game(heat, mask))
+            energy.append(energy_inside(heat, mask))
+            if r.label not in examples:
+                ex = _thumb(frames[j], heat, mask)
+                ex.label = r.label
+                ex.predicted = classes[int(np.argmax(pred.probs[j]))]
+                examples[r.label] = ex
+        progress(min(start + _PRED_CHUNK, len(rows)), len(rows), f"scoring {fold_name}")
+    table = PredictionTable(
+        classes=classes,
+        paths=[str(r.path) for r in rows],
+        frames=[r.frame for r in rows],
+        patient_ids=[r.patient_id for r in rows],
+        centers=[r.center for r in rows],
+        ga_weeks=[r.ga_weeks for r in rows],
+        folds=[fold_name] * len(rows),
+        y=np.array([index[r.label] for r in rows], dtype=np.int64),
+        probs=np.concatenate(probs) if probs else np.zeros((0, len(classes))),
+        pointing=pointing,
+        energy=energy,
+    )
+    return Scored(table, [examples[c] for c in classes if c in examples])
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def cross_validate(
+    manifest: Manifest,
+    mode: str,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    k: int = 5,
+    resume: bool = False,
+    n_boot: int = 1000,
+    backend: str = "auto",
+    figure_dir: str | Path | None = None,
+    log: LogFn = print,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Train and score every fold, then write the report; returns metrics.json's content."""
+    out = Path(out_dir)
+    info = dist_info()
+    folds = make_folds(manifest.records, mode, k=k, seed=config.seed)
+    say: LogFn = log if info.is_main else (lambda _m: None)
+    say(f"{mode}: {len(folds)} folds over {len(manifest.patients)} patients")
+    tables: list[PredictionTable] = []
+    histories: dict[str, list[dict[str, float]]] = {}
+    examples: list[HeatmapExample] = []
+    for n, fold in enumerate(folds, start=1):
+        fold_dir = out / "folds" / _safe(fold.name)
+        done = fold_dir / "predictions.csv"
+        say(
+            f"fold {n}/{len(folds)} ({fold.name}): train {len(fold.train)} / test {len(fold.test)} images"
+        )
+        if resume and done.is_file() and (fold_dir / "history.json").is_file():
+            say("  already scored; reusing its predictions")
+            tables.append(PredictionTable.read_csv(done, config.classes))
+            histories[fold.name] = json.loads((fold_dir / "history.json").read_text())
+            continue
+        result = train_model(
+            manifest,
+            fold.train,
+            config,
+            fold_dir,
+            resume=resume,
+            log=log,
+            progress=progress,
+            cancel=cancel,
+        )
+        if not info.is_main:
+            _barrier(info)
+            continue
+        card = make_card(result, config, manifest, fold.train, f"{mode} {fold.name}")
+        card_path = save_checkpoint(result.model, card, fold_dir)
+        scored = score(
+            load_checkpoint(card_path),
+            manifest,
+            fold.test,
+            fold.name,
+            backend=backend,
+            progress=progress,
+            cancel=cancel,
+        )
+        scored.table.write_csv(done)
+        (fold_dir / "history.json").write_text(json.dumps(result.history, indent=1))
+        shutil.rmtree(fold_dir / STATE_DIR, ignore_errors=True)  # resume state no longer needed
+        tables.append(scored.table)
+        histories[fold.name] = result.history
+        if not examples:
+            examples = scored.examples
+        acc = float((scored.table.probs.argmax(1) == scored.table.y).mean())
+        say(f"  fold image accuracy {acc:.3f}")
+        _barrier(info)
+    if not info.is_main:
+        return {}
+    table = PredictionTable.concat(tables)
+    metrics, curves = summarise(table, n_boot=n_boot, seed=config.seed)
+    setup = {
+        "protocol": mode,
+        "folds": len(folds),
+        "classes": ", ".join(config.classes),
+        "manifest": str(manifest.source),
+        **{k2: v for k2, v in config.fingerprint().items() if k2 != "classes"},
+    }
+    write_report(
+        ReportInputs(
+            title=f"fetal-viewer evaluation: {mode}",
+            table=table,
+            metrics=metrics,
+            curves=curves,
+            setup=setup,
+            histories=histories,
+            examples=examples,
+        ),
+        out,
+        figure_dir=figure_dir,
+    )
+    return {"setup": setup, **metrics}
+
+
+def _barrier(info: Any) -> None:
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def score_model(
+    card_path: str | Path,
+    manifest: Manifest,
+    out_dir: str | Path,
+    *,
+    n_boot: int = 1000,
+    backend: str = "auto",
+    figure_dir: str | Path | None = None,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """Score an existing checkpoint on every row of a manifest (a held-out set)."""
+    loaded = load_checkpoint(card_path)
+    scored = score(
+        loaded,
+        manifest,
+        range(len(manifest)),
+        "held-out",
+        backend=backend,
+        progress=progress,
+        cancel=cancel,
+    )
+    metrics, curves = summarise(scored.table, n_boot=n_boot)
+    setup = {
+        "protocol": "held-out scoring of an existing model",
+        "model": f"{loaded.card.name} (version {loaded.card.version})",
+        "model_card": str(loaded.card_path),
+        "classes": ", ".join(loaded.card.classes),
+        "input_size": loaded.card.input_size,
+        "manifest": str(manifest.source),
+    }
+    write_report(
+        ReportInputs(
+            title=f"fetal-viewer evaluation of {loaded.card.name}",
+            table=scored.table,
+            metrics=metrics,
+            curves=curves,
+            setup=setup,
+            examples=scored.examples,
+        ),
+        out_dir,
+        figure_dir=figure_dir,
+    )
+    return {"setup": setup, **metrics}
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The few figures a model card and a README quote."""
+    p = metrics["patient_level"]
+    i = metrics["image_level"]
+    loc = metrics.get("localisation", {}).get("all", {})
+    return {
+        "protocol": metrics.get("setup", {}).get("protocol", ""),
+        "patients": metrics["patients"],
+        "images": metrics["images"],
+        "patient_accuracy": p["accuracy"],
+        "patient_accuracy_ci95": p.get("accuracy_ci95"),
+        "image_accuracy": i["accuracy"],
+        "patient_macro_auroc": p["macro_auroc"],
+        "patient_macro_auroc_ci95": p.get("macro_auroc_ci95"),
+        "patient_micro_auroc": p["micro_auroc"],
+        "image_macro_auroc": i["macro_auroc"],
+        "pointing_game": loc.get("pointing_game"),
+        "energy_inside_mask": loc.get("energy_inside_mask"),
+    }
+
+
+__all__ = [
+    "TASKS",
+    "Scored",
+    "cross_validate",
+    "headline",
+    "make_card",
+    "restrict",
+    "score",
+    "score_model",
+]

@@ -1,0 +1,176 @@
+"""train and evaluate as a user runs them (subprocesses), on a handful of tiny phantoms."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fetal_viewer.core.model.checkpoint import load_checkpoint
+
+FAST = [
+    "--input-size",
+    "64",
+    "--batch-size",
+    "8",
+    "--device",
+    "cpu",
+    "--max-frames-per-patient",
+    "2",
+]
+
+
+def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fetal_viewer", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fetal_viewer.core.phantoms import generate_dataset
+
+    out = tmp_path_factory.mktemp("phantoms")
+    # 2 centers x 5 classes x 1 patient, small frames
+    return generate_dataset(
+        out, patients_per_class=1, centers=2, seed=3, fmt="png", size=(160, 120)
+    )
+
+
+def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    out = tmp_path / "model"
+    r = run_cli("train", "--manifest", str(phantoms), "--out", str(out), "--epochs", "1", *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "manifest OK: " in r.stdout and "class weights" in r.stdout
+    loaded = load_checkpoint(out / "card.json")
+    card = loaded.card
+    assert card.input_size == 64 and len(card.classes) == 5
+    assert card.metrics["class_weights"].keys() == set(card.classes)
+    assert json.loads(card.training_data)["patients"] == 10
+    assert (out / "history.json").is_file()
+
+    scored = tmp_path / "scored"
+    r = run_cli(
+        "evaluate",
+        "--manifest",
+        str(phantoms),
+        "--out",
+        str(scored),
+        "--model",
+        str(out / "card.json"),
+        "--bootstrap",
+        "50",
+        "--backend",
+        "torch",
+    )
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((scored / "metrics.json").read_text())
+    assert metrics["patients"] == 10
+    assert 0.0 <= metrics["patient_level"]["accuracy"] <= 1.0
+    assert set(metrics["by_ga_band"]) <= {"<20", "20-28", ">28"}
+    assert metrics["localisation"]["all"]["images"] > 0
+    html = (scored / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4 and "Research use only" in html
+    lines = (scored / "predictions.csv").read_text().splitlines()
+    assert len(lines) - 1 == metrics["images"]
+
+    cv = tmp_path / "cv"
+    r = run_cli(
+        "evaluate",
+        "--manifest",
+        str(phantoms),
+        "--out",
+        str(cv),
+        "--cv",
+        "leave-one-center-out",
+        "--task",
+        "anomalies",
+        "--epochs",
+        "1",
+        "--bootstrap",
+        "50",
+        "--backend",
+        "torch",
+        "--val-fraction",
+        "0",
+        *FAST,
+    )
+    assert r.returncode == 0, r.stderr
+    m = json.loads((cv / "metrics.json").read_text())
+    assert m["classes"] == ["anencephaly", "encephalocele", "holoprosencephaly", "rachischisis"]
+    assert set(m["by_fold"]) == {"center=A", "center=B"}
+    assert m["patients"] == 8  # normal patients left out in anomaly-only mode
+    head = json.loads(r.stdout.strip().splitlines()[-1])
+    assert head["protocol"] == "leave-one-center-out"
+    assert not (cv / "folds" / "center_A" / "state").exists()
+    assert time.perf_counter() - started < 120
+
+
+def test_bad_manifest_is_reported_before_training(phantoms: Path, tmp_path: Path) -> None:
+    bad = phantoms.parent / "bad.csv"
+    text = phantoms.read_text().splitlines()
+    text[1] = (
+        text[1]
+        .replace(",anencephaly,", ",hydrocephalus,")
+        .replace(",rachischisis,", ",hydrocephalus,")
+        .replace(",normal,", ",hydrocephalus,")
+    )
+    text[2] = "png/missing.png" + text[2][text[2].index(",") :]
+    bad.write_text("\n".join(text) + "\n")
+    r = run_cli("train", "--manifest", str(bad), "--out", str(tmp_path / "x"), *FAST)
+    assert r.returncode == 1
+    assert "unknown label (1)" in r.stderr and "hydrocephalus" in r.stderr
+    assert "missing file (1)" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_ddp_two_processes_gloo(phantoms: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "fetal_viewer",
+            "train",
+            "--manifest",
+            str(phantoms),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--val-fraction",
+            "0",
+            "--input-size",
+            "32",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--max-frames-per-patient",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 processes" in r.stdout
+    assert r.stdout.count("checkpoint: ") == 1  # only rank 0 writes
+    history = json.loads((out / "history.json").read_text())
+    # 20 training images: each rank sees 10; the all-reduced count covers both ranks
+    assert history[0]["images"] == 16  # 2 ranks x 2 full batches of 4 (drop_last)
+    load_checkpoint(out / "card.json")
