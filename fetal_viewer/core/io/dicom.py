@@ -1,0 +1,721 @@
+"""DICOM files: header facts without decoding pixels, and lazy one-frame decoding.
+
+Opening a file (:func:`read_dicom`) parses the header with ``stop_before_pixels``, then
+locates the Pixel Data element and checks it against the header without reading it: a
+native frame's byte range, or the item headers of encapsulated fragments (so truncated
+files and absurd dimensions are refused before any allocation). A frame is decoded only
+when asked for:
+
+- encapsulated JPEG baseline with YBR_FULL(_422) or monochrome data: the frame's fragments
+  are read and handed to OpenCV's libjpeg-turbo (``cv2.imdecode``), which applies the JPEG
+  YCbCr -> RGB transform itself. Tests check it against pydicom's result.
+- native 8-bit little-endian data: the frame's bytes are read and reshaped.
+- anything else: pydicom's decoder for the transfer syntax, on a file object positioned
+  at the pixel data, for that frame only (pydicom returns RGB for YBR; no second
+  conversion happens).
+
+Gestational age (``Series.ga_weeks``) comes from, in order: Last Menstrual Date
+(0010,21D0) against the acquisition/content/study date (LMP dating); a ``GA 22w3d`` /
+``GA: 22.4 weeks`` / ``GA 20+3`` note in ImageComments, SeriesDescription,
+StudyDescription or AdditionalPatientHistory. Obstetric measurements proper live in
+Structured Reports, which this loader does not read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fetal_viewer.core.io.calibration import calibration_from_regions
+from fetal_viewer.core.io.display import palette_shift, to_display_rgb
+from fetal_viewer.core.io.study import (
+    MAX_FRAME_PIXELS,
+    MAX_FRAMES,
+    MAX_TOTAL_BYTES,
+    Calibration,
+    PatientIdentity,
+    Series,
+)
+from fetal_viewer.errors import StudyLoadError
+
+log = logging.getLogger(__name__)
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_NATIVE = {IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
+_PIXEL_TAG = (0x7FE0, 0x0010)
+_ITEM = (0xFFFE, 0xE000)
+_SEQ_END = (0xFFFE, 0xE0DD)
+
+REINSTALL_FIX = (
+    "Install the decoders this project depends on: "
+    "`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg` (in the app's .venv)."
+)
+REEXPORT_FIX = "Re-export or re-copy the file from the scanner or PACS."
+
+
+@dataclass(frozen=True)
+class DicomInstance:
+    """One DICOM image file: its series and what groups it into patient and study."""
+
+    series: Series
+    patient_key: str
+    identity: PatientIdentity
+    study_uid: str
+    study_description: str
+    study_date: date | None
+
+
+@contextmanager
+def _ignore_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Collect pydicom's validation warnings (logged at debug level, never raised)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def parse_da(value: Any) -> date | None:
+    text = str(value or "").strip()
+    if len(text) < 8 or not text[:8].isdigit():
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+    except ValueError:
+        return None
+
+
+def _text(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword)
+    return "" if value is None else str(value).strip()
+
+
+def _int(ds: Any, keyword: str, default: int | None = None) -> int | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+_GA_RE = re.compile(
+    r"\bGA\b\s*[:=]?\s*(\d{1,2}(?:\.\d+)?)\s*(?:w(?:ee)?ks?|w)?\s*(?:\+\s*|,\s*)?(?:(\d)\s*d(?:ays?)?|(?<=\+)\s*(\d))?",
+    re.IGNORECASE,
+)
+
+
+def ga_from_text(text: str) -> float | None:
+    """Gestational age in weeks from a note such as ``GA 22w3d``, ``GA: 22.4 weeks``."""
+    m = _GA_RE.search(text)
+    if m is None:
+        return None
+    weeks = float(m.group(1))
+    days = m.group(2) or m.group(3)
+    if days is not None:
+        weeks += int(days) / 7.0
+    return weeks if 4.0 <= weeks <= 45.0 else None
+
+
+def gestational_age_weeks(ds: Any) -> float | None:
+    """Gestational age from the header (see the module docstring for the sources)."""
+    lmp = parse_da(ds.get("LastMenstrualDate"))
+    when = (
+        parse_da(ds.get("AcquisitionDate"))
+        or parse_da(ds.get("ContentDate"))
+        or parse_da(ds.get("StudyDate"))
+    )
+    if lmp is not None and when is not None:
+        weeks = (when - lmp).days / 7.0
+        if 4.0 <= weeks <= 45.0:
+            return round(weeks, 2)
+    for keyword in (
+        "ImageComments",
+        "SeriesDescription",
+        "StudyDescription",
+        "AdditionalPatientHistory",
+    ):
+        ga = ga_from_text(_text(ds, keyword))
+        if ga is not None:
+            return round(ga, 2)
+    return None
+
+
+def frame_time_ms(ds: Any, n_frames: int) -> float | None:
+    """Cine frame interval: FrameTime, FrameTimeVector, then the recommended frame rates."""
+    if n_frames < 2:
+        return None
+    ft = _float(ds.get("FrameTime"))
+    if ft is not None and ft > 0:
+        return ft
+    vec = ds.get("FrameTimeVector")
+    if vec is not None:
+        try:
+            values = [float(v) for v in vec][1:]  # the first entry is 0 by definition
+        except (TypeError, ValueError):
+            values = []
+        positive = [v for v in values if v > 0]
+        if positive:
+            return float(np.mean(positive))
+    for keyword in ("RecommendedDisplayFrameRate", "CineRate"):
+        fps = _float(ds.get(keyword))
+        if fps is not None and fps > 0:
+            return 1000.0 / fps
+    return None
+
+
+def _burned_in(ds: Any) -> bool | None:
+    value = _text(ds, "BurnedInAnnotation").upper()
+    return True if value == "YES" else False if value == "NO" else None
+
+
+def _ts_name(ts: str) -> str:
+    from pydicom.uid import UID
+
+    name = UID(ts).name
+    return name if name != ts else f"unknown ({ts})"
+
+
+def check_decoder(ts: str, path: Path) -> None:
+    """Raise a StudyLoadError naming the package to install when ``ts`` cannot be decoded."""
+    from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
+    from pydicom.uid import UID
+
+    uid = UID(ts)
+    try:
+        decoder = get_decoder(uid)
+    except NotImplementedError:
+        kind = (
+            "a video transfer syntax"
+            if "MPEG" in uid.name or "HEVC" in uid.name
+            else (
+                "not a known transfer syntax"
+                if not uid.is_transfer_syntax
+                else "one pydicom cannot decode"
+            )
+        )
+        raise StudyLoadError(
+            f"unsupported transfer syntax {_ts_name(ts)}",
+            why=f"{ts} is {kind}; no installed decoder handles it",
+            fix="Export the images from the scanner or PACS uncompressed or as JPEG / JPEG 2000, "
+            "or convert them (e.g. `gdcmconv --raw in.dcm out.dcm`).",
+            path=path,
+        ) from None
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "no plug-in is available"
+        raise StudyLoadError(
+            f"no decoder installed for {_ts_name(ts)}",
+            why=f"pydicom's plug-ins for it are missing packages: {missing}",
+            fix=f"Install one plug-in's packages, e.g. {REINSTALL_FIX[REINSTALL_FIX.index('`') :]}",
+            path=path,
+        )
+
+
+def _read_element_header(f: Any, implicit: bool, little: bool) -> tuple[int, int, str]:
+    """At the Pixel Data tag: (value offset, value length, VR). Length 0xFFFFFFFF = encapsulated."""
+    start = f.tell()
+    head = f.read(12)
+    if len(head) < 8:
+        return -1, 0, ""
+    fmt = "<HH" if little else ">HH"
+    tag = struct.unpack(fmt, head[:4])
+    if tag != _PIXEL_TAG:
+        return -1, 0, ""
+    if implicit or not (head[4:6].isalpha() and head[4:6].isupper()):
+        # implicit VR (also when a file says explicit but encodes this element implicitly)
+        (length,) = struct.unpack("<I" if little else ">I", head[4:8])
+        return start + 8, length, "OW"
+    vr = head[4:6]
+    if vr in _LONG_VRS:
+        (length,) = struct.unpack("<I" if little else ">I", head[8:12])
+        return start + 12, length, vr.decode("ascii")
+    (length,) = struct.unpack("<H" if little else ">H", head[6:8])
+    return start + 8, length, vr.decode("ascii", "replace")
+
+
+def _scan_fragments(
+    f: Any, offset: int, file_size: int, path: Path
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """Basic Offset Table and (offset, length) of every fragment, reading item headers only."""
+    f.seek(offset)
+    bot: list[int] | None = None
+    fragments: list[tuple[int, int]] = []
+    while True:
+        head = f.read(8)
+        if len(head) < 8:
+            raise StudyLoadError(
+                "the file is truncated inside its compressed pixel data",
+                why=f"the encapsulated pixel data ends after {len(fragments)} fragment(s) without "
+                "a sequence delimiter",
+                fix=REEXPORT_FIX,
+                path=path,
+            )
+        group, element, length = struct.unpack("<HHI", head)
+        if (group, element) == _SEQ_END:
+            break
+        if (group, element) != _ITEM or length == 0xFFFFFFFF:
+            raise StudyLoadError(
+                "the compressed pixel data is malformed",
+                why=f"expected an item tag (FFFE,E000) at byte {f.tell() - 8}, found "
+                f"({group:04X},{element:04X})",
+                fix=REEXPORT_FIX,
+                path=path,
+            )
+        pos = f.tell()
+        if pos + length > file_size:
+            raise StudyLoadError(
+                "the file is truncated inside its compressed pixel data",
+                why=f"a fragment of {length} bytes at byte {pos} runs past the end of the "
+                f"{file_size}-byte file",
+                fix=REEXPORT_FIX,
+                path=path,
+            )
+        if bot is None:
+            raw = f.read(length)
+            bot = list(struct.unpack(f"<{length // 4}I", raw[: length // 4 * 4]))
+        else:
+            fragments.append((pos, length))
+            f.seek(pos + length)
+    return bot or [], fragments
+
+
+def _group_frames(
+    bot: list[int], fragments: list[tuple[int, int]], n_frames: int, eot: list[int] | None
+) -> list[list[tuple[int, int]]] | None:
+    """Fragments of each frame, or None when only pydicom's heuristics can tell."""
+    if not fragments:
+        return None
+    if n_frames == 1:
+        return [fragments]
+    offsets = eot if eot else (bot if bot else None)
+    if offsets is not None and len(offsets) == n_frames:
+        first = fragments[0][0] - 8
+        frames: list[list[tuple[int, int]]] = [[] for _ in range(n_frames)]
+        k = 0
+        for pos, length in fragments:
+            rel = pos - 8 - first
+            while k + 1 < n_frames and rel >= offsets[k + 1]:
+                k += 1
+            frames[k].append((pos, length))
+        if all(frames):
+            return frames
+    if len(fragments) == n_frames:
+        return [[frag] for frag in fragments]
+    return None
+
+
+class DicomFrames:
+    """Lazy frame decoding for one DICOM file (a :class:`FrameSource`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        header: Any,
+        ts: str,
+        value_offset: int,
+        vr: str,
+        frames: list[list[tuple[int, int]]] | None,
+        encapsulated: bool,
+    ) -> None:
+        self.path = path
+        self.header = header
+        self.ts = ts
+        self.value_offset = value_offset
+        self.vr = vr
+        self.fragments = frames
+        self.encapsulated = encapsulated
+        self.rows = int(header.Rows)
+        self.cols = int(header.Columns)
+        self.spp = _int(header, "SamplesPerPixel", 1) or 1
+        self.bits_allocated = _int(header, "BitsAllocated", 8) or 8
+        self.bits_stored = _int(header, "BitsStored", self.bits_allocated) or self.bits_allocated
+        self.signed = (_int(header, "PixelRepresentation", 0) or 0) == 1
+        self.photometric = _text(header, "PhotometricInterpretation").upper() or "MONOCHROME2"
+        self.planar = _int(header, "PlanarConfiguration", 0) or 0
+        self.n_frames = _int(header, "NumberOfFrames", 1) or 1
+        self._deflated: Any = None
+        self._palette_shift: int | None = None
+        self._lock = threading.Lock()
+        self.fast_jpeg = (
+            encapsulated
+            and ts == JPEG_BASELINE
+            and frames is not None
+            and self.bits_allocated == 8
+            and (
+                (self.spp == 3 and self.photometric in {"YBR_FULL_422", "YBR_FULL"})
+                or (self.spp == 1 and self.photometric in {"MONOCHROME1", "MONOCHROME2"})
+            )
+        )
+        self.fast_native = (
+            not encapsulated
+            and ts in {IMPLICIT_LE, EXPLICIT_LE}
+            and self.bits_allocated == 8
+            and self.bits_stored == 8
+            and not self.signed
+            and self.photometric in {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR", "RGB"}
+        )
+
+    # -- decoding paths -------------------------------------------------------------------
+    def frame_bytes(self, index: int) -> bytes:
+        """The compressed bytes of one encapsulated frame (its fragments joined)."""
+        assert self.fragments is not None
+        with open(self.path, "rb") as f:
+            parts = []
+            for pos, length in self.fragments[index]:
+                f.seek(pos)
+                parts.append(f.read(length))
+        return b"".join(parts)
+
+    def _decode_jpeg_cv2(self, index: int) -> np.ndarray | None:
+        import cv2
+
+        buf = np.frombuffer(self.frame_bytes(index), np.uint8)
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if img is None or img.shape[:2] != (self.rows, self.cols):
+            return None
+        if img.ndim == 3 and img.shape[2] == 3:
+            if self.spp != 3:
+                return None
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if img.ndim == 2 and self.spp == 1:
+            return img
+        return None
+
+    def _read_native(self, index: int) -> np.ndarray:
+        frame_len = self.rows * self.cols * self.spp
+        with open(self.path, "rb") as f:
+            f.seek(self.value_offset + index * frame_len)
+            raw = f.read(frame_len)
+        if len(raw) != frame_len:
+            raise StudyLoadError(
+                f"frame {index} is cut short",
+                why=f"read {len(raw)} of {frame_len} bytes",
+                fix=REEXPORT_FIX,
+                path=self.path,
+            )
+        arr = np.frombuffer(raw, np.uint8)
+        if self.spp == 1:
+            return arr.reshape(self.rows, self.cols)
+        if self.planar == 1:
+            return arr.reshape(self.spp, self.rows, self.cols).transpose(1, 2, 0)
+        return arr.reshape(self.rows, self.cols, self.spp)
+
+    def _options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "rows": self.rows,
+            "columns": self.cols,
+            "samples_per_pixel": self.spp,
+            "bits_allocated": self.bits_allocated,
+            "bits_stored": self.bits_stored,
+            "pixel_representation": 1 if self.signed else 0,
+            "photometric_interpretation": self.photometric,
+            "number_of_frames": self.n_frames,
+            "pixel_keyword": "PixelData",
+            "pixel_vr": self.vr if self.vr in {"OB", "OW"} else "OW",
+        }
+        if self.spp > 1:
+            opts["planar_configuration"] = self.planar
+        eot = self.header.get("ExtendedOffsetTable")
+        if eot is not None and self.encapsulated:
+            opts["extended_offsets"] = (
+                eot.value if hasattr(eot, "value") else eot,
+                self.header.get("ExtendedOffsetTableLengths"),
+            )
+        return opts
+
+    def _decode_pydicom(self, index: int) -> np.ndarray:
+        from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
+
+        decoder = get_decoder(self.ts)
+        with _ignore_warnings():
+            if self.ts == DEFLATED_LE:
+                with self._lock:
+                    if self._deflated is None:
+                        from pydicom import dcmread
+
+                        self._deflated = dcmread(self.path)
+                return decoder.as_array(self._deflated, index=index)[0]
+            if self.fragments is not None:
+                from pydicom.encaps import encapsulate
+
+                opts = self._options()
+                opts["number_of_frames"] = 1
+                opts.pop("extended_offsets", None)
+                src = encapsulate([self.frame_bytes(index)])
+                arr, _meta = decoder.as_array(src, index=0, **opts)
+                return arr
+            with open(self.path, "rb") as f:
+                f.seek(self.value_offset)
+                arr, _meta = decoder.as_array(f, index=index, **self._options())
+        return arr
+
+    def read_raw(self, index: int) -> np.ndarray:
+        """Frame ``index`` as decoded (pydicom layout, YBR already RGB), not yet for display."""
+        if self.fast_native:
+            return self._read_native(index)
+        if self.fast_jpeg:
+            img = self._decode_jpeg_cv2(index)
+            if img is not None:
+                return img
+            log.debug("cv2 could not decode frame %d of %s; trying pydicom", index, self.path)
+        try:
+            return self._decode_pydicom(index)
+        except StudyLoadError:
+            raise
+        except Exception as exc:
+            tried = ("OpenCV (libjpeg-turbo), then " if self.fast_jpeg else "") + "pydicom"
+            raise StudyLoadError(
+                f"frame {index} could not be decoded ({_ts_name(self.ts)})",
+                why=f"tried {tried}: {type(exc).__name__}: {exc}",
+                fix="The compressed pixel data looks damaged. " + REEXPORT_FIX,
+                path=self.path,
+            ) from exc
+
+    def read(self, index: int) -> np.ndarray:
+        raw = self.read_raw(index)
+        if raw.ndim == 3 and raw.shape[0] == 1 and self.spp == 1:
+            raw = raw[0]
+        if self.photometric == "PALETTE COLOR" and self._palette_shift is None:
+            with _ignore_warnings():
+                self._palette_shift = palette_shift(self.header)
+        with _ignore_warnings():
+            return to_display_rgb(raw, self.header, self._palette_shift)
+
+
+def _refuse_dimensions(
+    path: Path, rows: int, cols: int, spp: int, bits: int, n_frames: int
+) -> None:
+    problem = ""
+    if rows <= 0 or cols <= 0:
+        problem = f"Rows x Columns is {rows} x {cols}"
+    elif n_frames < 1 or n_frames > MAX_FRAMES:
+        problem = f"Number of Frames is {n_frames} (at most {MAX_FRAMES} are accepted)"
+    elif rows * cols > MAX_FRAME_PIXELS:
+        problem = f"a {cols} x {rows} frame has more than {MAX_FRAME_PIXELS} pixels"
+    elif spp not in (1, 3):
+        problem = f"Samples per Pixel is {spp} (1 or 3 are supported)"
+    elif bits not in (1, 8, 16, 32, 64):
+        problem = f"Bits Allocated is {bits}"
+    elif rows * cols * 3 * n_frames > MAX_TOTAL_BYTES:
+        problem = (
+            f"{n_frames} frames of {cols} x {rows} would need over {MAX_TOTAL_BYTES >> 30} GiB"
+        )
+    if problem:
+        raise StudyLoadError(
+            "the header declares absurd image dimensions; refused before decoding",
+            why=problem,
+            fix="The header is corrupt or not an image this viewer can show. " + REEXPORT_FIX,
+            path=path,
+        )
+
+
+def read_dicom(path: Path, force: bool = False) -> DicomInstance:
+    """Parse one DICOM image file's header and check its pixel data; decode nothing."""
+    with _ignore_warnings() as caught:
+        instance = _read_dicom(Path(path), force)
+    for w in caught:
+        log.debug("%s: %s", path, w.message)
+    return instance
+
+
+def _read_dicom(path: Path, force: bool) -> DicomInstance:
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    file_size = path.stat().st_size
+    with open(path, "rb") as f:
+        try:
+            ds = dcmread(f, stop_before_pixels=True, force=force)
+        except InvalidDicomError as exc:
+            raise StudyLoadError(
+                "not a DICOM file",
+                why=str(exc),
+                fix="Open a DICOM (.dcm) or image (PNG, JPEG, BMP, TIFF) file.",
+                path=path,
+            ) from exc
+        except Exception as exc:  # pydicom raises many kinds on damaged headers
+            raise StudyLoadError(
+                "the DICOM header could not be read",
+                why=f"{type(exc).__name__}: {exc}",
+                fix="The file is damaged or truncated. " + REEXPORT_FIX,
+                path=path,
+            ) from exc
+        after_header = f.tell()
+        meta = getattr(ds, "file_meta", None)
+        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        sop_class = str(
+            ds.get("SOPClassUID", "")
+            or (meta.get("MediaStorageSOPClassUID", "") if meta is not None else "")
+        )
+        if not ts:
+            implicit, little = getattr(ds, "original_encoding", (True, True))
+            ts = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else EXPLICIT_BE)
+        if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+            raise StudyLoadError(
+                "this is a DICOMDIR index, not an image",
+                why="a DICOMDIR lists the files of a disc or folder",
+                fix="Open the DICOMDIR with open_path() / `fetal-viewer info DICOMDIR`, or its folder.",
+                path=path,
+            )
+        value_offset, length, vr = -1, 0, ""
+        if ts != DEFLATED_LE:
+            f.seek(after_header)
+            implicit, little = getattr(
+                ds, "original_encoding", (ts == IMPLICIT_LE, ts != EXPLICIT_BE)
+            )
+            if implicit is None:
+                implicit, little = ts == IMPLICIT_LE, ts != EXPLICIT_BE
+            value_offset, length, vr = _read_element_header(f, bool(implicit), bool(little))
+        if ts == DEFLATED_LE:
+            full = dcmread(path, force=force)
+            has_pixels = "PixelData" in full
+        else:
+            has_pixels = value_offset >= 0
+        if not has_pixels:
+            from pydicom.uid import UID
+
+            kind = UID(sop_class).name if sop_class else "object of unknown class"
+            raise StudyLoadError(
+                "the DICOM file has no image (no Pixel Data element)",
+                why=f"it is a {kind}",
+                fix="Open the image files of the study; reports and other objects without "
+                "pixels cannot be shown. If it should be an image, " + REEXPORT_FIX.lower(),
+                path=path,
+            )
+        rows = _int(ds, "Rows", 0) or 0
+        cols = _int(ds, "Columns", 0) or 0
+        spp = _int(ds, "SamplesPerPixel", 1) or 1
+        bits = _int(ds, "BitsAllocated", 0) or 0
+        n_frames = _int(ds, "NumberOfFrames", 1)
+        n_frames = 1 if n_frames is None else n_frames
+        if rows <= 0 or cols <= 0:
+            raise StudyLoadError(
+                "the DICOM header lacks the image size",
+                why=f"Rows is {rows or 'missing'} and Columns is {cols or 'missing'}",
+                fix="The file is not a displayable image or its header is damaged. " + REEXPORT_FIX,
+                path=path,
+            )
+        _refuse_dimensions(path, rows, cols, spp, bits, n_frames)
+        check_decoder(ts, path)
+        encapsulated = length == 0xFFFFFFFF
+        frames: list[list[tuple[int, int]]] | None = None
+        if encapsulated:
+            if ts in _NATIVE:
+                raise StudyLoadError(
+                    "the pixel data is encapsulated but the transfer syntax is uncompressed",
+                    why=f"transfer syntax {_ts_name(ts)} with undefined-length Pixel Data",
+                    fix=REEXPORT_FIX,
+                    path=path,
+                )
+            bot, fragments = _scan_fragments(f, value_offset, file_size, path)
+            if len(fragments) == 0:
+                raise StudyLoadError(
+                    "the compressed pixel data holds no frames",
+                    why="no fragment follows the offset table",
+                    fix=REEXPORT_FIX,
+                    path=path,
+                )
+            eot_raw = ds.get("ExtendedOffsetTable")
+            eot = list(np.frombuffer(bytes(eot_raw), "<u8").tolist()) if eot_raw else None
+            frames = _group_frames(bot, fragments, n_frames, eot)
+            if frames is None and len(fragments) < n_frames:
+                raise StudyLoadError(
+                    f"the header declares {n_frames} frames but the compressed pixel data holds "
+                    f"only {len(fragments)} fragment(s)",
+                    why="frames are missing (a truncated or inconsistent file)",
+                    fix=REEXPORT_FIX,
+                    path=path,
+                )
+        elif ts not in _NATIVE:
+            # compressed transfer syntax, but one defined-length value: a single bare frame
+            if n_frames != 1 or value_offset + length > file_size or length == 0:
+                raise StudyLoadError(
+                    "the compressed pixel data is not encapsulated",
+                    why=f"{_ts_name(ts)} needs encapsulated fragments; found one {length}-byte "
+                    f"value for {n_frames} frame(s)",
+                    fix=REEXPORT_FIX,
+                    path=path,
+                )
+            frames = [[(value_offset, length)]]
+            encapsulated = True
+        elif ts != DEFLATED_LE:
+            photometric = _text(ds, "PhotometricInterpretation").upper()
+            samples = 2 if photometric == "YBR_FULL_422" and spp == 3 else spp
+            expected = (rows * cols * samples * bits * n_frames + 7) // 8
+            if length < expected or value_offset + expected > file_size:
+                have = min(length, max(file_size - value_offset, 0))
+                raise StudyLoadError(
+                    "the pixel data is shorter than the header declares (truncated file?)",
+                    why=f"{n_frames} frame(s) of {cols} x {rows} x {spp} at {bits} bits need "
+                    f"{expected} bytes; the file holds {have}",
+                    fix=REEXPORT_FIX,
+                    path=path,
+                )
+
+    source = DicomFrames(path, ds, ts, value_offset, vr, frames, encapsulated)
+    modality = _text(ds, "Modality")
+    if modality == "US" or "SequenceOfUltrasoundRegions" in ds:
+        calibration = calibration_from_regions(ds, rows, cols)
+    else:
+        calibration = Calibration.none(f"modality {modality or 'unknown'}: not an ultrasound image")
+    series = Series(
+        uid=_text(ds, "SeriesInstanceUID") or f"file:{path.name}",
+        description=_text(ds, "SeriesDescription"),
+        modality=modality,
+        manufacturer=_text(ds, "Manufacturer"),
+        model_name=_text(ds, "ManufacturerModelName"),
+        rows=rows,
+        cols=cols,
+        n_frames=n_frames,
+        frame_time_ms=frame_time_ms(ds, n_frames),
+        calibration=calibration,
+        burned_in_annotation=_burned_in(ds),
+        ga_weeks=gestational_age_weeks(ds),
+        source=path,
+        instance_uid=_text(ds, "SOPInstanceUID"),
+        instance_number=_int(ds, "InstanceNumber"),
+        transfer_syntax=_ts_name(ts),
+        photometric=source.photometric,
+        _frames=source,
+    )
+    patient_id = _text(ds, "PatientID")
+    patient_name = _text(ds, "PatientName")
+    study_uid = _text(ds, "StudyInstanceUID") or f"file:{path.parent}"
+    key = patient_id or patient_name or f"study:{study_uid}"
+    return DicomInstance(
+        series=series,
+        patient_key=key,
+        identity=PatientIdentity(
+            patient_id=patient_id,
+            patient_name=patient_name,
+            birth_date=parse_da(ds.get("PatientBirthDate")),
+        ),
+        study_uid=study_uid,
+        study_description=_text(ds, "StudyDescription"),
+        study_date=parse_da(ds.get("StudyDate")),
+    )
