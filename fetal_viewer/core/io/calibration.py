@@ -40,7 +40,9 @@ def calibration_from_regions(ds: Any, rows: int, cols: int) -> Calibration:
     for n, item in enumerate(regions, start=1):
         fmt = _num(item, "RegionSpatialFormat")
         if fmt != _SPATIAL_2D:
-            skipped.append(f"region {n} is not 2D (spatial format {fmt})")
+            skipped.append(
+                f"region {n} is not 2D (spatial format {fmt if fmt is None else int(fmt)})"
+            )
             continue
         ux, uy = _num(item, "PhysicalUnitsXDirection"), _num(item, "PhysicalUnitsYDirection")
         if ux != _UNITS_CM or uy != _UNITS_CM:
@@ -69,12 +71,13 @@ def calibration_from_regions(ds: Any, rows: int, cols: int) -> Calibration:
             box = (0, 0, cols - 1, rows - 1)
         else:
             x0, y0, x1, y1 = (int(v) for v in box_vals if v is not None)
-            if not (0 <= x0 <= x1 < cols and 0 <= y0 <= y1 < rows):
+            # some scanners store an exclusive max (x1 == cols): tolerate one pixel over
+            if not (0 <= x0 <= x1 <= cols and 0 <= y0 <= y1 <= rows):
                 skipped.append(
                     f"region {n} box {(x0, y0, x1, y1)} lies outside the {cols}x{rows} image"
                 )
                 continue
-            box = (x0, y0, x1, y1)
+            box = (x0, y0, min(x1, cols - 1), min(y1, rows - 1))
         usable.append((dy * 10.0, dx * 10.0, box))
     if not usable:
         return Calibration.none("no valid 2D region in cm: " + "; ".join(skipped))
