@@ -30,28 +30,12 @@ if TYPE_CHECKING:
     import torch
 
 
-def _read_frame(path: Path, index: int) -> NDArray[np.uint8]:
-    """``fetal_viewer.core.io.read_frame``; plain images through OpenCV if io lacks it."""
-    try:
-        from fetal_viewer.core.io import read_frame  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        import cv2
-
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if index == 0 else None
-        if image is None:
-            raise DataError(
-                "This file cannot be read without the study loader.",
-                fix="Use PNG/JPEG frames, or install the complete fetal-viewer.",
-                path=path,
-            ) from None
-        return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return np.asarray(read_frame(path, index))
-
-
 def read_record_frame(record: Record) -> NDArray[np.uint8]:
     """The RGB uint8 frame a manifest row points at."""
+    from fetal_viewer.core.io import read_frame
+
     try:
-        return np.asarray(_read_frame(record.path, record.frame))
+        return np.asarray(read_frame(record.path, record.frame))
     except FetalViewerError:
         raise
     except Exception as exc:
