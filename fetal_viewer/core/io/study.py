@@ -53,13 +53,16 @@ class Calibration:
         return cls(spacing_mm=None, region=None, reason=reason)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PatientIdentity:
-    """The only place protected health information is kept."""
+    """The only place protected health information is kept (its repr hides it, for logs)."""
 
     patient_id: str
     patient_name: str
     birth_date: date | None
+
+    def __repr__(self) -> str:
+        return "PatientIdentity(<PHI hidden>)"
 
 
 def make_pseudonym(key: str) -> str:
