@@ -191,7 +191,9 @@ def test_dicomdir_lists_its_files() -> None:
     import pydicom
 
     index = pydicom.dcmread(dicomdir)
-    patient_ids = {r.PatientID for r in index.patient_records}
+    patient_ids = {
+        r.PatientID for r in index.DirectoryRecordSequence if r.DirectoryRecordType == "PATIENT"
+    }
     assert {p.identity.patient_id for p in result.patients} == patient_ids
     for s in result.series[:3]:
         assert s.frame(0).shape == (s.rows, s.cols, 3)
