@@ -32,7 +32,10 @@ def _us_or_colour_files() -> list[Path]:
         ds = _header(path)
         if ds is None or "PhotometricInterpretation" not in ds:
             continue
-        colour = int(ds.get("SamplesPerPixel", 1)) == 3 or ds.PhotometricInterpretation == "PALETTE COLOR"
+        colour = (
+            int(ds.get("SamplesPerPixel", 1)) == 3
+            or ds.PhotometricInterpretation == "PALETTE COLOR"
+        )
         if ds.get("Modality") == "US" or colour:
             out.append(path)
     return out
@@ -137,7 +140,12 @@ def test_rgb_stripes_have_their_true_colours() -> None:
         (255, 0, 0), (255, 128, 128), (0, 255, 0), (128, 255, 128), (0, 0, 255),
         (128, 128, 255), (0, 0, 0), (64, 64, 64), (192, 192, 192), (255, 255, 255),
     ]  # fmt: skip
-    for name in ("SC_rgb.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm", "SC_ybr_full_uncompressed.dcm"):
+    for name in (
+        "SC_rgb.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "SC_rgb_dcmtk_+eb+cy+np.dcm",
+        "SC_ybr_full_uncompressed.dcm",
+    ):
         frame = read_frame(_find(name)).astype(int)
         for k, colour in enumerate(expected):
             assert np.abs(frame[5 + 10 * k, 50] - colour).max() <= 8, (name, k)
@@ -206,7 +214,9 @@ def test_real_samples_load(real_samples: Path) -> None:
     assert {".dcm", ".png", ".jpg"} <= kinds
     # one study per image folder
     image_folders = {s.source.parent for s in result.series if s.source.suffix != ".dcm"}
-    image_studies = [st for p in result.patients for st in p.studies if st.uid.startswith("folder:")]
+    image_studies = [
+        st for p in result.patients for st in p.studies if st.uid.startswith("folder:")
+    ]
     assert len(image_studies) == len(image_folders)
     for s in result.series:
         assert s.frame(0).shape == (s.rows, s.cols, 3)
