@@ -28,10 +28,24 @@ from fetal_viewer.gui.workers import series_key
 from .conftest import us_frames, wait_until, write_us_dicom
 
 
-def open_and_wait(qtbot, window, paths) -> None:
+def open_and_wait(qtbot, window, paths, n_frames: int | None = 6) -> None:
+    """Open ``paths``, then show the series with ``n_frames`` frames (the cine)."""
     with qtbot.waitSignal(window.study_opened, timeout=30_000):
         window.open_paths([str(p) for p in paths])
     wait_until(lambda: window.view.has_image)
+    if n_frames is not None:
+        show_series_with(window, n_frames)
+
+
+def show_series_with(window, n_frames: int) -> None:
+    if len(window.series) != n_frames:
+        target = next(
+            item.data(0, Qt.ItemDataRole.UserRole)[3]
+            for item in window.browser.series_items()
+            if len(item.data(0, Qt.ItemDataRole.UserRole)[3]) == n_frames
+        )
+        window.browser.select_series(target)
+        wait_until(lambda: window.series is target and window._wanted is None)
 
 
 def test_open_study_browse_and_step_frames(qtbot, make_main_window, study_dir):
@@ -220,8 +234,10 @@ def test_shortcuts_act(qtbot, make_main_window, study_dir):
     qtbot.keyClick(view, Qt.Key.Key_End)
     wait_until(lambda: window.index == 5 and view.frame is not None)
     first = window.series
-    qtbot.keyClick(view, Qt.Key.Key_Down)  # next series
+    qtbot.keyClick(view, Qt.Key.Key_Down)  # next series (wraps around)
     assert window.series is not first and len(window.series) == 1
+    qtbot.keyClick(view, Qt.Key.Key_Up)
+    assert window.series is first
     qtbot.keyClick(view, Qt.Key.Key_D)
     assert window.actions["tool_distance"].isChecked()
     qtbot.keyClick(view, Qt.Key.Key_Escape)
@@ -252,7 +268,7 @@ def test_measurements_mm_when_calibrated_pixels_and_warning_otherwise(
     qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=p1)
     assert window.view.measurements[-1][0].value == pytest.approx(10.0, abs=0.5)
 
-    qtbot.keyClick(window.view, Qt.Key.Key_Down)  # the uncalibrated series
+    window.browser.step_series(1)  # the uncalibrated series
     wait_until(lambda: window.view.spacing_mm is None)
     assert window.pane.calibration_banner.isVisibleTo(window)
     assert "pixels" in window.pane.calibration_banner.text()
@@ -277,6 +293,7 @@ def test_corrupt_file_shows_error_and_app_continues(qtbot, make_main_window, stu
     wait_until(lambda: window.sink.dialog is None)
     window.activateWindow()
     qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+    show_series_with(window, 6)
     qtbot.keyClick(window.view, Qt.Key.Key_Right)  # and the app still works
     wait_until(lambda: window.index == 1)
     more = write_us_dicom(study_dir.parent / "more" / "next.dcm", us_frames(2), patient_id="P2")
