@@ -332,6 +332,9 @@ class CoordinatorWindow(QMainWindow):
         self._show_study()
         self.choices_loaded.emit()
 
+    def current_name(self) -> str | None:
+        return self.study_combo.currentText() or None
+
     def current(self) -> StudyChoice | None:
         name = self.study_combo.currentText()
         return next((c for c in self.choices if c.name == name), None)
@@ -418,13 +421,13 @@ class CoordinatorWindow(QMainWindow):
         return dlg
 
     def add_reader(self, pseudonym: str, role: str = "radiologist", years: float = 0.0) -> None:
-        c = self.current()
-        if c is None or self.store is None:
+        name = self.current_name()
+        if name is None or self.store is None:
             return
         self.lane.run(
             add_reader_job,
             self.store,
-            c.name,
+            name,
             pseudonym,
             role,
             years,
@@ -446,14 +449,14 @@ class CoordinatorWindow(QMainWindow):
             self.export_to(folder)
 
     def export_to(self, folder: str | Path) -> None:
-        c = self.current()
-        if c is None:
+        name = self.current_name()
+        if name is None or self.store is None:
             return
         self.status.setText("Exporting…")
         self.lane.run(
             export_job,
             self.store,
-            c.name,
+            name,
             str(folder),
             context="Exporting the study",
             on_returned=self._on_exported,
@@ -470,15 +473,15 @@ class CoordinatorWindow(QMainWindow):
             self.analyse_to(folder)
 
     def analyse_to(self, folder: str | Path) -> None:
-        c = self.current()
-        if c is None:
+        name = self.current_name()
+        if name is None or self.store is None:
             return
         self.status.setText("Analysing…")
         self.analyse_button.setEnabled(False)
         self.lane.run(
             analyse_job,
             self.store,
-            c.name,
+            name,
             str(folder),
             context="Analysing the study",
             on_returned=self._on_analysed,
@@ -497,13 +500,13 @@ class CoordinatorWindow(QMainWindow):
             self.merge_from(f)
 
     def merge_from(self, source: str | Path) -> None:
-        c = self.current()
-        if c is None:
+        name = self.current_name()
+        if name is None or self.store is None:
             return
         self.lane.run(
             merge_job,
             self.store,
-            c.name,
+            name,
             str(source),
             context="Importing a reader database",
             on_returned=self._on_merged,

@@ -47,7 +47,7 @@ class Lane(QObject):
     ) -> FunctionWorker | None:
         if self._closed:
             return None
-        worker = create_worker(fn, *args, _start_thread=False, **kwargs)
+        worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         if on_returned is not None:
             worker.returned.connect(lambda value: None if self._closed else on_returned(value))
 

@@ -1,0 +1,288 @@
+"""Reader-study UI: coordinator (create, readers, progress, export, analysis) and reading
+mode (keys 1-5 + Enter, blinded AI reveal, aided read, resume, DB failure keeps the answer)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QThreadPool
+from PySide6.QtWidgets import QApplication, QWidget
+
+from fetal_viewer.core.readerstudy.protocol import AIOutput, ReadingSession
+from fetal_viewer.core.store import open_store
+from fetal_viewer.errors import ProtocolError, StoreError
+from fetal_viewer.gui.error_sink import ErrorSink, close_logging
+from fetal_viewer.gui.readerstudy import coordinator as coord_mod
+from fetal_viewer.gui.readerstudy.clock import ActiveClock
+from fetal_viewer.gui.readerstudy.coordinator import CoordinatorWindow
+from fetal_viewer.gui.readerstudy.jobs import file_sha256
+from fetal_viewer.gui.readerstudy.reader import ReaderWindow
+from tests.gui.conftest import us_frames, write_us_dicom
+
+LABELS = ("normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis")
+PHI = ("Doe^Jane", "PID-SECRET", "19900101")
+
+
+def write_cases(folder: Path, n: int) -> Path:
+    """n single-frame DICOMs with fake PHI, and a reference CSV (path,label)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ref = folder / "reference.csv"
+    with open(ref, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "source"])
+        for i in range(n):
+            name = f"Doe_Jane_{i}.dcm"
+            write_us_dicom(
+                folder / name,
+                us_frames(1, rows=72, cols=96, seed=i),
+                patient_id=f"PID-SECRET-{i}",
+                patient_name="Doe^Jane",
+            )
+            w.writerow([name, LABELS[0] if i % 2 else LABELS[1 + i % 4], "postnatal follow-up"])
+    return ref
+
+
+@pytest.fixture
+def windows(qtbot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable]:
+    """Factory of reader-study windows; at teardown all are closed, their lanes idle, and
+    no top-level widget is left behind."""
+    monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path / "logs"))
+    initial = set(QApplication.topLevelWidgets())
+    made: list[QWidget] = []
+
+    def make(kind: type, db: Path, **kw: Any) -> Any:
+        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+        w = kind(db, settings=settings, error_sink=ErrorSink(), **kw)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close()
+        w.sink.close_all()
+        lanes = [w.lane] if isinstance(w, CoordinatorWindow) else [w.store_lane, w.image_lane]
+        assert all(lane.busy == 0 for lane in lanes)
+        w.deleteLater()
+    assert QThreadPool.globalInstance().waitForDone(10_000)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QCoreApplication.processEvents()
+    leaked = [w for w in QApplication.topLevelWidgets() if w not in initial and w.isVisible()]
+    close_logging()
+    assert not leaked, f"leaked widgets: {leaked}"
+
+
+def make_study(tmp_path: Path, card: Path, n: int = 3, readers: tuple[str, ...] = ("R1",)) -> Path:
+    folder = tmp_path / "cases"
+    ref = write_cases(folder, n)
+    from fetal_viewer.core.readerstudy.cases import cases_from_reference
+
+    db = tmp_path / "study.db"
+    store = open_store(db)
+    store.create_study(
+        "s",
+        design="sequential",
+        labels=LABELS,
+        cases=cases_from_reference(folder, ref),
+        seed=3,
+        model_sha256=file_sha256(card),
+    )
+    for r in readers:
+        store.add_reader(r)
+        store.enrol("s", r)
+    store.close()
+    return db
+
+
+def test_active_clock_excludes_pause_and_idle() -> None:
+    t = [0.0]
+    clock = ActiveClock(idle_s=10, now=lambda: t[0])
+    clock.start()
+    t[0] = 5
+    clock.touch()
+    clock.pause()
+    t[0] = 100  # paused: not counted
+    clock.resume()
+    t[0] = 102
+    assert clock.elapsed_ms() == 7000
+    t[0] = 500  # idle gap: counts at most idle_s
+    clock.touch()
+    assert clock.elapsed_ms() == 15000  # 5 s before the pause + 10 s of the idle gap
+    clock.stop()
+    t[0] = 900
+    assert clock.elapsed_ms() == 15000
+
+
+def test_coordinator_creates_study_tracks_progress_exports_and_analyses(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path, monkeypatch: Any
+) -> None:
+    folder = tmp_path / "cases"
+    ref = write_cases(folder, 6)
+    db = tmp_path / "coord.db"
+    w = windows(CoordinatorWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.store is not None, timeout=20_000)
+    dlg = w.new_study_dialog()
+    dlg.name.setText("pilot")
+    dlg.folder.setText(str(folder))
+    dlg.reference.setText(str(ref))
+    dlg.design.setCurrentText("crossover")
+    assert dlg.washout.isEnabled()
+    dlg.design.setCurrentText("sequential")
+    with qtbot.waitSignal(w.study_created, timeout=20_000) as created:
+        dlg.accept()
+    study = created.args[0]
+    assert (study.name, study.n_cases, study.design) == ("pilot", 6, "sequential")
+    assert study.model_sha256 == file_sha256(tiny_model)
+    for r in ("R1", "R2"):
+        with qtbot.waitSignal(w.reader_added, timeout=10_000):
+            w.add_reader(r, "radiologist", 5)
+    qtbot.waitUntil(lambda: w.table.rowCount() == 2, timeout=10_000)
+    assert w.table.item(0, 2).text() == "0 / 12"
+
+    # readers read (through the core, as the reading mode does); the window refreshes
+    store = open_store(db)
+    for k, r in enumerate(("R1", "R2")):
+        rs = ReadingSession(
+            store, "pilot", r, ai_provider=lambda c: AIOutput("m", {"normal": 0.3, "x": 0.7})
+        )
+        while (step := rs.begin()) is not None:
+            if step.condition == "aided":
+                rs.get_ai()
+            label = LABELS[(step.position + k) % 5]
+            rs.submit(label, 60, 20 + 10 * (step.position % 5) + 5 * (step.condition == "aided"))
+    store.close()
+    w.refresh()
+    qtbot.waitUntil(lambda: w.table.item(0, 2).text() == "12 / 12", timeout=10_000)
+    assert w.total.value() == 24
+
+    with qtbot.waitSignal(w.exported, timeout=20_000) as exported:
+        w.export_to(tmp_path / "export")
+    files = exported.args[0]
+    assert set(files) == {"long_csv", "json", "imrmc", "mrmcaov"}
+    for p in files.values():
+        text = Path(p).read_text()
+        assert text.strip()
+        for secret in (*PHI, "Doe_Jane", str(folder)):
+            assert secret not in text, (secret, p)
+
+    opened: list[str] = []
+    monkeypatch.setattr(coord_mod, "open_url", lambda url: opened.append(url.toLocalFile()))
+    with qtbot.waitSignal(w.analysed, timeout=60_000) as analysed:
+        w.analyse_to(tmp_path / "report")
+    html = analysed.args[0]["html"]
+    assert Path(html).is_file() and "Reader study: pilot" in Path(html).read_text()
+    assert opened == [str(html)]
+    assert not w.sink.history
+
+
+def _wait_step(qtbot: Any, w: ReaderWindow, condition: str) -> None:
+    qtbot.waitUntil(
+        lambda: w.step is not None and w.step.condition == condition and w.ready, timeout=30_000
+    )
+
+
+def test_reader_reads_with_keys_ai_revealed_only_after_unaided_and_resumes(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    db = make_study(tmp_path, tiny_model, n=3)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(
+        lambda: w.study_combo.count() == 1 and w.start_button.isEnabled(), timeout=20_000
+    )
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    first = w.step.case.pseudonym
+    # blinded: nothing of the AI on screen, and the core refuses it
+    assert w.ai is None and not w.ai_group.isVisible() and not w.view.has_overlay
+    with pytest.raises(ProtocolError, match="blinded"):
+        w.session.get_ai()
+    qtbot.keyClick(w.view, Qt.Key.Key_Return)  # no label chosen yet: nothing stored
+    assert not w.acknowledged and "Choose a label" in w.status.text()
+    qtbot.keyClick(w.view, Qt.Key.Key_3)
+    assert w.chosen_label() == "encephalocele"
+    w.anomaly.setValue(80)
+    with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert w.acknowledged[-1].condition == "unaided" and w.acknowledged[-1].label == "encephalocele"
+    _wait_step(qtbot, w, "aided")
+    assert w.step.case.pseudonym == first
+    assert w.ai_group.isVisible() and w.view.has_overlay
+    assert "encephalocele" in w.locked_label.text()
+    assert sum(w.ai_bars.values) == pytest.approx(1.0, abs=1e-4)
+    qtbot.keyClick(w.view, Qt.Key.Key_1)
+    with qtbot.waitSignal(w.read_saved, timeout=20_000):
+        qtbot.keyClick(w.view, Qt.Key.Key_Enter)
+    _wait_step(qtbot, w, "unaided")
+    assert w.step.case.pseudonym != first and not w.ai_group.isVisible()
+    qtbot.keyClick(w.view, Qt.Key.Key_2)
+    with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    second = w.step.case.pseudonym
+    w.close()
+
+    store = open_store(db)
+    reads = store.reads(store.get_study("s").id)
+    aided = next(r for r in reads if r.condition == "aided")
+    assert [r.condition for r in reads] == ["unaided", "aided", "unaided"]
+    assert aided.label == "normal" and aided.changed_from_unaided is True
+    assert aided.ai_model_sha == file_sha256(tiny_model) and aided.ai_heatmap_visible is True
+    assert set(aided.ai_probs) == set(LABELS) and reads[0].anomaly_prob == 80
+    assert all(r.active_ms >= 0 for r in reads)
+    store.close()
+
+    # reopen: resumes at the aided read of the second case, AI shown again
+    w2 = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w2.start_button.isEnabled(), timeout=20_000)
+    w2.start_reading("s", "R1")
+    _wait_step(qtbot, w2, "aided")
+    assert w2.step.case.pseudonym == second and w2.ai_group.isVisible()
+    assert w2.step.index == 3 and w2.progress.value() == 3
+
+
+def test_read_only_database_mid_session_keeps_the_answer(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    from sqlalchemy import event
+
+    db = make_study(tmp_path, tiny_model, n=2)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    qtbot.keyClick(w.view, Qt.Key.Key_1)
+    with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    _wait_step(qtbot, w, "aided")
+    acknowledged = [r.uid for r in w.acknowledged]
+
+    read_only = {"on": True}
+
+    def query_only(dbapi_conn: Any, _rec: Any, _proxy: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA query_only={'ON' if read_only['on'] else 'OFF'}")
+
+    event.listen(w.store.engine, "checkout", query_only)  # the database becomes read-only
+    qtbot.keyClick(w.view, Qt.Key.Key_4)
+    w.confidence.setValue(77)
+    step = w.step
+    with qtbot.waitSignal(w.sink.reported, timeout=20_000) as reported:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert isinstance(reported.args[0], StoreError) and "read-only" in reported.args[0].what
+    qtbot.waitUntil(lambda: w.sink.dialog is not None and w.ready, timeout=5_000)
+    assert w.step is step and w.chosen_label() == "holoprosencephaly"
+    assert w.confidence.value() == 77 and "NOT saved" in w.status.text()
+
+    read_only["on"] = False  # writable again: the same answer is submitted
+    w.sink.dialog.done(0)  # the reader closes the message
+    qtbot.waitUntil(lambda: w.sink.dialog is None, timeout=5_000)
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.mouseClick(w.submit_button, Qt.MouseButton.LeftButton)
+    assert saved.args[0].label == "holoprosencephaly" and saved.args[0].confidence == 77
+    w.close()
+    store = open_store(db)
+    uids = [r.uid for r in store.reads(store.get_study("s").id, include_superseded=True)]
+    store.close()
+    assert uids == [*acknowledged, saved.args[0].uid]
