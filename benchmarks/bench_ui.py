@@ -96,12 +96,18 @@ class StallProbe:
         self._last = now
 
 
-def spin(app: object, seconds: float, until: object = None) -> None:
-    from PySide6.QtCore import QCoreApplication, QEventLoop
+def spin(seconds: float, until: object = None) -> None:
+    """Run the real event loop (like ``app.exec()``) for ``seconds`` or until ``until()``."""
+    from PySide6.QtCore import QEventLoop, QTimer
 
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and not (until and until()):
-        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+    loop = QEventLoop()
+    check = QTimer()
+    check.setInterval(50)
+    check.timeout.connect(lambda: loop.quit() if until and until() else None)
+    check.start()
+    QTimer.singleShot(round(seconds * 1000), loop.quit)
+    loop.exec()
+    check.stop()
 
 
 def main() -> int:
@@ -111,6 +117,7 @@ def main() -> int:
     from fetal_viewer.resources import DEMO_MODEL_CARD
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert app is not None
     from fetal_viewer.gui.error_sink import ErrorSink
     from fetal_viewer.gui.main_window import MainWindow
 
@@ -137,14 +144,14 @@ def main() -> int:
     window.show()
     window.load_model(card)
     window.open_paths([str(study)])
-    spin(app, 120, lambda: window.model.info is not None and window.result is not None)
+    spin(120, lambda: window.model.info is not None and window.result is not None)
     if window.result is None:
         print("model or study did not load", sink.history, file=sys.stderr)
         return 1
     probe = StallProbe()
 
     probe.start()
-    spin(app, 3.0)  # idle baseline: study open, nothing running
+    spin(3.0)  # idle baseline: study open, nothing running
     idle = probe.stop()
 
     finished: list[bool] = []
@@ -153,7 +160,7 @@ def main() -> int:
     t0 = time.perf_counter()
     window.analyse_study()
     window.cine.set_playing(True)  # the reader keeps scrolling the cine meanwhile
-    spin(app, 600, lambda: bool(finished))
+    spin(600, lambda: bool(finished))
     elapsed = time.perf_counter() - t0
     busy = probe.stop()
     window.cine.set_playing(False)

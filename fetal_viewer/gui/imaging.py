@@ -57,15 +57,34 @@ def colormap_lut(name: str) -> np.ndarray:
     return (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
 
 
-def heatmap_rgba(heatmap: np.ndarray, colormap: str, floor: float = 0.0) -> np.ndarray:
-    """(H, W, 4) uint8 coloured heatmap; values <= ``floor`` are fully transparent.
+def heatmap_rgba(
+    heatmap: np.ndarray, colormap: str, floor: float = 0.0, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """(H, W, 4) uint8 coloured heatmap; values <= ``floor`` (and pixels where ``mask`` is
+    False) are fully transparent.
 
     ``heatmap`` is float in [0, 1]. The alpha channel carries where the heatmap is, so the
     frame shows through unchanged outside it; the layer opacity sets the blend strength.
+    Uses OpenCV lookup tables: a few milliseconds for an 800x600 frame.
     """
-    h = np.clip(np.nan_to_num(heatmap, nan=0.0), 0.0, 1.0)
-    idx = (h * 255.0 + 0.5).astype(np.uint8)
-    rgba = np.empty((*h.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = colormap_lut(colormap)[idx]
-    rgba[..., 3] = np.where(h > floor, 255, 0).astype(np.uint8)
-    return rgba
+    import cv2
+
+    h = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
+    idx = cv2.convertScaleAbs(h, alpha=255.0)  # saturating round to uint8
+    lut = colormap_lut(colormap).reshape(256, 1, 3)
+    rgb = cv2.LUT(cv2.merge([idx, idx, idx]), lut)
+    _, alpha = cv2.threshold(idx, int(floor * 255.0 + 0.5), 255, cv2.THRESH_BINARY)
+    if mask is not None:
+        alpha = cv2.bitwise_and(alpha, mask.astype(np.uint8) * np.uint8(255))
+    r, g, b = cv2.split(rgb)
+    return cv2.merge([r, g, b, alpha])
+
+
+def echo_mask(rgb: np.ndarray, level: int) -> np.ndarray:
+    """True where any channel of the frame is above ``level`` (not black background)."""
+    import cv2
+
+    if rgb.ndim == 2:
+        return rgb > level
+    r, g, b = cv2.split(np.ascontiguousarray(rgb))
+    return cv2.max(cv2.max(r, g), b) > level

@@ -43,7 +43,7 @@ from fetal_viewer.gui.browser import StudyBrowser
 from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
-from fetal_viewer.gui.imaging import heatmap_rgba
+from fetal_viewer.gui.imaging import echo_mask, heatmap_rgba
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.workers import (
     FrameLoader,
@@ -529,8 +529,8 @@ class MainWindow(QMainWindow):
             self.view.set_overlay(None)
             return
         # only over echo content: the black background around the fan stays untouched
-        heat = np.where(frame.max(axis=2) > BACKGROUND_LEVEL, heat, 0.0)
-        self.view.set_overlay(heatmap_rgba(heat, self.ai_panel.colormap, HEATMAP_FLOOR))
+        mask = echo_mask(frame, BACKGROUND_LEVEL)
+        self.view.set_overlay(heatmap_rgba(heat, self.ai_panel.colormap, HEATMAP_FLOOR, mask))
 
     def _on_display_changed(self) -> None:
         self.view.set_overlay_opacity(self.ai_panel.opacity)
