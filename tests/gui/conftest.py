@@ -192,3 +192,17 @@ def make_main_window(
     leaked = [w for w in QApplication.topLevelWidgets() if w not in initial]
     close_logging()
     assert not leaked, f"leaked widgets: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The phantom demo studies, generated once into a temporary folder."""
+    folder = tmp_path_factory.mktemp("demo") / "studies"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FETAL_VIEWER_DEMO_DIR", str(folder))
+    try:
+        from fetal_viewer.core.phantoms.demo import ensure_demo_studies
+
+        return ensure_demo_studies()
+    finally:
+        mp.undo()

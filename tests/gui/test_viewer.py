@@ -359,3 +359,32 @@ def test_series_key_is_stable(study_dir):
     a = open_path(study_dir).patients[0].studies[0].series
     b = open_path(study_dir).patients[0].studies[0].series
     assert {series_key(s) for s in a} == {series_key(s) for s in b}
+
+
+def test_demo_phantom_studies_open_with_ai(
+    qtbot, make_main_window, demo_folder, model_service, monkeypatch
+):
+    """The --demo flow: demo studies found (or made) in a worker, opened, and analysed."""
+    from fetal_viewer.gui.workers import demo_studies_job
+
+    monkeypatch.setenv("FETAL_VIEWER_DEMO_DIR", str(demo_folder))
+    window = make_main_window(model_service)
+    window._on_model_loaded(model_service.info)
+    with qtbot.waitSignal(window.study_opened, timeout=60_000):
+        window.run_job(
+            demo_studies_job,
+            context="Preparing the demo studies",
+            on_returned=lambda folder: window.open_paths([folder]),
+        )
+    assert len(window.browser.patients) >= 10
+    labels = [window.browser.topLevelItem(i).text(0) for i in range(len(window.browser.patients))]
+    assert not any("PHANTOM^" in label for label in labels)  # pseudonyms, not names
+    qtbot.waitUntil(lambda: window.result is not None, timeout=60_000)
+    calibrated = window.series.calibration.spacing_mm is not None
+    assert window.view.spacing_mm == window.series.calibration.spacing_mm
+    assert window.pane.calibration_banner.isVisibleTo(window) is not calibrated
+    assert window.view.has_overlay
+    frame = window.view.frame
+    assert frame.shape[:2] == window.view.overlay_item.pixmap().size().toTuple()[::-1]
+    window.browser.step_patient(1)  # next case
+    qtbot.waitUntil(lambda: window.patient is not window.browser.patients[0], timeout=5_000)
