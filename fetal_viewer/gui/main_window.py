@@ -161,7 +161,11 @@ class MainWindow(QMainWindow):
         self._connect()
         self.setAcceptDrops(True)
         self._restore_settings()
-        self.resize(1400, 860) if not self.settings.contains("window/geometry") else None
+        if not self.settings.contains("window/geometry"):
+            self.resize(1400, 860)
+            self.resizeDocks(
+                [self.browser_dock, self.ai_dock], [300, 340], Qt.Orientation.Horizontal
+            )
 
     # ==================================================================================
     # construction

@@ -160,7 +160,9 @@ def demo_studies_job() -> str:
     """Make (once) and locate the demo studies (run in a worker)."""
     from fetal_viewer.core.phantoms.demo import ensure_demo_studies
 
-    return str(ensure_demo_studies())
+    folder = ensure_demo_studies()
+    dicom = folder / "dicom"  # the studies; masks/ and the manifest are ground truth
+    return str(dicom if dicom.is_dir() else folder)
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from fetal_viewer.gui.error_sink import (
     setup_logging,
     uninstall_excepthooks,
 )
-from fetal_viewer.gui.imaging import qimage_to_rgb
+from fetal_viewer.gui.imaging import echo_mask, qimage_to_rgb
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.workers import series_key
 
@@ -102,7 +102,7 @@ def test_inference_overlay_opacity_and_toggle(qtbot, make_main_window, study_dir
     bare = qimage_to_rgb(window.view.render_frame(with_overlay=False)).astype(int)
     shown = qimage_to_rgb(window.view.render_frame(with_overlay=True)).astype(int)
     heat = window.result.heatmap(int(np.argmax(probs)))
-    echo = window.view.frame.max(axis=2) > 8
+    echo = echo_mask(window.view.frame, 8)  # the layer covers echo content only
     where = (heat > 0.3) & echo
     outside = (heat == 0) | ~echo  # outside the field of view or on the black background
     assert where.any() and outside.any()
@@ -124,7 +124,15 @@ def test_inference_overlay_opacity_and_toggle(qtbot, make_main_window, study_dir
     before = window.view.overlay_item.pixmap().toImage()
     other = 1 + (int(np.argmax(probs)) + 1) % 5
     panel.class_combo.setCurrentIndex(other)
-    assert window.view.overlay_item.pixmap().toImage() != before
+    after = window.view.overlay_item.pixmap().toImage()
+    assert after != before
+
+    # another CAM method runs through the same serial worker and replaces the maps
+    assert panel.method_combo.findText("gradcam++") >= 0
+    with qtbot.waitSignal(window.ai_shown, timeout=60_000):
+        panel.method_combo.setCurrentText("gradcam++")
+    assert model_service.cached(window.series, window.index, "gradcam++") is window.result
+    assert window.view.overlay_item.pixmap().toImage() != after
 
 
 def test_analyse_study_matches_predictor_and_export(
