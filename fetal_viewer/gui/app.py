@@ -108,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         remembered = window.settings.value("model/card")
         if remembered and Path(str(remembered)).is_file():
             model = str(remembered)
+    if args.smoke_test and not model:
+        print(
+            "smoke test: no model to run (give --model CARD, or --demo with the demo model "
+            f"at {DEMO_MODEL_CARD})",
+            file=sys.stderr,
+        )
+        window.close()
+        uninstall_excepthooks()
+        return 2
     if model:
         window.load_model(model)
     paths = list(args.paths)
