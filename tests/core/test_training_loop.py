@@ -98,18 +98,32 @@ def test_interrupted_run_resumes_to_identical_weights(manifest: Manifest, tmp_pa
         train_model(manifest, idx, other, tmp_path / "cut", resume=True, log=lambda _m: None)
 
 
-def test_early_stopping_and_class_weights_printed(manifest: Manifest, tmp_path: Path) -> None:
-    # a learning rate this high wrecks the weights: validation loss worsens from epoch 2 on
-    cfg = TrainConfig(**{**CONFIG.__dict__, "epochs": 6, "patience": 2, "lr": 1.0})
+def test_early_stopping_keeps_best_weights_and_prints_class_weights(
+    manifest: Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetal_viewer.core.training import train as train_mod
+
+    scripted = iter([1.0, 0.8, 0.9, 0.85, 0.7, 0.6])  # best at epoch 2, then 2 worse epochs
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def fake_validate(net: torch.nn.Module, *args: object) -> dict[str, float]:
+        snapshots.append(_weights(net))
+        return {"val_loss": next(scripted), "val_acc": 0.5}
+
+    monkeypatch.setattr(train_mod, "_validate", fake_validate)
+    cfg = TrainConfig(**{**CONFIG.__dict__, "epochs": 6, "patience": 2})
     logs: list[str] = []
     result = train_model(manifest, range(len(manifest)), cfg, tmp_path / "es", log=logs.append)
-    assert any("early stop" in m for m in logs)
-    assert len(result.history) == result.best_epoch + 2 < 6
+    assert len(result.history) == 4 and result.best_epoch == 2
+    assert "early stop" in logs[-1]
+    assert result.best_val["val_loss"] == pytest.approx(0.8)
+    final = _weights(result.model)
+    for k, v in snapshots[1].items():  # the weights validated at epoch 2
+        torch.testing.assert_close(final[k], v)
+    assert any(not torch.equal(final[k], snapshots[3][k]) for k in final)
     weights_line = next(m for m in logs if m.startswith("class weights"))
     # 5 training patients (one per class), 2 images each: balanced -> weight 1.000
     assert weights_line.count("2 -> 1.000") == 5
-    val_losses = [h["val_loss"] for h in result.history]
-    assert result.best_val["val_loss"] == pytest.approx(min(val_losses))
 
 
 def test_training_preprocessing_matches_inference(manifest: Manifest) -> None:
