@@ -155,6 +155,11 @@ def test_analyse_study_matches_predictor_and_export(
     expected = aggregate(reference.predict(all_frames).probs, "mean")
     np.testing.assert_allclose(window.ai_panel.patient_bars.values, expected, atol=1e-4)
     assert "7 of 7 frames" in window.ai_panel.patient_bars.note.text()
+    # every frame is cached for this model: stepping shows results without new requests
+    last_request = model_service.latest_frame_request
+    with qtbot.waitSignal(window.ai_shown, timeout=10_000) as shown:
+        qtbot.keyClick(window.view, Qt.Key.Key_Right)
+    assert shown.args == [window.index] and model_service.latest_frame_request == last_request
 
     with_overlay = window.export_view(tmp_path / "with.png", True)
     without = window.export_view(tmp_path / "without.png", False)
