@@ -536,7 +536,19 @@ def _refuse_dimensions(
 def read_dicom(path: Path, force: bool = False) -> DicomInstance:
     """Parse one DICOM image file's header and check its pixel data; decode nothing."""
     with _ignore_warnings() as caught:
-        instance = _read_dicom(Path(path), force)
+        try:
+            instance = _read_dicom(Path(path), force)
+        except StudyLoadError:
+            raise
+        except Exception as exc:
+            # pydicom converts values lazily: a damaged element can fail on first access
+            # (unknown VR, bad length, undecodable text), long after dcmread returned
+            raise StudyLoadError(
+                "the DICOM header could not be read",
+                why=f"{type(exc).__name__}: {exc}",
+                fix="The file is damaged or truncated. " + REEXPORT_FIX,
+                path=path,
+            ) from exc
     for w in caught:
         log.debug("%s: %s", path, w.message)
     return instance
