@@ -159,7 +159,7 @@ class AIPanel(QWidget):
         self.method_combo.currentIndexChanged.connect(lambda _i: self.display_changed.emit())
         self.analyse_button.clicked.connect(self.analyse_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
-        self.set_methods(("CAM",))
+        self.set_methods(("gradcam",))
         self.set_model(None)
 
     # ----- model ------------------------------------------------------------------------
