@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_true", help="open the bundled demo studies with the demo model"
     )
     parser.add_argument("--model", metavar="CARD", help="model card (card.json) to load")
+    parser.add_argument("--db", metavar="DB", help="reader-study database file or URL")
+    parser.add_argument("--read", action="store_true", help="open the reader-study reading mode")
+    parser.add_argument(
+        "--coordinate", action="store_true", help="open the reader-study coordinator"
+    )
     parser.add_argument("--light", action="store_true", help="light theme instead of dark")
     parser.add_argument(
         "--smoke-test",
@@ -130,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if paths:
         window.open_paths(paths)
+    if args.read or args.coordinate:
+        window.open_study_window("read" if args.read else "coordinator", args.db)
 
     if args.smoke_test:
         state = {"ok": False}

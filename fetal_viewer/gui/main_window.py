@@ -249,6 +249,7 @@ class MainWindow(QMainWindow):
             ("View", "&View"),
             ("Measure", "&Measure"),
             ("AI", "&AI"),
+            ("Study", "&Study"),
             ("Help", "&Help"),
         ):
             menus[group] = bar.addMenu(title)
@@ -262,6 +263,11 @@ class MainWindow(QMainWindow):
         about = QAction("About fetal-viewer", self)
         about.triggered.connect(self.show_about)
         menus["Help"].addAction(about)
+        study = menus["Study"]
+        study.addAction("Coordinator…").triggered.connect(
+            lambda: self.open_study_window("coordinator")
+        )
+        study.addAction("Read…").triggered.connect(lambda: self.open_study_window("read"))
         panels = menus["View"]
         panels.addSeparator()
         panels.addAction(self.browser_dock.toggleViewAction())
@@ -697,6 +703,20 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Export AI summary", default, "HTML (*.html)")
         if path:
             self.export_summary(path)
+
+    def open_study_window(self, kind: str, db: str | None = None) -> QWidget:
+        """Open the reader-study coordinator or the reading mode (own top-level windows,
+        so the viewer's AI panel and browser stay out of a blinded read)."""
+        from fetal_viewer.gui import readerstudy
+
+        card = self.model.info.card_path if self.model.info else None
+        opener = (
+            readerstudy.open_coordinator if kind == "coordinator" else readerstudy.open_reader_mode
+        )
+        window: QWidget = opener(
+            self, db, error_sink=self.sink, settings=self.settings, model_card=card
+        )
+        return window
 
     def show_shortcuts(self) -> None:
         dialog = ShortcutsDialog(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -401,3 +402,20 @@ def test_demo_phantom_studies_open_with_ai(
     assert frame.shape[:2] == window.view.overlay_item.pixmap().size().toTuple()[::-1]
     window.browser.step_patient(1)  # next case
     qtbot.waitUntil(lambda: window.patient is not window.browser.patients[0], timeout=5_000)
+
+
+def test_study_menu_opens_coordinator_and_reading_mode(make_main_window, tmp_path: Path) -> None:
+    from fetal_viewer.gui.readerstudy.coordinator import CoordinatorWindow
+    from fetal_viewer.gui.readerstudy.reader import ReaderWindow
+
+    window = make_main_window()
+    menus = {a.text().replace("&", ""): a.menu() for a in window.menuBar().actions()}
+    titles = [a.text() for a in menus["Study"].actions()]
+    assert titles == ["Coordinator…", "Read…"]
+    db = str(tmp_path / "studies.sqlite")
+    coordinator = window.open_study_window("coordinator", db)
+    reader = window.open_study_window("read", db)
+    assert isinstance(coordinator, CoordinatorWindow) and coordinator.isVisible()
+    assert isinstance(reader, ReaderWindow) and reader.isVisible()
+    coordinator.close()
+    reader.close()
