@@ -723,14 +723,42 @@ class MainWindow(QMainWindow):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
 
-    def show_about(self) -> None:
-        QMessageBox.about(
-            self,
-            "About fetal-viewer",
-            f"<b>fetal-viewer {__version__}</b><p>{INTENDED_USE}</p>"
-            "<p>Prenatal ultrasound viewer with fetal CNS anomaly classification and "
-            "class activation maps.</p>",
+    def show_about(self) -> QMessageBox:
+        """Version, intended use, the loaded model's card and the bundled licences."""
+        from html import escape
+
+        from fetal_viewer.core.about import components
+        from fetal_viewer.gui.error_sink import log_dir
+
+        info = self.model.info
+        model = (
+            f"<p><b>Model:</b> {escape(info.name)} {escape(info.version)} "
+            f"(weights sha256 {escape(info.sha[:16])}…)<br>Classes: "
+            f"{escape(', '.join(info.classes))}<br>Intended use: {escape(info.intended_use)}"
+            f"<br>Card: {escape(info.card_path)}</p>"
+            if info
+            else "<p><b>Model:</b> none loaded</p>"
         )
+        rows = "".join(
+            f"<tr><td>{escape(c.name)}</td><td>{escape(c.version)}</td>"
+            f"<td>{escape(c.licence)}</td></tr>"
+            for c in components()
+        )
+        box = QMessageBox(self)
+        box.setWindowTitle("About fetal-viewer")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(
+            f"<h3>fetal-viewer {__version__}</h3><p><b>{escape(INTENDED_USE)}</b></p>"
+            "<p>Prenatal ultrasound viewer with fetal CNS anomaly classification, Grad-CAM "
+            "heatmaps and reader studies. Not a medical device.</p>"
+            f"{model}<p>Log folder: {escape(str(log_dir()))}</p>"
+            "<p><b>Bundled components</b></p><table cellspacing='4'>"
+            f"<tr><th align='left'>Package</th><th align='left'>Version</th>"
+            f"<th align='left'>Licence</th></tr>{rows}</table>"
+        )
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
 
     # ==================================================================================
     # settings and shutdown

@@ -419,3 +419,15 @@ def test_study_menu_opens_coordinator_and_reading_mode(make_main_window, tmp_pat
     assert isinstance(reader, ReaderWindow) and reader.isVisible()
     coordinator.close()
     reader.close()
+
+
+def test_about_shows_version_intended_use_model_and_licences(make_main_window, model_service):
+    from fetal_viewer import INTENDED_USE, __version__
+
+    window = make_main_window(model_service=model_service)
+    box = window.show_about()
+    text = box.text()
+    assert __version__ in text and INTENDED_USE in text
+    assert model_service.info.name in text
+    assert "pylibjpeg-libjpeg" in text and "GPL" in text
+    box.close()
