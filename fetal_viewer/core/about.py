@@ -41,7 +41,7 @@ class Component:
 
 
 def _licence(meta: metadata.PackageMetadata) -> str:
-    expression = meta.get("License-Expression")
+    expression = meta["License-Expression"] if "License-Expression" in meta else None
     if expression:
         return str(expression)
     classifiers = [
@@ -51,7 +51,7 @@ def _licence(meta: metadata.PackageMetadata) -> str:
     ]
     if classifiers:
         return "; ".join(classifiers)
-    text = (meta.get("License") or "").strip().splitlines()
+    text = (meta["License"] if "License" in meta else "").strip().splitlines()
     return text[0][:80] if text else "unknown (see the package)"
 
 
