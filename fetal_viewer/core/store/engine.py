@@ -3,8 +3,12 @@
 :func:`make_engine` builds one SQLAlchemy engine per database. For SQLite it turns on WAL,
 ``synchronous=FULL`` (a commit is on disk before it returns), foreign keys and a busy
 timeout, and starts every transaction with ``BEGIN IMMEDIATE`` so that two processes
-writing at once wait for each other instead of failing half-way. :func:`upgrade_to_head`
-brings a database to the newest Alembic revision, after a backup copy when it held data.
+writing at once wait for each other instead of failing half-way. For PostgreSQL (optional,
+needs ``psycopg``) every transaction is SERIALIZABLE; :func:`is_retryable` tells the
+serialization failures and deadlocks that the repository retries. :func:`upgrade_to_head`
+brings a database to the newest Alembic revision, after a backup copy when it held data
+(SQLite) or under an advisory lock, so that workstations starting at once migrate only once
+(PostgreSQL).
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+#: SQLSTATEs of errors a SERIALIZABLE transaction may meet and that succeed when retried
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock
+#: key of the PostgreSQL advisory lock held while migrating ("fetalvw" in ASCII)
+MIGRATION_LOCK_KEY = 0x666574616C7677
 
 
 def default_db_path() -> Path:
@@ -48,8 +56,9 @@ def to_url(url_or_path: str | Path | None) -> str:
         url_or_path = default_db_path()
     text = str(url_or_path)
     if "://" in text:
-        if text.startswith("postgresql://"):
-            text = "postgresql+psycopg://" + text[len("postgresql://") :]
+        for prefix in ("postgresql://", "postgres://"):
+            if text.startswith(prefix):
+                text = "postgresql+psycopg://" + text[len(prefix) :]
         return text
     path = Path(text).expanduser().resolve()
     return f"sqlite:///{path}"
@@ -71,7 +80,9 @@ def alembic_config(engine: Engine | None = None) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("path_separator", "os")
     if engine is not None:
-        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+        # ConfigParser interpolates "%": escape it (percent-encoded socket paths, passwords)
+        url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        cfg.set_main_option("sqlalchemy.url", url)
     return cfg
 
 
@@ -122,8 +133,40 @@ def make_engine(url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> 
 
         return engine
     if backend == "postgresql":
+        _require_psycopg(url)
         return create_engine(url, pool_pre_ping=True, isolation_level="SERIALIZABLE")
     return create_engine(url)
+
+
+def _require_psycopg(url: str) -> None:
+    driver = make_url(url).get_driver_name()
+    module = {"psycopg": "psycopg", "psycopg2": "psycopg2"}.get(driver, driver)
+    try:
+        __import__(module)
+    except ImportError as exc:
+        package = '"psycopg[binary]"' if module == "psycopg" else module
+        raise StoreError(
+            "PostgreSQL support is not installed.",
+            why=f"A PostgreSQL URL was given, but the Python driver {module!r} cannot be "
+            f"imported ({exc}).",
+            fix=f"Install it into fetal-viewer's environment: pip install {package}; or use a "
+            "SQLite file with --db PATH.",
+        ) from exc
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for a serialization failure or deadlock (PostgreSQL SQLSTATE 40001 / 40P01),
+    also when wrapped in a SQLAlchemy error or in the :class:`StoreError` made from one."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        code = getattr(cur, "sqlstate", None) or getattr(cur, "pgcode", None)
+        if code in RETRYABLE_SQLSTATES:
+            return True
+        orig = getattr(cur, "orig", None)
+        cur = orig if isinstance(orig, BaseException) else cur.__cause__
+    return False
 
 
 def _read_only(dbapi_conn: Any) -> bool:
@@ -193,6 +236,16 @@ def upgrade_to_head(engine: Engine) -> Path | None:
     if rev is not None and path is not None and path.exists():
         backup = backup_sqlite(path, rev)
         log.warning("upgrading %s from %s to %s; backup at %s", path, rev, head, backup)
+    if engine.dialect.name == "postgresql":
+        # READ COMMITTED, so that after waiting for the lock the revision another process
+        # has just committed is seen and Alembic has nothing left to do
+        committed = engine.connect().execution_options(isolation_level="READ COMMITTED")
+        with committed as conn, conn.begin():
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+            cfg = alembic_config(engine)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return None
     with engine.begin() as conn:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
@@ -212,6 +265,13 @@ def translate(exc: BaseException, where: str) -> StoreError:
     """A :class:`StoreError` with what/why/fix for a database error."""
     text = str(getattr(exc, "orig", exc) or exc)
     low = text.lower()
+    if is_retryable(exc):
+        return StoreError(
+            "The database stayed too busy with other workstations' changes.",
+            why=f"{text} (while {where}); the change was retried and conflicted every time. "
+            "Nothing of it was saved.",
+            fix="Try again; if it keeps happening, fewer workstations should write at once.",
+        )
     if "locked" in low or "busy" in low:
         return StoreError(
             "The database is locked by another program.",

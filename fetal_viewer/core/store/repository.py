@@ -4,17 +4,26 @@ return frozen dataclasses (never ORM rows).
 Every write commits before the method returns; on SQLite with ``synchronous=FULL`` in WAL
 mode that means the data is on disk. Reads are never updated: :meth:`Store.correct_read`
 adds a new row that supersedes the old one.
+
+Each public method writes in at most one transaction, so on PostgreSQL (SERIALIZABLE) a
+method whose transaction meets a serialization failure or deadlock is run again, a bounded
+number of times with a randomised back-off (:attr:`Store.max_retries`); a rolled-back
+attempt has stored nothing, so a retry cannot duplicate a read.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import random
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +40,8 @@ from fetal_viewer.core.store.models import (
     StudyRow,
 )
 from fetal_viewer.errors import ProtocolError, StoreError
+
+log = logging.getLogger(__name__)
 
 DESIGNS = ("sequential", "crossover")
 CONDITIONS = ("unaided", "aided")
@@ -243,13 +254,53 @@ def _case_pseudonym(seed: int, index: int) -> str:
     return f"C{seed % 1000:03d}-{index + 1:04d}"
 
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _retrying(method: Callable[Concatenate[Store, _P], _T]) -> Callable[Concatenate[Store, _P], _T]:
+    """Run a store method again when its transaction met a serialization failure or deadlock
+    (PostgreSQL); other errors, and the last failure, propagate as they are."""
+
+    def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        attempt = 0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except StoreError as exc:
+                if attempt >= self.max_retries or not eng.is_retryable(exc):
+                    raise
+                attempt += 1
+                self.retries += 1
+                delay = min(self.retry_max_delay_s, self.retry_base_delay_s * 2 ** (attempt - 1))
+                log.info(
+                    "%s: transaction conflicted (%s); retry %d of %d in up to %.0f ms",
+                    method.__name__,
+                    exc.why,
+                    attempt,
+                    self.max_retries,
+                    delay * 1000,
+                )
+                time.sleep(delay * random.uniform(0.5, 1.0))
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
 class Store:
     """Reader-study database. Make one with :func:`open_store`."""
+
+    #: how often a method is run again after a serialization failure or deadlock
+    max_retries: int = 8
+    retry_base_delay_s: float = 0.005
+    retry_max_delay_s: float = 0.5
 
     def __init__(self, engine: Engine, backup: Path | None = None) -> None:
         self.engine = engine
         self.backup_path = backup
         self._factory = sessionmaker(engine, expire_on_commit=False)
+        #: retries made so far (serialization failures and deadlocks met)
+        self.retries = 0
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -277,6 +328,7 @@ class Store:
         s.add(AuditRow(at=utcnow(), actor=actor, action=action, study_id=study_id, detail=detail))
 
     # -- readers --------------------------------------------------------------------------
+    @_retrying
     def add_reader(
         self, pseudonym: str, role: str = "radiologist", years_experience: float = 0.0
     ) -> Reader:
@@ -294,12 +346,15 @@ class Store:
                 s.flush()
                 self._audit(s, "coordinator", "add_reader", None, reader=row.pseudonym)
                 return _reader(row)
-        except IntegrityError as exc:
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
             raise StoreError(
                 f"A reader named {pseudonym!r} already exists.",
                 fix="Choose another pseudonym, or enrol the existing reader.",
             ) from exc
 
+    @_retrying
     def get_reader(self, pseudonym: str) -> Reader:
         with self.unit_of_work("looking up a reader") as s:
             row = s.scalar(select(ReaderRow).where(ReaderRow.pseudonym == pseudonym))
@@ -310,11 +365,13 @@ class Store:
                 )
             return _reader(row)
 
+    @_retrying
     def list_readers(self) -> list[Reader]:
         with self.unit_of_work("listing readers") as s:
             return [_reader(r) for r in s.scalars(select(ReaderRow).order_by(ReaderRow.id))]
 
     # -- studies and cases ----------------------------------------------------------------
+    @_retrying
     def create_study(
         self,
         name: str,
@@ -374,7 +431,9 @@ class Store:
                     )
                 self._audit(s, "coordinator", "create_study", row.id, name=name, n=len(cases))
                 return self._study(row, len(cases))
-        except IntegrityError as exc:
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
             raise StoreError(
                 f"A study named {name!r} already exists.", fix="Choose another study name."
             ) from exc
@@ -407,12 +466,14 @@ class Store:
             )
         return row
 
+    @_retrying
     def get_study(self, name: str) -> Study:
         with self.unit_of_work("looking up a study") as s:
             row = self._study_row(s, name)
             n = len(list(s.scalars(select(CaseRow.id).where(CaseRow.study_id == row.id))))
             return self._study(row, n)
 
+    @_retrying
     def list_studies(self) -> list[Study]:
         with self.unit_of_work("listing studies") as s:
             out = []
@@ -421,6 +482,7 @@ class Store:
                 out.append(self._study(row, n))
             return out
 
+    @_retrying
     def list_cases(self, study: str) -> list[Case]:
         """Cases in pseudonym order, with reference labels (coordinator only)."""
         with self.unit_of_work("listing cases") as s:
@@ -429,6 +491,7 @@ class Store:
             return [_case(c) for c in s.scalars(q)]
 
     # -- enrolment and sessions -----------------------------------------------------------
+    @_retrying
     def enrol(self, study: str, reader: str, order_seed: int | None = None) -> Enrolment:
         """Enrol a reader; their case-order seed derives from the study seed (stored)."""
         import zlib
@@ -455,6 +518,7 @@ class Store:
             self._audit(s, "coordinator", "enrol", st.id, reader=rd.pseudonym, seed=order_seed)
             return Enrolment(st.name, rd.pseudonym, order_seed)
 
+    @_retrying
     def enrolments(self, study: str) -> list[Enrolment]:
         with self.unit_of_work("listing enrolments") as s:
             st = self._study_row(s, study)
@@ -466,6 +530,7 @@ class Store:
             )
             return [Enrolment(st.name, r.pseudonym, e.order_seed) for e, r in s.execute(q)]
 
+    @_retrying
     def sessions(self, study_id: int, reader_id: int) -> list[ReadingSessionInfo]:
         with self.unit_of_work("listing sessions") as s:
             q = (
@@ -475,6 +540,7 @@ class Store:
             )
             return [_session(r) for r in s.scalars(q)]
 
+    @_retrying
     def start_session(
         self, study_id: int, reader_id: int, arm: int, condition: str, order_seed: int
     ) -> ReadingSessionInfo:
@@ -502,6 +568,7 @@ class Store:
                 self._audit(s, f"reader:{reader_id}", "start_session", study_id, arm=arm)
             return _session(row)
 
+    @_retrying
     def end_session(self, session_id: int, at: datetime | None = None) -> ReadingSessionInfo:
         with self.unit_of_work("ending a session") as s:
             row = s.get(SessionRow, session_id)
@@ -513,55 +580,62 @@ class Store:
             return _session(row)
 
     # -- reads ----------------------------------------------------------------------------
+    @_retrying
     def add_read(
         self, new: NewRead, *, supersedes: int | None = None, reason: str | None = None
     ) -> Read:
         """Store one read durably; returns it as a :class:`Read`."""
         with self.unit_of_work("saving a read") as s:
-            sess = s.get(SessionRow, new.session_id)
-            if sess is None:
-                raise StoreError(f"No reading session {new.session_id}.")
-            if supersedes is None:
-                dup = s.scalar(
-                    select(ReadRow.uid).where(
-                        ReadRow.study_id == sess.study_id,
-                        ReadRow.reader_id == sess.reader_id,
-                        ReadRow.case_id == new.case_id,
-                        ReadRow.condition == new.condition,
-                    )
-                )
-                if dup is not None:
-                    raise ProtocolError(
-                        f"This {new.condition} read of the case is already stored.",
-                        why=f"Read {dup} was submitted before (another window or process?).",
-                        fix="Reload the session; a stored read can only be corrected.",
-                    )
-            row = ReadRow(
-                uid=new.uid,
-                session_id=sess.id,
-                study_id=sess.study_id,
-                reader_id=sess.reader_id,
-                case_id=new.case_id,
-                condition=new.condition,
-                label=new.label,
-                confidence=int(new.confidence),
-                anomaly_prob=int(new.anomaly_prob),
-                free_text=new.free_text,
-                started_at=new.started_at,
-                submitted_at=new.submitted_at,
-                active_ms=int(new.active_ms),
-                position=int(new.position),
-                ai_model_sha=new.ai_model_sha,
-                ai_probs=new.ai_probs,
-                ai_heatmap_visible=new.ai_heatmap_visible,
-                changed_from_unaided=new.changed_from_unaided,
-                supersedes_id=supersedes,
-                correction_reason=reason,
-            )
-            s.add(row)
-            s.flush()
-            return _read(row)
+            return _read(self._insert_read(s, new, supersedes, reason))
 
+    def _insert_read(
+        self, s: Session, new: NewRead, supersedes: int | None, reason: str | None
+    ) -> ReadRow:
+        sess = s.get(SessionRow, new.session_id)
+        if sess is None:
+            raise StoreError(f"No reading session {new.session_id}.")
+        if supersedes is None:
+            dup = s.scalar(
+                select(ReadRow.uid).where(
+                    ReadRow.study_id == sess.study_id,
+                    ReadRow.reader_id == sess.reader_id,
+                    ReadRow.case_id == new.case_id,
+                    ReadRow.condition == new.condition,
+                )
+            )
+            if dup is not None:
+                raise ProtocolError(
+                    f"This {new.condition} read of the case is already stored.",
+                    why=f"Read {dup} was submitted before (another window or process?).",
+                    fix="Reload the session; a stored read can only be corrected.",
+                )
+        row = ReadRow(
+            uid=new.uid,
+            session_id=sess.id,
+            study_id=sess.study_id,
+            reader_id=sess.reader_id,
+            case_id=new.case_id,
+            condition=new.condition,
+            label=new.label,
+            confidence=int(new.confidence),
+            anomaly_prob=int(new.anomaly_prob),
+            free_text=new.free_text,
+            started_at=new.started_at,
+            submitted_at=new.submitted_at,
+            active_ms=int(new.active_ms),
+            position=int(new.position),
+            ai_model_sha=new.ai_model_sha,
+            ai_probs=new.ai_probs,
+            ai_heatmap_visible=new.ai_heatmap_visible,
+            changed_from_unaided=new.changed_from_unaided,
+            supersedes_id=supersedes,
+            correction_reason=reason,
+        )
+        s.add(row)
+        s.flush()
+        return row
+
+    @_retrying
     def reads(
         self,
         study_id: int,
@@ -580,6 +654,7 @@ class Store:
         superseded = {r.supersedes_id for r in rows if r.supersedes_id is not None}
         return [r for r in rows if r.id not in superseded]
 
+    @_retrying
     def correct_read(
         self,
         read_id: int,
@@ -594,7 +669,7 @@ class Store:
         """A correction: a new row superseding ``read_id`` (the old row stays)."""
         if not reason.strip():
             raise StoreError("A correction needs a reason.", fix="Say why the read is corrected.")
-        with self.unit_of_work("loading a read") as s:
+        with self.unit_of_work("correcting a read") as s:
             old_row = s.get(ReadRow, read_id)
             if old_row is None:
                 raise StoreError(f"No read {read_id}.")
@@ -605,29 +680,28 @@ class Store:
                     f"Read {read_id} was already corrected by read {later}.",
                     fix="Correct the newest read instead.",
                 )
-        now = utcnow()
-        new = NewRead(
-            session_id=old.session_id,
-            case_id=old.case_id,
-            condition=old.condition,
-            label=label if label is not None else old.label,
-            confidence=confidence if confidence is not None else old.confidence,
-            anomaly_prob=anomaly_prob if anomaly_prob is not None else old.anomaly_prob,
-            started_at=old.started_at,
-            submitted_at=now,
-            active_ms=old.active_ms,
-            position=old.position,
-            free_text=free_text if free_text is not None else old.free_text,
-            ai_model_sha=old.ai_model_sha,
-            ai_probs=old.ai_probs,
-            ai_heatmap_visible=old.ai_heatmap_visible,
-            changed_from_unaided=old.changed_from_unaided,
-        )
-        out = self.add_read(new, supersedes=read_id, reason=reason)
-        with self.unit_of_work("logging a correction") as s:
+            new = NewRead(
+                session_id=old.session_id,
+                case_id=old.case_id,
+                condition=old.condition,
+                label=label if label is not None else old.label,
+                confidence=confidence if confidence is not None else old.confidence,
+                anomaly_prob=anomaly_prob if anomaly_prob is not None else old.anomaly_prob,
+                started_at=old.started_at,
+                submitted_at=utcnow(),
+                active_ms=old.active_ms,
+                position=old.position,
+                free_text=free_text if free_text is not None else old.free_text,
+                ai_model_sha=old.ai_model_sha,
+                ai_probs=old.ai_probs,
+                ai_heatmap_visible=old.ai_heatmap_visible,
+                changed_from_unaided=old.changed_from_unaided,
+            )
+            out = _read(self._insert_read(s, new, read_id, reason))
             self._audit(s, actor, "correct_read", old.study_id, read=read_id, new=out.id)
-        return out
+            return out
 
+    @_retrying
     def audit_log(self, study_id: int | None = None) -> list[AuditEntry]:
         with self.unit_of_work("reading the audit log") as s:
             q = select(AuditRow).order_by(AuditRow.id)
@@ -642,6 +716,7 @@ class Store:
         return {r.id: r for r in self.list_readers()}
 
     # -- merge ----------------------------------------------------------------------------
+    @_retrying
     def merge_from(self, other: Store, study: str) -> MergeReport:
         """Import a reader workstation's database (a copy of this study) into this one.
 
