@@ -208,3 +208,52 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert len(reads) == 100 and len({r.uid for r in reads}) == 100
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+
+
+def test_submits_do_not_reload_all_reads_and_failures_resync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session keeps its reads in memory: a submit does not load the reader's reads
+    again; a failed submit, a read stored by another window and a reopen all resync from
+    the store, and nothing is lost or stored twice."""
+    store = _study(tmp_path, n=5)
+    rs = ReadingSession(store, "s", "R1", ai_provider=lambda c: AI)
+    calls = []
+    real_reads = store.reads
+    monkeypatch.setattr(store, "reads", lambda *a, **k: calls.append(a) or real_reads(*a, **k))
+    for _ in range(4):
+        step = rs.begin()
+        assert step is not None
+        if step.condition == "aided":
+            rs.get_ai()
+        rs.submit("x", 50, 50, active_ms=1)
+    assert calls == []
+    # the same reader in a second window stores the next step first
+    other = ReadingSession(store, "s", "R1", ai_provider=lambda c: AI)
+    step = rs.current()
+    assert step is not None and other.current() == step
+    other.submit("normal", 10, 10, active_ms=1)
+    with pytest.raises(ProtocolError, match="already stored"):
+        rs.submit("x", 60, 60, active_ms=1)
+    after = rs.current()  # resynced from the store
+    assert after is not None and after == other.current() and after.index == step.index + 1
+    # a submit that fails in the store does not advance the session
+    from fetal_viewer.errors import StoreError
+
+    def broken(*a: object, **k: object) -> None:
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(store, "add_read", broken)
+    rs.get_ai()
+    with pytest.raises(StoreError):
+        rs.submit("x", 70, 70, active_ms=1)
+    monkeypatch.undo()
+    again = rs.current()
+    assert again is not None and (again.case, again.condition) == (after.case, after.condition)
+    rs.get_ai()
+    rs.submit("x", 70, 70, active_ms=1)
+    st = store.get_study("s")
+    reads = store.reads(st.id, store.get_reader("R1").id, include_superseded=True)
+    assert len(reads) == 6 and len({(r.case_id, r.condition) for r in reads}) == 6
+    reopened = ReadingSession(store, "s", "R1", ai_provider=lambda c: AI)
+    assert reopened.current() == rs.current()

@@ -3,7 +3,13 @@ of AI output, washout, exact resume and progress.
 
 All state that matters lives in the store: the position in a session is derived from the
 reads already stored, so closing or killing the app at any moment and opening the session
-again resumes at the first step without a stored read. Nothing here imports the model
+again resumes at the first step without a stored read. A :class:`ReadingSession` keeps
+the reader's effective reads in memory so that a submit does not reload them all: the
+cache is filled from the store when the session is opened (so a resume always starts
+from what is stored), a read enters it only after the store has committed it, and any
+failed submit (or :meth:`ReadingSession.reload`) drops it so that the next step is derived
+from the store again. The store refuses a second read of the same step, so a stale cache
+(the same reader in two windows) cannot duplicate a read. Nothing here imports the model
 core: the AI comes from an :data:`AIProvider` callable the caller passes in.
 
 Designs
@@ -187,16 +193,30 @@ class ReadingSession:
         self._t0 = 0.0
         self._paused_s = 0.0
         self._pause_t: float | None = None
+        self._done: dict[tuple[int, str], Read] | None = None
         self.session: ReadingSessionInfo = self._open_arm()
 
     # -- session and arm ------------------------------------------------------------------
     def _reads(self) -> list[Read]:
         return self.store.reads(self.study.id, self.reader.id)
 
+    def _effective_reads(self) -> dict[tuple[int, str], Read]:
+        """The reader's effective reads by (case id, condition), loaded from the store when
+        the cache is empty (see the module docstring)."""
+        if self._done is None:
+            self._done = _effective(self._reads())
+        return self._done
+
+    def reload(self) -> Step | None:
+        """Forget the cached reads and derive the current step from the store again."""
+        self._done = None
+        return self.current()
+
     def _open_arm(self) -> ReadingSessionInfo:
         sessions = {s.arm: s for s in self.store.sessions(self.study.id, self.reader.id)}
         arms = (1,) if self.study.design == "sequential" else (1, 2)
-        done = _effective(self._reads())
+        self._done = None
+        done = self._effective_reads()
         for arm in arms:
             steps = plan(self.study, self._cases, self.order_seed, arm)
             remaining = [s for s in steps if (s[0].id, s[1]) not in done]
@@ -242,7 +262,7 @@ class ReadingSession:
 
     def current(self) -> Step | None:
         """The next step of this session, or None when the session is finished."""
-        reads = _effective(self._reads())
+        reads = self._effective_reads()
         steps = self._steps()
         positions: dict[int, int] = {}
         for c, _ in steps:
@@ -355,32 +375,39 @@ class ReadingSession:
         started = self._started_at or now
         changed = None
         if step.condition == "aided":
-            unaided = _effective(self._reads()).get((step.case.case_id, "unaided"))
+            unaided = self._effective_reads().get((step.case.case_id, "unaided"))
             if unaided is not None:
                 changed = unaided.label != label
-        read = self.store.add_read(
-            NewRead(
-                session_id=self.session.id,
-                case_id=step.case.case_id,
-                condition=step.condition,
-                label=label,
-                confidence=int(confidence),
-                anomaly_prob=int(anomaly_prob),
-                started_at=started,
-                submitted_at=now,
-                active_ms=max(0, int(active_ms)),
-                position=step.position,
-                free_text=free_text,
-                ai_model_sha=shown.model_sha if shown else None,
-                ai_probs=dict(shown.probabilities) if shown else None,
-                ai_heatmap_visible=(
-                    (heatmap_visible if heatmap_visible is not None else shown.heatmap is not None)
-                    if shown
-                    else None
-                ),
-                changed_from_unaided=changed,
-            )
+        new = NewRead(
+            session_id=self.session.id,
+            case_id=step.case.case_id,
+            condition=step.condition,
+            label=label,
+            confidence=int(confidence),
+            anomaly_prob=int(anomaly_prob),
+            started_at=started,
+            submitted_at=now,
+            active_ms=max(0, int(active_ms)),
+            position=step.position,
+            free_text=free_text,
+            ai_model_sha=shown.model_sha if shown else None,
+            ai_probs=dict(shown.probabilities) if shown else None,
+            ai_heatmap_visible=(
+                (heatmap_visible if heatmap_visible is not None else shown.heatmap is not None)
+                if shown
+                else None
+            ),
+            changed_from_unaided=changed,
         )
+        try:
+            read = self.store.add_read(new)
+        except BaseException:
+            # not stored, stored by another window, or the outcome is unknown: from now on
+            # the store says what the next step is
+            self._done = None
+            raise
+        if self._done is not None:
+            self._done[(read.case_id, read.condition)] = read
         self._timer_case = None
         if step.index == step.total - 1 or self.current() is None:
             self.session = self.store.end_session(self.session.id, now)
@@ -395,7 +422,7 @@ def get_ai_for_case(session: ReadingSession, case_pseudonym: str) -> AIOutput:
     case = next((c for c in session._cases if c.pseudonym == case_pseudonym), None)
     if case is None:
         raise ProtocolError(f"No case {case_pseudonym!r} in study {session.study.name!r}.")
-    reads = _effective(session._reads())
+    reads = session._effective_reads()
     allowed = (case.id, "unaided") in reads
     if not allowed and session.study.design == "crossover":
         step = session.current()
