@@ -89,7 +89,8 @@ class ModelCard:
         """Parse and validate a card; raises :class:`ModelLoadError` on any problem."""
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: nesting deeper than the parser's recursion limit
             raise ModelLoadError(
                 "The model card is not valid JSON.",
                 why=str(exc),
@@ -135,7 +136,7 @@ class ModelCard:
                 notes=_str(data.get("notes", "")),
                 card_format=int(data.get("card_format", CARD_FORMAT)),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(1e999)
             raise ModelLoadError(
                 "The model card has a field of the wrong type.",
                 why=str(exc),
@@ -253,8 +254,14 @@ def save_checkpoint(
 
 
 def _looks_like_pickle(head: bytes) -> bool:
-    # protocol 2+ pickles start with PROTO (0x80); torch.save's zip format with "PK"
-    return head[:1] == b"\x80" or head[:2] == b"PK" or head[:1] in (b"(", b"c", b"]", b"}")
+    # protocol 2+ pickles start with PROTO (0x80) and the protocol number; torch.save's zip
+    # format with "PK"; protocol 0/1 pickles with an opcode. A safetensors header length
+    # whose low byte is 0x80 is not a pickle.
+    return (
+        (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+        or head[:2] == b"PK"
+        or head[:1] in (b"(", b"c", b"]", b"}")
+    )
 
 
 def _check_weights_format(path: Path) -> None:
@@ -269,7 +276,7 @@ def _check_weights_format(path: Path) -> None:
     if header:
         try:
             meta = json.loads(header)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             why = f"its header is not JSON ({exc})"
     else:
         why = f"its header length ({n} bytes) does not fit a {size}-byte file"
@@ -377,7 +384,11 @@ def load_checkpoint(card_path: str | Path) -> LoadedModel:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelLoadError(
-            "The safetensors weights cannot be read.", why=str(exc), path=weights
+            "The safetensors weights cannot be read.",
+            why=str(exc),
+            fix="Copy the checkpoint folder again from its source, or re-export the model "
+            "with save_checkpoint.",
+            path=weights,
         ) from exc
 
     model = build_resnet34(len(card.classes))
