@@ -41,17 +41,18 @@ class Component:
 
 
 def _licence(meta: metadata.PackageMetadata) -> str:
-    expression = meta["License-Expression"] if "License-Expression" in meta else None
+    fields = meta.json
+    expression = fields.get("license_expression")
     if expression:
         return str(expression)
     classifiers = [
         c.split("::")[-1].strip()
-        for c in (meta.get_all("Classifier") or [])
+        for c in fields.get("classifier", [])
         if c.startswith("License ::")
     ]
     if classifiers:
         return "; ".join(classifiers)
-    text = (meta["License"] if "License" in meta else "").strip().splitlines()
+    text = str(fields.get("license", "")).strip().splitlines()
     return text[0][:80] if text else "unknown (see the package)"
 
 

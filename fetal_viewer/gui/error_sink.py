@@ -9,7 +9,6 @@ to :class:`ErrorSink`. :func:`install_excepthooks` routes anything that slipped 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import traceback
@@ -20,22 +19,13 @@ from types import TracebackType
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from fetal_viewer.core.appdirs import log_dir
 from fetal_viewer.errors import CancelledError, FetalViewerError
 
 log = logging.getLogger("fetal_viewer.gui")
 
 #: environment variable that overrides the log folder (tests, portable installs)
-LOG_DIR_ENV = "FETAL_VIEWER_LOG_DIR"
 LOG_NAME = "fetal-viewer.log"
-
-
-def log_dir() -> Path:
-    override = os.environ.get(LOG_DIR_ENV)
-    if override:
-        return Path(override)
-    from platformdirs import user_log_dir
-
-    return Path(user_log_dir("fetal-viewer", appauthor=False))
 
 
 def setup_logging(level: int = logging.INFO) -> Path:

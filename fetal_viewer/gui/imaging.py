@@ -15,6 +15,12 @@ from PySide6.QtGui import QImage
 COLORMAPS: tuple[str, ...] = ("jet", "turbo", "inferno", "viridis", "magma")
 
 
+#: heatmap values at or below this are not coloured
+HEATMAP_FLOOR = 0.02
+#: pixel value at or below which a frame pixel is background (no echo)
+BACKGROUND_LEVEL = 8
+
+
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     """A deep-copied QImage of an (H, W, 3) or (H, W) uint8 array."""
     array = np.ascontiguousarray(rgb, dtype=np.uint8)

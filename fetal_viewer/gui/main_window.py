@@ -43,7 +43,7 @@ from fetal_viewer.gui.browser import StudyBrowser
 from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
-from fetal_viewer.gui.imaging import echo_mask, heatmap_rgba
+from fetal_viewer.gui.imaging import BACKGROUND_LEVEL, HEATMAP_FLOOR, echo_mask, heatmap_rgba
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.workers import (
     FrameLoader,
@@ -60,8 +60,6 @@ log = logging.getLogger("fetal_viewer.gui")
 
 MAX_RECENT = 10
 PREFETCH = 6
-HEATMAP_FLOOR = 0.02
-BACKGROUND_LEVEL = 8  # pixel value at or below which a frame pixel is background
 
 
 class ViewerPane(QWidget):
@@ -728,7 +726,7 @@ class MainWindow(QMainWindow):
         from html import escape
 
         from fetal_viewer.core.about import components
-        from fetal_viewer.gui.error_sink import log_dir
+        from fetal_viewer.core.appdirs import log_dir
 
         info = self.model.info
         model = (

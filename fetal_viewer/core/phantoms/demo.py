@@ -31,9 +31,9 @@ def demo_dir() -> Path:
     override = os.environ.get("FETAL_VIEWER_DEMO_DIR")
     if override:
         return Path(override)
-    from platformdirs import user_cache_dir
+    from fetal_viewer.core.appdirs import cache_dir
 
-    return Path(user_cache_dir("fetal-viewer")) / f"demo-studies-v{DEMO_VERSION}"
+    return cache_dir() / f"demo-studies-v{DEMO_VERSION}"
 
 
 def ensure_demo_studies(progress: ProgressFn = no_progress) -> Path:

@@ -44,10 +44,9 @@ MIGRATION_LOCK_KEY = 0x666574616C7677
 
 def default_db_path() -> Path:
     """``reader_studies.sqlite`` in the user data folder (platformdirs)."""
-    import platformdirs
+    from fetal_viewer.core.appdirs import data_dir
 
-    folder = Path(platformdirs.user_data_dir("fetal-viewer", appauthor=False))
-    return folder / "reader_studies.sqlite"
+    return data_dir() / "reader_studies.sqlite"
 
 
 def to_url(url_or_path: str | Path | None) -> str:

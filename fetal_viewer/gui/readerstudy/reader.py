@@ -49,7 +49,7 @@ from fetal_viewer.errors import ModelLoadError, ProtocolError
 from fetal_viewer.gui.ai_panel import ProbabilityBars
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.image_view import ImageView
-from fetal_viewer.gui.imaging import heatmap_rgba
+from fetal_viewer.gui.imaging import BACKGROUND_LEVEL, HEATMAP_FLOOR, echo_mask, heatmap_rgba
 from fetal_viewer.gui.readerstudy.clock import ActiveClock
 from fetal_viewer.gui.readerstudy.jobs import (
     CaseImage,
@@ -64,7 +64,6 @@ from fetal_viewer.gui.readerstudy.jobs import (
     submit_job,
 )
 
-HEATMAP_FLOOR = 0.02
 MODEL_SETTINGS = "readerstudy/models"  # QSettings group: model sha256 -> card path
 _INPUT_EVENTS = {
     QEvent.Type.KeyPress,
@@ -669,7 +668,10 @@ class ReaderWindow(QMainWindow):
         self.ai_group.setTitle("AI")
         self.ai_group.setVisible(True)
         if out.heatmap is not None:
-            self.view.set_overlay(heatmap_rgba(np.asarray(out.heatmap), "jet", HEATMAP_FLOOR))
+            frame = self.view.frame
+            # colour only where there is echo, as the viewer does
+            mask = echo_mask(frame, BACKGROUND_LEVEL) if frame is not None else None
+            self.view.set_overlay(heatmap_rgba(np.asarray(out.heatmap), "jet", HEATMAP_FLOOR, mask))
             self.view.set_overlay_visible(self.overlay_check.isChecked())
         self.overlay_check.setEnabled(out.heatmap is not None)
         self.status.setText("")

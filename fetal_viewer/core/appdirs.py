@@ -1,0 +1,36 @@
+"""The application's folders, from the platform's conventions (platformdirs).
+
+Each can be moved with an environment variable, which tests, portable installs and
+multi-user workstations use: ``FETAL_VIEWER_DATA_DIR`` (reader-study databases),
+``FETAL_VIEWER_CACHE_DIR`` (demo studies), ``FETAL_VIEWER_LOG_DIR`` (log files).
+Settings live where Qt's QSettings puts them for organisation/application "fetal-viewer".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP = "fetal-viewer"
+
+
+def _dir(env: str, kind: str) -> Path:
+    override = os.environ.get(env)
+    if override:
+        return Path(override)
+    import platformdirs
+
+    finder = getattr(platformdirs, f"user_{kind}_dir")
+    return Path(finder(APP, appauthor=False))
+
+
+def data_dir() -> Path:
+    return _dir("FETAL_VIEWER_DATA_DIR", "data")
+
+
+def cache_dir() -> Path:
+    return _dir("FETAL_VIEWER_CACHE_DIR", "cache")
+
+
+def log_dir() -> Path:
+    return _dir("FETAL_VIEWER_LOG_DIR", "log")
