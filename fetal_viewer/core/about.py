@@ -15,6 +15,7 @@ COMPONENTS: tuple[str, ...] = (
     "torch",
     "torchvision",
     "onnxruntime",
+    "onnx",
     "grad-cam",
     "safetensors",
     "numpy",
