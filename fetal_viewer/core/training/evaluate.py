@@ -350,8 +350,24 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     p = metrics["patient_level"]
     i = metrics["image_level"]
     loc = metrics.get("localisation", {}).get("all", {})
+    setup = metrics.get("setup", {})
+    recipe = (
+        "folds",
+        "input_size",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "val_fraction",
+        "patience",
+        "seed",
+        "augment",
+        "max_frames_per_patient",
+    )
     return {
-        "protocol": metrics.get("setup", {}).get("protocol", ""),
+        "protocol": setup.get("protocol", ""),
+        "settings": {k: setup[k] for k in recipe if k in setup},
         "patients": metrics["patients"],
         "images": metrics["images"],
         "patient_accuracy": p["accuracy"],
