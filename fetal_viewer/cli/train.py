@@ -72,6 +72,7 @@ def add_parser(subparsers: Any) -> None:
     add_training_options(p)
     p.add_argument("--name", default="fetal-cns-resnet34", help="model name in the card")
     p.add_argument("--fp16", action="store_true", help="store the weights as float16")
+    p.add_argument("--notes", default="", help="free text for the model card")
     p.set_defaults(func=run)
 
 
@@ -145,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         close()
     if dist_info().is_main:
-        card = make_card(result, config, manifest, range(len(manifest)), args.name)
+        card = make_card(
+            result, config, manifest, range(len(manifest)), args.name, notes=args.notes
+        )
         card_path = save_checkpoint(result.model, card, args.out, fp16=args.fp16)
         (Path(args.out) / "history.json").write_text(json.dumps(result.history, indent=1))
         print(f"best epoch {result.best_epoch}: {result.best_val}")
