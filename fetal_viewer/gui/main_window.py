@@ -52,6 +52,7 @@ from fetal_viewer.gui.workers import (
     ModelService,
     SeriesKey,
     open_paths_job,
+    release_worker,
     series_key,
 )
 from fetal_viewer.resources import RESOURCES
@@ -352,8 +353,12 @@ class MainWindow(QMainWindow):
 
     def _start(self, worker: FunctionWorker) -> None:
         self._workers.add(worker)
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        worker.finished.connect(lambda: self._release_worker(worker))
         worker.start()
+
+    def _release_worker(self, worker: FunctionWorker) -> None:
+        self._workers.discard(worker)
+        release_worker(worker)
 
     def _set_loading(self, delta: int, message: str = "") -> None:
         self._loading = max(0, self._loading + delta)

@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import queue
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -84,8 +86,12 @@ class FrameLoader(QObject):
 
     def _run(self, worker: FunctionWorker) -> None:
         self._workers.add(worker)
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        worker.finished.connect(lambda: self._release(worker))
         self.pool.start(worker)
+
+    def _release(self, worker: FunctionWorker) -> None:
+        self._workers.discard(worker)
+        release_worker(worker)
 
     @Slot(object)
     def _on_frame(self, result: tuple[SeriesKey, int, np.ndarray]) -> None:
@@ -123,6 +129,20 @@ class FrameLoader(QObject):
         self._cache.clear()
         self._cache_bytes = 0
         self._failed_keys.clear()
+
+
+def release_worker(worker: Any) -> None:
+    """Drop every connection to a finished worker's signals. PySide keeps connected lambdas
+    (and whatever they close over: a window, a loader) alive as long as the worker's signal
+    object lives, so without this a closed window is never freed."""
+    for name in ("started", "yielded", "returned", "errored", "finished", "aborted"):
+        signal = getattr(worker, name, None)
+        if signal is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nothing left to disconnect
+            with contextlib.suppress(RuntimeError, TypeError):
+                signal.disconnect()
 
 
 def _decode_frame(series: Any, index: int) -> tuple[SeriesKey, int, np.ndarray]:

@@ -49,13 +49,6 @@ def test_long_session_memory_threads_widgets(soak_result: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="gui/main_window.py: open_paths/_start connect lambdas capturing the window and "
-    "the worker to the worker's signals; PySide keeps them, so every closed window's Python "
-    "wrapper (and its browser, loader and study objects) is never collected. Remove this "
-    "mark when fixed.",
-)
 def test_long_session_no_live_qobject_wrappers(soak_result: dict) -> None:
     problems = [p for p in check(soak_result) if p.startswith("live QObjects")]
     assert not problems, json.dumps(soak_result, indent=1)

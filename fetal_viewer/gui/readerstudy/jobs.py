@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, QThreadPool
 from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer.errors import DataError, ModelLoadError
+from fetal_viewer.gui.workers import release_worker
 
 
 class Lane(QObject):
@@ -58,9 +59,13 @@ class Lane(QObject):
 
         worker.errored.connect(errored)
         self._workers.add(worker)
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        worker.finished.connect(lambda: self._release(worker))
         self.pool.start(worker)
         return worker
+
+    def _release(self, worker: FunctionWorker) -> None:
+        self._workers.discard(worker)
+        release_worker(worker)
 
     @property
     def busy(self) -> int:
