@@ -178,3 +178,47 @@ def test_dicom_and_png_manifests_give_the_same_network_input(tmp_path: Path) -> 
     assert len(squares["png"]) == len(squares["dicom"])
     for a, b in zip(squares["png"], squares["dicom"]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_resume_state_round_trips_optimizer_and_schedule(name: str, tmp_path: Path) -> None:
+    from fetal_viewer.core.training import train as train_mod
+
+    def make() -> tuple[torch.nn.Module, torch.optim.Optimizer, object]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+        opt: torch.optim.Optimizer = (
+            torch.optim.AdamW(model.parameters(), lr=0.1)
+            if name == "adamw"
+            else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+        )
+        return model, opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)
+
+    model, opt, sched = make()
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+        sched.step()  # type: ignore[attr-defined]
+    best = {k: v.clone() * 2 for k, v in model.state_dict().items()}
+    meta = {"epoch": 2, "config": {"x": 1}}
+    train_mod._save_state(tmp_path, model, best, opt, sched, meta)
+
+    model2, opt2, sched2 = make()
+    loaded = train_mod._load_state(tmp_path, model2, opt2, sched2, {"x": 1})
+    assert loaded is not None
+    got_meta, got_best = loaded
+    assert got_meta["epoch"] == 2
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(model2.state_dict()[k], v)
+        torch.testing.assert_close(got_best[k], best[k])
+    a, b = opt.state_dict(), opt2.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for pid, slots in a["state"].items():
+        for key, value in slots.items():
+            torch.testing.assert_close(
+                torch.as_tensor(b["state"][pid][key]), torch.as_tensor(value)
+            )
+    assert sched2.state_dict() == sched.state_dict()  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match="other training settings"):
+        train_mod._load_state(tmp_path, model2, opt2, sched2, {"x": 2})

@@ -252,7 +252,11 @@ def _load_state(
             state.setdefault(int(pid), {})[name] = value
     for pid, scalars in meta.get("optimizer_scalars", {}).items():
         state.setdefault(int(pid), {}).update(scalars)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
+    groups = meta["optimizer_param_groups"]
+    for group in groups:  # JSON turned tuples into lists
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
     scheduler.load_state_dict(meta["scheduler"])
     return meta, best
 
