@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         for patient in result.patients:
             series_out: list[dict[str, Any]] = []
             patient_probs = []
-            for study in patient.studies:
+            for st_idx, study in enumerate(patient.studies):
                 for s_idx, series in enumerate(study.series):
                     frames = _LazyFrames(series)
                     if len(frames) == 0:
@@ -169,9 +169,11 @@ def run(args: argparse.Namespace) -> int:
                                 )
                             out_dir = Path(args.heatmaps) / patient.pseudonym
                             out_dir.mkdir(parents=True, exist_ok=True)
+                            # named by pseudonym, study, series and frame only: scanner
+                            # file names often carry patient names and IDs
                             png = (
                                 out_dir
-                                / f"{Path(series.source).stem}_s{s_idx}_f{i:04d}_{top}_{args.cam_method}.png"
+                                / f"st{st_idx}_s{s_idx}_f{i:04d}_{top}_{args.cam_method}.png"
                             )
                             rgb = blend(frame, heat, alpha=0.4)
                             if not cv2.imwrite(str(png), np.ascontiguousarray(rgb[:, :, ::-1])):

@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from fetal_viewer.core.appdirs import log_dir
+from fetal_viewer.core.redact import RedactingFormatter
 from fetal_viewer.errors import CancelledError, FetalViewerError
 
 log = logging.getLogger("fetal_viewer.gui")
@@ -38,8 +39,9 @@ def setup_logging(level: int = logging.INFO) -> Path:
         if isinstance(handler, RotatingFileHandler) and Path(handler.baseFilename) == path:
             return path
     handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    # file and folder names often carry patient names and IDs: log them as tokens
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+        RedactingFormatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
     )
     root.addHandler(handler)
     root.setLevel(min(level, root.level or level))

@@ -153,25 +153,12 @@ def test_cli_outputs_and_files_hold_no_phi(
 HEATMAP_NAMES: list[str] = []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/predict.py names heatmap PNGs after the source file's stem "
-    "(<stem>_s0_f0000_<class>_<method>.png), so PHI in scanner file names is copied into "
-    "the output folder; name them by pseudonym/series/frame only. Remove when fixed.",
-)
 def test_heatmap_file_names_hold_no_path_phi() -> None:
     assert HEATMAP_NAMES, "run with test_cli_outputs_and_files_hold_no_phi"
     leaks = _scan({n: n for n in HEATMAP_NAMES}, PATH_PHI)
     assert not leaks, leaks
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gui/main_window.py _report_problems logs `load problem: <path>: ...` and the "
-    "error sink logs each error's path, so PHI in file and folder names reaches the log "
-    "file; log the pseudonym or a path hash instead. Tag PHI never reaches the log (checked "
-    "below first). Remove when fixed.",
-)
 def test_viewer_log_holds_no_phi(
     qtbot: object, phi_study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,6 +184,6 @@ def test_viewer_log_holds_no_phi(
         close_logging()
     texts = _tree_texts(logs)
     assert any("could not be opened" in t or "load problem" in t for t in texts.values()), texts
-    assert not _scan(texts), _scan(texts)  # tag PHI: never (holds today)
+    assert not _scan(texts), _scan(texts)  # tag PHI
     leaks = _scan(texts, PATH_PHI)
     assert not leaks, leaks
