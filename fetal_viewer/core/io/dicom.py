@@ -611,12 +611,14 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
         if not has_pixels:
             from pydicom.uid import UID
 
-            kind = UID(sop_class).name if sop_class else "object of unknown class"
+            kind = UID(sop_class).name if sop_class else "an object of unknown class"
             raise StudyLoadError(
                 "the DICOM file has no image (no Pixel Data element)",
-                why=f"it is a {kind}",
+                why=f"its SOP class is {kind}",
                 fix="Open the image files of the study; reports and other objects without "
-                "pixels cannot be shown. If it should be an image, " + REEXPORT_FIX.lower(),
+                "pixels cannot be shown. If it should be an image, "
+                + REEXPORT_FIX[0].lower()
+                + REEXPORT_FIX[1:],
                 path=path,
             )
         rows = _int(ds, "Rows", 0) or 0
