@@ -141,17 +141,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke_test:
         state = {"ok": False}
 
+        def finish() -> None:
+            # an open error dialog would keep the application running: close it too
+            if sink.dialog is not None:
+                sink.dialog.close()
+            window.close()
+
         def done(index: int) -> None:
             state["ok"] = True
             log.info("smoke test: prediction shown for frame %d", index + 1)
-            QTimer.singleShot(0, window.close)
+            QTimer.singleShot(0, finish)
 
         window.ai_shown.connect(done)
-        QTimer.singleShot(240_000, window.close)
+        QTimer.singleShot(240_000, finish)
 
         def failed(exc: BaseException, context: str) -> None:
             log.error("smoke test failed: %s: %s", context, exc)
-            window.close()
+            print(f"smoke test: {context}: {exc}", file=sys.stderr)
+            QTimer.singleShot(0, finish)
 
         sink.reported.connect(failed)
         try:

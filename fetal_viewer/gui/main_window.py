@@ -462,6 +462,9 @@ class MainWindow(QMainWindow):
     def show_frame(self, index: int) -> None:
         if self.series is None:
             return
+        if self.cine.index != index and 0 <= index < self.cine.n_frames == len(self.series):
+            self.cine.set_index(index)  # the slider is the source of truth: comes back here
+            return
         self.index = index
         frame = self.loader.cached(self.series, index)
         ahead = range(index + 1, index + 1 + PREFETCH)

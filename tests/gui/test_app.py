@@ -37,3 +37,25 @@ def test_smoke_test_opens_predicts_and_exits(
     assert "smoke test: prediction shown for frame 1" in log
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert not [w for w in QApplication.topLevelWidgets() if w not in before]
+
+
+def test_smoke_test_fails_fast_and_exits_on_a_bad_model(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A failure must end the smoke test (exit 1), even with the error dialog open."""
+    monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("FETAL_VIEWER_SETTINGS", str(tmp_path / "settings.ini"))
+    study = write_us_dicom(tmp_path / "one.dcm", us_frames(2))
+    card = tmp_path / "model" / "card.json"
+    card.parent.mkdir()
+    card.write_text("{not json")
+    before = set(QApplication.topLevelWidgets())
+    try:
+        code = main([str(study), "--model", str(card), "--smoke-test"])
+    finally:
+        qapp.setStyleSheet("")
+        qapp.setPalette(qapp.style().standardPalette())
+        close_logging()
+    assert code == 1
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert not [w for w in QApplication.topLevelWidgets() if w not in before and w.isVisible()]
