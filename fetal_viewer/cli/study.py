@@ -58,7 +58,6 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import csv
-    import hashlib
     import json
 
     from fetal_viewer.core.readerstudy import cases as case_lists
@@ -76,20 +75,7 @@ def run(args: argparse.Namespace) -> int:
             specs = case_lists.cases_from_reference(args.folder, args.reference)
         else:
             specs = case_lists.cases_from_manifest(args.manifest, args.reference)
-        card = sha = None
-        if args.model_card is not None:
-            raw = args.model_card.read_bytes()
-            card, sha = json.loads(raw), hashlib.sha256(raw).hexdigest()
-        labels = args.labels
-        if not labels:
-            labels = list(card.get("classes", [])) if card else []
-            labels = labels or [
-                "normal",
-                "anencephaly",
-                "encephalocele",
-                "holoprosencephaly",
-                "rachischisis",
-            ]
+        card, sha, labels = case_lists.study_model(args.model_card, args.labels)
         st = store.create_study(
             args.name,
             design=args.design,

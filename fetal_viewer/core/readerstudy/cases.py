@@ -91,3 +91,41 @@ def cases_from_manifest(manifest: Path, reference_csv: Path | None = None) -> li
     if not out:
         raise DataError("The manifest lists no cases.", path=manifest)
     return out
+
+
+def study_model(
+    card_path: str | Path | None, labels: list[str] | None = None
+) -> tuple[dict[str, object] | None, str | None, list[str]]:
+    """The model a study records: (card as a dict, sha256 of the card file, label set).
+
+    The card file's sha256 pins the weights too (the card holds their sha256), so a reader's
+    workstation can check it loads the model the study was created with. Labels default to
+    the card's classes, then to the paper's five classes.
+    """
+    import hashlib
+    import json
+
+    from fetal_viewer.core.model.labels import CLASSES
+
+    card: dict[str, object] | None = None
+    sha: str | None = None
+    if card_path is not None:
+        path = Path(card_path)
+        try:
+            raw = path.read_bytes()
+            card = json.loads(raw)
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                "The model card cannot be read.",
+                why=str(exc),
+                fix="Choose the card.json of a fetal-viewer checkpoint.",
+                path=path,
+            ) from exc
+        if not isinstance(card, dict):
+            raise DataError("The model card is not a JSON object.", path=path)
+        sha = hashlib.sha256(raw).hexdigest()
+    chosen = list(labels or [])
+    if not chosen and card is not None:
+        classes = card.get("classes")
+        chosen = [str(c) for c in classes] if isinstance(classes, list) else []
+    return card, sha, chosen or list(CLASSES)

@@ -262,7 +262,6 @@ class NewStudy:
 
 
 def create_study_job(store: Any, req: NewStudy) -> Any:
-    import json
 
     from fetal_viewer.core.readerstudy import cases as case_lists
 
@@ -278,12 +277,7 @@ def create_study_job(store: Any, req: NewStudy) -> Any:
         specs = case_lists.cases_from_manifest(Path(req.manifest), ref)
     else:
         raise DataError("Choose a folder (with a reference CSV) or a manifest.")
-    card = sha = None
-    labels = list(req.labels)
-    if req.model_card:
-        raw = Path(req.model_card).read_bytes()
-        card, sha = json.loads(raw), hashlib.sha256(raw).hexdigest()
-        labels = labels or list(card.get("classes", []))
+    card, sha, labels = case_lists.study_model(req.model_card, list(req.labels))
     return store.create_study(
         req.name,
         design=req.design,
