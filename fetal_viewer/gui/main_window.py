@@ -774,6 +774,11 @@ class MainWindow(QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
+        elif (screen := self.screen()) is not None:
+            # first run: a reading workstation wants most of the screen for the image
+            area = screen.availableGeometry()
+            self.resize(int(area.width() * 0.9), int(area.height() * 0.9))
+            self.move(area.center() - self.rect().center())
         state = s.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
