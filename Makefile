@@ -32,6 +32,21 @@ lint: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+## demo-model: retrain the demo model on phantoms and re-run its leave-one-center-out
+## evaluation (the README's commands), then copy it to resources/models/demo/
+DEMO_ARGS = --input-size 128 --epochs 15 --batch-size 16 --patience 5 \
+            --max-frames-per-patient 2 --seed 0
+demo-model: $(STAMP)
+	$(BIN)/fetal-viewer phantoms --out out/demo-phantoms --patients-per-class 8 --centers 4 \
+	    --seed 2026 --format png
+	$(BIN)/fetal-viewer train --manifest out/demo-phantoms/manifest.csv --out out/demo-model \
+	    $(DEMO_ARGS) --fp16 --name "fetal-viewer demo (phantoms)"
+	$(BIN)/fetal-viewer evaluate --manifest out/demo-phantoms/manifest.csv --out out/demo-loco \
+	    --cv leave-one-center-out $(DEMO_ARGS) --figures out/demo-loco/figures \
+	    --update-card out/demo-model/card.json
+	mkdir -p resources/models/demo
+	cp out/demo-model/card.json out/demo-model/weights.safetensors resources/models/demo/
+
 ## package: one-folder desktop bundle under dist/
 package: $(STAMP)
 	bash packaging/build.sh
