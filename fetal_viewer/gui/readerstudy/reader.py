@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -37,6 +38,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSlider,
     QStackedWidget,
     QToolButton,
@@ -362,9 +364,16 @@ class ReaderWindow(QMainWindow):
         right.addWidget(self.ai_group)
         right.addWidget(self.status)
         right.addStretch(1)
+        # on short screens the column scrolls instead of squeezing its controls together
+        scroll = QScrollArea(page)
+        scroll.setWidget(right_w)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(right_w.width() + scroll.verticalScrollBar().sizeHint().width())
         layout = QHBoxLayout(page)
         layout.addLayout(left, 1)
-        layout.addWidget(right_w)
+        layout.addWidget(scroll)
         self.pages.addWidget(page)
         self.reading_page = page
 
