@@ -441,3 +441,16 @@ def test_folder_with_good_and_bad_files(tmp_path: Path) -> None:
     assert sources == {good1, good2, tmp_path / "a" / "still.png"}
     assert {Path(p.path or "").name for p in result.problems} == {"empty.dcm", "noise.dcm"}
     assert len(result.patients) == 3  # two DICOM patients, one image folder
+
+
+def test_series_come_in_acquisition_order(tmp_path: Path) -> None:
+    """SeriesNumber decides the order, not the random UIDs."""
+    pixels = bytes(16 * 16)
+    for name, series_number, instance in (("c", 3, 1), ("a", 1, 2), ("b", 1, 1), ("d", None, 1)):
+        tags: dict[str, object] = {"InstanceNumber": instance}
+        if series_number is not None:
+            tags["SeriesNumber"] = series_number
+        make_dicom(tmp_path / f"{name}.dcm", pixels, rows=16, cols=16, **tags)
+    (patient,) = open_path(tmp_path).patients
+    numbers = [s.series_number for s in patient.studies[0].series]
+    assert numbers == [1, 1, 3, None]  # unnumbered series last

@@ -713,6 +713,7 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
         source=path,
         instance_uid=_text(ds, "SOPInstanceUID"),
         instance_number=_int(ds, "InstanceNumber"),
+        series_number=_int(ds, "SeriesNumber"),
         transfer_syntax=_ts_name(ts),
         photometric=source.photometric,
         _frames=source,

@@ -182,8 +182,15 @@ class _PatientAcc:
     studies: dict[str, _StudyAcc] = field(default_factory=dict)
 
 
-def _series_order(s: Series) -> tuple[str, int, str]:
-    return (s.uid, s.instance_number if s.instance_number is not None else 0, str(s.source))
+def _series_order(s: Series) -> tuple[int, str, int, str]:
+    """Acquisition order: SeriesNumber, then the series, then InstanceNumber, then file."""
+    unnumbered = 2**31  # after every numbered series
+    return (
+        s.series_number if s.series_number is not None else unnumbered,
+        s.uid,
+        s.instance_number if s.instance_number is not None else 0,
+        str(s.source),
+    )
 
 
 def open_paths(

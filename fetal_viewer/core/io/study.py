@@ -97,6 +97,7 @@ class Series:
     source: Path
     instance_uid: str = ""
     instance_number: int | None = None
+    series_number: int | None = None
     transfer_syntax: str = ""
     photometric: str = ""
     _frames: FrameSource | None = field(default=None, repr=False)
