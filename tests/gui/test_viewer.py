@@ -354,9 +354,10 @@ def test_global_hooks_log_and_show(qtbot, tmp_path, monkeypatch):
 def test_settings_persist_and_close_stops_threads(qtbot, make_main_window, study_dir, tiny_model):
     settings = study_dir.parent / "persist.ini"
     window = make_main_window(settings_file=settings)  # owns its model thread
-    window.load_model(tiny_model)
+    # the window's own slot runs before qtbot's (connected earlier, same queue)
+    with qtbot.waitSignal(window.model.model_loaded, timeout=60_000):
+        window.load_model(tiny_model)
     open_and_wait(qtbot, window, [study_dir])
-    qtbot.waitUntil(lambda: window.model.info is not None, timeout=60_000)
     window.ai_panel.opacity_slider.setValue(70)
     window.ai_panel.colormap_combo.setCurrentText("inferno")
     window.analyse_study()
