@@ -201,11 +201,9 @@ class FrameResult:
         """(H, W) float32 in [0, 1] over the frame for one class, or None."""
         if self.cams is None:
             return None
-        cam = np.maximum(np.asarray(self.cams[class_index], dtype=np.float32), 0.0)
-        peak = float(cam.max())
-        if peak > 0:
-            cam = cam / peak
-        return self.geometry.to_frame(cam)
+        from fetal_viewer.core.cam.gradcam import frame_heatmap
+
+        return frame_heatmap(self.cams[class_index], self.geometry)
 
 
 @dataclass(frozen=True)

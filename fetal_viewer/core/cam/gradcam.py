@@ -28,6 +28,8 @@ from fetal_viewer.errors import InferenceError
 if TYPE_CHECKING:
     import torch
 
+    from fetal_viewer.core.model.preprocess import Geometry
+
 #: the fast all-class path
 FAST_METHOD = "gradcam"
 #: method name -> pytorch_grad_cam class name
@@ -81,6 +83,13 @@ def to_input_size(cams: NDArray, size: int) -> NDArray[np.float32]:
     for i, m in enumerate(flat):
         out[i] = cv2.resize(m, (size, size))
     return _minmax(np.maximum(out, np.float32(0.0))).reshape(*lead, size, size)
+
+
+def frame_heatmap(cam: NDArray, geometry: Geometry) -> NDArray[np.float32]:
+    """One class map ``(h, w)`` (feature or input resolution) as ``[0, 1]`` over the original
+    frame: resized and normalised as pytorch-grad-cam does, then mapped through the
+    preprocessing ``geometry`` (zero outside the field of view)."""
+    return geometry.to_frame(to_input_size(cam, geometry.input_size))
 
 
 def library_cams(

@@ -14,20 +14,11 @@ import math
 from typing import Any
 
 from fetal_viewer.core.io.study import Calibration
+from fetal_viewer.core.io.values import first_number
 
 _SPATIAL_2D = 1
 _UNITS_CM = 3
 _UNIT_NAMES = {0: "none", 1: "percent", 2: "dB", 3: "cm", 4: "seconds", 5: "hertz"}
-
-
-def _num(item: Any, keyword: str) -> float | None:
-    value = item.get(keyword)
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def calibration_from_regions(ds: Any, rows: int, cols: int) -> Calibration:
@@ -38,20 +29,23 @@ def calibration_from_regions(ds: Any, rows: int, cols: int) -> Calibration:
     usable: list[tuple[float, float, tuple[int, int, int, int]]] = []
     skipped: list[str] = []
     for n, item in enumerate(regions, start=1):
-        fmt = _num(item, "RegionSpatialFormat")
+        fmt = first_number(item.get("RegionSpatialFormat"))
         if fmt != _SPATIAL_2D:
             skipped.append(
                 f"region {n} is not 2D (spatial format {fmt if fmt is None else int(fmt)})"
             )
             continue
-        ux, uy = _num(item, "PhysicalUnitsXDirection"), _num(item, "PhysicalUnitsYDirection")
+        ux, uy = (
+            first_number(item.get("PhysicalUnitsXDirection")),
+            first_number(item.get("PhysicalUnitsYDirection")),
+        )
         if ux != _UNITS_CM or uy != _UNITS_CM:
             names = [
                 _UNIT_NAMES.get(int(u), str(u)) if u is not None else "missing" for u in (ux, uy)
             ]
             skipped.append(f"region {n} units are {names[0]}/{names[1]}, not cm/cm")
             continue
-        dx, dy = _num(item, "PhysicalDeltaX"), _num(item, "PhysicalDeltaY")
+        dx, dy = first_number(item.get("PhysicalDeltaX")), first_number(item.get("PhysicalDeltaY"))
         if dx is None or dy is None or not (math.isfinite(dx) and math.isfinite(dy)):
             skipped.append(f"region {n} has no PhysicalDeltaX/Y")
             continue
@@ -59,7 +53,7 @@ def calibration_from_regions(ds: Any, rows: int, cols: int) -> Calibration:
             skipped.append(f"region {n} has a non-positive PhysicalDelta ({dx}, {dy})")
             continue
         box_vals = [
-            _num(item, k)
+            first_number(item.get(k))
             for k in (
                 "RegionLocationMinX0",
                 "RegionLocationMinY0",

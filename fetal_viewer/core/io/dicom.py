@@ -47,6 +47,7 @@ from fetal_viewer.core.io.study import (
     PatientIdentity,
     Series,
 )
+from fetal_viewer.core.io.values import whole_number
 from fetal_viewer.errors import StudyLoadError
 
 log = logging.getLogger(__name__)
@@ -103,16 +104,6 @@ def parse_da(value: Any) -> date | None:
 def _text(ds: Any, keyword: str) -> str:
     value = ds.get(keyword)
     return "" if value is None else str(value).strip()
-
-
-def _int(ds: Any, keyword: str, default: int | None = None) -> int | None:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def _float(value: Any) -> float | None:
@@ -350,13 +341,15 @@ class DicomFrames:
         self.encapsulated = encapsulated
         self.rows = int(header.Rows)
         self.cols = int(header.Columns)
-        self.spp = _int(header, "SamplesPerPixel", 1) or 1
-        self.bits_allocated = _int(header, "BitsAllocated", 8) or 8
-        self.bits_stored = _int(header, "BitsStored", self.bits_allocated) or self.bits_allocated
-        self.signed = (_int(header, "PixelRepresentation", 0) or 0) == 1
+        self.spp = whole_number(header.get("SamplesPerPixel"), 1) or 1
+        self.bits_allocated = whole_number(header.get("BitsAllocated"), 8) or 8
+        self.bits_stored = (
+            whole_number(header.get("BitsStored"), self.bits_allocated) or self.bits_allocated
+        )
+        self.signed = (whole_number(header.get("PixelRepresentation"), 0) or 0) == 1
         self.photometric = _text(header, "PhotometricInterpretation").upper() or "MONOCHROME2"
-        self.planar = _int(header, "PlanarConfiguration", 0) or 0
-        self.n_frames = _int(header, "NumberOfFrames", 1) or 1
+        self.planar = whole_number(header.get("PlanarConfiguration"), 0) or 0
+        self.n_frames = whole_number(header.get("NumberOfFrames"), 1) or 1
         self._deflated: Any = None
         self._palette_shift: int | None = None
         self._lock = threading.Lock()
@@ -541,8 +534,9 @@ def read_dicom(path: Path, force: bool = False) -> DicomInstance:
         except StudyLoadError:
             raise
         except Exception as exc:
-            # pydicom converts values lazily: a damaged element can fail on first access
-            # (unknown VR, bad length, undecodable text), long after dcmread returned
+            # pydicom raises many kinds on damaged headers, and converts values lazily: a
+            # damaged element can fail on first access (unknown VR, bad length,
+            # undecodable text), long after dcmread returned
             raise StudyLoadError(
                 "the DICOM header could not be read",
                 why=f"{type(exc).__name__}: {exc}",
@@ -570,13 +564,7 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                 fix="Open a DICOM (.dcm) or image (PNG, JPEG, BMP, TIFF) file.",
                 path=path,
             ) from exc
-        except Exception as exc:  # pydicom raises many kinds on damaged headers
-            raise StudyLoadError(
-                "the DICOM header could not be read",
-                why=f"{type(exc).__name__}: {exc}",
-                fix="The file is damaged or truncated. " + REEXPORT_FIX,
-                path=path,
-            ) from exc
+        # any other failure of a damaged header becomes a StudyLoadError in read_dicom
         after_header = f.tell()
         meta = getattr(ds, "file_meta", None)
         ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
@@ -621,11 +609,11 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                 + REEXPORT_FIX[1:],
                 path=path,
             )
-        rows = _int(ds, "Rows", 0) or 0
-        cols = _int(ds, "Columns", 0) or 0
-        spp = _int(ds, "SamplesPerPixel", 1) or 1
-        bits = _int(ds, "BitsAllocated", 0) or 0
-        n_frames = _int(ds, "NumberOfFrames", 1)
+        rows = whole_number(ds.get("Rows"), 0) or 0
+        cols = whole_number(ds.get("Columns"), 0) or 0
+        spp = whole_number(ds.get("SamplesPerPixel"), 1) or 1
+        bits = whole_number(ds.get("BitsAllocated"), 0) or 0
+        n_frames = whole_number(ds.get("NumberOfFrames"), 1)
         n_frames = 1 if n_frames is None else n_frames
         if rows <= 0 or cols <= 0:
             raise StudyLoadError(
@@ -712,8 +700,8 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
         ga_weeks=gestational_age_weeks(ds),
         source=path,
         instance_uid=_text(ds, "SOPInstanceUID"),
-        instance_number=_int(ds, "InstanceNumber"),
-        series_number=_int(ds, "SeriesNumber"),
+        instance_number=whole_number(ds.get("InstanceNumber")),
+        series_number=whole_number(ds.get("SeriesNumber")),
         transfer_syntax=_ts_name(ts),
         photometric=source.photometric,
         _frames=source,

@@ -13,10 +13,11 @@ already RGB: it is never converted a second time). Rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from fetal_viewer.core.io.values import first_number
 
 
 def _minmax_u8(values: np.ndarray) -> np.ndarray:
@@ -29,18 +30,6 @@ def _minmax_u8(values: np.ndarray) -> np.ndarray:
         return np.zeros(v.shape, np.uint8)
     out = (v - lo) * (255.0 / (hi - lo))
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def _first(value: Any) -> float | None:
-    """The first value of a (possibly multi-valued) numeric DICOM element."""
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
-        value = value[0] if len(value) else None
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def window_to_u8(values: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -61,8 +50,8 @@ def monochrome_to_u8(arr: np.ndarray, ds: Any) -> np.ndarray:
     values = arr
     if "RescaleSlope" in ds or "RescaleIntercept" in ds or "ModalityLUTSequence" in ds:
         values = apply_modality_lut(arr, ds)
-    center = _first(ds.get("WindowCenter"))
-    width = _first(ds.get("WindowWidth"))
+    center = first_number(ds.get("WindowCenter"))
+    width = first_number(ds.get("WindowWidth"))
     if center is not None and width is not None and width > 0:
         return window_to_u8(values, center, width)
     if "VOILUTSequence" in ds:

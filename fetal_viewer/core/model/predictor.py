@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.cam.gradcam import cams_from_features, to_input_size
+from fetal_viewer.core.cam.gradcam import cams_from_features, frame_heatmap
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE, aggregate
 from fetal_viewer.core.model.checkpoint import LoadedModel
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
@@ -75,8 +75,7 @@ class Predictions:
         """Frame i's map for one class, ``[0, 1]`` in the original frame's geometry."""
         if self.cams is None:
             raise InferenceError("These predictions were made without heatmaps.")
-        g = self.geometries[i]
-        return g.to_frame(to_input_size(self.cams[i, class_index], g.input_size))
+        return frame_heatmap(self.cams[i, class_index], self.geometries[i])
 
 
 class _Features:
