@@ -56,7 +56,11 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    g.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    g.add_argument(
+        "--no-amp",
+        action="store_true",
+        help="full precision (default: float16 on CUDA, bfloat16 on CPUs that support it)",
+    )
     g.add_argument(
         "--resume", action="store_true", help="continue an interrupted run in the same --out"
     )

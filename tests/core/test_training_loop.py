@@ -16,7 +16,7 @@ from fetal_viewer.core.training import data as data_mod
 from fetal_viewer.core.training.augment import AugmentSpec, augment
 from fetal_viewer.core.training.data import FrameDataset, SquareCache, load_square
 from fetal_viewer.core.training.manifest import Manifest, Record
-from fetal_viewer.core.training.train import TrainConfig, train_model
+from fetal_viewer.core.training.train import TrainConfig, autocast_dtype, train_model
 from fetal_viewer.errors import CancelledError
 
 
@@ -155,6 +155,9 @@ def test_augment_is_seeded_and_keeps_background_dark() -> None:
             translate=0,
             gain=(1, 1),
             gamma=(1, 1),
+            depth_ramp=0,
+            tint=0,
+            blur=0,
             speckle=0,
         ),
     )
@@ -222,3 +225,20 @@ def test_resume_state_round_trips_optimizer_and_schedule(name: str, tmp_path: Pa
     assert sched2.state_dict() == sched.state_dict()  # type: ignore[attr-defined]
     with pytest.raises(Exception, match="other training settings"):
         train_mod._load_state(tmp_path, model2, opt2, sched2, {"x": 2})
+
+
+def test_mixed_precision_type_follows_the_device() -> None:
+    assert autocast_dtype(torch.device("cuda")) is torch.float16
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert autocast_dtype(torch.device("cpu")) is (torch.bfloat16 if native_bf16 else None)
+
+
+def test_full_precision_run_says_nothing_about_autocast(manifest: Manifest, tmp_path: Path) -> None:
+    lines: list[str] = []
+    cfg = TrainConfig(**{**CONFIG.__dict__, "epochs": 1, "amp": False})
+    train_model(manifest, range(len(manifest)), cfg, tmp_path / "fp32", log=lines.append)
+    assert not any("mixed precision" in line for line in lines)
+    lines.clear()
+    train_model(manifest, range(len(manifest)), CONFIG, tmp_path / "amp", log=lines.append)
+    said = any("bfloat16 autocast on cpu" in line for line in lines)
+    assert said == (autocast_dtype(torch.device("cpu")) is not None)

@@ -58,7 +58,7 @@ class TrainConfig:
     augment: bool = True
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # mixed precision, used on CUDA only
+    amp: bool = True  # mixed precision: float16 on CUDA, bfloat16 on CPUs that support it
     max_frames_per_patient: int = 0  # 0: all; else evenly spaced frames (cine is redundant)
 
     @property
@@ -163,6 +163,19 @@ def _all_sum(values: list[float], info: DistInfo, device: torch.device) -> list[
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return [float(v) for v in t.cpu()]
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The mixed-precision type for ``device``: float16 on CUDA, bfloat16 on a CPU with
+    native bfloat16 support (AVX512-BF16/AMX; about 1.6x faster for ResNet34 there), and
+    ``None`` (full precision) elsewhere, where emulated bfloat16 would be slower."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def _pick_device(name: str, info: DistInfo) -> torch.device:
@@ -412,8 +425,11 @@ def train_model(
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
-    amp = config.amp and use_cuda
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    amp_dtype = autocast_dtype(device) if config.amp else None
+    amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and use_cuda)
+    if amp:
+        say(f"mixed precision: {str(amp_dtype).removeprefix('torch.')} autocast on {device.type}")
     loss_fn = torch.nn.CrossEntropyLoss(
         weight=torch.as_tensor(weights, dtype=torch.float32, device=device)
     )
@@ -435,7 +451,7 @@ def train_model(
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 logits = net(x)
                 loss = loss_fn(logits.float(), y)
             scaler.scale(loss).backward()
@@ -452,7 +468,7 @@ def train_model(
             )
         scheduler.step()
         train_loss, train_acc, train_n = _all_sum([loss_sum, correct, seen], info, device)
-        val = _validate(net, val_loader, loss_fn, device, amp, info)
+        val = _validate(net, val_loader, loss_fn, device, amp_dtype, info)
         row = {
             "epoch": float(epoch + 1),
             "lr": float(optimizer.param_groups[0]["lr"]),
@@ -520,7 +536,7 @@ def _validate(
     loader: Any,
     loss_fn: torch.nn.Module,
     device: torch.device,
-    amp: bool,
+    amp_dtype: torch.dtype | None,
     info: DistInfo,
 ) -> dict[str, float]:
     import torch
@@ -532,7 +548,7 @@ def _validate(
         for x, y in loader:
             x = x.to(device)
             y = y.to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = net(x).float()
             loss_sum += float(loss_fn(logits, y)) * len(y)
             correct += int((logits.argmax(1) == y).sum())
