@@ -109,6 +109,38 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     head = json.loads(r.stdout.strip().splitlines()[-1])
     assert head["protocol"] == "leave-one-center-out"
     assert not (cv / "folds" / "center_A" / "state").exists()
+    report = (cv / "report.html").read_text()
+
+    # an interrupted or repeated run resumes: scored folds are reused, not retrained, and
+    # the report still carries its heatmap examples
+    (cv / "report.html").unlink()
+    r = run_cli(
+        "evaluate",
+        "--manifest",
+        str(phantoms),
+        "--out",
+        str(cv),
+        "--cv",
+        "leave-one-center-out",
+        "--task",
+        "anomalies",
+        "--epochs",
+        "1",
+        "--bootstrap",
+        "50",
+        "--backend",
+        "torch",
+        "--val-fraction",
+        "0",
+        "--resume",
+        *FAST,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("already scored") == 2 and "epoch 1/1" not in r.stdout
+    again_fold = json.loads((cv / "metrics.json").read_text())["by_fold"]
+    assert json.dumps(again_fold, sort_keys=True) == json.dumps(m["by_fold"], sort_keys=True)
+    again = (cv / "report.html").read_text()
+    assert again.count("data:image/png;base64,") == report.count("data:image/png;base64,")
 
 
 def test_bad_manifest_is_reported_before_training(phantoms: Path, tmp_path: Path) -> None:

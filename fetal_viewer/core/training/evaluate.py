@@ -230,6 +230,18 @@ def cross_validate(
             say("  already scored; reusing its predictions")
             tables.append(PredictionTable.read_csv(done, config.classes))
             histories[fold.name] = json.loads((fold_dir / "history.json").read_text())
+            card_path = fold_dir / "card.json"
+            if not examples and info.is_main and card_path.is_file():
+                # the report's heatmap examples come from the first fold; score just the
+                # rows they are drawn from (the first masked frame of each class)
+                examples = score(
+                    load_checkpoint(card_path),
+                    manifest,
+                    _example_rows(manifest, fold.test),
+                    fold.name,
+                    backend=backend,
+                    cancel=cancel,
+                ).examples
             continue
         result = train_model(
             manifest,
@@ -258,7 +270,8 @@ def cross_validate(
         scored.table.write_csv(done)
         (fold_dir / "history.json").write_text(json.dumps(result.history, indent=1))
         shutil.rmtree(fold_dir / STATE_DIR, ignore_errors=True)  # resume state no longer needed
-        tables.append(scored.table)
+        # summarise what predictions.csv holds (rounded), so a resumed run reports the same
+        tables.append(PredictionTable.read_csv(done, config.classes))
         histories[fold.name] = result.history
         if not examples:
             examples = scored.examples
@@ -290,6 +303,17 @@ def cross_validate(
         figure_dir=figure_dir,
     )
     return {"setup": setup, **metrics}
+
+
+def _example_rows(manifest: Manifest, indices: Indices) -> list[int]:
+    """The first row with a mask of each class among ``indices`` (where :func:`score` takes
+    its heatmap examples from)."""
+    first: dict[str, int] = {}
+    for i in indices:
+        record = manifest.records[int(i)]
+        if record.mask_path is not None and record.label not in first:
+            first[record.label] = int(i)
+    return sorted(first.values())
 
 
 def _barrier(info: Any) -> None:
