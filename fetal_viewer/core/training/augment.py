@@ -7,8 +7,15 @@ exact inference-time steps. What it does, and why:
 * left-right flip only: the probe is at the top of the image, so vertical flips would
   show anatomy upside down;
 * small rotation (+-10 deg), scale (0.9-1.1) and translation (+-6 %): probe angle and depth;
-* gain (brightness x0.75-1.25) and contrast (gamma 0.75-1.33): machine settings;
+* gain (brightness x0.7-1.35) and contrast (gamma 0.7-1.45): gain and grey-map settings;
+* a depth-dependent gain ramp (x(1-t) at the top to x(1+t) at the bottom, t up to 0.3):
+  time-gain compensation and attenuation differ between probes and sonographers;
+* a colour tint (each RGB channel x0.8-1.0): scanners show B-mode through tinted grey maps;
+* slight blur (Gaussian sigma up to 0.8 input pixels): speckle grain / point-spread function;
 * multiplicative speckle noise (Rayleigh-like, sigma up to 0.15): ultrasound texture.
+
+The photometric ranges are generic machine variation, not tuned to any one center; they are
+what lets a model meet a scanner it has not seen (leave-one-center-out).
 
 Every draw comes from a generator seeded by ``(seed, epoch, index)``, so a run is
 reproducible and a resumed run sees the same augmentations.
@@ -28,8 +35,11 @@ class AugmentSpec:
     rotate_deg: float = 10.0
     scale: tuple[float, float] = (0.9, 1.1)
     translate: float = 0.06
-    gain: tuple[float, float] = (0.75, 1.25)
-    gamma: tuple[float, float] = (0.75, 1.33)
+    gain: tuple[float, float] = (0.7, 1.35)
+    gamma: tuple[float, float] = (0.7, 1.45)
+    depth_ramp: float = 0.3
+    tint: float = 0.2
+    blur: float = 0.8
     speckle: float = 0.15
 
 
@@ -56,9 +66,19 @@ def augment(
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(0, 0, 0),
     )
+    if spec.blur > 0:
+        sigma = rng.uniform(0.0, spec.blur)
+        if sigma > 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), sigma)
     x = img.astype(np.float32) * np.float32(1.0 / 255.0)
     x = np.power(x, np.float32(rng.uniform(*spec.gamma)))
     x *= np.float32(rng.uniform(*spec.gain))
+    if spec.depth_ramp > 0:
+        t = rng.uniform(-spec.depth_ramp, spec.depth_ramp)
+        ramp = np.linspace(1.0 - t, 1.0 + t, size_h, dtype=np.float32)
+        x *= ramp[:, None, None]
+    if spec.tint > 0:
+        x *= rng.uniform(1.0 - spec.tint, 1.0, size=3).astype(np.float32)
     if spec.speckle > 0:
         sigma = rng.uniform(0.0, spec.speckle)
         noise = rng.standard_normal(x.shape[:2]).astype(np.float32) * np.float32(sigma)
