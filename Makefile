@@ -34,10 +34,9 @@ bench: $(STAMP)
 
 ## demo-model: retrain the demo model on phantoms and re-run its leave-one-center-out
 ## evaluation (the README's commands), then copy it to resources/models/demo/
-DEMO_ARGS = --input-size 128 --epochs 15 --batch-size 16 --patience 5 \
-            --max-frames-per-patient 2 --seed 0
+DEMO_ARGS = --input-size 128 --epochs 16 --batch-size 32 --patience 6 --seed 0
 demo-model: $(STAMP)
-	$(BIN)/fetal-viewer phantoms --out out/demo-phantoms --patients-per-class 8 --centers 4 \
+	$(BIN)/fetal-viewer phantoms --out out/demo-phantoms --patients-per-class 40 --centers 4 \
 	    --seed 2026 --format png
 	$(BIN)/fetal-viewer train --manifest out/demo-phantoms/manifest.csv --out out/demo-model \
 	    $(DEMO_ARGS) --fp16 --name "fetal-viewer demo (phantoms)"
