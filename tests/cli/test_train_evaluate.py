@@ -81,7 +81,7 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert len(lines) - 1 == metrics["images"]
 
     cv = tmp_path / "cv"
-    r = run_cli(
+    cv_args = [
         "evaluate",
         "--manifest",
         str(phantoms),
@@ -100,7 +100,8 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
         "--val-fraction",
         "0",
         *FAST,
-    )
+    ]
+    r = run_cli(*cv_args)
     assert r.returncode == 0, r.stderr
     m = json.loads((cv / "metrics.json").read_text())
     assert m["classes"] == ["anencephaly", "encephalocele", "holoprosencephaly", "rachischisis"]
@@ -114,27 +115,7 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     # an interrupted or repeated run resumes: scored folds are reused, not retrained, and
     # the report still carries its heatmap examples
     (cv / "report.html").unlink()
-    r = run_cli(
-        "evaluate",
-        "--manifest",
-        str(phantoms),
-        "--out",
-        str(cv),
-        "--cv",
-        "leave-one-center-out",
-        "--task",
-        "anomalies",
-        "--epochs",
-        "1",
-        "--bootstrap",
-        "50",
-        "--backend",
-        "torch",
-        "--val-fraction",
-        "0",
-        "--resume",
-        *FAST,
-    )
+    r = run_cli(*cv_args, "--resume")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("already scored") == 2 and "epoch 1/1" not in r.stdout
     again_fold = json.loads((cv / "metrics.json").read_text())["by_fold"]
