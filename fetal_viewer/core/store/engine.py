@@ -210,6 +210,17 @@ def upgrade_to_head(engine: Engine) -> Path | None:
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     rev = current_revision(engine)
+    if rev is None and _has_tables(engine):
+        # another process may have created the schema between the two reads; its tables
+        # and its revision commit together, so now that the tables are seen, look again
+        rev = current_revision(engine)
+        if rev is None:
+            raise StoreError(
+                "The file is a database but not a fetal-viewer reader-study store.",
+                why="It has tables but no schema revision.",
+                fix="Choose another file with --db.",
+                path=str(engine.url),
+            )
     if rev == head:
         return None
     if rev is not None:
@@ -223,13 +234,6 @@ def upgrade_to_head(engine: Engine) -> Path | None:
                 "database with --db.",
                 path=str(engine.url),
             ) from exc
-    elif _has_tables(engine):
-        raise StoreError(
-            "The file is a database but not a fetal-viewer reader-study store.",
-            why="It has tables but no schema revision.",
-            fix="Choose another file with --db.",
-            path=str(engine.url),
-        )
     backup: Path | None = None
     path = sqlite_path(engine.url.render_as_string(hide_password=False))
     if rev is not None and path is not None and path.exists():
