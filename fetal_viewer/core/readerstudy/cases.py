@@ -105,27 +105,26 @@ def study_model(
     import hashlib
     import json
 
+    from fetal_viewer.core.model.checkpoint import ModelCard
     from fetal_viewer.core.model.labels import CLASSES
 
     card: dict[str, object] | None = None
     sha: str | None = None
+    chosen = list(labels or [])
     if card_path is not None:
         path = Path(card_path)
         try:
             raw = path.read_bytes()
-            card = json.loads(raw)
-        except (OSError, ValueError) as exc:
+            text = raw.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise DataError(
                 "The model card cannot be read.",
                 why=str(exc),
                 fix="Choose the card.json of a fetal-viewer checkpoint.",
                 path=path,
             ) from exc
-        if not isinstance(card, dict):
-            raise DataError("The model card is not a JSON object.", path=path)
+        parsed = ModelCard.from_json(text, path=path)  # the one card parser and validator
+        card = json.loads(text)
         sha = hashlib.sha256(raw).hexdigest()
-    chosen = list(labels or [])
-    if not chosen and card is not None:
-        classes = card.get("classes")
-        chosen = [str(c) for c in classes] if isinstance(classes, list) else []
+        chosen = chosen or list(parsed.classes)
     return card, sha, chosen or list(CLASSES)
