@@ -14,7 +14,7 @@ import numpy as np
 
 PHI = {
     "PatientName": "Doe^Janet^Q",
-    "PatientID": "MRN-7734-2291",
+    "PatientID": "MRN-KQ7734-ZX2291",
     "PatientBirthDate": "19870412",
 }
 
@@ -59,7 +59,7 @@ def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["path", "label", "source"])
         for i in range(12):
-            name = f"MRN-7734-2291_{i}_Doe.dcm"
+            name = f"MRN-KQ7734-ZX2291_{i}_Doe.dcm"
             write_dicom(folder / name, i)
             names.append(name)
             w.writerow([name, "normal" if i % 2 else "anencephaly", "postnatal follow-up"])
@@ -126,8 +126,8 @@ def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
         folder.name,
         "Doe",
         "Janet",
-        "7734",
-        "2291",
+        "KQ7734",  # parts of the ID that no timestamp or UUID can contain
+        "ZX2291",
         "19870412",
         "1987-04-12",
         *names,
