@@ -76,7 +76,7 @@ class Pose:
         """The pose after probe motion of relative amount ``scale`` (1 = a new still)."""
         return Pose(
             depth_frac=float(np.clip(self.depth_frac + rng.normal(0, 0.025 * scale), 0.3, 0.7)),
-            angle_frac=float(np.clip(self.angle_frac + rng.normal(0, 0.05 * scale), -0.5, 0.5)),
+            angle_frac=float(np.clip(self.angle_frac + rng.normal(0, 0.05 * scale), -0.3, 0.3)),
             rotation_deg=self.rotation_deg + float(rng.normal(0, 4.0 * scale)),
             flip=self.flip,
         )
@@ -121,7 +121,7 @@ def sample_pose(rng: np.random.Generator, view: str) -> Pose:
         rot = float(rng.uniform(-180.0, 180.0))
     return Pose(
         depth_frac=float(rng.uniform(0.42, 0.58)),
-        angle_frac=float(rng.uniform(-0.3, 0.3)),
+        angle_frac=float(rng.uniform(-0.2, 0.2)),
         rotation_deg=rot,
         flip=bool(rng.random() < 0.5),
     )

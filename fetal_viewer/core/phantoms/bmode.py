@@ -70,6 +70,10 @@ class SectorGeometry:
     sector: NDArray[np.bool_]
 
     @property
+    def sector_deg(self) -> float:
+        return math.degrees(2.0 * self.half_angle)
+
+    @property
     def px_per_mm(self) -> float:
         return 1.0 / self.mm_per_px
 
@@ -142,10 +146,13 @@ def sector_geometry(
     )
 
 
-def geometry_for(style: ScannerStyle, size: tuple[int, int], depth_mm: float) -> SectorGeometry:
-    return sector_geometry(
-        size[0], size[1], style.layout, style.sector_deg, style.probe_radius_mm, depth_mm
-    )
+def geometry_for(
+    style: ScannerStyle, size: tuple[int, int], depth_mm: float, sector_deg: float | None = None
+) -> SectorGeometry:
+    """The fan of ``style``'s probe at ``depth_mm``, ``sector_deg`` wide (the probe's full
+    sector when None)."""
+    sector = style.sector_deg if sector_deg is None else sector_deg
+    return sector_geometry(size[0], size[1], style.layout, sector, style.probe_radius_mm, depth_mm)
 
 
 def form_image(

@@ -25,10 +25,20 @@ from pathlib import Path
 import numpy as np
 
 from fetal_viewer.core.model.labels import CLASSES
-from fetal_viewer.core.phantoms.anatomy import VIEWS, Case, sample_case, sample_pose
+from fetal_viewer.core.phantoms.anatomy import VIEWS, sample_case, sample_pose
 from fetal_viewer.core.phantoms.biometry import GA_MAX_WEEKS, GA_MIN_WEEKS
 from fetal_viewer.core.phantoms.overlay import Annotation
-from fetal_viewer.core.phantoms.render import Phantom, choose_depth_mm, ga_text, render_case
+from fetal_viewer.core.phantoms.render import (
+    FRAMED_SHARE,
+    Phantom,
+    choose_depth_mm,
+    choose_sector_deg,
+    frame_case,
+    frame_exam,
+    ga_text,
+    lesion_view,
+    render_case,
+)
 from fetal_viewer.core.phantoms.styles import ScannerStyle, first_styles, get_style
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.errors import DataError
@@ -98,6 +108,7 @@ def render_patient(plan: PatientPlan, size: tuple[int, int] | None) -> PatientFr
     cine = bool(rng.random() < 0.5)
     base = sample_case(plan.label, ga, rng)
     depth = choose_depth_mm(style, ga, float(rng.random()))
+    sector = choose_sector_deg(style, float(rng.random()))
     gain = float(rng.uniform(-3.0, 3.0))
     study_date = dt.date(2020, 1, 1) + dt.timedelta(days=int(rng.integers(0, 4 * 365)))
     study_time = dt.time(
@@ -106,15 +117,19 @@ def render_patient(plan: PatientPlan, size: tuple[int, int] | None) -> PatientFr
     birth_date = study_date - dt.timedelta(days=int(rng.integers(18 * 365, 42 * 365)))
     views = [v for v, _ in VIEWS[plan.label]]
     probs = np.array([p for _, p in VIEWS[plan.label]])
+    size_px = style.native_size if size is None else size
+    case, geom = frame_exam(base, style, size_px, depth, sector, rng)
+    depth, sector = geom.depth_mm, geom.sector_deg
     frames: list[Phantom] = []
-    case: Case = base
     for k in range(n):
-        if cine:
-            case = case if k == 0 else case.with_pose(case.pose.moved(rng, 0.35))
-        else:
-            if k > 0:
-                view = views[int(rng.choice(len(views), p=probs / probs.sum()))]
-                case = replace(base, view=view, pose=sample_pose(rng, view))
+        if cine and k > 0:
+            # the probe drifts, but the sonographer keeps the diagnostic region in view
+            moved = case.with_pose(case.pose.moved(rng, 0.35))
+            if lesion_view(moved, geom) >= min(FRAMED_SHARE, lesion_view(case, geom)):
+                case = moved
+        elif k > 0:
+            view = views[int(rng.choice(len(views), p=probs / probs.sum()))]
+            case = frame_case(replace(base, view=view, pose=sample_pose(rng, view)), geom, rng)
         ann = Annotation(
             patient_name=plan.patient_name,
             patient_id=plan.patient_id,
@@ -126,7 +141,17 @@ def render_patient(plan: PatientPlan, size: tuple[int, int] | None) -> PatientFr
             frame_text=f"{k + 1}/{n}" if cine else "",
         )
         frames.append(
-            render_case(case, style, rng, size, depth_mm=depth, annotation=ann, gain_db=gain)
+            render_case(
+                case,
+                style,
+                rng,
+                size,
+                depth_mm=depth,
+                sector_deg=sector,
+                annotation=ann,
+                gain_db=gain,
+                frame=False,
+            )
         )
     return PatientFrames(plan, ga, cine, frames, study_date, study_time, birth_date)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from fetal_viewer.core.progress import ProgressFn, no_progress
 
 #: bump when the generator changes what the demo studies look like
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"
 DEMO_SEED = 2024
 DEMO_CENTERS = ("A", "B")
 DEMO_JPEG_QUALITY = 90

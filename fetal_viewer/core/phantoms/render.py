@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ from fetal_viewer.core.phantoms.anatomy import (
     draw_case,
     draw_surroundings,
     sample_case,
+    sample_pose,
 )
 from fetal_viewer.core.phantoms.bmode import SectorGeometry, form_image, geometry_for
 from fetal_viewer.core.phantoms.canvas import Canvas
@@ -45,14 +45,84 @@ class Scene:
 
 
 def choose_depth_mm(style: ScannerStyle, ga_weeks: float, u: float) -> float:
-    """The depth a sonographer would pick: the head (or spine) with room around it, in
-    whole centimetres within the scanner's range. Depends on age only, never on class."""
+    """The depth a sonographer would pick for a CNS plane: the head (or spine) magnified
+    to fill most of the image with a little room around it, in whole centimetres within
+    the scanner's range. Depends on age only, never on class."""
     from fetal_viewer.core.phantoms.biometry import head_size
 
     ofd_cm = head_size(ga_weeks).ofd_mm / 10.0
     lo, hi = style.depth_range_cm
-    cm = round(1.3 * ofd_cm + 2.0 + 2.5 * u)
+    cm = round(1.05 * ofd_cm + 1.0 + 1.5 * u)
     return float(min(max(cm, lo), hi) * 10)
+
+
+#: the narrowed sector of a CNS preset (degrees); never wider than the probe's
+CNS_SECTOR_DEG = (50.0, 62.0)
+
+
+def choose_sector_deg(style: ScannerStyle, u: float) -> float:
+    """The sector width a sonographer would pick for a CNS plane: narrowed around the
+    head (higher frame rate, bigger image), never wider than the probe allows."""
+    lo, hi = CNS_SECTOR_DEG
+    return float(min(style.sector_deg, round(lo + (hi - lo) * u)))
+
+
+#: share of the diagnostic region that must be in the fan for a frame to be kept
+FRAMED_SHARE = 0.95
+#: new probe positions tried before settling for the best one
+FRAMING_TRIES = 24
+
+
+def lesion_view(case: Case, geom: SectorGeometry) -> float:
+    """Share of the case's diagnostic region that the fan shows (0 when any of it falls
+    off the display)."""
+    cv = Canvas(geom)
+    draw_case(cv, case)
+    m = cv.mask > 0
+    if not m.any() or m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+        return 0.0
+    return float((m & geom.sector).sum() / m.sum())
+
+
+def frame_case(case: Case, geom: SectorGeometry, rng: np.random.Generator) -> Case:
+    """Move the probe until the diagnostic region is in the fan, as a sonographer does
+    before freezing a frame: keep ``case``'s pose when it shows at least
+    :data:`FRAMED_SHARE` of the region, else the best of :data:`FRAMING_TRIES` new poses.
+    The same rule for every class."""
+    best, best_share = case, lesion_view(case, geom)
+    for _ in range(FRAMING_TRIES):
+        if best_share >= FRAMED_SHARE:
+            break
+        trial = case.with_pose(sample_pose(rng, case.view))
+        share = lesion_view(trial, geom)
+        if share > best_share:
+            best, best_share = trial, share
+    return best
+
+
+def frame_exam(
+    case: Case,
+    style: ScannerStyle,
+    size: tuple[int, int],
+    depth_mm: float,
+    sector_deg: float,
+    rng: np.random.Generator,
+) -> tuple[Case, SectorGeometry]:
+    """:func:`frame_case`, widening the sector (up to the probe's) and then deepening the
+    image a centimetre at a time (up to the scanner's deepest setting) while the
+    diagnostic region does not fit."""
+    deepest = style.depth_range_cm[1] * 10.0
+    while True:
+        geom = geometry_for(style, size, depth_mm, sector_deg)
+        case = frame_case(case, geom, rng)
+        if lesion_view(case, geom) >= FRAMED_SHARE:
+            return case, geom
+        if sector_deg < style.sector_deg:
+            sector_deg = min(style.sector_deg, sector_deg + 6.0)
+        elif depth_mm < deepest:
+            depth_mm = min(deepest, depth_mm + 10.0)
+        else:
+            return case, geom
 
 
 def _texture(shape: tuple[int, int], rng: np.random.Generator, cell: int, sigma: float) -> NDArray:
@@ -69,10 +139,12 @@ def build_scene(
     style: ScannerStyle,
     size: tuple[int, int],
     depth_mm: float,
+    sector_deg: float | None = None,
     keep_parts: bool = False,
 ) -> Scene:
-    """Draw the surroundings and the fetal part of ``case`` at the display geometry."""
-    geom = geometry_for(style, size, depth_mm)
+    """Draw the surroundings and the fetal part of ``case`` at the display geometry
+    (the probe's full sector when ``sector_deg`` is None)."""
+    geom = geometry_for(style, size, depth_mm, sector_deg)
     cv = Canvas(geom, keep_parts=keep_parts)
     tex = np.random.default_rng(case.texture_seed)
     cv.echo[geom.sector] = FLUID  # amniotic fluid everywhere first
@@ -93,16 +165,24 @@ def render_case(
     size: tuple[int, int] | None = None,
     *,
     depth_mm: float | None = None,
+    sector_deg: float | None = None,
     annotation: Annotation | None = None,
     gain_db: float | None = None,
+    frame: bool = True,
 ) -> Phantom:
-    """Render ``case`` as ``style``'s scanner would show it."""
+    """Render ``case`` as ``style``'s scanner would show it, moved first to bring its
+    diagnostic region into the fan unless ``frame`` is False (see :func:`frame_case`)."""
     size = style.native_size if size is None else (int(size[0]), int(size[1]))
     if depth_mm is None:
         depth_mm = choose_depth_mm(style, case.ga_weeks, float(rng.random()))
+    if sector_deg is None:
+        sector_deg = choose_sector_deg(style, float(rng.random()))
     if gain_db is None:
         gain_db = float(rng.uniform(-3.0, 3.0))
-    scene = build_scene(case, style, size, depth_mm)
+    if frame:
+        case, geom = frame_exam(case, style, size, depth_mm, sector_deg, rng)
+        depth_mm, sector_deg = geom.depth_mm, geom.sector_deg
+    scene = build_scene(case, style, size, depth_mm, sector_deg)
     grey = form_image(scene.echo, scene.bone, scene.geom, style, rng, gain_db=gain_db)
     tint = np.array(style.tint, np.float32)
     image = np.clip(grey[..., None].astype(np.float32) * tint + 0.5, 0, 255).astype(np.uint8)
@@ -122,7 +202,7 @@ def render_case(
         "spacing_mm": (g.mm_per_px, g.mm_per_px),
         "region": g.region,
         "apex": g.apex,
-        "sector_deg": math.degrees(2.0 * g.half_angle),
+        "sector_deg": g.sector_deg,
         "gain_db": gain_db,
     }
     return Phantom(image=image, mask=scene.mask, meta=meta)
