@@ -306,12 +306,14 @@ def cross_validate(
 
 
 def _example_rows(manifest: Manifest, indices: Indices) -> list[int]:
-    """The first row with a mask of each class among ``indices`` (where :func:`score` takes
-    its heatmap examples from)."""
+    """The first row with a non-empty mask of each class among ``indices`` (where
+    :func:`score` takes its heatmap examples from)."""
     first: dict[str, int] = {}
     for i in indices:
         record = manifest.records[int(i)]
-        if record.mask_path is not None and record.label not in first:
+        if record.label in first or record.mask_path is None:
+            continue
+        if read_mask(record.mask_path).any():
             first[record.label] = int(i)
     return sorted(first.values())
 
