@@ -54,6 +54,14 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="train on at most N evenly spaced frames per patient (default 0: all)",
     )
+    g.add_argument(
+        "--cam-guidance",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the share of the true class's Grad-CAM heat outside the lesion mask to "
+        "the loss, on rows with masks (default 0: labels only, as in the paper)",
+    )
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument(
@@ -102,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         device=args.device,
         amp=not args.no_amp,
         max_frames_per_patient=args.max_frames_per_patient,
+        cam_guidance=args.cam_guidance,
     )
 
 

@@ -14,6 +14,8 @@ exact inference-time steps. What it does, and why:
 * slight blur (Gaussian sigma up to 0.8 input pixels): speckle grain / point-spread function;
 * multiplicative speckle noise (Rayleigh-like, sigma up to 0.15): ultrasound texture.
 
+:func:`augment_pair` moves a lesion mask with the image (for `--cam-guidance`).
+
 The photometric ranges are generic machine variation, not tuned to any one center; they are
 what lets a model meet a scanner it has not seen (leave-one-center-out).
 
@@ -47,25 +49,32 @@ def augment(
     image: NDArray[np.uint8], rng: np.random.Generator, spec: AugmentSpec = AugmentSpec()
 ) -> NDArray[np.uint8]:
     """One random ultrasound-style variation of a ``(S, S, 3)`` uint8 square."""
+    return augment_pair(image, None, rng, spec)[0]
+
+
+def augment_pair(
+    image: NDArray[np.uint8],
+    mask: NDArray[np.uint8] | None,
+    rng: np.random.Generator,
+    spec: AugmentSpec = AugmentSpec(),
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
+    """:func:`augment` of ``image``, with ``mask`` (``(S, S)`` uint8) moved by the same flip,
+    rotation, scale and translation. The random draws do not depend on ``mask``."""
     import cv2
 
     img: np.ndarray = np.asarray(image)
     size_h, size_w = img.shape[:2]
     if spec.flip and rng.random() < 0.5:
         img = img[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
     angle = rng.uniform(-spec.rotate_deg, spec.rotate_deg)
     scale = rng.uniform(*spec.scale)
     tx, ty = rng.uniform(-spec.translate, spec.translate, size=2) * (size_w, size_h)
     matrix = cv2.getRotationMatrix2D((size_w / 2.0, size_h / 2.0), angle, scale)
     matrix[:, 2] += (tx, ty)
-    img = cv2.warpAffine(
-        np.ascontiguousarray(img),
-        matrix,
-        (size_w, size_h),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(0, 0, 0),
-    )
+    img = _warp(img, matrix)
+    if mask is not None:
+        mask = _warp(mask, matrix)
     if spec.blur > 0:
         sigma = rng.uniform(0.0, spec.blur)
         if sigma > 0.3:
@@ -83,4 +92,20 @@ def augment(
         sigma = rng.uniform(0.0, spec.speckle)
         noise = rng.standard_normal(x.shape[:2]).astype(np.float32) * np.float32(sigma)
         x *= np.clip(1.0 + noise, 0.0, None)[:, :, None]  # same speckle on every channel
-    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8), mask
+
+
+def _warp(a: NDArray[np.uint8], matrix: np.ndarray) -> NDArray[np.uint8]:
+    import cv2
+
+    h, w = a.shape[:2]
+    return np.asarray(
+        cv2.warpAffine(
+            np.ascontiguousarray(a),
+            matrix,
+            (w, h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+    )

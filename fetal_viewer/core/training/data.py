@@ -22,7 +22,7 @@ from fetal_viewer.core.model.preprocess import (
     to_tensor_array,
 )
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
-from fetal_viewer.core.training.augment import AugmentSpec, augment
+from fetal_viewer.core.training.augment import AugmentSpec, augment_pair
 from fetal_viewer.core.training.manifest import Indices, Record
 from fetal_viewer.errors import DataError, FetalViewerError
 
@@ -62,25 +62,54 @@ def read_mask(path: Path) -> NDArray[np.bool_]:
 
 
 def load_square(record: Record, size: int) -> NDArray[np.uint8]:
-    crop, _box = crop_to_fov(read_record_frame(record))
+    return load_squares(record, size, with_mask=False)[0]
+
+
+def load_squares(
+    record: Record, size: int, *, with_mask: bool
+) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
+    """The row's frame cropped to its field of view and fitted into a ``size`` square, and,
+    with ``with_mask``, its mask through the same crop and fit (``(S, S)`` uint8, 0-255;
+    None when the row has no mask)."""
+    frame = read_record_frame(record)
+    crop, (x0, y0, x1, y1) = crop_to_fov(frame)
     square, _placement = resize_pad(crop, size)
-    return square
+    if not with_mask or record.mask_path is None:
+        return square, None
+    mask = read_mask(record.mask_path)
+    if mask.shape != frame.shape[:2]:
+        raise DataError(
+            f"Mask shape {mask.shape} differs from the frame's {frame.shape[:2]}.",
+            path=record.mask_path,
+        )
+    box = np.ascontiguousarray(mask[y0:y1, x0:x1].astype(np.uint8) * np.uint8(255))
+    mask_square, _ = resize_pad(box, size)
+    return square, mask_square[:, :, 0]
 
 
 class SquareCache:
-    """Preprocessed-but-not-normalised ``(S, S, 3)`` uint8 squares of the manifest rows."""
+    """Preprocessed-but-not-normalised ``(S, S, 3)`` uint8 squares of the manifest rows,
+    and with ``masks`` their lesion masks through the same crop and fit."""
 
-    def __init__(self, records: Sequence[Record], size: int) -> None:
+    def __init__(self, records: Sequence[Record], size: int, *, masks: bool = False) -> None:
         self.records = records
         self.size = size
+        self.masks = masks
         self._cache: dict[int, NDArray[np.uint8]] = {}
+        self._masks: dict[int, NDArray[np.uint8] | None] = {}
 
     def get(self, index: int) -> NDArray[np.uint8]:
         square = self._cache.get(index)
         if square is None:
-            square = load_square(self.records[index], self.size)
+            square, mask = load_squares(self.records[index], self.size, with_mask=self.masks)
             self._cache[index] = square
+            self._masks[index] = mask
         return square
+
+    def get_mask(self, index: int) -> NDArray[np.uint8] | None:
+        """The row's mask square (None without a mask, or when the cache keeps no masks)."""
+        self.get(index)
+        return self._masks[index]
 
     def preload(
         self,
@@ -97,7 +126,9 @@ class SquareCache:
 
 
 class FrameDataset:
-    """A torch-style dataset of (normalised input, class index) for some manifest rows."""
+    """A torch-style dataset of (normalised input, class index) for some manifest rows;
+    with ``with_masks`` also each row's ``(S, S)`` float mask in [0, 1] (zeros without one),
+    moved by the same augmentation as the image."""
 
     def __init__(
         self,
@@ -108,13 +139,17 @@ class FrameDataset:
         *,
         augment_spec: AugmentSpec | None = None,
         seed: int = 0,
+        with_masks: bool = False,
     ) -> None:
+        if with_masks and not cache.masks:
+            raise ValueError("with_masks needs a SquareCache made with masks=True")
         self.cache = cache
         self.indices = [int(i) for i in indices]
         self.targets = [int(t) for t in targets]
         self.spec = spec
         self.augment_spec = augment_spec
         self.seed = seed
+        self.with_masks = with_masks
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -123,19 +158,28 @@ class FrameDataset:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         import torch
 
         index = self.indices[i]
         square = self.cache.get(index)
+        mask = self.cache.get_mask(index) if self.with_masks else None
         if self.augment_spec is not None:
             rng = np.random.default_rng((self.seed, self.epoch, index))
-            square = augment(square, rng, self.augment_spec)
-        return torch.from_numpy(to_tensor_array(square, self.spec)), self.targets[i]
+            square, mask = augment_pair(square, mask, rng, self.augment_spec)
+        x = torch.from_numpy(to_tensor_array(square, self.spec))
+        if not self.with_masks:
+            return x, self.targets[i]
+        m = np.zeros(square.shape[:2], np.float32) if mask is None else mask / np.float32(255)
+        return x, self.targets[i], torch.from_numpy(np.ascontiguousarray(m, np.float32))
 
 
-def collate(batch: list[tuple[Any, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(batch: list[tuple[Any, ...]]) -> tuple[torch.Tensor, ...]:
+    """Stack (input, class index[, mask]) samples into batch tensors."""
     import torch
 
-    xs, ys = zip(*batch)
-    return torch.stack(list(xs)), torch.as_tensor(ys, dtype=torch.long)
+    columns = list(zip(*batch))
+    xs, ys = torch.stack(list(columns[0])), torch.as_tensor(columns[1], dtype=torch.long)
+    if len(columns) == 2:
+        return xs, ys
+    return xs, ys, torch.stack(list(columns[2]))

@@ -60,6 +60,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision: float16 on CUDA, bfloat16 on CPUs that support it
     max_frames_per_patient: int = 0  # 0: all; else evenly spaced frames (cine is redundant)
+    #: weight of the Grad-CAM guidance loss (0: labels only, as in the paper); see cam_outside
+    cam_guidance: float = 0.0
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -313,6 +315,14 @@ def train_model(
             fix="Filter the manifest or pass the matching class list.",
         )
     targets = np.array([class_index[r.label] for r in records], dtype=np.int64)
+    guided = config.cam_guidance > 0
+    if config.cam_guidance < 0 or (guided and all(records[i].mask_path is None for i in indices)):
+        raise DataError(
+            "Grad-CAM guidance needs a positive weight and lesion masks.",
+            why=f"The weight is {config.cam_guidance:g}; the manifest's mask_path column "
+            "gives the masks.",
+            fix="Add masks to the manifest, or train without --cam-guidance.",
+        )
     tr_idx, val_idx = inner_split(records, indices, config.val_fraction, config.seed)
     tr_idx = cap_frames(records, tr_idx, config.max_frames_per_patient)
     val_idx = cap_frames(records, val_idx, config.max_frames_per_patient)
@@ -335,9 +345,9 @@ def train_model(
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % (2**32))
-    cache = cache or SquareCache(records, config.input_size)
-    if cache.size != config.input_size:
-        raise ValueError("cache input size differs from the configuration")
+    cache = cache or SquareCache(records, config.input_size, masks=guided)
+    if cache.size != config.input_size or (guided and not cache.masks):
+        raise ValueError("the cache's input size or masks differ from the configuration")
     my_val = val_idx[info.rank :: info.world_size]
     cache.preload(np.concatenate([tr_idx, my_val]), tick, cancel)
 
@@ -349,6 +359,7 @@ def train_model(
         spec,
         augment_spec=AugmentSpec() if config.augment else None,
         seed=config.seed,
+        with_masks=guided,
     )
     val_ds = FrameDataset(cache, my_val, targets[my_val], spec)
     sampler: Any = (
@@ -433,6 +444,10 @@ def train_model(
     loss_fn = torch.nn.CrossEntropyLoss(
         weight=torch.as_tensor(weights, dtype=torch.float32, device=device)
     )
+    features: list[torch.Tensor] = []
+    if guided:
+        say(f"Grad-CAM guidance: weight {config.cam_guidance:g} on the heat outside the masks")
+        model.layer4.register_forward_hook(lambda _m, _i, out: features.append(out))  # type: ignore[union-attr]
 
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(config.seed * 1000 + epoch)
@@ -442,18 +457,26 @@ def train_model(
         generator.manual_seed(config.seed * 1000 + epoch)
         net.train()
         seen = correct = 0
-        loss_sum = 0.0
+        loss_sum = outside_sum = 0.0
         steps = len(loader)
         t0 = time.perf_counter()
-        for step, (x, y) in enumerate(loader, start=1):
+        for step, batch in enumerate(loader, start=1):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+            x = batch[0].to(device, non_blocking=True)
+            y = batch[1].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
+            features.clear()
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 logits = net(x)
                 loss = loss_fn(logits.float(), y)
+            if guided:
+                fc: Any = model.fc
+                outside = cam_outside(
+                    features[0].float(), fc.weight.float(), y, batch[2].to(device)
+                )
+                loss = loss + config.cam_guidance * outside
+                outside_sum += float(outside.detach()) * len(y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -467,7 +490,9 @@ def train_model(
                 f"acc {correct / seen:.3f}",
             )
         scheduler.step()
-        train_loss, train_acc, train_n = _all_sum([loss_sum, correct, seen], info, device)
+        train_loss, train_acc, train_n, outside_total = _all_sum(
+            [loss_sum, correct, seen, outside_sum], info, device
+        )
         val = _validate(net, val_loader, loss_fn, device, amp_dtype, info)
         row = {
             "epoch": float(epoch + 1),
@@ -478,6 +503,8 @@ def train_model(
             "images_per_s": train_n / max(time.perf_counter() - t0, 1e-9),
             **val,
         }
+        if guided:
+            row["train_cam_outside"] = outside_total / max(train_n, 1)
         history.append(row)
         monitored = val["val_loss"] if not math.isnan(val["val_loss"]) else row["train_loss"]
         if monitored < best_loss - 1e-4:
@@ -490,7 +517,9 @@ def train_model(
         stop = bad_epochs >= config.patience
         say(
             f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc "
-            f"{row['train_acc']:.3f} | val loss {val['val_loss']:.4f} acc {val['val_acc']:.3f} "
+            f"{row['train_acc']:.3f}"
+            + (f" heat outside masks {row['train_cam_outside']:.3f}" if guided else "")
+            + f" | val loss {val['val_loss']:.4f} acc {val['val_acc']:.3f} "
             f"| {row['images_per_s']:.1f} img/s" + (" | early stop" if stop else "")
         )
         if info.is_main:
@@ -529,6 +558,30 @@ def train_model(
         seconds=time.perf_counter() - started,
         rank=info.rank,
     )
+
+
+def cam_outside(
+    features: torch.Tensor, fc_weight: torch.Tensor, y: torch.Tensor, masks: torch.Tensor
+) -> torch.Tensor:
+    """Share of the true class's Grad-CAM heat that falls outside the lesion mask, averaged
+    over the samples whose mask is not empty (0 when none is).
+
+    ``features`` is the ``layer4`` output (B, K, h, w) and ``fc_weight`` the final layer's
+    (C, K): for this network Grad-CAM is ``relu(sum_k w_ck A_k)`` up to a positive factor
+    (the viewer's analytic Grad-CAM), so the term is cheap and differentiable. ``masks``
+    (B, S, S) in [0, 1] are pooled to the (h, w) grid.
+    """
+    import torch
+    from torch.nn.functional import adaptive_avg_pool2d
+
+    cam = torch.relu(torch.einsum("bkhw,bk->bhw", features, fc_weight[y]))
+    h, w = features.shape[-2:]
+    inside = adaptive_avg_pool2d(masks[:, None], (int(h), int(w)))[:, 0]
+    has = masks.flatten(1).amax(1) > 0
+    if not bool(has.any()):
+        return cam.sum() * 0.0
+    share = (cam * (1.0 - inside)).flatten(1).sum(1) / (cam.flatten(1).sum(1) + 1e-6)
+    return share[has].mean()
 
 
 def _validate(
