@@ -352,7 +352,7 @@ class CoordinatorWindow(QMainWindow):
             self.table.setRowCount(0)
             self.total.setValue(0)
             return
-        model = f"model sha256 {c.model_sha256[:12]}…" if c.model_sha256 else "no AI model"
+        model = f"model card sha256 {c.model_sha256[:12]}…" if c.model_sha256 else "no AI model"
         self.study_info.setText(
             f"Design <b>{c.design}</b> · {c.n_cases} cases · {len(c.readers)} readers · {model}"
         )

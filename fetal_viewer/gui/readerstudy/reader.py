@@ -673,7 +673,7 @@ class ReaderWindow(QMainWindow):
         classes = list(out.probabilities)
         self.ai_bars.set_classes(classes)
         self.ai_bars.set_values(np.array([out.probabilities[c] for c in classes]))
-        self.ai_model_label.setText(f"Model sha256 {out.model_sha[:12]}… · {INTENDED_USE}")
+        self.ai_model_label.setText(f"Model card sha256 {out.model_sha[:12]}… · {INTENDED_USE}")
         self.ai_group.setTitle("AI")
         self.ai_group.setVisible(True)
         if out.heatmap is not None:
