@@ -113,7 +113,8 @@ def test_framing_brings_the_diagnostic_region_into_the_narrowed_fan() -> None:
         sector = choose_sector_deg(style, 0.0)
         assert sector <= style.sector_deg
         unframed.append(lesion_view(case, geometry_for(style, SIZE, depth, sector)))
-        moved, geom = frame_exam(case, style, SIZE, depth, sector, rng)
+        moved, geom, share = frame_exam(case, style, SIZE, depth, sector, rng)
+        assert share == lesion_view(moved, geom)
         assert moved.label == case.label and moved.view == case.view
         assert geom.depth_mm >= depth
         framed.append(lesion_view(moved, geom))

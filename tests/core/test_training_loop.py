@@ -14,7 +14,7 @@ from fetal_viewer.core.model.preprocess import PreprocessSpec, preprocess, resiz
 from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.core.training import data as data_mod
 from fetal_viewer.core.training.augment import AugmentSpec, augment
-from fetal_viewer.core.training.data import FrameDataset, SquareCache, load_square
+from fetal_viewer.core.training.data import FrameDataset, SquareCache, load_squares
 from fetal_viewer.core.training.manifest import Manifest, Record
 from fetal_viewer.core.training.train import TrainConfig, autocast_dtype, train_model
 from fetal_viewer.errors import CancelledError
@@ -133,7 +133,7 @@ def test_training_preprocessing_matches_inference(manifest: Manifest) -> None:
     ds = FrameDataset(cache, [3], [0], spec)
     x, _ = ds[0]
     np.testing.assert_array_equal(x.numpy(), preprocess(_frame(r), spec).array)
-    np.testing.assert_array_equal(cache.get(3), load_square(r, 48))
+    np.testing.assert_array_equal(cache.get(3), load_squares(r, 48, with_mask=False)[0])
 
 
 def test_augment_is_seeded_and_keeps_background_dark() -> None:

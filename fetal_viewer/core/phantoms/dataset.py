@@ -118,15 +118,16 @@ def render_patient(plan: PatientPlan, size: tuple[int, int] | None) -> PatientFr
     views = [v for v, _ in VIEWS[plan.label]]
     probs = np.array([p for _, p in VIEWS[plan.label]])
     size_px = style.native_size if size is None else size
-    case, geom = frame_exam(base, style, size_px, depth, sector, rng)
+    case, geom, share = frame_exam(base, style, size_px, depth, sector, rng)
     depth, sector = geom.depth_mm, geom.sector_deg
     frames: list[Phantom] = []
     for k in range(n):
         if cine and k > 0:
             # the probe drifts, but the sonographer keeps the diagnostic region in view
             moved = case.with_pose(case.pose.moved(rng, 0.35))
-            if lesion_view(moved, geom) >= min(FRAMED_SHARE, lesion_view(case, geom)):
-                case = moved
+            moved_share = lesion_view(moved, geom)
+            if moved_share >= min(FRAMED_SHARE, share):
+                case, share = moved, moved_share
         elif k > 0:
             view = views[int(rng.choice(len(views), p=probs / probs.sum()))]
             case = frame_case(replace(base, view=view, pose=sample_pose(rng, view)), geom, rng)

@@ -89,6 +89,10 @@ def frame_case(case: Case, geom: SectorGeometry, rng: np.random.Generator) -> Ca
     before freezing a frame: keep ``case``'s pose when it shows at least
     :data:`FRAMED_SHARE` of the region, else the best of :data:`FRAMING_TRIES` new poses.
     The same rule for every class."""
+    return _best_pose(case, geom, rng)[0]
+
+
+def _best_pose(case: Case, geom: SectorGeometry, rng: np.random.Generator) -> tuple[Case, float]:
     best, best_share = case, lesion_view(case, geom)
     for _ in range(FRAMING_TRIES):
         if best_share >= FRAMED_SHARE:
@@ -97,7 +101,7 @@ def frame_case(case: Case, geom: SectorGeometry, rng: np.random.Generator) -> Ca
         share = lesion_view(trial, geom)
         if share > best_share:
             best, best_share = trial, share
-    return best
+    return best, best_share
 
 
 def frame_exam(
@@ -107,22 +111,23 @@ def frame_exam(
     depth_mm: float,
     sector_deg: float,
     rng: np.random.Generator,
-) -> tuple[Case, SectorGeometry]:
+) -> tuple[Case, SectorGeometry, float]:
     """:func:`frame_case`, widening the sector (up to the probe's) and then deepening the
     image a centimetre at a time (up to the scanner's deepest setting) while the
-    diagnostic region does not fit."""
+    diagnostic region does not fit. Returns the case, its geometry and the share of the
+    region on screen."""
     deepest = style.depth_range_cm[1] * 10.0
     while True:
         geom = geometry_for(style, size, depth_mm, sector_deg)
-        case = frame_case(case, geom, rng)
-        if lesion_view(case, geom) >= FRAMED_SHARE:
-            return case, geom
+        case, share = _best_pose(case, geom, rng)
+        if share >= FRAMED_SHARE:
+            return case, geom, share
         if sector_deg < style.sector_deg:
             sector_deg = min(style.sector_deg, sector_deg + 6.0)
         elif depth_mm < deepest:
             depth_mm = min(deepest, depth_mm + 10.0)
         else:
-            return case, geom
+            return case, geom, share
 
 
 def _texture(shape: tuple[int, int], rng: np.random.Generator, cell: int, sigma: float) -> NDArray:
@@ -180,7 +185,7 @@ def render_case(
     if gain_db is None:
         gain_db = float(rng.uniform(-3.0, 3.0))
     if frame:
-        case, geom = frame_exam(case, style, size, depth_mm, sector_deg, rng)
+        case, geom, _share = frame_exam(case, style, size, depth_mm, sector_deg, rng)
         depth_mm, sector_deg = geom.depth_mm, geom.sector_deg
     scene = build_scene(case, style, size, depth_mm, sector_deg)
     grey = form_image(scene.echo, scene.bone, scene.geom, style, rng, gain_db=gain_db)

@@ -61,10 +61,6 @@ def read_mask(path: Path) -> NDArray[np.bool_]:
     return np.asarray(mask > 0)
 
 
-def load_square(record: Record, size: int) -> NDArray[np.uint8]:
-    return load_squares(record, size, with_mask=False)[0]
-
-
 def load_squares(
     record: Record, size: int, *, with_mask: bool
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
