@@ -61,6 +61,14 @@ def read_mask(path: Path) -> NDArray[np.bool_]:
     return np.asarray(mask > 0)
 
 
+def read_frame_mask(path: Path, shape: tuple[int, ...]) -> NDArray[np.bool_]:
+    """:func:`read_mask`, refused unless it has the frame's ``(height, width)``."""
+    mask = read_mask(path)
+    if mask.shape != tuple(shape):
+        raise DataError(f"Mask shape {mask.shape} differs from the frame's {shape}.", path=path)
+    return mask
+
+
 def load_squares(
     record: Record, size: int, *, with_mask: bool
 ) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
@@ -72,12 +80,7 @@ def load_squares(
     square, _placement = resize_pad(crop, size)
     if not with_mask or record.mask_path is None:
         return square, None
-    mask = read_mask(record.mask_path)
-    if mask.shape != frame.shape[:2]:
-        raise DataError(
-            f"Mask shape {mask.shape} differs from the frame's {frame.shape[:2]}.",
-            path=record.mask_path,
-        )
+    mask = read_frame_mask(record.mask_path, frame.shape[:2])
     box = np.ascontiguousarray(mask[y0:y1, x0:x1].astype(np.uint8) * np.uint8(255))
     mask_square, _ = resize_pad(box, size)
     return square, mask_square[:, :, 0]

@@ -27,7 +27,7 @@ from fetal_viewer.core.model.checkpoint import (
 )
 from fetal_viewer.core.model.labels import ANOMALY_CLASSES, CLASSES
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
-from fetal_viewer.core.training.data import read_mask, read_record_frame
+from fetal_viewer.core.training.data import read_frame_mask, read_mask, read_record_frame
 from fetal_viewer.core.training.folds import make_folds
 from fetal_viewer.core.training.manifest import Indices, Manifest
 from fetal_viewer.core.training.metrics import energy_inside, pointing_game
@@ -157,13 +157,8 @@ def score(
                 pointing.append(None)
                 energy.append(None)
                 continue
-            mask = read_mask(r.mask_path)
             heat = pred.heatmap(j, index[r.label])
-            if mask.shape != heat.shape:
-                raise DataError(
-                    f"Mask shape {mask.shape} differs from the frame's {heat.shape}.",
-                    path=r.mask_path,
-                )
+            mask = read_frame_mask(r.mask_path, heat.shape)
             if not mask.any():
                 pointing.append(None)
                 energy.append(None)
