@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -111,13 +112,26 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert head["protocol"] == "leave-one-center-out"
     assert not (cv / "folds" / "center_A" / "state").exists()
     report = (cv / "report.html").read_text()
+    loc = m["localisation"]["all"]
+    assert loc["pointing_game"] <= loc["pointing_ceiling"] <= 1.0
 
     # an interrupted or repeated run resumes: scored folds are reused, not retrained, and
-    # the report still carries its heatmap examples
+    # the report still carries its heatmap examples. A fold scored before the pointing
+    # ceiling existed gets that column added from its frames and masks.
     (cv / "report.html").unlink()
+    old = cv / "folds" / "center_A" / "predictions.csv"
+    with old.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with old.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, [k for k in rows[0] if k != "pointing_reachable"])
+        w.writeheader()
+        w.writerows({k: v for k, v in row.items() if k != "pointing_reachable"} for row in rows)
     r = run_cli(*cv_args, "--resume")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("already scored") == 2 and "epoch 1/1" not in r.stdout
+    assert r.stdout.count("adding the pointing-game ceiling") == 1
+    again_loc = json.loads((cv / "metrics.json").read_text())["localisation"]
+    assert json.dumps(again_loc, sort_keys=True) == json.dumps(m["localisation"], sort_keys=True)
     again_fold = json.loads((cv / "metrics.json").read_text())["by_fold"]
     assert json.dumps(again_fold, sort_keys=True) == json.dumps(m["by_fold"], sort_keys=True)
     again = (cv / "report.html").read_text()

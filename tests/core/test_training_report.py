@@ -19,7 +19,7 @@ CLASSES = ("normal", "anencephaly", "encephalocele")
 @pytest.fixture(scope="module")
 def table() -> PredictionTable:
     rng = np.random.default_rng(3)
-    pids, centers, ga, y, probs, pointing, energy = [], [], [], [], [], [], []
+    pids, centers, ga, y, probs, pointing, energy, reachable = [], [], [], [], [], [], [], []
     for p in range(30):
         label = p % 3
         n_frames = 1 + p % 3
@@ -34,6 +34,7 @@ def table() -> PredictionTable:
             probs.append(e / e.sum())
             pointing.append(None if label == 0 else bool(p % 2))
             energy.append(None if label == 0 else 0.25)
+            reachable.append(None if label == 0 else p % 5 != 1)
     return PredictionTable(
         classes=CLASSES,
         paths=[f"{i}.png" for i in range(len(pids))],
@@ -46,6 +47,7 @@ def table() -> PredictionTable:
         probs=np.array(probs),
         pointing=pointing,
         energy=energy,
+        reachable=reachable,
     )
 
 
@@ -74,6 +76,9 @@ def test_summary_figures(table: PredictionTable) -> None:
     hits = [bool(h) for h, t in zip(table.pointing, table.y) if t == 1]
     assert loc["anencephaly"]["pointing_game"] == pytest.approx(np.mean(hits))
     assert loc["all"]["energy_inside_mask"] == pytest.approx(0.25)
+    can = [bool(r) for r, t in zip(table.reachable, table.y) if t == 2]
+    assert 0 < np.mean(can) < 1
+    assert loc["encephalocele"]["pointing_ceiling"] == pytest.approx(np.mean(can))
     assert curves["patient"].auroc["macro"] == pytest.approx(p["macro_auroc"], abs=1e-6)
 
 
@@ -97,6 +102,7 @@ def test_report_files_and_csv_round_trip(table: PredictionTable, tmp_path: Path)
     back = PredictionTable.read_csv(tmp_path / "predictions.csv", CLASSES)
     np.testing.assert_allclose(back.probs, table.probs, atol=1e-6)
     assert back.pointing == table.pointing and back.patient_ids == table.patient_ids
+    assert back.reachable == table.reachable
 
 
 def test_cap_frames_keeps_evenly_spaced_frames_per_patient() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from fetal_viewer.core.cam.gradcam import frame_heatmap
 from fetal_viewer.core.model.checkpoint import (
     LoadedModel,
     ModelCard,
@@ -26,6 +27,7 @@ from fetal_viewer.core.model.checkpoint import (
     save_checkpoint,
 )
 from fetal_viewer.core.model.labels import ANOMALY_CLASSES, CLASSES
+from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.training.data import read_frame_mask, read_mask, read_record_frame
 from fetal_viewer.core.training.folds import make_folds
@@ -118,6 +120,39 @@ def _thumb(frame: np.ndarray, heat: np.ndarray, mask: np.ndarray | None) -> Heat
     return HeatmapExample("", "", small, hs, ms)
 
 
+def pointing_reachable(geometry: Geometry, grid: tuple[int, int], mask: np.ndarray) -> bool:
+    """Whether a class map of ``grid`` cells can put its maximum inside ``mask`` at all.
+
+    Maps are upsampled bilinearly, so a map's maximum lies at (within a pixel of) the peak
+    of one of its cells; each cell is tried alone. The share of reachable masks bounds the
+    pointing game from above: a lesion that covers no cell's peak cannot be hit at this
+    heatmap resolution, however well the model attends to it.
+    """
+    for k in range(grid[0] * grid[1]):
+        cell = np.zeros(grid, dtype=np.float32)
+        cell.flat[k] = 1.0
+        if pointing_game(frame_heatmap(cell, geometry), mask):
+            return True
+    return False
+
+
+def _fill_reachable(
+    table: PredictionTable, manifest: Manifest, indices: Indices, card: ModelCard
+) -> None:
+    """Add the ``pointing_reachable`` column to a fold scored before it existed."""
+    spec = card.spec
+    side = -(-spec.input_size // 32)  # a ResNet's layer4 is input / 32, rounded up
+    for j, i in enumerate(indices):
+        r = manifest.records[i]
+        if table.pointing[j] is None or r.mask_path is None:
+            continue
+        frame = read_record_frame(r)
+        mask = read_frame_mask(r.mask_path, frame.shape[:2])
+        table.reachable[j] = pointing_reachable(
+            preprocess(frame, spec).geometry, (side, side), mask
+        )
+
+
 def score(
     loaded: LoadedModel,
     manifest: Manifest,
@@ -145,6 +180,7 @@ def score(
     probs: list[np.ndarray] = []
     pointing: list[bool | None] = []
     energy: list[float | None] = []
+    reachable: list[bool | None] = []
     examples: dict[str, HeatmapExample] = {}
     for start in range(0, len(rows), _PRED_CHUNK):
         chunk = rows[start : start + _PRED_CHUNK]
@@ -152,19 +188,20 @@ def score(
         with_cam = any(r.mask_path is not None for r in chunk)
         pred = predictor.predict(frames, with_cam=with_cam, cancel=cancel)
         probs.append(pred.probs)
+        grid = (0, 0) if pred.cams is None else (pred.cams.shape[-2], pred.cams.shape[-1])
         for j, r in enumerate(chunk):
-            if r.mask_path is None:
+            mask = heat = None
+            if r.mask_path is not None and pred.cams is not None:
+                heat = pred.heatmap(j, index[r.label])
+                mask = read_frame_mask(r.mask_path, heat.shape)
+            if heat is None or mask is None or not mask.any():
                 pointing.append(None)
                 energy.append(None)
-                continue
-            heat = pred.heatmap(j, index[r.label])
-            mask = read_frame_mask(r.mask_path, heat.shape)
-            if not mask.any():
-                pointing.append(None)
-                energy.append(None)
+                reachable.append(None)
                 continue
             pointing.append(pointing_game(heat, mask))
             energy.append(energy_inside(heat, mask))
+            reachable.append(pointing_reachable(pred.geometries[j], grid, mask))
             if r.label not in examples:
                 ex = _thumb(frames[j], heat, mask)
                 ex.label = r.label
@@ -183,6 +220,7 @@ def score(
         probs=np.concatenate(probs) if probs else np.zeros((0, len(classes))),
         pointing=pointing,
         energy=energy,
+        reachable=reachable,
     )
     return Scored(table, [examples[c] for c in classes if c in examples])
 
@@ -223,9 +261,17 @@ def cross_validate(
         )
         if resume and done.is_file() and (fold_dir / "history.json").is_file():
             say("  already scored; reusing its predictions")
-            tables.append(PredictionTable.read_csv(done, config.classes))
-            histories[fold.name] = json.loads((fold_dir / "history.json").read_text())
+            table = PredictionTable.read_csv(done, config.classes)
             card_path = fold_dir / "card.json"
+            if any(p is not None for p in table.pointing) and all(
+                r is None for r in table.reachable
+            ):
+                say("  adding the pointing-game ceiling to its predictions")
+                card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), path=card_path)
+                _fill_reachable(table, manifest, fold.test, card)
+                table.write_csv(done)
+            tables.append(table)
+            histories[fold.name] = json.loads((fold_dir / "history.json").read_text())
             if not examples and info.is_main and card_path.is_file():
                 # the report's heatmap examples come from the first fold; score just the
                 # rows they are drawn from (the first masked frame of each class)
@@ -399,6 +445,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         "patient_micro_auroc": p["micro_auroc"],
         "image_macro_auroc": i["macro_auroc"],
         "pointing_game": loc.get("pointing_game"),
+        "pointing_game_ceiling": loc.get("pointing_ceiling"),
         "energy_inside_mask": loc.get("energy_inside_mask"),
     }
 

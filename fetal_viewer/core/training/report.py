@@ -224,12 +224,19 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
     loc = m.get("localisation", {})
     loc_html = (
         _table(
-            ["class", "images with mask", "pointing game", "energy inside mask"],
+            [
+                "class",
+                "images with mask",
+                "pointing game",
+                "pointing ceiling at this heatmap resolution",
+                "energy inside mask",
+            ],
             [
                 [
                     html.escape(c),
                     str(v["images"]),
                     _fmt(v["pointing_game"]),
+                    _fmt(v.get("pointing_ceiling")),
                     _fmt(v["energy_inside_mask"]),
                 ]
                 for c, v in loc.items()
@@ -274,7 +281,10 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
         _groups_html(m["by_fold"], "fold"),
         "<h2>Heatmap localisation</h2>",
         "<p>Heatmap of the reference class (Grad-CAM at the last block). Pointing game: its "
-        "maximum lies inside the lesion mask. Energy: share of the heatmap inside the mask.</p>",
+        "maximum lies inside the lesion mask. Pointing ceiling: share of masks that a map at "
+        "the model's heatmap resolution (input size / 32 cells a side) can hit at all, since "
+        "an upsampled map peaks at one of its cells; no model can score above it. Energy: "
+        "share of the heatmap inside the mask.</p>",
         loc_html,
         img("heatmaps", "heatmap examples"),
         "<h2>Training</h2>" if "training" in figs else "",

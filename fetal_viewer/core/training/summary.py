@@ -32,6 +32,9 @@ class PredictionTable:
     probs: np.ndarray  # (N, C)
     pointing: list[bool | None]  # pointing-game hit (true class heatmap), None: no mask
     energy: list[float | None]  # heatmap energy share inside the mask
+    # whether a map at the model's heatmap resolution can hit the mask at all (see
+    # evaluate.pointing_reachable); None: no mask, or a table written before this column
+    reachable: list[bool | None]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -52,6 +55,7 @@ class PredictionTable:
                     *[f"p_{c}" for c in self.classes],
                     "pointing_hit",
                     "energy_in_mask",
+                    "pointing_reachable",
                 ]
             )
             pred = self.probs.argmax(axis=1)
@@ -69,6 +73,7 @@ class PredictionTable:
                         *[f"{p:.6f}" for p in self.probs[i]],
                         "" if self.pointing[i] is None else int(bool(self.pointing[i])),
                         "" if self.energy[i] is None else f"{self.energy[i]:.4f}",
+                        "" if self.reachable[i] is None else int(bool(self.reachable[i])),
                     ]
                 )
 
@@ -91,6 +96,7 @@ class PredictionTable:
             ).reshape(len(rows), len(classes)),
             pointing=[bool(int(r["pointing_hit"])) if r["pointing_hit"] else None for r in rows],
             energy=[float(r["energy_in_mask"]) if r["energy_in_mask"] else None for r in rows],
+            reachable=[bool(int(v)) if (v := r.get("pointing_reachable")) else None for r in rows],
         )
 
     @classmethod
@@ -108,6 +114,7 @@ class PredictionTable:
             probs=np.concatenate([t.probs for t in tables]),
             pointing=[p for t in tables for p in t.pointing],
             energy=[p for t in tables for p in t.energy],
+            reachable=[p for t in tables for p in t.reachable],
         )
 
 
@@ -200,9 +207,11 @@ def summarise(
             energies = [
                 float(e) for i in sel if (e := table.energy[i]) is not None and np.isfinite(e)
             ]
+            known = [bool(r) for i in sel if (r := table.reachable[i]) is not None]
             loc[c] = {
                 "images": len(sel),
                 "pointing_game": _clean(float(np.mean(hits))),
+                "pointing_ceiling": _clean(float(np.mean(known))) if known else None,
                 "energy_inside_mask": _clean(float(np.mean(energies))) if energies else None,
             }
 

@@ -1,0 +1,42 @@
+"""The pointing-game ceiling: which masks a map at the model's heatmap resolution can hit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fetal_viewer.core.cam.gradcam import frame_heatmap
+from fetal_viewer.core.model.preprocess import Geometry
+from fetal_viewer.core.training.evaluate import pointing_reachable
+from fetal_viewer.core.training.metrics import pointing_game
+
+# a 128 px frame fed as is: 4 x 4 layer4 cells of 32 px, inner cell peaks near 47.5 and 79.5
+SAME = Geometry((128, 128), (0, 0, 128, 128), 128, 128, 128, 0, 0)
+
+
+def _mask(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    m = np.zeros((128, 128), dtype=bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_a_lesion_between_cell_peaks_cannot_be_hit() -> None:
+    between = _mask(56, 72, 56, 72)  # 16 px square in the middle, no cell peak inside
+    assert not pointing_reachable(SAME, (4, 4), between)
+    assert pointing_reachable(SAME, (8, 8), between)  # a finer map can
+    assert pointing_reachable(SAME, (4, 4), _mask(40, 56, 40, 56))  # covers a peak
+
+
+def test_no_map_beats_the_ceiling() -> None:
+    rng = np.random.default_rng(5)
+    hits = reachable = 0
+    for _ in range(300):
+        y, x = rng.integers(0, 112, size=2)
+        h, w = rng.integers(4, 24, size=2)
+        mask = _mask(y, y + h, x, x + w)
+        can = pointing_reachable(SAME, (4, 4), mask)
+        reachable += can
+        for _ in range(5):
+            hit = pointing_game(frame_heatmap(rng.random((4, 4), dtype=np.float32), SAME), mask)
+            hits += hit
+            assert can or not hit
+    assert 0 < reachable < 300 and hits > 0  # both outcomes were exercised
