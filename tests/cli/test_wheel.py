@@ -13,13 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def pip(*args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "-q", *args, "--no-deps"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+def run(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=300)
 
 
 def test_wheel_install_carries_the_resources(tmp_path: Path) -> None:
@@ -30,19 +25,41 @@ def test_wheel_install_carries_the_resources(tmp_path: Path) -> None:
         shutil.copytree(ROOT / part, src / part, ignore=skip)
     for part in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / part, src / part)
-    pip("wheel", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src))
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "-q",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(tmp_path / "dist"),
+        str(src),
+    )
     (wheel,) = (tmp_path / "dist").glob("fetal_viewer-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     share = "fetal_viewer-0.1.0.data/data/share/fetal-viewer/resources/"
     for part in ("models/demo/card.json", "models/demo/weights.safetensors", "theme/dark.qss"):
         assert share + part in names
 
-    # a fresh environment with the wheel alone, borrowing the test environment's dependencies
+    # a fresh environment with the wheel alone, installed by its own pip (pip install
+    # --prefix from this environment would uninstall this environment's fetal-viewer); only
+    # then does it borrow the test environment's dependencies
     env = tmp_path / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    run(sys.executable, "-m", "venv", str(env))
+    run(
+        str(env / "bin" / "python"),
+        "-m",
+        "pip",
+        "-q",
+        "install",
+        "--no-deps",
+        "--no-index",
+        str(wheel),
+    )
     site = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
     (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    pip("install", "--no-index", "--prefix", str(env), str(wheel))
     probe = (
         "import json, fetal_viewer, fetal_viewer.resources as r;"
         "print(json.dumps([fetal_viewer.__file__, str(r.DEMO_MODEL_CARD),"
