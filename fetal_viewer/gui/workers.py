@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer.core.progress import CancelToken
+from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import CancelledError, InferenceError
 
 log = logging.getLogger("fetal_viewer.gui.workers")
@@ -139,10 +139,9 @@ def release_worker(worker: Any) -> None:
         signal = getattr(worker, name, None)
         if signal is None:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # nothing left to disconnect
-            with contextlib.suppress(RuntimeError, TypeError):
-                signal.disconnect()
+        # a RuntimeWarning says there was nothing left to disconnect
+        with collect_warnings(), contextlib.suppress(RuntimeError, TypeError):
+            signal.disconnect()
 
 
 def _decode_frame(series: Any, index: int) -> tuple[SeriesKey, int, np.ndarray]:

@@ -27,9 +27,6 @@ import logging
 import re
 import struct
 import threading
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -48,6 +45,7 @@ from fetal_viewer.core.io.study import (
     Series,
 )
 from fetal_viewer.core.io.values import whole_number
+from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import StudyLoadError
 
 log = logging.getLogger(__name__)
@@ -81,14 +79,6 @@ class DicomInstance:
     study_uid: str
     study_description: str
     study_date: date | None
-
-
-@contextmanager
-def _ignore_warnings() -> Iterator[list[warnings.WarningMessage]]:
-    """Collect pydicom's validation warnings (logged at debug level, never raised)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield caught
 
 
 def parse_da(value: Any) -> date | None:
@@ -444,7 +434,7 @@ class DicomFrames:
         from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 
         decoder = get_decoder(self.ts)
-        with _ignore_warnings():
+        with collect_warnings():
             if self.ts == DEFLATED_LE:
                 with self._lock:
                     if self._deflated is None:
@@ -493,9 +483,9 @@ class DicomFrames:
         if raw.ndim == 3 and raw.shape[0] == 1 and self.spp == 1:
             raw = raw[0]
         if self.photometric == "PALETTE COLOR" and self._palette_shift is None:
-            with _ignore_warnings():
+            with collect_warnings():
                 self._palette_shift = palette_shift(self.header)
-        with _ignore_warnings():
+        with collect_warnings():
             return to_display_rgb(raw, self.header, self._palette_shift)
 
 
@@ -528,7 +518,7 @@ def _refuse_dimensions(
 
 def read_dicom(path: Path, force: bool = False) -> DicomInstance:
     """Parse one DICOM image file's header and check its pixel data; decode nothing."""
-    with _ignore_warnings() as caught:
+    with collect_warnings() as caught:
         try:
             instance = _read_dicom(Path(path), force)
         except StudyLoadError:

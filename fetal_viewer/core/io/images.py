@@ -7,13 +7,13 @@ are mapped to 8 bits by their min/max; an alpha channel is dropped.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from fetal_viewer.core.io.display import _minmax_u8
 from fetal_viewer.core.io.study import MAX_FRAME_PIXELS, MAX_FRAMES, Calibration, Series
+from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import StudyLoadError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -74,12 +74,11 @@ def read_image(path: Path) -> Series:
 
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                cols, rows = im.size
-                n_frames = int(getattr(im, "n_frames", 1) or 1)
-                mode = im.mode
+        # warnings (a DecompressionBombWarning above all) are dropped: the size check decides
+        with collect_warnings(), Image.open(path) as im:
+            cols, rows = im.size
+            n_frames = int(getattr(im, "n_frames", 1) or 1)
+            mode = im.mode
     except Image.DecompressionBombError as exc:
         raise StudyLoadError(
             "the image header declares absurd dimensions; refused before decoding",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE,
 from fetal_viewer.core.model.checkpoint import LoadedModel
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
+from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import InferenceError
 
 if TYPE_CHECKING:
@@ -158,8 +158,7 @@ class Predictor:
         size = self.spec.input_size
         buf = io.BytesIO()
         dummy = torch.zeros(1, 3, size, size)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript-based exporter is deprecated
+        with collect_warnings():  # the TorchScript-based exporter is deprecated
             torch.onnx.export(
                 _module(self.model),
                 (dummy,),
