@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer import INTENDED_USE
+from fetal_viewer.core.cam.gradcam import grid_side
 from fetal_viewer.gui.imaging import COLORMAPS
 
 TOP_CLASS = "Top class"
@@ -122,8 +123,12 @@ class AIPanel(QWidget):
         self.colormap_combo.addItems(COLORMAPS)
         self.method_combo = QComboBox(self)
         self.method_combo.setObjectName("methodCombo")
+        self.heat_note = QLabel("", self)
+        self.heat_note.setObjectName("heatmapResolution")
+        self.heat_note.setWordWrap(True)
         heat = QGroupBox("Heatmap", self)
         form = QFormLayout(heat)
+        form.addRow(self.heat_note)
         form.addRow(self.overlay_check)
         form.addRow("Class", self.class_combo)
         form.addRow("Opacity", self.opacity_slider)
@@ -170,8 +175,18 @@ class AIPanel(QWidget):
         sha: str = "",
         classes: Sequence[str] = (),
         intended_use: str = INTENDED_USE,
+        *,
+        input_size: int | None = None,
     ) -> None:
         loaded = name is not None
+        side = grid_side(input_size) if input_size else 0
+        self.heat_note.setText(
+            f"A {side}×{side} grid over the {input_size} px model input: it marks a region, "
+            "not the outline of a lesion."
+            if loaded and side
+            else ""
+        )
+        self.heat_note.setVisible(loaded and side > 0)
         if loaded:
             self.model_label.setText(f"Model: <b>{name}</b> v{version} · sha256 {sha[:10]}")
             extra = intended_use.strip()

@@ -502,7 +502,14 @@ class MainWindow(QMainWindow):
         self.model.load_model(card_path)
 
     def _on_model_loaded(self, info: ModelInfo) -> None:
-        self.ai_panel.set_model(info.name, info.version, info.sha, info.classes, info.intended_use)
+        self.ai_panel.set_model(
+            info.name,
+            info.version,
+            info.sha,
+            info.classes,
+            info.intended_use,
+            input_size=info.input_size,
+        )
         self.ai_panel.set_methods(self.model.methods)
         self.settings.setValue("model/card", info.card_path)
         self.status_label.setText(f"Model {info.name} v{info.version} loaded.")

@@ -214,6 +214,7 @@ class ModelInfo:
     intended_use: str
     card_path: str
     aggregation: str
+    input_size: int
 
 
 @dataclass
@@ -431,6 +432,7 @@ class ModelService(QThread):
             intended_use=card.intended_use,
             card_path=str(card_path),
             aggregation=getattr(card, "aggregation", "mean"),
+            input_size=card.spec.input_size,
         )
         self.model_loaded.emit(self.info)
 

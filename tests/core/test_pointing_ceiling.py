@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from fetal_viewer.core.cam.gradcam import frame_heatmap
+from fetal_viewer.core.cam.gradcam import frame_heatmap, grid_side
 from fetal_viewer.core.model.preprocess import Geometry
 from fetal_viewer.core.training.evaluate import pointing_reachable
 from fetal_viewer.core.training.metrics import pointing_game
@@ -40,3 +41,16 @@ def test_no_map_beats_the_ceiling() -> None:
             hits += hit
             assert can or not hit
     assert 0 < reachable < 300 and hits > 0  # both outcomes were exercised
+
+
+@pytest.mark.parametrize("size", [64, 100, 128, 224])
+def test_grid_side_is_the_last_block_of_a_resnet34(size: int) -> None:
+    import torch
+
+    from fetal_viewer.core.model.network import build_resnet34
+
+    m = build_resnet34(5).eval()
+    with torch.inference_mode():
+        x = m.maxpool(m.relu(m.bn1(m.conv1(torch.zeros(1, 3, size, size)))))
+        a = m.layer4(m.layer3(m.layer2(m.layer1(x))))
+    assert a.shape[-2:] == (grid_side(size), grid_side(size))

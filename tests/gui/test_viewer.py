@@ -99,6 +99,10 @@ def test_inference_overlay_opacity_and_toggle(qtbot, make_main_window, study_dir
     assert probs is not None and probs.shape == (5,) and probs.sum() == pytest.approx(1, abs=1e-4)
     assert panel.class_combo.currentIndex() == 0  # "Top class"
     assert "tiny-random" in panel.model_label.text()
+    # the tiny model's 64 px input gives a 2 x 2 Grad-CAM grid, and the panel says so
+    assert (
+        panel.heat_note.isVisibleTo(panel) and "2×2 grid over the 64 px" in panel.heat_note.text()
+    )
     assert "Research use only" in panel.banner.text()
 
     bare = qimage_to_rgb(window.view.render_frame(with_overlay=False)).astype(int)

@@ -56,6 +56,12 @@ def _minmax(maps: NDArray[np.float32]) -> NDArray[np.float32]:
     )
 
 
+def grid_side(input_size: int) -> int:
+    """Cells a side of a ResNet's last block, where every CAM method here reads: input / 32,
+    rounded up (stride-2 stem, max pool and three stride-2 stages)."""
+    return -(-input_size // 32)
+
+
 def cams_from_features(features: NDArray, fc_weight: NDArray) -> NDArray[np.float32]:
     """Grad-CAM of every class from ``layer4`` activations ``(N, K, h, w)`` and the final
     layer's weight ``(C, K)``: ``(N, C, h, w)``, ReLU'd and min-max normalised per map."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fetal_viewer.core.cam.gradcam import frame_heatmap
+from fetal_viewer.core.cam.gradcam import frame_heatmap, grid_side
 from fetal_viewer.core.model.checkpoint import (
     LoadedModel,
     ModelCard,
@@ -141,7 +141,7 @@ def _fill_reachable(
 ) -> None:
     """Add the ``pointing_reachable`` column to a fold scored before it existed."""
     spec = card.spec
-    side = -(-spec.input_size // 32)  # a ResNet's layer4 is input / 32, rounded up
+    side = grid_side(spec.input_size)
     for j, i in enumerate(indices):
         r = manifest.records[i]
         if table.pointing[j] is None or r.mask_path is None:
