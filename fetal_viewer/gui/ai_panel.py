@@ -179,14 +179,13 @@ class AIPanel(QWidget):
         input_size: int | None = None,
     ) -> None:
         loaded = name is not None
-        side = grid_side(input_size) if input_size else 0
-        self.heat_note.setText(
-            f"A {side}×{side} grid over the {input_size} px model input: it marks a region, "
-            "not the outline of a lesion."
-            if loaded and side
-            else ""
-        )
-        self.heat_note.setVisible(loaded and side > 0)
+        self.heat_note.setVisible(loaded and bool(input_size))
+        if input_size:
+            side = grid_side(input_size)
+            self.heat_note.setText(
+                f"A {side}×{side} grid over the {input_size} px model input: it marks a "
+                "region, not the outline of a lesion."
+            )
         if loaded:
             self.model_label.setText(f"Model: <b>{name}</b> v{version} · sha256 {sha[:10]}")
             extra = intended_use.strip()
