@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer import INTENDED_USE
-from fetal_viewer.core.cam.gradcam import grid_side
+from fetal_viewer.core.cam.gradcam import resolution_note
 from fetal_viewer.gui.imaging import COLORMAPS
 
 TOP_CLASS = "Top class"
@@ -181,11 +181,7 @@ class AIPanel(QWidget):
         loaded = name is not None
         self.heat_note.setVisible(loaded and bool(input_size))
         if input_size:
-            side = grid_side(input_size)
-            self.heat_note.setText(
-                f"A {side}×{side} grid over the {input_size} px model input: it marks a "
-                "region, not the outline of a lesion."
-            )
+            self.heat_note.setText(resolution_note(input_size))
         if loaded:
             self.model_label.setText(f"Model: <b>{name}</b> v{version} · sha256 {sha[:10]}")
             extra = intended_use.strip()

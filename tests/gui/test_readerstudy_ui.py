@@ -211,6 +211,8 @@ def test_reader_reads_with_keys_ai_revealed_only_after_unaided_and_resumes(
     _wait_step(qtbot, w, "aided")
     assert w.step.case.pseudonym == first
     assert w.ai_group.isVisible() and w.view.has_overlay
+    # the reader is told how coarse the heatmap is (tiny model: 64 px input, 2x2 cells)
+    assert w.heat_note.isVisible() and "2×2 grid over the 64 px" in w.heat_note.text()
     assert "encephalocele" in w.locked_label.text()
     assert sum(w.ai_bars.values) == pytest.approx(1.0, abs=1e-4)
     qtbot.keyClick(w.view, Qt.Key.Key_1)

@@ -62,6 +62,15 @@ def grid_side(input_size: int) -> int:
     return -(-input_size // 32)
 
 
+def resolution_note(input_size: int) -> str:
+    """What a reader should know about a heatmap's coarseness, in one sentence."""
+    side = grid_side(input_size)
+    return (
+        f"A {side}×{side} grid over the {input_size} px model input: it marks a region, "
+        "not the outline of a lesion."
+    )
+
+
 def cams_from_features(features: NDArray, fc_weight: NDArray) -> NDArray[np.float32]:
     """Grad-CAM of every class from ``layer4`` activations ``(N, K, h, w)`` and the final
     layer's weight ``(C, K)``: ``(N, C, h, w)``, ReLU'd and min-max normalised per map."""

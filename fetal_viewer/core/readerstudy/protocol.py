@@ -62,11 +62,13 @@ class CaseView:
 
 @dataclass(frozen=True)
 class AIOutput:
-    """What the AI shows for a case: model sha256, class probabilities, optional heatmap."""
+    """What the AI shows for a case: model sha256, class probabilities, optional heatmap
+    and the model's input size (which sets how coarse the heatmap is)."""
 
     model_sha: str
     probabilities: dict[str, float]
     heatmap: Any = None  # (H, W) float array or None
+    input_size: int | None = None
 
     @property
     def top_label(self) -> str:

@@ -201,6 +201,7 @@ class StudyModel:
             model_sha=self.sha,
             probabilities={c: float(p) for c, p in zip(preds.classes, probs)},
             heatmap=None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
+            input_size=self._predictor.spec.input_size,
         )
 
 

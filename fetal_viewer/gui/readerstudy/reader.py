@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer import INTENDED_USE
+from fetal_viewer.core.cam.gradcam import resolution_note
 from fetal_viewer.errors import ModelLoadError, ProtocolError
 from fetal_viewer.gui.ai_panel import ProbabilityBars
 from fetal_viewer.gui.error_sink import ErrorSink
@@ -331,6 +332,10 @@ class ReaderWindow(QMainWindow):
         self.overlay_check.setObjectName("overlayCheck")
         self.overlay_check.setChecked(True)
         self.overlay_check.toggled.connect(self.view.set_overlay_visible)
+        self.heat_note = QLabel("", self.ai_group)
+        self.heat_note.setObjectName("heatmapResolution")
+        self.heat_note.setWordWrap(True)
+        self.heat_note.setVisible(False)
         self.opacity = QSlider(Qt.Orientation.Horizontal, self.ai_group)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(45)
@@ -344,6 +349,7 @@ class ReaderWindow(QMainWindow):
         al.addWidget(self.ai_model_label)
         al.addWidget(self.ai_bars)
         al.addWidget(self.overlay_check)
+        al.addWidget(self.heat_note)
         al.addWidget(QLabel("Heatmap opacity", self.ai_group))
         al.addWidget(self.opacity)
         al.addWidget(self.retry_ai)
@@ -683,6 +689,9 @@ class ReaderWindow(QMainWindow):
             self.view.set_overlay(heatmap_rgba(np.asarray(out.heatmap), "jet", HEATMAP_FLOOR, mask))
             self.view.set_overlay_visible(self.overlay_check.isChecked())
         self.overlay_check.setEnabled(out.heatmap is not None)
+        shows_note = out.heatmap is not None and bool(out.input_size)
+        self.heat_note.setText(resolution_note(out.input_size) if shows_note else "")
+        self.heat_note.setVisible(shows_note)
         self.status.setText("")
         self._update_ready()
         self.ai_revealed.emit(out)
