@@ -175,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
                                 out_dir
                                 / f"st{st_idx}_s{s_idx}_f{i:04d}_{top}_{args.cam_method}.png"
                             )
-                            rgb = blend(frame, heat, alpha=0.4)
+                            # cropped to the field of view the model saw: scanners burn
+                            # the patient's name and ID into the header outside it
+                            x0, y0, x1, y1 = pred.geometries[i].box
+                            rgb = blend(frame, heat, alpha=0.4)[y0:y1, x0:x1]
                             if not cv2.imwrite(str(png), np.ascontiguousarray(rgb[:, :, ::-1])):
                                 raise StudyLoadError(
                                     "Could not write a heatmap PNG.",
@@ -183,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
                                     fix="Check the --heatmaps folder is writable.",
                                 )
                             entry["heatmap"] = str(png)
+                            entry["heatmap_box"] = [x0, y0, x1, y1]
                         frames_out.append(entry)
                     series_out.append(
                         {

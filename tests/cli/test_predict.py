@@ -49,16 +49,14 @@ def test_bad_model_gives_clear_error(tmp_path: Path) -> None:
 
 
 def test_predict_json_and_heatmaps(card: Path, tmp_path: Path) -> None:
-    import fetal_viewer.core.io as io
-
-    if not hasattr(io, "open_paths"):
-        pytest.skip("fetal_viewer.core.io.open_paths is not in this checkout yet")
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
     data.mkdir()
     for i in range(2):
         frame = np.zeros((80, 100, 3), np.uint8)
-        frame[10:70, 15:85] = rng.integers(30, 255, (60, 70, 3), dtype=np.uint8)
+        frame[14:74, 15:85] = rng.integers(30, 255, (60, 70, 3), dtype=np.uint8)
+        # a scanner's header with the patient's name burned into the pixels
+        cv2.putText(frame, "DOE^JANE", (2, 9), cv2.FONT_HERSHEY_PLAIN, 0.6, (255, 255, 255))
         cv2.imwrite(str(data / f"img{i}.png"), frame)
     out = tmp_path / "heat"
     res = _cli(data, "--model", card, "--json", "--heatmaps", out)
@@ -71,17 +69,15 @@ def test_predict_json_and_heatmaps(card: Path, tmp_path: Path) -> None:
         assert abs(sum(p["probabilities"].values()) - 1) < 1e-4
         assert p["top_class"] == max(p["probabilities"], key=p["probabilities"].get)
     for f in frames:
+        # the PNG holds the field of view only: the header text stays out of exports
         png = cv2.imread(f["heatmap"])
-        assert png is not None and png.shape == (80, 100, 3)
+        assert f["heatmap_box"] == [15, 14, 85, 74]
+        assert png is not None and png.shape == (60, 70, 3)
     res = _cli(data, "--model", card)
     assert res.returncode == 0 and "tiny-test 9.9" in res.stdout
 
 
 def test_bad_input_gives_non_zero_exit(card: Path, tmp_path: Path) -> None:
-    import fetal_viewer.core.io as io
-
-    if not hasattr(io, "open_paths"):
-        pytest.skip("fetal_viewer.core.io.open_paths is not in this checkout yet")
     bad = tmp_path / "broken.dcm"
     bad.write_bytes(b"not a dicom at all")
     res = _cli(bad, "--model", card)

@@ -341,9 +341,8 @@ def test_dicom_spacing_is_the_drawn_spacing(tmp_path: Path) -> None:
 
 
 def test_dicom_reloads_through_the_project_loader(dicom_set: Path) -> None:
-    io = pytest.importorskip("fetal_viewer.core.io")
-    if not hasattr(io, "open_path"):
-        pytest.skip("fetal_viewer.core.io.open_path is not there yet")
+    from fetal_viewer.core import io
+
     rows = read_manifest(dicom_set)
     result = io.open_path(dicom_set.parent / "dicom")
     assert not result.problems
