@@ -69,6 +69,7 @@ class ProbabilityBars(QGroupBox):
     def set_values(self, probs: np.ndarray | None, note: str = "") -> None:
         self.values = None if probs is None else np.asarray(probs, dtype=np.float32)
         self.note.setText(note)
+        self.note.setVisible(bool(note))  # an empty row would still take its height
         if self.values is None:
             for bar in self.bars:
                 bar.setValue(0)

@@ -215,6 +215,11 @@ def test_reader_reads_with_keys_ai_revealed_only_after_unaided_and_resumes(
     assert w.heat_note.isVisible() and "2×2 grid over the 64 px" in w.heat_note.text()
     assert "encephalocele" in w.locked_label.text()
     assert sum(w.ai_bars.values) == pytest.approx(1.0, abs=1e-4)
+    # on a 900 px screen the AI output and the whole decision fit without scrolling
+    w.resize(1400, 860)
+    qtbot.waitUntil(lambda: w.height() == 860)
+    for part in (w.ai_group, w.heat_note, w.submit_button):
+        assert part.visibleRegion().boundingRect() == part.rect(), part.objectName()
     qtbot.keyClick(w.view, Qt.Key.Key_1)
     with qtbot.waitSignal(w.read_saved, timeout=20_000):
         qtbot.keyClick(w.view, Qt.Key.Key_Enter)

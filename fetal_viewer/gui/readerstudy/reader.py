@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QFrame,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -304,18 +305,20 @@ class ReaderWindow(QMainWindow):
         self.pause_button.setObjectName("pauseButton")
         self.pause_button.setCheckable(True)
         self.pause_button.toggled.connect(self.set_paused)
-        conf_row = QHBoxLayout()
-        conf_row.addWidget(self.confidence, 1)
-        conf_row.addWidget(self.confidence_value)
-        anom_row = QHBoxLayout()
-        anom_row.addWidget(self.anomaly, 1)
-        anom_row.addWidget(self.anomaly_value)
+        sliders = QGridLayout()
+        for row, (name, slider, value) in enumerate(
+            (
+                ("Confidence", self.confidence, self.confidence_value),
+                ("Any anomaly", self.anomaly, self.anomaly_value),
+            )
+        ):
+            sliders.addWidget(QLabel(name, page), row, 0)
+            sliders.addWidget(slider, row, 1)
+            sliders.addWidget(value, row, 2)
+        self.anomaly.setToolTip("Your probability that the fetus has any CNS anomaly")
         dl = QVBoxLayout(decision)
         dl.addLayout(self.label_box)
-        dl.addWidget(QLabel("Confidence", page))
-        dl.addLayout(conf_row)
-        dl.addWidget(QLabel("Probability of any anomaly", page))
-        dl.addLayout(anom_row)
+        dl.addLayout(sliders)
         dl.addWidget(self.comment)
         buttons = QHBoxLayout()
         buttons.addWidget(self.submit_button, 1)
@@ -350,8 +353,10 @@ class ReaderWindow(QMainWindow):
         al.addWidget(self.ai_bars)
         al.addWidget(self.overlay_check)
         al.addWidget(self.heat_note)
-        al.addWidget(QLabel("Heatmap opacity", self.ai_group))
-        al.addWidget(self.opacity)
+        opacity_row = QHBoxLayout()
+        opacity_row.addWidget(QLabel("Heatmap opacity", self.ai_group))
+        opacity_row.addWidget(self.opacity, 1)
+        al.addLayout(opacity_row)
         al.addWidget(self.retry_ai)
         self.ai_group.setVisible(False)
 
@@ -366,8 +371,9 @@ class ReaderWindow(QMainWindow):
         right.addWidget(self.progress)
         right.addWidget(self.condition_label)
         right.addWidget(self.locked_label)
-        right.addWidget(decision)
+        # the aided read shows the AI first, then asks: it sits above the decision
         right.addWidget(self.ai_group)
+        right.addWidget(decision)
         right.addWidget(self.status)
         right.addStretch(1)
         # on short screens the column scrolls instead of squeezing its controls together
@@ -431,7 +437,7 @@ class ReaderWindow(QMainWindow):
             b = QPushButton(f"{i + 1}   {name}", self.reading_page)
             b.setObjectName(f"labelButton_{name}")
             b.setCheckable(True)
-            b.setMinimumHeight(38)
+            b.setMinimumHeight(32)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.setProperty("label", name)
             self.label_group.addButton(b, i)
