@@ -283,9 +283,8 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
         "<p>Heatmap of the reference class (Grad-CAM at the last block). Pointing game: its "
         "maximum lies inside the lesion mask (no pixel tolerance). Pointing ceiling: share of "
         "masks that a map at the model's heatmap resolution (input size / 32 cells a side) "
-        "can hit at all, since "
-        "an upsampled map peaks at one of its cells; no model can score above it. Energy: "
-        "share of the heatmap inside the mask.</p>",
+        "can hit at all, since an upsampled map peaks at one of its cells; no model can "
+        "score above it. Energy: share of the heatmap inside the mask.</p>",
         loc_html,
         img("heatmaps", "heatmap examples"),
         "<h2>Training</h2>" if "training" in figs else "",
