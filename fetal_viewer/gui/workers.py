@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +26,33 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 from superqt.utils import FunctionWorker, create_worker
+from superqt.utils import _qthreading as superqt_threading
 
 from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import CancelledError, InferenceError
 
 log = logging.getLogger("fetal_viewer.gui.workers")
+
+
+class _NoProcessWideWarnings:
+    """What superqt's ``WorkerBase.run`` sees as ``warnings``. It wraps every worker in
+    ``warnings.catch_warnings()`` and points ``showwarning`` at the worker's ``warned`` signal
+    (which nothing here listens to); that swaps process-wide state from each worker thread,
+    and a worker finishing while another thread collects warnings puts back filters and a
+    hook from before (see ``fetal_viewer.core.warncatch``). Without the swap, a worker's
+    warnings are collected by the core's blocks or shown as any other warning."""
+
+    catch_warnings = contextlib.nullcontext
+    warn = staticmethod(warnings.warn)
+    showwarning: Any = None  # superqt's per-worker hook lands here, unused
+
+    @staticmethod
+    def filterwarnings(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+superqt_threading.warnings = _NoProcessWideWarnings()  # type: ignore[attr-defined,assignment]
 
 SeriesKey = tuple[str, str]
 

@@ -9,6 +9,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fetal_viewer.core.readerstudy.analysis import analyze, time_saving
@@ -143,6 +144,20 @@ def test_simulated_study_recovers_known_effect(tmp_path: Path) -> None:
     assert a.auc_mrmc.p < 0.05 and a.accuracy_mrmc.diff > 0
     saving = time_saving(rows)["saving_s"]
     assert abs(saving - (truth.median_time_unaided_s - truth.median_time_aided_s)) < 4
+
+
+def test_a_class_no_case_has_averages_to_nan_quietly(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "sim.db")
+    simulate_study(store, n_readers=2, n_cases=12, seed=3)
+    rows = long_rows(store, "sim")
+    labels = store.get_study("sim").labels
+    unseen = sorted(set(labels) - {r.reference for r in rows})
+    assert unseen  # 12 cases of this seed have no anencephaly
+    a = analyze(rows, labels)  # pytest turns numpy's empty-slice warning into an error
+    for cond in ("unaided", "aided"):
+        for lab in unseen:
+            assert np.isnan(a.average[cond][f"sensitivity[{lab}]"])
+            assert 0.0 <= a.average[cond][f"specificity[{lab}]"] <= 1.0
 
 
 def test_crash_harness_short(tmp_path: Path) -> None:

@@ -46,3 +46,36 @@ def test_nested_blocks_on_one_thread() -> None:
             warnings.warn("inner", UserWarning, stacklevel=1)
     assert [str(w.message) for w in outer] == ["outer"]
     assert [str(w.message) for w in inner] == ["inner"]
+
+
+def test_a_foreign_catch_warnings_on_another_thread_does_not_steal_a_block() -> None:
+    """superqt runs every worker inside ``warnings.catch_warnings()`` with its own
+    ``showwarning``; its entry and exit interleave with blocks on other threads."""
+    entered, opened, left = threading.Event(), threading.Event(), threading.Event()
+    stolen: list[object] = []
+
+    def foreign() -> None:
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda *w: stolen.append(w)
+            entered.set()
+            opened.wait(5)
+        left.set()
+
+    # the filters the foreign block puts back must let a first warning through (pytest's
+    # "error" would raise it instead; the app runs with Python's "default")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        thread = threading.Thread(target=foreign)
+        thread.start()
+        assert entered.wait(5)
+        with collect_warnings() as caught:
+            warnings.warn("while the foreign block is open", UserWarning, stacklevel=1)
+            opened.set()
+            assert left.wait(5)  # it put back the showwarning it saw before ours opened
+            warnings.warn("after it closed", UserWarning, stacklevel=1)
+        thread.join()
+    assert [str(w.message) for w in caught] == [
+        "while the foreign block is open",
+        "after it closed",
+    ]
+    assert stolen == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
+from superqt.utils import create_worker
 
 from fetal_viewer.core.redact import path_token
+from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import StudyLoadError
 from fetal_viewer.gui.error_sink import (
     LOG_NAME,
@@ -372,6 +375,25 @@ def test_settings_persist_and_close_stops_threads(qtbot, make_main_window, study
     assert again.ai_panel.colormap == "inferno"
     assert str(study_dir.resolve()) in again.recent()
     assert again.settings.value("model/card") == str(tiny_model)
+
+
+def test_a_finishing_worker_does_not_take_a_block_s_warnings(qtbot):
+    """A superqt worker that ends while the GUI thread collects warnings used to put back
+    the process-wide filters and hook it saw when it started (pytest's "error" here)."""
+    inside, release = threading.Event(), threading.Event()
+
+    def work() -> None:
+        inside.set()
+        release.wait(5)
+
+    worker = create_worker(work, _start_thread=False)
+    worker.start()
+    assert inside.wait(5)
+    with collect_warnings() as caught:
+        with qtbot.waitSignal(worker.finished, timeout=5000):
+            release.set()
+        warnings.warn("after the worker finished", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["after the worker finished"]
 
 
 def test_series_key_is_stable(study_dir):

@@ -101,6 +101,13 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(stats.binomtest(b, b + c, 0.5).pvalue)
 
 
+def _mean_of_defined(values: Sequence[float]) -> float:
+    """Mean over the readers for whom a figure is defined; NaN when it is defined for none
+    (e.g. no case of that class was read), without numpy's empty-slice warning."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def _labels_of(rows: Sequence[LongRow]) -> tuple[str, ...]:
     found = sorted({r.reference for r in rows} | {r.label for r in rows})
     if NORMAL in found:
@@ -175,13 +182,13 @@ def analyze(
             continue
         avg = {
             "accuracy": float(np.mean([x.accuracy for x in pcs])),
-            "auc": float(np.nanmean([x.auc for x in pcs])),
+            "auc": _mean_of_defined([x.auc for x in pcs]),
             "cohen_kappa": float(np.mean([x.cohen_kappa for x in pcs])),
             "time_median_s": float(np.mean([x.time_median_s for x in pcs])),
         }
         for lab in labels:
-            avg[f"sensitivity[{lab}]"] = float(np.nanmean([x.sensitivity[lab] for x in pcs]))
-            avg[f"specificity[{lab}]"] = float(np.nanmean([x.specificity[lab] for x in pcs]))
+            avg[f"sensitivity[{lab}]"] = _mean_of_defined([x.sensitivity[lab] for x in pcs])
+            avg[f"specificity[{lab}]"] = _mean_of_defined([x.specificity[lab] for x in pcs])
         average[cond] = avg
     # Fleiss' kappa over cases read by every reader in the condition
     fleiss = {}
