@@ -16,6 +16,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import (
     MPEG2MPML,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
     JPEGBaseline8Bit,
     SecondaryCaptureImageStorage,
     UltrasoundMultiFrameImageStorage,
@@ -188,6 +189,33 @@ def test_generated_jpeg_cine_matches_its_source(tmp_path: Path) -> None:
     for i, img in enumerate(images):
         diff = np.abs(series.frame(i).astype(int) - img.astype(int))
         assert diff.mean() < 3.0
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "MONOCHROME2"])
+def test_htj2k_lossless_cine_decodes_exactly(tmp_path: Path, photometric: str) -> None:
+    """High-Throughput JPEG 2000 (pydicom-data has no such file; imagecodecs' OpenJPH encodes
+    one, pylibjpeg-openjpeg decodes it)."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    images = [gradient(40, 56, seed=i) for i in range(3)]
+    if photometric == "MONOCHROME2":
+        images = [np.ascontiguousarray(img[:, :, 0]) for img in images]
+    blobs = [imagecodecs.htj2k_encode(img, reversible=True) for img in images]
+    p = make_dicom(
+        tmp_path / "htj2k.dcm",
+        encapsulate(blobs),
+        rows=40,
+        cols=56,
+        photometric=photometric,
+        spp=3 if photometric == "RGB" else 1,
+        frames=len(images),
+        ts=HTJ2KLossless,
+        encapsulated=True,
+    )
+    (series,) = open_path(p).series
+    assert series.n_frames == 3
+    for i, img in enumerate(images):
+        rgb = img if img.ndim == 3 else np.repeat(img[:, :, None], 3, axis=2)
+        assert np.array_equal(series.frame(i), rgb)
 
 
 # -- header facts ----------------------------------------------------------------------------
