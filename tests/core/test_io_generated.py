@@ -9,6 +9,7 @@ import tracemalloc
 from pathlib import Path
 
 import cv2
+import imagecodecs
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -195,7 +196,6 @@ def test_generated_jpeg_cine_matches_its_source(tmp_path: Path) -> None:
 def test_htj2k_lossless_cine_decodes_exactly(tmp_path: Path, photometric: str) -> None:
     """High-Throughput JPEG 2000 (pydicom-data has no such file; imagecodecs' OpenJPH encodes
     one, pylibjpeg-openjpeg decodes it)."""
-    imagecodecs = pytest.importorskip("imagecodecs")
     images = [gradient(40, 56, seed=i) for i in range(3)]
     if photometric == "MONOCHROME2":
         images = [np.ascontiguousarray(img[:, :, 0]) for img in images]
