@@ -42,21 +42,15 @@ def add_parser(subparsers: Any) -> None:
         "--update-card",
         type=Path,
         metavar="CARD",
-        help="write the headline figures into this model card's metrics (weights untouched)",
+        help="write the headline figures into this model card's metrics (weights untouched); "
+        "with --cv it may be one of the fold cards under OUT/folds/",
     )
     p.set_defaults(func=run)
 
 
-def update_card(card_path: Path, key: str, figures: dict[str, Any]) -> None:
-    from fetal_viewer.core.model.checkpoint import ModelCard
-
-    card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), path=card_path)
-    card.metrics[key] = figures
-    card_path.write_text(card.to_json(), encoding="utf-8")
-
-
 def run(args: argparse.Namespace) -> int:
     from fetal_viewer.cli.train import config_from_args, load_manifest, progress_for
+    from fetal_viewer.core.model.checkpoint import write_card_metrics
     from fetal_viewer.core.training.evaluate import cross_validate, headline, score_model
     from fetal_viewer.core.training.train import dist_info, finish_distributed
 
@@ -81,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 k=args.folds,
                 resume=args.resume,
+                name=args.name,
+                fp16=args.fp16,
                 n_boot=args.bootstrap,
                 backend=args.backend,
                 figure_dir=args.figures,
@@ -91,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if dist_info().is_main:
         head = headline(metrics)
         if args.update_card is not None:
-            update_card(args.update_card, args.cv or "held_out", head)
+            write_card_metrics(args.update_card, args.cv or "held_out", head)
             print(f"card updated: {args.update_card}")
         print(f"report: {Path(args.out) / 'report.html'}")
         print(json.dumps(head))

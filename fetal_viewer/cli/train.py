@@ -72,6 +72,13 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--resume", action="store_true", help="continue an interrupted run in the same --out"
     )
+    c = p.add_argument_group("checkpoint")
+    c.add_argument(
+        "--name",
+        default="fetal-cns-resnet34",
+        help="model name in the card (evaluate adds the fold to it)",
+    )
+    c.add_argument("--fp16", action="store_true", help="store the weights as float16")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -82,8 +89,6 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_training_options(p)
-    p.add_argument("--name", default="fetal-cns-resnet34", help="model name in the card")
-    p.add_argument("--fp16", action="store_true", help="store the weights as float16")
     p.add_argument("--notes", default="", help="free text for the model card")
     p.set_defaults(func=run)
 

@@ -100,6 +100,9 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
         "torch",
         "--val-fraction",
         "0",
+        "--name",
+        "demo",
+        "--fp16",
         *FAST,
     ]
     r = run_cli(*cv_args)
@@ -111,6 +114,15 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     head = json.loads(r.stdout.strip().splitlines()[-1])
     assert head["protocol"] == "leave-one-center-out"
     assert not (cv / "folds" / "center_A" / "state").exists()
+    # each fold model is a shippable checkpoint carrying the figures of the center it never saw
+    fold_card = cv / "folds" / "center_A" / "card.json"
+    fold = load_checkpoint(fold_card).card
+    assert fold.name == "demo, leave-one-center-out center=A" and fold.dtype == "float16"
+    assert json.loads(fold.training_data)["centers"] == ["B"]
+    held_out = fold.metrics["held_out"]
+    assert held_out["protocol"] == "leave-one-center-out center=A held out"
+    assert held_out["patients"] == 4 and held_out["images"] == m["by_fold"]["center=A"]["images"]
+    assert held_out["patient_accuracy"] == m["by_fold"]["center=A"]["patient_accuracy"]
     report = (cv / "report.html").read_text()
     loc = m["localisation"]["all"]
     assert loc["pointing_game"] <= loc["pointing_ceiling"] <= 1.0
@@ -126,8 +138,11 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
         w = csv.DictWriter(fh, [k for k in rows[0] if k != "pointing_reachable"])
         w.writeheader()
         w.writerows({k: v for k, v in row.items() if k != "pointing_reachable"} for row in rows)
-    r = run_cli(*cv_args, "--resume")
+    r = run_cli(*cv_args, "--resume", "--update-card", str(fold_card))
     assert r.returncode == 0, r.stderr
+    fold = load_checkpoint(fold_card).card  # the weights' sha256 still holds
+    assert fold.metrics["held_out"] == held_out
+    assert fold.metrics["leave-one-center-out"]["patients"] == 8
     assert r.stdout.count("already scored") == 2 and "epoch 1/1" not in r.stdout
     assert r.stdout.count("adding the pointing-game ceiling") == 1
     again_loc = json.loads((cv / "metrics.json").read_text())["localisation"]

@@ -253,6 +253,14 @@ def save_checkpoint(
     return card_path
 
 
+def write_card_metrics(card_path: str | Path, key: str, figures: dict[str, Any]) -> None:
+    """Set ``metrics[key]`` in a model card on disk (the weights and their sha256 untouched)."""
+    path = Path(card_path)
+    card = ModelCard.from_json(path.read_text(encoding="utf-8"), path=path)
+    card.metrics[key] = figures
+    path.write_text(card.to_json(), encoding="utf-8")
+
+
 def _looks_like_pickle(head: bytes) -> bool:
     # protocol 2+ pickles start with PROTO (0x80) and the protocol number; torch.save's zip
     # format with "PK"; protocol 0/1 pickles with an opcode. A safetensors header length

@@ -25,6 +25,7 @@ from fetal_viewer.core.model.checkpoint import (
     ModelCard,
     load_checkpoint,
     save_checkpoint,
+    write_card_metrics,
 )
 from fetal_viewer.core.model.labels import ANOMALY_CLASSES, CLASSES
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
@@ -237,6 +238,8 @@ def cross_validate(
     *,
     k: int = 5,
     resume: bool = False,
+    name: str = "",
+    fp16: bool = False,
     n_boot: int = 1000,
     backend: str = "auto",
     figure_dir: str | Path | None = None,
@@ -244,7 +247,13 @@ def cross_validate(
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
-    """Train and score every fold, then write the report; returns metrics.json's content."""
+    """Train and score every fold, then write the report; returns metrics.json's content.
+
+    Each fold's checkpoint lands in ``out_dir/folds/<fold>/`` (named ``"<name>, <mode>
+    <fold>"``, float16 weights with ``fp16``); a fold whose held-out set has every class also
+    gets its own held-out figures in its card (``metrics["held_out"]``), so any fold model can
+    be shipped with the figures of the patients it never saw.
+    """
     out = Path(out_dir)
     info = dist_info()
     folds = make_folds(manifest.records, mode, k=k, seed=config.seed)
@@ -297,8 +306,9 @@ def cross_validate(
         if not info.is_main:
             _barrier(info)
             continue
-        card = make_card(result, config, manifest, fold.train, f"{mode} {fold.name}")
-        card_path = save_checkpoint(result.model, card, fold_dir)
+        title = f"{name}, {mode} {fold.name}" if name else f"{mode} {fold.name}"
+        card = make_card(result, config, manifest, fold.train, title)
+        card_path = save_checkpoint(result.model, card, fold_dir, fp16=fp16)
         scored = score(
             load_checkpoint(card_path),
             manifest,
@@ -330,6 +340,13 @@ def cross_validate(
         "manifest": str(manifest.source),
         **{k2: v for k2, v in config.fingerprint().items() if k2 != "classes"},
     }
+    for fold, fold_table in zip(folds, tables, strict=True):
+        card_path = out / "folds" / _safe(fold.name) / "card.json"
+        if card_path.is_file() and len(set(fold_table.y.tolist())) == len(config.classes):
+            fold_metrics, _ = summarise(fold_table, n_boot=n_boot, seed=config.seed)
+            fold_setup = {**setup, "protocol": f"{mode} {fold.name} held out", "folds": 1}
+            held_out = headline({"setup": fold_setup, **fold_metrics})
+            write_card_metrics(card_path, "held_out", held_out)
     write_report(
         ReportInputs(
             title=f"fetal-viewer evaluation: {mode}",
