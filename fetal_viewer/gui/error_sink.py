@@ -30,7 +30,11 @@ LOG_NAME = "fetal-viewer.log"
 
 
 def setup_logging(level: int = logging.INFO) -> Path:
-    """Log ``fetal_viewer.*`` to a rotating file in the user log folder; return its path."""
+    """Log ``fetal_viewer.*`` to a rotating file in the user log folder; return its path.
+
+    Warnings that no block collects (:mod:`fetal_viewer.core.warncatch`) go to the same file
+    (``logging.captureWarnings``) rather than to a terminal nobody reads.
+    """
     folder = log_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOG_NAME
@@ -45,16 +49,20 @@ def setup_logging(level: int = logging.INFO) -> Path:
     )
     root.addHandler(handler)
     root.setLevel(min(level, root.level or level))
+    logging.getLogger("py.warnings").addHandler(handler)
+    logging.captureWarnings(True)
     return path
 
 
 def close_logging() -> None:
     """Detach and close the file handlers :func:`setup_logging` added."""
-    root = logging.getLogger("fetal_viewer")
-    for handler in list(root.handlers):
-        if isinstance(handler, RotatingFileHandler):
-            root.removeHandler(handler)
-            handler.close()
+    logging.captureWarnings(False)
+    for name in ("fetal_viewer", "py.warnings"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, RotatingFileHandler):
+                logger.removeHandler(handler)
+                handler.close()
 
 
 def describe(exc: BaseException) -> tuple[str, str, str]:

@@ -325,6 +325,7 @@ def test_corrupt_file_shows_error_and_app_continues(qtbot, make_main_window, stu
     assert len(window.browser.patients) == 2
 
 
+@pytest.mark.filterwarnings("always::UserWarning")  # shown (to the log), not raised
 def test_global_hooks_log_and_show(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path))
     path = setup_logging()
@@ -339,6 +340,7 @@ def test_global_hooks_log_and_show(qtbot, tmp_path, monkeypatch):
                 sys.excepthook(type(exc), exc, exc.__traceback__)
 
         def worker() -> None:
+            warnings.warn("stray warning outside any collecting block", UserWarning, stacklevel=1)
             raise ValueError("boom in a thread")
 
         with qtbot.waitSignal(sink.reported, timeout=5_000) as second:
@@ -349,6 +351,7 @@ def test_global_hooks_log_and_show(qtbot, tmp_path, monkeypatch):
         assert sink.dialog is not None and "ZeroDivisionError" in sink.dialog.text()
         text = path.read_text()
         assert "boom in a slot" in text and "boom in a thread" in text
+        assert "UserWarning: stray warning outside any collecting block" in text
     finally:
         uninstall_excepthooks()
         sink.close_all()
