@@ -30,6 +30,14 @@ def add_parser(subparsers: Any) -> None:
     how.add_argument("--cv", choices=CV_CHOICES, help="cross-validation protocol (trains)")
     how.add_argument("--model", type=Path, help="model card to score without training")
     p.add_argument("--folds", type=int, default=5, help="k for grouped-kfold (default 5)")
+    p.add_argument(
+        "--only-fold",
+        action="append",
+        default=[],
+        metavar="FOLD",
+        help="with --cv, run only this fold (e.g. center=D; repeatable) and report on it; "
+        "to spread folds over machines, copy their OUT/folds/ together and rerun with --resume",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument(
         "--backend",
@@ -74,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 config_from_args(args),
                 args.out,
                 k=args.folds,
+                only=args.only_fold,
                 resume=args.resume,
                 name=args.name,
                 fp16=args.fp16,

@@ -237,6 +237,7 @@ def cross_validate(
     out_dir: str | Path,
     *,
     k: int = 5,
+    only: Sequence[str] = (),
     resume: bool = False,
     name: str = "",
     fp16: bool = False,
@@ -253,10 +254,25 @@ def cross_validate(
     <fold>"``, float16 weights with ``fp16``); a fold whose held-out set has every class also
     gets its own held-out figures in its card (``metrics["held_out"]``), so any fold model can
     be shipped with the figures of the patients it never saw.
+
+    ``only`` names the folds to run (``center=D``); the others are left alone, so folds can
+    run on several machines and a later run with ``resume`` over the same ``out_dir``
+    gathers them into one report.
     """
     out = Path(out_dir)
     info = dist_info()
     folds = make_folds(manifest.records, mode, k=k, seed=config.seed)
+    if only:
+        names = [f.name for f in folds]
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            raise DataError(
+                f"No fold named {', '.join(unknown)} in {mode}.",
+                why=f"This manifest's folds are: {shown}.",
+                fix="Name a fold as listed (for example --only-fold center=A).",
+            )
+        folds = [f for f in folds if f.name in set(only)]
     say: LogFn = log if info.is_main else (lambda _m: None)
     say(f"{mode}: {len(folds)} folds over {len(manifest.patients)} patients")
     tables: list[PredictionTable] = []
