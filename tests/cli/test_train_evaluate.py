@@ -110,6 +110,7 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert r.returncode != 0 and "No fold named center=Z" in r.stderr and "center=B" in r.stderr
     r = run_cli(*cv_args, "--only-fold", "center=B")
     assert r.returncode == 0, r.stderr
+    assert "2 folds over" in r.stdout and "running only center=B" in r.stdout
     assert set(json.loads((cv / "metrics.json").read_text())["by_fold"]) == {"center=B"}
     assert not (cv / "folds" / "center_A").exists()
     r = run_cli(*cv_args, "--resume")

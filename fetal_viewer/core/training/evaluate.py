@@ -262,6 +262,8 @@ def cross_validate(
     out = Path(out_dir)
     info = dist_info()
     folds = make_folds(manifest.records, mode, k=k, seed=config.seed)
+    say: LogFn = log if info.is_main else (lambda _m: None)
+    say(f"{mode}: {len(folds)} folds over {len(manifest.patients)} patients")
     if only:
         names = [f.name for f in folds]
         unknown = sorted(set(only) - set(names))
@@ -273,8 +275,7 @@ def cross_validate(
                 fix="Name a fold as listed (for example --only-fold center=A).",
             )
         folds = [f for f in folds if f.name in set(only)]
-    say: LogFn = log if info.is_main else (lambda _m: None)
-    say(f"{mode}: {len(folds)} folds over {len(manifest.patients)} patients")
+        say(f"  running only {', '.join(f.name for f in folds)}")
     tables: list[PredictionTable] = []
     histories: dict[str, list[dict[str, float]]] = {}
     examples: list[HeatmapExample] = []
