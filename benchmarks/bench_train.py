@@ -5,9 +5,13 @@ Against it: the training pipeline's own loader (``FrameDataset`` + ``DataLoader`
 FOV-cropped squares, ultrasound augmentation, normalisation) feeding the same steps. The
 loader is not the bottleneck when ``loader_over_preloaded`` is close to 1 and the loader
 alone delivers many times the images per second that training consumes. The cold path
-(reading PNG + FOV crop + resize per image, the first epoch) is measured on its own. The
-training's mixed precision (bfloat16 autocast on CPUs with native support, float16 on CUDA)
-is measured against full-precision steps on the same preloaded batches.
+(reading PNG + FOV crop + resize per image, the first epoch) is measured on its own.
+
+The training's own step (channels-last tensors; bfloat16 autocast only on CPUs with native
+bfloat16 instructions, float16 on CUDA, else float32) is also measured against the choices
+it did not make, on the same preloaded batches: the default contiguous (NCHW) layout, and
+the other precision (bfloat16 where training runs float32 on the CPU, float32 where it runs
+mixed precision).
 
 Phantom frames at their native size, ResNet34, CPU unless CUDA is present. Steps are
 interleaved (A, B, A, B...) so machine load hits both alike. Last line: one JSON object.
@@ -85,46 +89,68 @@ def main() -> None:
         loader_only_img_s = args.steps * bs / (time.perf_counter() - t)
 
         preloaded = [next(stream) for _ in range(2)]
+        channels_last = torch.channels_last  # the layout train_model uses
         preloaded = [(x.to(device), y.to(device)) for x, y in preloaded]
+        other_dtype = (
+            torch.bfloat16 if amp_dtype is None and device.type == "cpu" else None
+        )  # the precision training did not pick (None: float32)
 
-        model = build_resnet34(len(CLASSES)).to(device).train()
+        model = build_resnet34(len(CLASSES)).to(device, memory_format=channels_last).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         loss_fn = torch.nn.CrossEntropyLoss()
 
-        def step(x: torch.Tensor, y: torch.Tensor, amp: bool = True) -> None:
+        def step(
+            x: torch.Tensor,
+            y: torch.Tensor,
+            dtype: torch.dtype | None = amp_dtype,
+            layout: torch.memory_format = channels_last,
+        ) -> None:
             opt.zero_grad(set_to_none=True)
-            enabled = amp and amp_dtype is not None
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=enabled):
-                loss = loss_fn(model(x).float(), y)
+            x = x.to(device, non_blocking=True, memory_format=layout)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = loss_fn(model(x).float(), y.to(device, non_blocking=True))
             loss.backward()
             opt.step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
 
-        for x, y in preloaded:  # warm-up
+        def nchw(x: torch.Tensor, y: torch.Tensor) -> None:
+            model.to(memory_format=torch.contiguous_format)
+            try:
+                step(x, y, layout=torch.contiguous_format)
+            finally:
+                model.to(memory_format=channels_last)
+
+        def timed(fn: object, *a: object) -> float:
+            t = time.perf_counter()
+            fn(*a)  # type: ignore[operator]
+            return time.perf_counter() - t
+
+        for x, y in preloaded:  # warm-up of every path
             step(x, y)
-            step(x, y, amp=False)
+            step(x, y, dtype=other_dtype)
+            nchw(x, y)
         t_pre: list[float] = []
         t_load: list[float] = []
-        t_fp32: list[float] = []
+        t_other: list[float] = []
+        t_nchw: list[float] = []
         for i in range(args.steps):
-            t = time.perf_counter()
             x, y = preloaded[i % 2]
-            step(x, y, amp=False)
-            t_fp32.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            x, y = preloaded[i % 2]
-            step(x, y)
-            t_pre.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            t_other.append(timed(step, x, y, other_dtype))
+            t_pre.append(timed(step, x, y))
+            t_nchw.append(timed(nchw, x, y))
             x, y = next(stream)
-            step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-            t_load.append(time.perf_counter() - t)
+            t_load.append(timed(step, x, y))
 
     pre = bs / float(np.median(t_pre))
     load = bs / float(np.median(t_load))
-    fp32 = bs / float(np.median(t_fp32))
-    precision = str(amp_dtype).removeprefix("torch.") if amp_dtype is not None else "float32"
+    other = bs / float(np.median(t_other))
+    contiguous = bs / float(np.median(t_nchw))
+
+    def name(dtype: torch.dtype | None) -> str:
+        return str(dtype).removeprefix("torch.") if dtype is not None else "float32"
+
+    precision, other_precision = name(amp_dtype), name(other_dtype)
     figures = {
         "device": device.type,
         "input_size": size,
@@ -134,19 +160,23 @@ def main() -> None:
         "train_img_s_with_loader": round(load, 2),
         "loader_over_preloaded": round(load / pre, 3),
         "precision": precision,
-        "train_img_s_float32": round(fp32, 2),
-        "mixed_over_float32": round(pre / fp32, 3),
+        "other_precision": other_precision,
+        "train_img_s_other_precision": round(other, 2),
+        "training_over_other_precision": round(pre / other, 3),
+        "train_img_s_contiguous": round(contiguous, 2),
+        "channels_last_over_contiguous": round(pre / contiguous, 3),
         "loader_only_img_s": round(loader_only_img_s, 1),
         "loader_only_over_training": round(loader_only_img_s / pre, 1),
         "cold_read_img_s": round(cold_img_s, 1),
         "images": n,
     }
     print(
-        f"training {pre:.1f} img/s on preloaded tensors, {load:.1f} img/s with the loader "
-        f"(ratio {load / pre:.3f}); the loader alone delivers {loader_only_img_s:.0f} img/s "
-        f"({loader_only_img_s / pre:.0f}x what training consumes); cold read+crop "
-        f"{cold_img_s:.0f} img/s; {precision} steps are {pre / fp32:.2f}x full precision "
-        f"({fp32:.1f} img/s)"
+        f"training ({precision}, channels-last) {pre:.1f} img/s on preloaded tensors, "
+        f"{load:.1f} img/s with the loader (ratio {load / pre:.3f}); the loader alone delivers "
+        f"{loader_only_img_s:.0f} img/s ({loader_only_img_s / pre:.0f}x what training "
+        f"consumes); cold read+crop {cold_img_s:.0f} img/s; {other_precision} steps "
+        f"{other:.1f} img/s ({pre / other:.2f}x); contiguous layout {contiguous:.1f} img/s "
+        f"(channels-last {pre / contiguous:.2f}x)"
     )
     print(json.dumps(figures))
 

@@ -67,7 +67,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no-amp",
         action="store_true",
-        help="full precision (default: float16 on CUDA, bfloat16 on CPUs that support it)",
+        help="full precision (default: float16 on CUDA, bfloat16 on CPUs with bfloat16 "
+        "instructions)",
     )
     g.add_argument(
         "--resume", action="store_true", help="continue an interrupted run in the same --out"

@@ -227,10 +227,27 @@ def test_resume_state_round_trips_optimizer_and_schedule(name: str, tmp_path: Pa
         train_mod._load_state(tmp_path, model2, opt2, sched2, {"x": 2})
 
 
-def test_mixed_precision_type_follows_the_device() -> None:
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [(False, False, None), (True, False, torch.bfloat16), (False, True, torch.bfloat16)],
+)
+def test_mixed_precision_type_follows_the_device(
+    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, expected: torch.dtype | None
+) -> None:
     assert autocast_dtype(torch.device("cuda")) is torch.float16
-    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    assert autocast_dtype(torch.device("cpu")) is (torch.bfloat16 if native_bf16 else None)
+    # bfloat16 only where the CPU has bfloat16 instructions: oneDNN also "supports" it on
+    # any AVX-512 CPU, emulated at half the speed of float32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert autocast_dtype(torch.device("cpu")) is expected
+
+
+def test_trained_weights_come_back_contiguous(manifest: Manifest, tmp_path: Path) -> None:
+    # training runs channels-last; the returned model (saved as safetensors) must not be
+    cfg = TrainConfig(**{**CONFIG.__dict__, "epochs": 1})
+    result = train_model(manifest, range(len(manifest)), cfg, tmp_path / "run")
+    assert all(t.is_contiguous() for t in result.model.state_dict().values())
 
 
 def test_full_precision_run_says_nothing_about_autocast(manifest: Manifest, tmp_path: Path) -> None:
