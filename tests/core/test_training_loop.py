@@ -17,7 +17,7 @@ from fetal_viewer.core.training.augment import AugmentSpec, augment
 from fetal_viewer.core.training.data import FrameDataset, SquareCache, load_squares
 from fetal_viewer.core.training.manifest import Manifest, Record
 from fetal_viewer.core.training.train import TrainConfig, autocast_dtype, train_model
-from fetal_viewer.errors import CancelledError
+from fetal_viewer.errors import CancelledError, DataError
 
 
 def _frame(record: Record) -> np.ndarray:
@@ -134,6 +134,30 @@ def test_training_preprocessing_matches_inference(manifest: Manifest) -> None:
     x, _ = ds[0]
     np.testing.assert_array_equal(x.numpy(), preprocess(_frame(r), spec).array)
     np.testing.assert_array_equal(cache.get(3), load_squares(r, 48, with_mask=False)[0])
+
+
+def test_preload_reads_every_row_in_parallel_and_stops_on_errors(
+    manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = SquareCache(manifest.records, 48)
+    seen: list[tuple[int, int]] = []
+    cache.preload(range(len(manifest)), lambda n, total, _m="": seen.append((n, total)))
+    assert seen[-1] == (len(manifest), len(manifest)) and len(seen) == len(manifest)
+    for i, r in enumerate(manifest.records):
+        np.testing.assert_array_equal(cache.get(i), load_squares(r, 48, with_mask=False)[0])
+
+    def broken(record: Record) -> np.ndarray:
+        if record.patient_id == "p7":
+            raise DataError("cannot read this frame")
+        return _frame(record)
+
+    monkeypatch.setattr(data_mod, "read_record_frame", broken)
+    with pytest.raises(DataError, match="cannot read"):
+        SquareCache(manifest.records, 48).preload(range(len(manifest)))
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(CancelledError):
+        SquareCache(manifest.records, 48).preload(range(len(manifest)), cancel=token)
 
 
 def test_augment_is_seeded_and_keeps_background_dark() -> None:
