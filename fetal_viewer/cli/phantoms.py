@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from fetal_viewer.errors import DataError
@@ -54,6 +55,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="QUALITY",
         help="write JPEG Baseline compressed DICOM at this quality (1-100)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="processes drawing patients (default: one per core); the files do not depend on it",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -75,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             size=args.size,
             progress=progress,
             jpeg_quality=args.jpeg,
+            workers=args.workers,
         )
     finally:
         close()

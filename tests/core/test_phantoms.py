@@ -76,7 +76,8 @@ def _digest(folder: Path) -> dict[str, str]:
 def test_dataset_same_seed_same_bytes(tmp_path: Path) -> None:
     kw = {"patients_per_class": 1, "centers": ["A", "D"], "fmt": "both", "size": (96, 80)}
     generate_dataset(tmp_path / "one", seed=11, jpeg_quality=85, **kw)  # type: ignore[arg-type]
-    generate_dataset(tmp_path / "two", seed=11, jpeg_quality=85, **kw)  # type: ignore[arg-type]
+    # a second run in two processes (as the CLI does by default) writes the same files
+    generate_dataset(tmp_path / "two", seed=11, jpeg_quality=85, workers=2, **kw)  # type: ignore[arg-type]
     generate_dataset(tmp_path / "three", seed=12, jpeg_quality=85, **kw)  # type: ignore[arg-type]
     one, two, three = (_digest(tmp_path / n) for n in ("one", "two", "three"))
     assert any(k.endswith(".dcm") for k in one) and any(k.endswith(".png") for k in one)

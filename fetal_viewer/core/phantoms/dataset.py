@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import multiprocessing
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +231,49 @@ def write_patient_dicom(
     return out
 
 
+def _write_patient(
+    out: Path,
+    plan: PatientPlan,
+    *,
+    size: tuple[int, int] | None,
+    fmt: str,
+    seed: int,
+    jpeg_quality: int | None,
+) -> list[dict[str, str]]:
+    """Render one planned patient, write its frames and masks, return its manifest rows."""
+    pf = render_patient(plan, size)
+    rel = Path(plan.center.center) / plan.patient_id
+    mask_paths = []
+    for k, frame in enumerate(pf.frames):
+        mp = Path("masks") / rel / f"f{k:03d}.png"
+        _write_png(out / mp, frame.mask.astype(np.uint8) * 255)
+        mask_paths.append(mp)
+    png_paths: list[tuple[Path, int]] = []
+    if fmt in ("png", "both"):
+        for k, frame in enumerate(pf.frames):
+            pp = Path("png") / rel / f"f{k:03d}.png"
+            _write_png(out / pp, frame.image)
+            png_paths.append((pp, 0))
+    dcm_paths: list[tuple[Path, int]] = []
+    if fmt in ("dicom", "both"):
+        dcm_paths = [
+            (p.relative_to(out), k) for p, k in write_patient_dicom(out, pf, seed, jpeg_quality)
+        ]
+    listed = png_paths if png_paths else dcm_paths
+    return [
+        {
+            "path": path.as_posix(),
+            "frame": str(frame_idx),
+            "patient_id": plan.patient_id,
+            "center": plan.center.center,
+            "label": plan.label,
+            "ga_weeks": f"{pf.ga_weeks:.3f}",
+            "mask_path": mp.as_posix(),
+        }
+        for (path, frame_idx), mp in zip(listed, mask_paths)
+    ]
+
+
 def generate_dataset(
     out_dir: str | Path,
     patients_per_class: int = 2,
@@ -239,13 +285,15 @@ def generate_dataset(
     *,
     jpeg_quality: int | None = None,
     cancel: CancelToken | None = None,
+    workers: int = 1,
 ) -> Path:
     """Generate a multi-center phantom data set and return the path of its manifest.
 
     ``patients_per_class`` patients of each class at each of ``centers`` centers (a count,
     taking the first styles, or center letters); ``fmt`` is ``png``, ``dicom`` or ``both``;
     ``size`` is (width, height), the center's native matrix when None; ``jpeg_quality``
-    writes JPEG Baseline DICOM instead of uncompressed. Same arguments, same bytes.
+    writes JPEG Baseline DICOM instead of uncompressed; ``workers`` > 1 renders patients in
+    that many processes. Same arguments (whatever ``workers``), same bytes.
     """
     if fmt not in FORMATS:
         raise DataError(f"Unknown phantom format {fmt!r}.", fix=f"Use one of {', '.join(FORMATS)}.")
@@ -255,41 +303,28 @@ def generate_dataset(
     rows: list[dict[str, str]] = []
     total = len(plans)
     progress(0, total, "phantom patients")
-    for i, plan in enumerate(plans):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        pf = render_patient(plan, size)
-        rel = Path(plan.center.center) / plan.patient_id
-        mask_paths = []
-        for k, frame in enumerate(pf.frames):
-            mp = Path("masks") / rel / f"f{k:03d}.png"
-            _write_png(out / mp, frame.mask.astype(np.uint8) * 255)
-            mask_paths.append(mp)
-        png_paths: list[tuple[Path, int]] = []
-        if fmt in ("png", "both"):
-            for k, frame in enumerate(pf.frames):
-                pp = Path("png") / rel / f"f{k:03d}.png"
-                _write_png(out / pp, frame.image)
-                png_paths.append((pp, 0))
-        dcm_paths: list[tuple[Path, int]] = []
-        if fmt in ("dicom", "both"):
-            dcm_paths = [
-                (p.relative_to(out), k) for p, k in write_patient_dicom(out, pf, seed, jpeg_quality)
-            ]
-        listed = png_paths if png_paths else dcm_paths
-        for (path, frame_idx), mp in zip(listed, mask_paths):
-            rows.append(
-                {
-                    "path": path.as_posix(),
-                    "frame": str(frame_idx),
-                    "patient_id": plan.patient_id,
-                    "center": plan.center.center,
-                    "label": plan.label,
-                    "ga_weeks": f"{pf.ga_weeks:.3f}",
-                    "mask_path": mp.as_posix(),
-                }
-            )
-        progress(i + 1, total, plan.patient_id)
+    job = partial(_write_patient, out, size=size, fmt=fmt, seed=seed, jpeg_quality=jpeg_quality)
+    if workers <= 1 or total < 2:
+        for i, plan in enumerate(plans):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            rows.extend(job(plan))
+            progress(i + 1, total, plan.patient_id)
+    else:
+        # each patient has its own seed from the plan, so the files do not depend on which
+        # process draws them; spawned workers, since a forked Qt or torch process is unsafe
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, total), mp_context=ctx) as pool:
+            futures = {pool.submit(job, plan): plan for plan in plans}
+            try:
+                for i, done in enumerate(as_completed(futures), start=1):
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    rows.extend(done.result())
+                    progress(i, total, futures[done].patient_id)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     rows.sort(key=lambda r: (r["patient_id"], r["path"], int(r["frame"])))
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
