@@ -496,6 +496,7 @@ def train_model(
                 f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.3f} "
                 f"acc {correct / seen:.3f}",
             )
+        train_seconds = time.perf_counter() - t0  # the training pass alone, not validation
         scheduler.step()
         train_loss, train_acc, train_n, outside_total = _all_sum(
             [loss_sum, correct, seen, outside_sum], info, device
@@ -507,7 +508,7 @@ def train_model(
             "train_loss": train_loss / max(train_n, 1),
             "train_acc": train_acc / max(train_n, 1),
             "images": train_n,
-            "images_per_s": train_n / max(time.perf_counter() - t0, 1e-9),
+            "images_per_s": train_n / max(train_seconds, 1e-9),
             **val,
         }
         if guided:
