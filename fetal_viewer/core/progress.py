@@ -8,8 +8,9 @@ the GUI passes one that emits a Qt signal from its worker thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, as_completed
+from typing import Protocol, TypeVar
 
 from fetal_viewer.errors import CancelledError
 
@@ -20,6 +21,10 @@ class ProgressFn(Protocol):
 
 def no_progress(done: int, total: int, message: str = "") -> None:
     """A progress callback that does nothing."""
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class CancelToken:
@@ -38,6 +43,25 @@ class CancelToken:
     def raise_if_cancelled(self) -> None:
         if self._event.is_set():
             raise CancelledError()
+
+
+def completed(
+    pool: Executor, fn: Callable[[T], R], items: Iterable[T], cancel: CancelToken | None = None
+) -> Iterator[tuple[T, R]]:
+    """Run ``fn`` on every item in ``pool`` and yield ``(item, result)`` as each finishes.
+
+    The first error, or a cancel seen between results, drops the work not yet started and
+    waits for the running work before it propagates, so nothing is left writing behind it.
+    """
+    futures = {pool.submit(fn, item): item for item in items}
+    try:
+        for done in as_completed(futures):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            yield futures[done], done.result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
 
 
 def tqdm_progress(desc: str, disable: bool = False) -> tuple[ProgressFn, Callable[[], None]]:

@@ -20,7 +20,7 @@ import csv
 import datetime as dt
 import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -43,7 +43,7 @@ from fetal_viewer.core.phantoms.render import (
     render_case,
 )
 from fetal_viewer.core.phantoms.styles import ScannerStyle, first_styles, get_style
-from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
+from fetal_viewer.core.progress import CancelToken, ProgressFn, completed, no_progress
 from fetal_viewer.errors import DataError
 
 MANIFEST_COLUMNS = ("path", "frame", "patient_id", "center", "label", "ga_weeks", "mask_path")
@@ -315,16 +315,9 @@ def generate_dataset(
         # process draws them; spawned workers, since a forked Qt or torch process is unsafe
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, total), mp_context=ctx) as pool:
-            futures = {pool.submit(job, plan): plan for plan in plans}
-            try:
-                for i, done in enumerate(as_completed(futures), start=1):
-                    if cancel is not None:
-                        cancel.raise_if_cancelled()
-                    rows.extend(done.result())
-                    progress(i, total, futures[done].patient_id)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+            for i, (plan, patient_rows) in enumerate(completed(pool, job, plans, cancel), 1):
+                rows.extend(patient_rows)
+                progress(i, total, plan.patient_id)
     rows.sort(key=lambda r: (r["patient_id"], r["path"], int(r["frame"])))
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:

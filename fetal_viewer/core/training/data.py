@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ from fetal_viewer.core.model.preprocess import (
     resize_pad,
     to_tensor_array,
 )
-from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
+from fetal_viewer.core.progress import CancelToken, ProgressFn, completed, no_progress
 from fetal_viewer.core.training.augment import AugmentSpec, augment_pair
 from fetal_viewer.core.training.manifest import Indices, Record
 from fetal_viewer.errors import DataError, FetalViewerError
@@ -102,7 +102,7 @@ class SquareCache:
     def get(self, index: int) -> NDArray[np.uint8]:
         square = self._cache.get(index)
         if square is None:
-            square, mask = load_squares(self.records[index], self.size, with_mask=self.masks)
+            square, mask = self._read(index)
             self._cache[index] = square
             self._masks[index] = mask
         return square
@@ -124,19 +124,12 @@ class SquareCache:
         if not todo:
             return
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            jobs = {
-                pool.submit(load_squares, self.records[i], self.size, with_mask=self.masks): i
-                for i in todo
-            }
-            try:
-                for n, job in enumerate(as_completed(jobs), start=1):
-                    if cancel is not None:
-                        cancel.raise_if_cancelled()
-                    self._cache[jobs[job]], self._masks[jobs[job]] = job.result()
-                    progress(n, len(todo), "reading frames")
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+            for n, (i, (square, mask)) in enumerate(completed(pool, self._read, todo, cancel), 1):
+                self._cache[i], self._masks[i] = square, mask
+                progress(n, len(todo), "reading frames")
+
+    def _read(self, index: int) -> tuple[NDArray[np.uint8], NDArray[np.uint8] | None]:
+        return load_squares(self.records[index], self.size, with_mask=self.masks)
 
 
 class FrameDataset:
