@@ -95,9 +95,11 @@ def main() -> None:
             torch.bfloat16 if amp_dtype is None and device.type == "cpu" else None
         )  # the precision training did not pick (None: float32)
 
-        model = build_resnet34(len(CLASSES)).to(device, memory_format=channels_last).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         loss_fn = torch.nn.CrossEntropyLoss()
+        trainers = {}  # one model and optimizer per layout
+        for layout in (channels_last, torch.contiguous_format):
+            net = build_resnet34(len(CLASSES)).to(device, memory_format=layout).train()
+            trainers[layout] = (net, torch.optim.AdamW(net.parameters(), lr=1e-3))
 
         def step(
             x: torch.Tensor,
@@ -105,6 +107,7 @@ def main() -> None:
             dtype: torch.dtype | None = amp_dtype,
             layout: torch.memory_format = channels_last,
         ) -> None:
+            model, opt = trainers[layout]
             opt.zero_grad(set_to_none=True)
             x = x.to(device, non_blocking=True, memory_format=layout)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -115,11 +118,7 @@ def main() -> None:
                 torch.cuda.synchronize()
 
         def nchw(x: torch.Tensor, y: torch.Tensor) -> None:
-            model.to(memory_format=torch.contiguous_format)
-            try:
-                step(x, y, layout=torch.contiguous_format)
-            finally:
-                model.to(memory_format=channels_last)
+            step(x, y, layout=torch.contiguous_format)
 
         def timed(fn: object, *a: object) -> float:
             t = time.perf_counter()
