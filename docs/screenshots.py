@@ -126,7 +126,9 @@ def main() -> int:
     def step() -> None:
         if not state["selected"]:
             series = [it.data(0, ROLE)[3] for it in window.browser.series_items()]
-            target = [s for s in series if Path(s.source).name == Path(wanted_file).name]
+            target = [
+                s for s in series if Path(s.source).resolve() == (demo / wanted_file).resolve()
+            ]
             if not target or window.model.info is None:
                 QTimer.singleShot(200, step)
                 return
