@@ -265,8 +265,8 @@ def cross_validate(
     say: LogFn = log if info.is_main else (lambda _m: None)
     say(f"{mode}: {len(folds)} folds over {len(manifest.patients)} patients")
     if only:
-        names = [f.name for f in folds]
-        unknown = sorted(set(only) - set(names))
+        names, wanted = [f.name for f in folds], set(only)
+        unknown = sorted(wanted - set(names))
         if unknown:
             shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
             raise DataError(
@@ -274,7 +274,7 @@ def cross_validate(
                 why=f"This manifest's folds are: {shown}.",
                 fix="Name a fold as listed (for example --only-fold center=A).",
             )
-        folds = [f for f in folds if f.name in set(only)]
+        folds = [f for f in folds if f.name in wanted]
         say(f"  running only {', '.join(f.name for f in folds)}")
     tables: list[PredictionTable] = []
     histories: dict[str, list[dict[str, float]]] = {}
