@@ -63,11 +63,7 @@ def main() -> None:
         of_class = [r for r in records if r.label == c]
         sample += rng.sample(of_class, min(args.per_class, len(of_class)))
     pre = [preprocess(read_record_frame(r), spec) for r in sample]
-    masks = [
-        read_frame_mask(r.mask_path, p.geometry.frame_shape)
-        for r, p in zip(sample, pre)
-        if r.mask_path is not None
-    ]
+    masks = [read_frame_mask(r.mask_path, p.geometry.frame_shape) for r, p in zip(sample, pre)]
     x_all = torch.from_numpy(np.stack([p.array for p in pre]))
     targets = [classes.index(r.label) for r in sample]
     print(f"{len(sample)} masked frames of center {args.center}, {args.per_class} per class")
