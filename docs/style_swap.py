@@ -87,7 +87,8 @@ def main() -> None:
         called = classes[per_patient.argmax(1)]
         acc = float(np.mean(called == args.label))
         wrong = {
-            k: int(v) for k, v in zip(*np.unique(called[called != args.label], return_counts=True))
+            str(k): int(v)
+            for k, v in zip(*np.unique(called[called != args.label], return_counts=True))
         }
         figures[name] = round(acc, 3)
         print(
