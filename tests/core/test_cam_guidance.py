@@ -26,7 +26,7 @@ def test_the_mask_moves_with_the_image_and_the_draws_do_not_change() -> None:
     mask = np.zeros((64, 64), np.uint8)
     mask[10:26, 36:52] = 255
     spec = replace(AugmentSpec(), speckle=0.0, blur=0.0, gamma=(1.0, 1.0), gain=(1.0, 1.0))
-    spec = replace(spec, depth_ramp=0.0, tint=0.0)
+    spec = replace(spec, depth_ramp=0.0, tint=0.0, dynamic_range=(1.0, 1.0))
     for seed in range(8):
         alone = augment(img, np.random.default_rng(seed), AugmentSpec())
         paired, _ = augment_pair(img, mask, np.random.default_rng(seed), AugmentSpec())

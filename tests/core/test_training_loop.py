@@ -177,6 +177,8 @@ def test_augment_is_seeded_and_keeps_background_dark() -> None:
             rotate_deg=0,
             scale=(1, 1),
             translate=0,
+            stretch=0,
+            dynamic_range=(1, 1),
             gain=(1, 1),
             gamma=(1, 1),
             depth_ramp=0,
