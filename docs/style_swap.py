@@ -83,7 +83,7 @@ def main() -> None:
                 owner.append(plan.patient_id)
         probs = predictor.predict(frames, batch_size=32).probs
         ids = np.array(owner)
-        per_patient = np.array([probs[ids == p].mean(0) for p in dict.fromkeys(owner)])
+        per_patient = np.array([predictor.aggregate(probs[ids == p]) for p in dict.fromkeys(owner)])
         called = classes[per_patient.argmax(1)]
         acc = float(np.mean(called == args.label))
         wrong = {
