@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-class _LazyFrames:
+class _LazyFrames(Sequence[Any]):
     """A sequence of one series' frames, decoded when the predictor asks for them."""
 
     def __init__(self, series: Any) -> None:
@@ -74,7 +75,7 @@ class _LazyFrames:
     def __len__(self) -> int:
         return len(self.series)
 
-    def __getitem__(self, i: int) -> Any:
+    def __getitem__(self, i: Any) -> Any:
         return self.series.frame(i)
 
 
@@ -136,12 +137,12 @@ def run(args: argparse.Namespace) -> int:
                         continue
                     offset = done
 
-                    def report(d: int, t: int, m: str = "", _o: int = offset) -> None:
-                        progress(_o + d, n_total, m)
+                    def report(done: int, total: int, message: str = "", _o: int = offset) -> None:
+                        progress(_o + done, n_total, message)
 
                     pred = predictor.predict(
                         frames, batch_size=args.batch_size, progress=report, with_cam=with_cam
-                    )  # type: ignore[arg-type]
+                    )
                     done += len(frames)
                     patient_probs.append(pred.probs)
                     frames_out = []

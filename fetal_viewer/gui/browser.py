@@ -82,7 +82,8 @@ class StudyBrowser(QTreeWidget):
                 self.patients.append(patient)
                 p_item.setExpanded(True)
                 for i in range(p_item.childCount()):
-                    p_item.child(i).setExpanded(True)
+                    if (child := p_item.child(i)) is not None:
+                        child.setExpanded(True)
         return added
 
     def clear_all(self) -> None:
@@ -102,9 +103,13 @@ class StudyBrowser(QTreeWidget):
     def set_show_identities(self, show: bool) -> None:
         self.show_identities = show
         for i in range(self.topLevelItemCount()):
-            item = self.topLevelItem(i)
-            _, patient = item.data(0, ROLE)
-            item.setText(0, _patient_label(patient, show))
+            if (item := self.topLevelItem(i)) is not None:
+                _, patient = item.data(0, ROLE)
+                item.setText(0, _patient_label(patient, show))
+
+    def patient_label(self, patient: Any) -> str:
+        """The patient's label as the tree shows it (identity shown or hidden)."""
+        return _patient_label(patient, self.show_identities)
 
     # ----- navigation -------------------------------------------------------------------
     def series_items(self) -> list[QTreeWidgetItem]:
@@ -138,11 +143,11 @@ class StudyBrowser(QTreeWidget):
             return
         cur = self.current_series()
         idx = self.patients.index(cur[0]) if cur is not None and cur[0] in self.patients else -1
-        target = self.topLevelItem((idx + step) % n)
-        first = target
-        while first.childCount():
+        first = self.topLevelItem((idx + step) % n)
+        while first is not None and first.childCount():
             first = first.child(0)
-        self.setCurrentItem(first)
+        if first is not None:
+            self.setCurrentItem(first)
 
     def _on_current(self, current: QTreeWidgetItem | None, _prev: object) -> None:
         if current is None:

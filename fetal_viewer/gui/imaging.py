@@ -45,13 +45,15 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
 def window_lut(brightness: float, contrast: float) -> np.ndarray:
     """256-entry LUT: ``(x - 128) * contrast + 128 + brightness``, clipped to uint8."""
     x = np.arange(256, dtype=np.float32)
-    return np.clip((x - 128.0) * contrast + 128.0 + brightness, 0, 255).astype(np.uint8)
+    lut: np.ndarray = np.clip((x - 128.0) * contrast + 128.0 + brightness, 0, 255).astype(np.uint8)
+    return lut
 
 
 def apply_window(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
     if brightness == 0 and contrast == 1:
         return rgb
-    return window_lut(brightness, contrast)[rgb]
+    out: np.ndarray = window_lut(brightness, contrast)[rgb]
+    return out
 
 
 @lru_cache(maxsize=16)

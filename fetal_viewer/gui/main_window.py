@@ -116,7 +116,7 @@ class MainWindow(QMainWindow):
         self.loader = FrameLoader()
         self.model = model_service if model_service is not None else ModelService()
         self._owns_model = model_service is None
-        self._workers: set[FunctionWorker] = set()
+        self._workers: set[FunctionWorker[Any]] = set()
         self._closed = False
 
         self.pane = ViewerPane(self)
@@ -154,7 +154,7 @@ class MainWindow(QMainWindow):
         self._job: int | None = None
         self._loading = 0
 
-        self.actions: dict[str, QAction] = {}
+        self.commands: dict[str, QAction] = {}
         self._build_actions()
         self._build_menus()
         self._connect()
@@ -211,7 +211,7 @@ class MainWindow(QMainWindow):
             "more_contrast": lambda: v.set_window(v.brightness, v.contrast * 1.1),
             "less_contrast": lambda: v.set_window(v.brightness, v.contrast / 1.1),
             "show_identities": lambda: self.browser.set_show_identities(
-                self.actions["show_identities"].isChecked()
+                self.commands["show_identities"].isChecked()
             ),
             "tool_navigate": lambda: self.set_tool(Tool.NAVIGATE),
             "tool_distance": lambda: self.set_tool(Tool.DISTANCE),
@@ -234,10 +234,10 @@ class MainWindow(QMainWindow):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             action.triggered.connect(slots[s.name])
             self.addAction(action)
-            self.actions[s.name] = action
+            self.commands[s.name] = action
         for name in ("show_identities", "tool_navigate", "tool_distance", "tool_ellipse"):
-            self.actions[name].setCheckable(True)
-        self.actions["tool_navigate"].setChecked(True)
+            self.commands[name].setCheckable(True)
+        self.commands["tool_navigate"].setChecked(True)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -255,7 +255,7 @@ class MainWindow(QMainWindow):
         self.recent_menu = QMenu("Open &recent", self)
         for s in SHORTCUTS:
             menu = menus[s.group]
-            menu.addAction(self.actions[s.name])
+            menu.addAction(self.commands[s.name])
             if s.name == "open_folder":
                 menu.addMenu(self.recent_menu)
                 menu.addSeparator()
@@ -330,33 +330,35 @@ class MainWindow(QMainWindow):
 
     def open_paths(self, paths: Sequence[str | Path]) -> None:
         """Scan ``paths`` in a worker; patients are added when the scan returns."""
-        paths = [str(p) for p in paths]
-        if not paths:
+        names = [str(p) for p in paths]
+        if not names:
             return
-        self._set_loading(+1, f"Opening {', '.join(Path(p).name for p in paths)}…")
-        worker = create_worker(open_paths_job, paths, _start_thread=False)
-        worker.returned.connect(lambda result: self._on_opened(paths, result))
+        self._set_loading(+1, f"Opening {', '.join(Path(p).name for p in names)}…")
+        worker = create_worker(open_paths_job, names, _start_thread=False)
+        worker.returned.connect(lambda result: self._on_opened(names, result))
         worker.errored.connect(lambda exc: self.sink.report(exc, "Opening files"))
-        worker.finished.connect(lambda: self._set_loading(-1))
+        worker.finished.connect(lambda *_: self._set_loading(-1))
         self._start(worker)
 
-    def run_job(self, fn: Any, *args: Any, context: str, on_returned: Any = None) -> FunctionWorker:
+    def run_job(
+        self, fn: Any, *args: Any, context: str, on_returned: Any = None
+    ) -> FunctionWorker[Any]:
         """Run ``fn(*args)`` in a worker with status-bar progress and the error sink."""
         self._set_loading(+1, f"{context}…")
-        worker = create_worker(fn, *args, _start_thread=False)
+        worker: FunctionWorker[Any] = create_worker(fn, *args, _start_thread=False)
         if on_returned is not None:
             worker.returned.connect(on_returned)
         worker.errored.connect(lambda exc: self.sink.report(exc, context))
-        worker.finished.connect(lambda: self._set_loading(-1))
+        worker.finished.connect(lambda *_: self._set_loading(-1))
         self._start(worker)
         return worker
 
-    def _start(self, worker: FunctionWorker) -> None:
+    def _start(self, worker: FunctionWorker[Any]) -> None:
         self._workers.add(worker)
-        worker.finished.connect(lambda: self._release_worker(worker))
+        worker.finished.connect(lambda *_: self._release_worker(worker))
         worker.start()
 
-    def _release_worker(self, worker: FunctionWorker) -> None:
+    def _release_worker(self, worker: FunctionWorker[Any]) -> None:
         self._workers.discard(worker)
         release_worker(worker)
 
@@ -413,9 +415,9 @@ class MainWindow(QMainWindow):
     # ----- recent ------------------------------------------------------------------------
     def recent(self) -> list[str]:
         value = self.settings.value("recent", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
+        if isinstance(value, str):  # QSettings stores a one-item list as a plain string
+            return [value]
+        return [str(v) for v in value] if isinstance(value, list) else []
 
     def add_recent(self, path: str) -> None:
         path = str(Path(path).resolve())
@@ -453,7 +455,7 @@ class MainWindow(QMainWindow):
         self.view.set_overlay(None)
         self.cine.set_series(len(series), series.frame_time_ms)
         self.setWindowTitle(
-            f"{self.browser.currentItem().parent().parent().text(0)} — "
+            f"{self.browser.patient_label(patient)} — "
             f"{series.description or 'Series'} — fetal-viewer — {INTENDED_USE}"
         )
         self._update_patient_bars()
@@ -644,7 +646,7 @@ class MainWindow(QMainWindow):
             ("tool_distance", Tool.DISTANCE),
             ("tool_ellipse", Tool.ELLIPSE),
         ):
-            self.actions[name].setChecked(t is tool)
+            self.commands[name].setChecked(t is tool)
 
     def _on_measurement(self, m: Measurement) -> None:
         note = "" if m.unit == "mm" else " (uncalibrated: pixels)"
@@ -652,7 +654,7 @@ class MainWindow(QMainWindow):
 
     def export_view(self, path: str | Path, with_overlay: bool) -> Path:
         out = Path(path)
-        if not self.view.render_view(with_overlay).save(str(out), "PNG"):
+        if not self.view.render_view(with_overlay).save(str(out), "PNG"):  # type: ignore[call-overload]  # stub says bytes; runtime takes str
             raise StudyLoadError(
                 "The image could not be written.",
                 why="The folder is not writable or the disk is full.",
@@ -673,7 +675,7 @@ class MainWindow(QMainWindow):
             except Exception as exc:
                 self.sink.report(exc, "Exporting the view")
 
-    def export_summary(self, path: str | Path) -> FunctionWorker | None:
+    def export_summary(self, path: str | Path) -> FunctionWorker[Any] | None:
         """Write the per-study AI summary in a worker; returns it (None if nothing to do)."""
         if self.study is None or self.model.info is None:
             return None
@@ -694,7 +696,7 @@ class MainWindow(QMainWindow):
                 "Exporting the AI summary",
             )
             return None
-        label = self.browser.topLevelItem(self.browser.patients.index(self.patient)).text(0)
+        label = self.browser.patient_label(self.patient)
         worker = create_worker(
             build_summary,
             path,
@@ -789,7 +791,7 @@ class MainWindow(QMainWindow):
         state = s.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
-        self.ai_panel.opacity_slider.setValue(int(s.value("ai/opacity", 45)))
+        self.ai_panel.opacity_slider.setValue(int(str(s.value("ai/opacity", 45))))
         cmap = str(s.value("ai/colormap", "jet"))
         idx = self.ai_panel.colormap_combo.findText(cmap)
         if idx >= 0:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -80,7 +81,7 @@ class FrameLoader(QObject):
         self._cache_bytes = 0
         self._limit = cache_bytes
         self._pending: set[tuple[SeriesKey, int]] = set()
-        self._workers: set[FunctionWorker] = set()
+        self._workers: set[FunctionWorker[Any]] = set()
         self._failed_keys: set[tuple[SeriesKey, int]] = set()
 
     def cached(self, series: Any, index: int) -> np.ndarray | None:
@@ -103,15 +104,15 @@ class FrameLoader(QObject):
         self._pending.add(item)
         worker = create_worker(_decode_frame, series, index, _start_thread=False)
         worker.returned.connect(self._on_frame)
-        worker.errored.connect(lambda exc, item=item: self._on_error(item, exc))
+        worker.errored.connect(functools.partial(self._on_error, item))
         self._run(worker)
 
-    def _run(self, worker: FunctionWorker) -> None:
+    def _run(self, worker: FunctionWorker[Any]) -> None:
         self._workers.add(worker)
-        worker.finished.connect(lambda: self._release(worker))
+        worker.finished.connect(lambda *_: self._release(worker))
         self.pool.start(worker)
 
-    def _release(self, worker: FunctionWorker) -> None:
+    def _release(self, worker: FunctionWorker[Any]) -> None:
         self._workers.discard(worker)
         release_worker(worker)
 

@@ -261,9 +261,9 @@ def test_shortcuts_act(qtbot, make_main_window, study_dir):
     qtbot.keyClick(view, Qt.Key.Key_Up)
     assert window.series is first
     qtbot.keyClick(view, Qt.Key.Key_D)
-    assert window.actions["tool_distance"].isChecked()
+    assert window.commands["tool_distance"].isChecked()
     qtbot.keyClick(view, Qt.Key.Key_Escape)
-    assert window.actions["tool_navigate"].isChecked()
+    assert window.commands["tool_navigate"].isChecked()
     dialog = ShortcutsDialog(window)
     assert dialog.table.rowCount() == len(SHORTCUTS)
     dialog.deleteLater()

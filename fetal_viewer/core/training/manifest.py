@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class Manifest:
     def subset(self, indices: Indices) -> Manifest:
         return Manifest(self.source, tuple(self.records[i] for i in indices))
 
-    def describe(self) -> dict[str, object]:
+    def describe(self) -> dict[str, Any]:
         """Counts for the model card and the report."""
         per_class: dict[str, dict[str, int]] = {}
         for label in sorted({r.label for r in self.records}):

@@ -18,6 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QThreadPool
 from superqt.utils import FunctionWorker, create_worker
 
+from fetal_viewer.core.io.loader import open_series
 from fetal_viewer.errors import DataError, ModelLoadError
 from fetal_viewer.gui.workers import release_worker
 
@@ -34,7 +35,7 @@ class Lane(QObject):
         self.pool = QThreadPool()
         self.pool.setMaxThreadCount(1)
         self._on_error = on_error
-        self._workers: set[FunctionWorker] = set()
+        self._workers: set[FunctionWorker[Any]] = set()
         self._closed = False
 
     def run(
@@ -45,10 +46,12 @@ class Lane(QObject):
         on_returned: Callable[[Any], None] | None = None,
         on_errored: Callable[[BaseException], None] | None = None,
         **kwargs: Any,
-    ) -> FunctionWorker | None:
+    ) -> FunctionWorker[Any] | None:
         if self._closed:
             return None
-        worker = create_worker(fn, *args, _start_thread=False, _ignore_errors=True, **kwargs)
+        worker: FunctionWorker[Any] = create_worker(
+            fn, *args, _start_thread=False, _ignore_errors=True, **kwargs
+        )
         if on_returned is not None:
             worker.returned.connect(lambda value: None if self._closed else on_returned(value))
 
@@ -59,11 +62,11 @@ class Lane(QObject):
 
         worker.errored.connect(errored)
         self._workers.add(worker)
-        worker.finished.connect(lambda: self._release(worker))
+        worker.finished.connect(lambda *_: self._release(worker))
         self.pool.start(worker)
         return worker
 
-    def _release(self, worker: FunctionWorker) -> None:
+    def _release(self, worker: FunctionWorker[Any]) -> None:
         self._workers.discard(worker)
         release_worker(worker)
 
@@ -91,54 +94,10 @@ class CaseImage:
     calibration_note: str
 
 
-def _as_rgb(array: Any) -> np.ndarray:
-    frame = np.asarray(array)
-    if frame.dtype != np.uint8:
-        lo, hi = float(frame.min()), float(frame.max())
-        frame = ((frame - lo) * (255.0 / (hi - lo or 1.0))).astype(np.uint8)
-    if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=2)
-    return np.ascontiguousarray(frame[..., :3])
-
-
 def read_case_frame(path: str | Path, index: int = 0) -> tuple[np.ndarray, Any]:
-    """(frame, calibration or None) of one frame of one file, through the study loader;
-    plain pydicom / OpenCV when the loader is not available in this build."""
-    path = Path(path)
-    try:
-        from fetal_viewer.core import io as study_io
-
-        open_path = study_io.open_path  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        open_path = None
-    if open_path is not None:
-        result = open_path(path)
-        for patient in result.patients:
-            for study in patient.studies:
-                for series in study.series:
-                    if Path(series.source).resolve() == path.resolve():
-                        return _as_rgb(series.frame(index)), series.calibration
-        if result.problems:
-            raise result.problems[0]
-    if not path.is_file():
-        raise DataError("The case's image file is missing.", fix="Ask the coordinator.", path=path)
-    if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}:
-        import cv2
-
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DataError("The case's image cannot be decoded.", path=path)
-        return _as_rgb(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), None
-    import pydicom
-
-    ds = pydicom.dcmread(str(path))
-    pixels = ds.pixel_array
-    n = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if n > 1:
-        if not 0 <= index < n:
-            raise DataError(f"Frame {index} is out of range (the file has {n}).", path=path)
-        pixels = pixels[index]
-    return _as_rgb(pixels), None
+    """(frame as uint8 RGB, calibration) of one frame of one file, through the study loader."""
+    series = open_series(path)
+    return series.frame(index), series.calibration
 
 
 def load_case_image(pseudonym: str, path: str, index: int) -> CaseImage:
