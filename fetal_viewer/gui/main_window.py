@@ -653,8 +653,19 @@ class MainWindow(QMainWindow):
         self.status_label.setText(f"{m.kind.capitalize()}: {m.label}{note}")
 
     def export_view(self, path: str | Path, with_overlay: bool) -> Path:
+        """The frame at native resolution, with the window, heatmap and measurements as
+        shown, cropped to the ultrasound field of view: the names and IDs scanners burn into
+        the header outside it stay out of the file."""
+        from fetal_viewer.core.model.preprocess import find_fov
+
         out = Path(path)
-        if not self.view.render_view(with_overlay).save(str(out), "PNG"):  # type: ignore[call-overload]  # stub says bytes; runtime takes str
+        frame = self.view.frame
+        if frame is None:
+            raise StudyLoadError("There is no image to export.", fix="Open a study first.")
+        x0, y0, x1, y1 = find_fov(frame)
+        image = self.view.render_frame(with_overlay).copy(x0, y0, x1 - x0, y1 - y0)
+        # the stub wants bytes for the format; PySide6 takes str at run time
+        if not image.save(str(out), "PNG"):  # type: ignore[call-overload]
             raise StudyLoadError(
                 "The image could not be written.",
                 why="The folder is not writable or the disk is full.",
@@ -696,11 +707,10 @@ class MainWindow(QMainWindow):
                 "Exporting the AI summary",
             )
             return None
-        label = self.browser.patient_label(self.patient)
         worker = create_worker(
             build_summary,
             path,
-            label,
+            self.patient.pseudonym,
             self.study,
             inputs,
             self.model.info,

@@ -50,7 +50,7 @@ def _bars(classes: tuple[str, ...], probs: np.ndarray) -> str:
 
 def build_summary(
     out_path: str | Path,
-    patient_label: str,
+    pseudonym: str,
     study: Any,
     inputs: list[SeriesSummaryInput],
     model: Any,  # workers.ModelInfo
@@ -81,6 +81,10 @@ def build_summary(
             frame = np.asarray(inp.series.frame(index), dtype=np.uint8)
             heat = result.heatmap(top)
             overlay = frame if heat is None else blend(frame, heat, alpha, colormap, 0.02)
+            # cropped to the field of view the model saw: scanners burn the patient's name
+            # and ID into the header outside it
+            x0, y0, x1, y1 = result.geometry.box
+            frame, overlay = frame[y0:y1, x0:x1], overlay[y0:y1, x0:x1]
             figures.append(
                 "<figure>"
                 f"<img src='{_png_uri(frame)}' alt='frame {index + 1}'>"
@@ -96,9 +100,9 @@ def build_summary(
             "</section>"
         )
     when = datetime.now().strftime("%Y-%m-%d %H:%M")
-    study_label = " ".join(x for x in (str(study.date or ""), study.description or "") if x)
+    study_label = study.description or "Study"  # no dates: they identify
     doc = f"""<!doctype html>
-<html><head><meta charset='utf-8'><title>AI summary – {html.escape(patient_label)}</title>
+<html><head><meta charset='utf-8'><title>AI summary – {html.escape(pseudonym)}</title>
 <style>
 body {{ font-family: sans-serif; background:#1e1f22; color:#e6e6e6; margin:2em; }}
 .banner {{ background:#8a5a00; color:#fff; padding:.6em 1em; font-weight:bold; }}
@@ -107,8 +111,9 @@ table.bars td {{ padding:2px 8px; }} .bar {{ width:240px; background:#333; heigh
 .frames {{ display:flex; flex-wrap:wrap; gap:1em; }} figure img {{ max-width:320px; margin-right:4px; }}
 </style></head><body>
 <div class='banner'>{html.escape(INTENDED_USE)} {html.escape(model.intended_use)}</div>
-<h1>AI summary: {html.escape(patient_label)}</h1>
-<p>Study: {html.escape(study_label or str(study.uid))}<br>
+<h1>AI summary: {html.escape(pseudonym)}</h1>
+<p>Study: {html.escape(study_label)} (de-identified: the patient by pseudonym, images
+cropped to the ultrasound field of view; text burned in inside it is kept)<br>
 Model: {html.escape(model.name)} v{html.escape(model.version)} (weights sha256 {model.sha[:16]}),
 aggregation: {html.escape(model.aggregation)}<br>
 Made by fetal-viewer {__version__} on {when}.</p>

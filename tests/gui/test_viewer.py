@@ -3,6 +3,7 @@ shortcuts, drag and drop, errors, shutdown."""
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import warnings
@@ -176,7 +177,15 @@ def test_analyse_study_matches_predictor_and_export(
 
     a, b = qimage_to_rgb(QImage(str(with_overlay))), qimage_to_rgb(QImage(str(without)))
     assert a.shape == b.shape and not np.array_equal(a, b)
+    # exports are cropped to the field of view (burned-in header text stays out), at native
+    # resolution: the bare export is the frame's own pixels there
+    from fetal_viewer.core.model.preprocess import find_fov
 
+    x0, y0, x1, y1 = find_fov(window.view.frame)
+    assert (x1 - x0, y1 - y0) < (window.view.frame.shape[1], window.view.frame.shape[0])
+    np.testing.assert_array_equal(b, window.view.frame[y0:y1, x0:x1])
+
+    window.browser.set_show_identities(True)
     worker = window.export_summary(tmp_path / "summary.html")
     assert worker is not None
     with qtbot.waitSignal(worker.finished, timeout=30_000):
@@ -184,6 +193,11 @@ def test_analyse_study_matches_predictor_and_export(
     html = (tmp_path / "summary.html").read_text()
     assert "tiny-random" in html and "Research use only" in html
     assert html.count("data:image/png;base64,") >= 4  # key frames and their heatmaps
+    # de-identified: the pseudonym, never the name, ID or dates, even with identities shown
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    assert window.patient.pseudonym in text
+    for phi in ("Doe", "PID-001", "1990", "2024"):
+        assert phi not in text
 
 
 def test_analysis_cancel_and_stale_frame_requests(qtbot, tmp_path, model_service):
