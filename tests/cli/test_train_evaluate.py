@@ -78,8 +78,13 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert metrics["localisation"]["all"]["images"] > 0
     html = (scored / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4 and "Research use only" in html
-    lines = (scored / "predictions.csv").read_text().splitlines()
-    assert len(lines) - 1 == metrics["images"]
+    with (scored / "predictions.csv").open(newline="") as fh:
+        predicted = list(csv.DictReader(fh))
+    assert len(predicted) == metrics["images"]
+    # paths as the manifest gives them, relative to its folder
+    with phantoms.open(newline="") as fh:
+        listed = {r["path"] for r in csv.DictReader(fh)}
+    assert {r["path"] for r in predicted} <= listed
 
     cv = tmp_path / "cv"
     cv_args = [

@@ -209,9 +209,15 @@ def score(
                 ex.predicted = classes[int(np.argmax(pred.probs[j]))]
                 examples[r.label] = ex
         progress(min(start + _PRED_CHUNK, len(rows)), len(rows), f"scoring {fold_name}")
+    base = manifest.source.resolve().parent
     table = PredictionTable(
         classes=classes,
-        paths=[str(r.path) for r in rows],
+        # as the manifest names them (relative to its folder), so the table joins with the
+        # manifest and a results folder that is passed on does not show the local folders
+        paths=[
+            str(r.path.relative_to(base)) if r.path.is_relative_to(base) else str(r.path)
+            for r in rows
+        ],
         frames=[r.frame for r in rows],
         patient_ids=[r.patient_id for r in rows],
         centers=[r.center for r in rows],
