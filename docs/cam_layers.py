@@ -4,7 +4,9 @@ The product reads Grad-CAM at ``layer4`` (the paper's choice; a 4x4 grid at 128 
 script measures whether reading it earlier, or with another pytorch-grad-cam method, puts the
 map's maximum on the lesion more often: it samples masked frames of one center (the same
 number per class, fixed seed), computes each method's map of the true class through
-pytorch-grad-cam and maps it back onto the frame exactly as ``evaluate`` does.
+pytorch-grad-cam and maps it back onto the frame with the library's own upsampling
+(``cv2.resize``; ``evaluate`` now places each cell on its receptive field's centre instead, see
+``fetal_viewer.core.cam.gradcam``), so its figures are those of the library's maps.
 
 .venv/bin/python docs/cam_layers.py --model resources/models/demo/card.json \\
     --manifest out/demo-phantoms/manifest.csv --center D --per-class 100

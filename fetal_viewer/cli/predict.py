@@ -162,11 +162,15 @@ def run(args: argparse.Namespace) -> int:
                             if with_cam:
                                 heat = pred.heatmap(i, c)
                             else:
-                                from fetal_viewer.core.cam.gradcam import library_cams
+                                from fetal_viewer.core.cam.gradcam import (
+                                    frame_heatmap,
+                                    library_cams,
+                                )
 
                                 x = torch.from_numpy(preprocess(frame, card.spec).array[None])
-                                heat = pred.geometries[i].to_frame(
-                                    library_cams(loaded.model, x, args.cam_method, [c])[0, 0]
+                                heat = frame_heatmap(
+                                    library_cams(loaded.model, x, args.cam_method, [c])[0, 0],
+                                    pred.geometries[i],
                                 )
                             out_dir = Path(args.heatmaps) / patient.pseudonym
                             out_dir.mkdir(parents=True, exist_ok=True)

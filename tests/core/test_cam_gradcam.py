@@ -1,4 +1,5 @@
-"""All-class Grad-CAM fast path against pytorch-grad-cam, library methods, overlays."""
+"""All-class Grad-CAM fast path against pytorch-grad-cam, map alignment with the network's
+receptive fields, library methods, overlays."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from fetal_viewer.core.cam.gradcam import (
     CAM_METHODS,
     LIBRARY_METHODS,
+    STRIDE,
     cams_from_features,
     library_cams,
     to_input_size,
@@ -34,16 +36,44 @@ def test_fast_path_equals_pytorch_grad_cam_for_every_class(model: torch.nn.Modul
     with torch.no_grad():
         model(x)
     handle.remove()
-    fast = to_input_size(
-        cams_from_features(feats[0].numpy(), model.fc.weight.detach().numpy()), 128
-    )
+    cells = cams_from_features(feats[0].numpy(), model.fc.weight.detach().numpy())
+    assert cells.shape == (3, 5, 4, 4)
+    fast = to_input_size(cells, 128)
     assert fast.shape == (3, 5, 128, 128)
     for c in range(5):
         with GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
             ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(c)] * 3)
-        assert np.abs(fast[:, c] - ref).max() < 1e-4, c
+        # the library's map at its cell centres (pixels 32 j + 15 and + 16) is the cell value
+        centres = (ref[:, 15::32, 15::32] + ref[:, 16::32, 16::32]) / 2
+        assert np.abs(centres - cells[:, c]).max() < 0.02, c
+        # and re-aligned it is the fast path's map
+        assert np.abs(to_input_size(ref, 128) - fast[:, c]).max() < 0.02, c
     # maps differ between classes: the check above is not trivially satisfied
     assert np.abs(fast[:, 0] - fast[:, 1]).max() > 0.05
+
+
+def test_maps_sit_on_the_receptive_fields_of_the_cells() -> None:
+    """A layer4 cell's value is drawn where the image it responds to is: the centre of its
+    receptive field, found from the gradient of a ResNet34 with uniform weights (so no learnt
+    asymmetry moves it), not half a cell down and right as cv2.resize would put it."""
+    net = build_resnet34(5).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.fill_(1.0 / m.weight[0].numel())
+    body = torch.nn.Sequential(*list(net.children())[:-2])  # up to layer4
+    size, j = 384, 6  # 12x12 cells; cell 6 is centred in the input, so padding pulls it no way
+    x = torch.ones(1, 3, size, size, requires_grad=True)
+    body(x)[0, :, j, j].sum().backward()
+    g = x.grad[0].abs().sum(0).numpy()
+    at = np.arange(size)
+    centre = ((g.sum(1) * at).sum() / g.sum(), (g.sum(0) * at).sum() / g.sum())
+    one = np.zeros((size // STRIDE, size // STRIDE), np.float32)
+    one[j, j] = 1.0
+    peak = np.unravel_index(int(np.argmax(to_input_size(one, size))), (size, size))
+    assert peak == (STRIDE * j, STRIDE * j)
+    assert abs(centre[0] - peak[0]) < 4 and abs(centre[1] - peak[1]) < 4, centre
+    assert abs(centre[0] - (STRIDE * j + 15.5)) > 10  # where the library's resize puts it
 
 
 @pytest.mark.parametrize("method", ["gradcam++", "hirescam", "layercam", "eigencam"])

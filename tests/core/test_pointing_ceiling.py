@@ -10,7 +10,7 @@ from fetal_viewer.core.model.preprocess import Geometry
 from fetal_viewer.core.training.evaluate import pointing_reachable
 from fetal_viewer.core.training.metrics import pointing_game
 
-# a 128 px frame fed as is: 4 x 4 layer4 cells of 32 px, inner cell peaks near 47.5 and 79.5
+# a 128 px frame fed as is: 4 x 4 layer4 cells, their maps peak on pixels 0, 32, 64 and 96
 SAME = Geometry((128, 128), (0, 0, 128, 128), 128, 128, 128, 0, 0)
 
 
@@ -21,10 +21,10 @@ def _mask(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
 
 
 def test_a_lesion_between_cell_peaks_cannot_be_hit() -> None:
-    between = _mask(56, 72, 56, 72)  # 16 px square in the middle, no cell peak inside
+    between = _mask(40, 56, 40, 56)  # 16 px square between the peaks at 32 and 64
     assert not pointing_reachable(SAME, (4, 4), between)
-    assert pointing_reachable(SAME, (8, 8), between)  # a finer map can
-    assert pointing_reachable(SAME, (4, 4), _mask(40, 56, 40, 56))  # covers a peak
+    assert pointing_reachable(SAME, (8, 8), between)  # a finer map (peaks 16 px apart) can
+    assert pointing_reachable(SAME, (4, 4), _mask(24, 40, 24, 40))  # covers a peak
 
 
 def test_no_map_beats_the_ceiling() -> None:

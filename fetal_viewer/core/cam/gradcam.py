@@ -6,9 +6,16 @@ linear layer, so the gradient of logit ``c`` with respect to the ``layer4[-1]`` 
 ``W_c / (h*w)`` and its map is ``relu(W_c . A) / (h*w)``: one forward pass that keeps ``A``
 gives the map of every class. :func:`cams_from_features` computes them and normalises
 exactly as ``pytorch_grad_cam`` does (``scale_cam_image``: per-map min-max with a 1e-7
-guard); :func:`to_input_size` then applies the library's ``cv2.resize`` to the input size
-and its second min-max, so ``to_input_size(cams_from_features(...), S)`` equals
-``GradCAM(model, [model.layer4[-1]])(x, [ClassifierOutputTarget(c)])`` (tested to 1e-4).
+guard), so at the cells they equal
+``GradCAM(model, [model.layer4[-1]])(x, [ClassifierOutputTarget(c)])`` (tested).
+
+Alignment: :func:`to_input_size` does *not* upsample the library's way. The library's
+``cv2.resize`` puts cell ``j`` at input pixel ``32 j + 15.5``, but torchvision's ResNet pads
+every stride-2 convolution and its max pool so that output ``j`` is centred on input ``2 j``:
+a ``layer4`` cell responds to the image around pixel ``32 j``. The library's maps therefore
+sit half a cell (16 px at a 128 px input) below and right of what they mark. Here each
+cell's value is placed on its receptive field's centre (tested against the gradient of a
+ResNet34), and library maps are first sampled back at their cells.
 
 Other methods (Grad-CAM++, HiResCAM, LayerCAM, EigenCAM, ScoreCAM, and the library's own
 Grad-CAM) run through ``pytorch_grad_cam`` in :func:`library_cams`, each inside a ``with``
@@ -56,10 +63,14 @@ def _minmax(maps: NDArray[np.float32]) -> NDArray[np.float32]:
     )
 
 
+#: input pixels per ``layer4`` cell; cell ``j`` is centred on input pixel ``STRIDE * j``
+STRIDE = 32
+
+
 def grid_side(input_size: int) -> int:
     """Cells a side of a ResNet's last block, where every CAM method here reads: input / 32,
     rounded up (stride-2 stem, max pool and three stride-2 stages)."""
-    return -(-input_size // 32)
+    return -(-input_size // STRIDE)
 
 
 def resolution_note(input_size: int) -> str:
@@ -86,18 +97,40 @@ def cams_from_features(features: NDArray, fc_weight: NDArray) -> NDArray[np.floa
     return _minmax(np.maximum(cams, np.float32(0.0)))
 
 
-def to_input_size(cams: NDArray, size: int) -> NDArray[np.float32]:
-    """Resize normalised maps ``(..., h, w)`` to ``(..., size, size)`` the library's way
-    (``cv2.resize`` bilinear, then ReLU and min-max again)."""
-    import cv2
+def interp_weights(at: NDArray, n: int) -> NDArray[np.float32]:
+    """``(len(at), n)`` weights of linear interpolation between ``n`` samples at positions
+    ``at`` (in samples), constant beyond the first and last."""
+    eye = np.eye(n)
+    grid = np.arange(n)
+    return np.stack([np.interp(at, grid, eye[j]) for j in range(n)], axis=1).astype(np.float32)
 
+
+def cell_weights(size: int, cells: int) -> NDArray[np.float32]:
+    """``(size, cells)``: how much each cell of a map ``cells`` wide contributes to each input
+    pixel along one axis. ``layer4`` (``grid_side(size)`` cells) has cell ``j`` centred on
+    pixel ``STRIDE * j`` (see the module notes); a map twice as fine is an earlier block with
+    half the stride, centred on ``STRIDE / 2 * j``, and so on."""
+    stride = STRIDE * grid_side(size) / cells
+    return interp_weights(np.arange(size, dtype=np.float64) / stride, cells)
+
+
+def to_input_size(cams: NDArray, size: int) -> NDArray[np.float32]:
+    """Square class maps ``(..., n, n)`` of a ResNet block (``layer4``: ``grid_side(size)``
+    cells), or pytorch-grad-cam's ``(..., size, size)`` maps of ``layer4``, as ``(..., size,
+    size)`` maps over the network input: each cell's value on its receptive field's centre
+    (:func:`cell_weights`), linear in between and constant beyond the outer centres; then
+    ReLU and min-max, as the library does."""
     arr = np.asarray(cams, dtype=np.float32)
-    lead = arr.shape[:-2]
-    flat = arr.reshape(-1, *arr.shape[-2:])
-    out = np.empty((flat.shape[0], size, size), dtype=np.float32)
-    for i, m in enumerate(flat):
-        out[i] = cv2.resize(m, (size, size))
-    return _minmax(np.maximum(out, np.float32(0.0))).reshape(*lead, size, size)
+    if arr.ndim < 2 or arr.shape[-2] != arr.shape[-1]:
+        raise InferenceError(f"A class map must be square, got shape {arr.shape}.")
+    side = grid_side(size)
+    if arr.shape[-1] == size and size != side:
+        # the library's map: its cv2.resize put cell j at pixel (j + 0.5) * size / side - 0.5
+        back = interp_weights((np.arange(side) + 0.5) * size / side - 0.5, size)
+        arr = np.einsum("jy,...yx,kx->...jk", back, arr, back)
+    up = cell_weights(size, arr.shape[-1])
+    out = np.einsum("uj,...jk,vk->...uv", up, arr, up)
+    return _minmax(np.maximum(out, np.float32(0.0)))
 
 
 def frame_heatmap(cam: NDArray, geometry: Geometry) -> NDArray[np.float32]:

@@ -578,14 +578,19 @@ def cam_outside(
     ``features`` is the ``layer4`` output (B, K, h, w) and ``fc_weight`` the final layer's
     (C, K): for this network Grad-CAM is ``relu(sum_k w_ck A_k)`` up to a positive factor
     (the viewer's analytic Grad-CAM), so the term is cheap and differentiable. ``masks``
-    (B, S, S) in [0, 1] are pooled to the (h, w) grid.
+    (B, S, S) in [0, 1] are pooled to the (h, w) grid with the weights that draw each cell
+    onto the input (:func:`~fetal_viewer.core.cam.gradcam.cell_weights`), so "inside" means
+    inside where the viewer shows the heat.
     """
     import torch
-    from torch.nn.functional import adaptive_avg_pool2d
+
+    from fetal_viewer.core.cam.gradcam import cell_weights
 
     cam = torch.relu(torch.einsum("bkhw,bk->bhw", features, fc_weight[y]))
-    h, w = features.shape[-2:]
-    inside = adaptive_avg_pool2d(masks[:, None], (int(h), int(w)))[:, 0]
+    h, w = (int(n) for n in features.shape[-2:])
+    wy = torch.from_numpy(cell_weights(int(masks.shape[-2]), h)).to(masks)
+    wx = torch.from_numpy(cell_weights(int(masks.shape[-1]), w)).to(masks)
+    inside = torch.einsum("bst,sj,tk->bjk", masks, wy, wx) / torch.outer(wy.sum(0), wx.sum(0))
     has = masks.flatten(1).amax(1) > 0
     if not bool(has.any()):
         return cam.sum() * 0.0
