@@ -127,9 +127,9 @@ def to_input_size(cams: NDArray, size: int) -> NDArray[np.float32]:
     if arr.shape[-1] == size and size != side:
         # the library's map: its cv2.resize put cell j at pixel (j + 0.5) * size / side - 0.5
         back = interp_weights((np.arange(side) + 0.5) * size / side - 0.5, size)
-        arr = np.einsum("jy,...yx,kx->...jk", back, arr, back)
+        arr = (back @ arr @ back.T).astype(np.float32)
     up = cell_weights(size, arr.shape[-1])
-    out = np.einsum("uj,...jk,vk->...uv", up, arr, up)
+    out = up @ arr @ up.T
     return _minmax(np.maximum(out, np.float32(0.0)))
 
 
