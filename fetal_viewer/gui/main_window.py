@@ -679,7 +679,7 @@ class MainWindow(QMainWindow):
             return
         suffix = "overlay" if with_overlay else "frame"
         default = str(Path(self._last_dir()) / f"view-{self.index + 1}-{suffix}.png")
-        path, _ = QFileDialog.getSaveFileName(self, "Export view", default, "PNG (*.png)")
+        path, _ = QFileDialog.getSaveFileName(self, "Export image", default, "PNG (*.png)")
         if path:
             try:
                 self.status_label.setText(f"Saved {self.export_view(path, with_overlay)}")

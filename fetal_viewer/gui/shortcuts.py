@@ -27,8 +27,8 @@ class Shortcut:
 SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("open_file", ("Ctrl+O",), "Open file…", "File"),
     Shortcut("open_folder", ("Ctrl+Shift+O",), "Open folder…", "File"),
-    Shortcut("export_view", ("Ctrl+E",), "Export view as PNG (with overlay)…", "File"),
-    Shortcut("export_view_bare", ("Ctrl+Shift+E",), "Export view as PNG (no overlay)…", "File"),
+    Shortcut("export_view", ("Ctrl+E",), "Export image as PNG (with overlay)…", "File"),
+    Shortcut("export_view_bare", ("Ctrl+Shift+E",), "Export image as PNG (no overlay)…", "File"),
     Shortcut("export_summary", ("Ctrl+Alt+E",), "Export AI summary (HTML)…", "File"),
     Shortcut("quit", ("Ctrl+Q",), "Quit", "File"),
     Shortcut("next_frame", ("Right", "."), "Next frame", "Navigate"),
