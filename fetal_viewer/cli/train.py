@@ -90,6 +90,14 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_training_options(p)
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="CARD",
+        help="start from this checkpoint's weights (fine-tuning; its card is verified as the "
+        "viewer verifies it, and its classes must match --task)",
+    )
     p.add_argument("--notes", default="", help="free text for the model card")
     p.set_defaults(func=run)
 
@@ -117,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         amp=not args.no_amp,
         max_frames_per_patient=args.max_frames_per_patient,
         cam_guidance=args.cam_guidance,
+        init=str(getattr(args, "init", None) or ""),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -285,3 +286,40 @@ def test_full_precision_run_says_nothing_about_autocast(manifest: Manifest, tmp_
     train_model(manifest, range(len(manifest)), CONFIG, tmp_path / "amp", log=lines.append)
     said = any("bfloat16 autocast on cpu" in line for line in lines)
     assert said == (autocast_dtype(torch.device("cpu")) is not None)
+
+
+def test_fine_tuning_starts_from_a_verified_checkpoint(manifest: Manifest, tmp_path: Path) -> None:
+    from fetal_viewer.core.model.checkpoint import save_checkpoint
+    from fetal_viewer.core.training.evaluate import make_card, restrict
+
+    idx = range(len(manifest))
+    cfg = TrainConfig(**{**CONFIG.__dict__, "epochs": 1})
+    first = train_model(manifest, idx, cfg, tmp_path / "first", log=lambda _m: None)
+    card_path = save_checkpoint(
+        first.model, make_card(first, cfg, manifest, idx, "first"), tmp_path / "ckpt"
+    )
+    sha = json.loads(card_path.read_text())["weights_sha256"]
+
+    # learning rate 0: the tuned weights are the checkpoint's (batch-norm statistics aside)
+    tuned_cfg = TrainConfig(
+        **{**cfg.__dict__, "init": str(card_path), "lr": 0.0, "weight_decay": 0.0, "seed": 9}
+    )
+    logs: list[str] = []
+    tuned = train_model(manifest, idx, tuned_cfg, tmp_path / "tuned", log=logs.append)
+    before, after = _weights(first.model), _weights(tuned.model)
+    learned = [k for k in before if "running" not in k and "num_batches" not in k]
+    assert all(torch.equal(before[k], after[k]) for k in learned)
+    assert any(line.startswith(f"starting from first (weights sha256 {sha[:12]}") for line in logs)
+    card = make_card(tuned, tuned_cfg, manifest, idx, "tuned")
+    assert card.metrics["training"]["initialised_from"] == {"name": "first", "weights_sha256": sha}
+
+    # a checkpoint of other classes is refused before anything is read or trained
+    anomalies = restrict(manifest, CLASSES[1:])
+    other = TrainConfig(**{**tuned_cfg.__dict__, "classes": CLASSES[1:]})
+    with pytest.raises(DataError, match="has classes"):
+        train_model(
+            anomalies, range(len(anomalies)), other, tmp_path / "other", log=lambda _m: None
+        )
+    both = TrainConfig(**{**tuned_cfg.__dict__, "pretrained": True})
+    with pytest.raises(DataError, match="not both"):
+        train_model(manifest, idx, both, tmp_path / "both", log=lambda _m: None)

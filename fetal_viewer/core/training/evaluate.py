@@ -86,6 +86,8 @@ def make_card(
             "config": {k: v for k, v in config.fingerprint().items() if k != "classes"},
         },
     }
+    if result.extra.get("initialised_from"):
+        card_metrics["training"]["initialised_from"] = result.extra["initialised_from"]
     if metrics:
         card_metrics.update(metrics)
     return ModelCard(
