@@ -1,12 +1,14 @@
 """Pointing game of CAM methods read at different ResNet blocks, for one model and one center.
 
 The product reads Grad-CAM at ``layer4`` (the paper's choice; a 4x4 grid at 128 px). This
-script measures whether reading it earlier, or with another pytorch-grad-cam method, puts the
-map's maximum on the lesion more often: it samples masked frames of one center (the same
-number per class, fixed seed), computes each method's map of the true class through
-pytorch-grad-cam and maps it back onto the frame with the library's own upsampling
-(``cv2.resize``; ``evaluate`` now places each cell on its receptive field's centre instead, see
-``fetal_viewer.core.cam.gradcam``), so its figures are those of the library's maps.
+script measures whether reading it one block earlier (``layer3``: 8x8 cells at 128 px), or
+with another pytorch-grad-cam method, puts the map's maximum on the lesion more often: it
+samples masked frames of one center (the same number per class, fixed seed), computes each
+method's map of the true class through pytorch-grad-cam, samples the library's upsampled map
+back at the block's cells and places each cell on its receptive field's centre as the product
+does (``fetal_viewer.core.cam.gradcam.cell_weights``; cell ``j`` of ``layer3`` is centred on
+input pixel ``16 j``), then maps it onto the frame. Each block's pointing-game ceiling (the
+share of masks that hold any cell's peak, ``evaluate.pointing_reachable``) is printed beside it.
 
 .venv/bin/python docs/cam_layers.py --model resources/models/demo/card.json \\
     --manifest out/demo-phantoms/manifest.csv --center D --per-class 100
@@ -24,22 +26,35 @@ import pytorch_grad_cam as pgc
 import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from fetal_viewer.core.cam.gradcam import STRIDE, cell_weights, grid_side, interp_weights
 from fetal_viewer.core.model.checkpoint import load_checkpoint
 from fetal_viewer.core.model.preprocess import preprocess
 from fetal_viewer.core.training.data import read_frame_mask, read_record_frame
+from fetal_viewer.core.training.evaluate import pointing_reachable
 from fetal_viewer.core.training.manifest import read_manifest
 from fetal_viewer.core.training.metrics import energy_inside, pointing_game
 
-#: name -> (pytorch-grad-cam class, ResNet blocks whose last unit is a target layer)
+#: block -> its stride relative to layer4's
+BLOCK_SCALE = {"layer4": 1, "layer3": 2, "layer2": 4}
+#: name -> (pytorch-grad-cam class, the ResNet block whose last unit is the target layer)
 METHODS = {
-    "Grad-CAM layer4 (the product's)": (pgc.GradCAM, ("layer4",)),
-    "Grad-CAM layer3": (pgc.GradCAM, ("layer3",)),
-    "Grad-CAM layers 3+4": (pgc.GradCAM, ("layer3", "layer4")),
-    "Grad-CAM++ layers 3+4": (pgc.GradCAMPlusPlus, ("layer3", "layer4")),
-    "HiResCAM layer3": (pgc.HiResCAM, ("layer3",)),
-    "LayerCAM layer3": (pgc.LayerCAM, ("layer3",)),
-    "LayerCAM layers 2+3+4": (pgc.LayerCAM, ("layer2", "layer3", "layer4")),
+    "Grad-CAM layer4 (the product's)": (pgc.GradCAM, "layer4"),
+    "Grad-CAM layer3": (pgc.GradCAM, "layer3"),
+    "Grad-CAM++ layer3": (pgc.GradCAMPlusPlus, "layer3"),
+    "HiResCAM layer3": (pgc.HiResCAM, "layer3"),
+    "LayerCAM layer3": (pgc.LayerCAM, "layer3"),
+    "LayerCAM layer2": (pgc.LayerCAM, "layer2"),
 }
+
+
+def aligned(library_map: np.ndarray, size: int, cells: int) -> np.ndarray:
+    """The library's ``(size, size)`` map of a ``cells``-wide block, with each cell's value
+    placed on its receptive field's centre instead of where ``cv2.resize`` put it."""
+    back = interp_weights((np.arange(cells) + 0.5) * size / cells - 0.5, size)
+    up = cell_weights(size, cells)
+    out = np.maximum(up @ (back @ library_map @ back.T) @ up.T, 0.0)
+    out -= out.min()
+    return (out / (1e-7 + out.max())).astype(np.float32)
 
 
 def main() -> None:
@@ -66,17 +81,27 @@ def main() -> None:
         sample += rng.sample(of_class, min(args.per_class, len(of_class)))
     pre = [preprocess(read_record_frame(r), spec) for r in sample]
     masks = [read_frame_mask(r.mask_path, p.geometry.frame_shape) for r, p in zip(sample, pre)]
+    keep = [i for i, m in enumerate(masks) if m.any()]  # as evaluate: an empty mask is no case
+    sample, pre, masks = [sample[i] for i in keep], [pre[i] for i in keep], [masks[i] for i in keep]
     x_all = torch.from_numpy(np.stack([p.array for p in pre]))
     targets = [classes.index(r.label) for r in sample]
     print(f"{len(sample)} masked frames of center {args.center}, {args.per_class} per class")
 
     figures: dict[str, dict[str, float]] = {}
-    for name, (cam_class, blocks) in METHODS.items():
+    ceilings: dict[str, float] = {}
+    for name, (cam_class, block) in METHODS.items():
         start = time.perf_counter()
+        cells = grid_side(spec.input_size) * BLOCK_SCALE[block]
+        assert cells * STRIDE // BLOCK_SCALE[block] >= spec.input_size
+        if block not in ceilings:
+            ceilings[block] = float(
+                np.mean(
+                    [pointing_reachable(p.geometry, (cells, cells), m) for p, m in zip(pre, masks)]
+                )
+            )
         hits: dict[str, list[bool]] = {c: [] for c in classes}
         energy: list[float] = []
-        layers = [getattr(model, b)[-1] for b in blocks]
-        with cam_class(model=model, target_layers=layers) as cam:
+        with cam_class(model=model, target_layers=[getattr(model, block)[-1]]) as cam:
             for s in range(0, len(sample), 32):
                 maps = cam(
                     input_tensor=x_all[s : s + 32],
@@ -84,19 +109,19 @@ def main() -> None:
                 )
                 for j, heat_in in enumerate(maps):
                     i = s + j
-                    if not masks[i].any():
-                        continue
-                    heat = pre[i].geometry.to_frame(heat_in)
+                    heat = pre[i].geometry.to_frame(aligned(heat_in, spec.input_size, cells))
                     hits[sample[i].label].append(pointing_game(heat, masks[i]))
                     energy.append(energy_inside(heat, masks[i]))
         row = {"pointing_game": float(np.mean([h for c in classes for h in hits[c]]))}
         row |= {c: float(np.mean(hits[c])) for c in classes if hits[c]}
         row["energy_inside"] = float(np.nanmean(energy))
+        row["ceiling"] = ceilings[block]
         figures[name] = row
         per_class = ", ".join(f"{c} {row[c]:.2f}" for c in classes if c in row)
         print(
-            f"{name:32s} pointing {row['pointing_game']:.3f}  heat inside "
-            f"{row['energy_inside']:.3f}  ({per_class}; {time.perf_counter() - start:.0f} s)"
+            f"{name:32s} pointing {row['pointing_game']:.3f} (ceiling {ceilings[block]:.3f})  "
+            f"heat inside {row['energy_inside']:.3f}  ({per_class}; "
+            f"{time.perf_counter() - start:.0f} s)"
         )
     print(json.dumps(figures))
 
