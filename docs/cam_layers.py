@@ -6,7 +6,7 @@ with another pytorch-grad-cam method, puts the map's maximum on the lesion more 
 samples masked frames of one center (the same number per class, fixed seed), computes each
 method's map of the true class through pytorch-grad-cam, samples the library's upsampled map
 back at the block's cells and places each cell on its receptive field's centre as the product
-does (``fetal_viewer.core.cam.gradcam.cell_weights``; cell ``j`` of ``layer3`` is centred on
+does (``fetal_viewer.core.cam.gradcam.to_input_size``; cell ``j`` of ``layer3`` is centred on
 input pixel ``16 j``), then maps it onto the frame. Each block's pointing-game ceiling (the
 share of masks that hold any cell's peak, ``evaluate.pointing_reachable``) is printed beside it.
 
@@ -26,7 +26,7 @@ import pytorch_grad_cam as pgc
 import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from fetal_viewer.core.cam.gradcam import STRIDE, cell_weights, grid_side, interp_weights
+from fetal_viewer.core.cam.gradcam import STRIDE, grid_side, to_input_size
 from fetal_viewer.core.model.checkpoint import load_checkpoint
 from fetal_viewer.core.model.preprocess import preprocess
 from fetal_viewer.core.training.data import read_frame_mask, read_record_frame
@@ -45,16 +45,6 @@ METHODS = {
     "LayerCAM layer3": (pgc.LayerCAM, "layer3"),
     "LayerCAM layer2": (pgc.LayerCAM, "layer2"),
 }
-
-
-def aligned(library_map: np.ndarray, size: int, cells: int) -> np.ndarray:
-    """The library's ``(size, size)`` map of a ``cells``-wide block, with each cell's value
-    placed on its receptive field's centre instead of where ``cv2.resize`` put it."""
-    back = interp_weights((np.arange(cells) + 0.5) * size / cells - 0.5, size)
-    up = cell_weights(size, cells)
-    out = np.maximum(up @ (back @ library_map @ back.T) @ up.T, 0.0)
-    out -= out.min()
-    return (out / (1e-7 + out.max())).astype(np.float32)
 
 
 def main() -> None:
@@ -109,7 +99,7 @@ def main() -> None:
                 )
                 for j, heat_in in enumerate(maps):
                     i = s + j
-                    heat = pre[i].geometry.to_frame(aligned(heat_in, spec.input_size, cells))
+                    heat = pre[i].geometry.to_frame(to_input_size(heat_in, spec.input_size, cells))
                     hits[sample[i].label].append(pointing_game(heat, masks[i]))
                     energy.append(energy_inside(heat, masks[i]))
         row = {"pointing_game": float(np.mean([h for c in classes for h in hits[c]]))}

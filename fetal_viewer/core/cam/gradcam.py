@@ -114,16 +114,16 @@ def cell_weights(size: int, cells: int) -> NDArray[np.float32]:
     return interp_weights(np.arange(size, dtype=np.float64) / stride, cells)
 
 
-def to_input_size(cams: NDArray, size: int) -> NDArray[np.float32]:
+def to_input_size(cams: NDArray, size: int, side: int | None = None) -> NDArray[np.float32]:
     """Square class maps ``(..., n, n)`` of a ResNet block (``layer4``: ``grid_side(size)``
-    cells), or pytorch-grad-cam's ``(..., size, size)`` maps of ``layer4``, as ``(..., size,
-    size)`` maps over the network input: each cell's value on its receptive field's centre
-    (:func:`cell_weights`), linear in between and constant beyond the outer centres; then
-    ReLU and min-max, as the library does."""
+    cells), or pytorch-grad-cam's ``(..., size, size)`` maps of a block ``side`` cells wide
+    (default ``layer4``'s), as ``(..., size, size)`` maps over the network input: each cell's
+    value on its receptive field's centre (:func:`cell_weights`), linear in between and
+    constant beyond the outer centres; then ReLU and min-max, as the library does."""
     arr = np.asarray(cams, dtype=np.float32)
     if arr.ndim < 2 or arr.shape[-2] != arr.shape[-1]:
         raise InferenceError(f"A class map must be square, got shape {arr.shape}.")
-    side = grid_side(size)
+    side = grid_side(size) if side is None else side
     if arr.shape[-1] == size and size != side:
         # the library's map: its cv2.resize put cell j at pixel (j + 0.5) * size / side - 0.5
         back = interp_weights((np.arange(side) + 0.5) * size / side - 0.5, size)
