@@ -45,6 +45,13 @@ def add_parser(subparsers: Any) -> None:
         default="auto",
         help="inference backend of the predictor",
     )
+    p.add_argument(
+        "--cam-method",
+        choices=("gradcam", "gradcam-stitch"),
+        default="gradcam",
+        help="with --model: the heatmap scored against the masks; gradcam-stitch samples "
+        "the same Grad-CAM on a grid twice as fine from four shifted passes (default gradcam)",
+    )
     p.add_argument("--figures", type=Path, help="also write the figures as PNG files here")
     p.add_argument(
         "--update-card",
@@ -61,7 +68,13 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.model.checkpoint import write_card_metrics
     from fetal_viewer.core.training.evaluate import cross_validate, headline, score_model
     from fetal_viewer.core.training.train import dist_info, finish_distributed
+    from fetal_viewer.errors import DataError
 
+    if args.cv is not None and args.cam_method != "gradcam":
+        raise DataError(
+            "--cam-method applies to --model only.",
+            fix="Cross-validate, then score a fold's card with evaluate --model ... --cam-method.",
+        )
     manifest = load_manifest(args)
     progress, close = progress_for(args, "evaluate")
     try:
@@ -72,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 n_boot=args.bootstrap,
                 backend=args.backend,
+                cam_method=args.cam_method,
                 figure_dir=args.figures,
                 progress=progress,
             )

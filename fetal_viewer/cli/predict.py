@@ -17,6 +17,7 @@ from fetal_viewer.errors import ModelLoadError, StudyLoadError
 
 CAM_CHOICES = (
     "gradcam",
+    "gradcam-stitch",
     "gradcam-lib",
     "gradcam++",
     "hirescam",
@@ -51,7 +52,8 @@ def add_parser(subparsers: Any) -> None:
         "--cam-method",
         choices=CAM_CHOICES,
         default="gradcam",
-        help="heatmap method (default: gradcam, the all-class fast path)",
+        help="heatmap method (default: gradcam, the all-class fast path; gradcam-stitch: the "
+        "same on a grid twice as fine, four passes)",
     )
     p.add_argument(
         "--aggregation",
@@ -123,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
             fix="Pass ultrasound DICOM files, PNG/JPEG images or folders holding them.",
         )
     progress, close = tqdm_progress("predict", disable=args.no_progress or args.json)
-    with_cam = args.heatmaps is not None and args.cam_method == "gradcam"
+    # Grad-CAM (plain or stitched) comes with the prediction; library methods run per frame
+    with_cam = args.heatmaps is not None and args.cam_method in ("gradcam", "gradcam-stitch")
     done = 0
     patients_out: list[dict[str, Any]] = []
     try:
@@ -141,7 +144,11 @@ def run(args: argparse.Namespace) -> int:
                         progress(_o + done, n_total, message)
 
                     pred = predictor.predict(
-                        frames, batch_size=args.batch_size, progress=report, with_cam=with_cam
+                        frames,
+                        batch_size=args.batch_size,
+                        progress=report,
+                        with_cam=with_cam,
+                        stitch=args.cam_method == "gradcam-stitch",
                     )
                     done += len(frames)
                     patient_probs.append(pred.probs)

@@ -127,6 +127,7 @@ class AIPanel(QWidget):
         self.heat_note = QLabel("", self)
         self.heat_note.setObjectName("heatmapResolution")
         self.heat_note.setWordWrap(True)
+        self._input_size: int | None = None
         heat = QGroupBox("Heatmap", self)
         form = QFormLayout(heat)
         form.addRow(self.heat_note)
@@ -162,7 +163,7 @@ class AIPanel(QWidget):
         self.class_combo.currentIndexChanged.connect(lambda _i: self.display_changed.emit())
         self.opacity_slider.valueChanged.connect(lambda _v: self.display_changed.emit())
         self.colormap_combo.currentIndexChanged.connect(lambda _i: self.display_changed.emit())
-        self.method_combo.currentIndexChanged.connect(lambda _i: self.display_changed.emit())
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
         self.analyse_button.clicked.connect(self.analyse_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
         self.set_methods(("gradcam",))
@@ -180,9 +181,10 @@ class AIPanel(QWidget):
         input_size: int | None = None,
     ) -> None:
         loaded = name is not None
+        self._input_size = input_size
         self.heat_note.setVisible(loaded and bool(input_size))
         if input_size:
-            self.heat_note.setText(resolution_note(input_size))
+            self.heat_note.setText(resolution_note(input_size, self.method_combo.currentText()))
         if loaded:
             self.model_label.setText(f"Model: <b>{name}</b> v{version} · sha256 {sha[:10]}")
             extra = intended_use.strip()
@@ -198,6 +200,13 @@ class AIPanel(QWidget):
         self.class_combo.addItems(list(classes))
         self.class_combo.blockSignals(False)
         self.analyse_button.setEnabled(loaded)
+
+    def _method_changed(self, _index: int) -> None:
+        if self._input_size:
+            self.heat_note.setText(
+                resolution_note(self._input_size, self.method_combo.currentText())
+            )
+        self.display_changed.emit()
 
     def set_methods(self, methods: Sequence[str]) -> None:
         self.method_combo.blockSignals(True)

@@ -261,6 +261,8 @@ class _Task:
 
 #: the one-pass all-class method (fetal_viewer.core.cam.gradcam.FAST_METHOD)
 FAST_METHOD = "gradcam"
+#: the same on a finer grid (fetal_viewer.core.cam.gradcam.STITCH_METHOD)
+STITCH_METHOD = "gradcam-stitch"
 PRIORITY_STOP, PRIORITY_LOAD, PRIORITY_FRAME, PRIORITY_ANALYSIS = -1, 0, 1, 2
 
 
@@ -470,9 +472,10 @@ class ModelService(QThread):
         frames = [np.asarray(series.frame(i), dtype=np.uint8) for i in indices]
         if cancel is not None:
             cancel.raise_if_cancelled()
-        fast = method == FAST_METHOD
+        stitch = method == STITCH_METHOD
+        fast = method == FAST_METHOD or stitch  # Grad-CAM comes with the prediction
         preds = self._predictor.predict(
-            frames, batch_size=len(frames), cancel=cancel, with_cam=fast
+            frames, batch_size=len(frames), cancel=cancel, with_cam=fast, stitch=stitch
         )
         cams = preds.cams
         if not fast:

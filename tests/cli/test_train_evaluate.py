@@ -86,6 +86,31 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
         listed = {r["path"] for r in csv.DictReader(fh)}
     assert {r["path"] for r in predicted} <= listed
 
+    # the same model's maps on the stitched grid: same predictions, a finer grid whose
+    # lattice holds the plain one, so at least the plain pointing-game ceiling
+    fine = tmp_path / "fine"
+    r = run_cli(
+        "evaluate",
+        "--manifest",
+        str(phantoms),
+        "--out",
+        str(fine),
+        "--model",
+        str(out / "card.json"),
+        "--bootstrap",
+        "50",
+        "--cam-method",
+        "gradcam-stitch",
+    )
+    assert r.returncode == 0, r.stderr
+    fine_m = json.loads((fine / "metrics.json").read_text())
+    assert fine_m["setup"]["heatmap"] == "gradcam-stitch"
+    assert metrics["setup"]["heatmap"] == "gradcam"
+    assert fine_m["patient_level"]["accuracy"] == metrics["patient_level"]["accuracy"]
+    plain_loc, fine_loc = metrics["localisation"]["all"], fine_m["localisation"]["all"]
+    assert fine_loc["images"] == plain_loc["images"]
+    assert fine_loc["pointing_ceiling"] >= plain_loc["pointing_ceiling"]
+
     cv = tmp_path / "cv"
     cv_args = [
         "evaluate",
@@ -110,6 +135,8 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
         "--fp16",
         *FAST,
     ]
+    r = run_cli(*cv_args, "--cam-method", "gradcam-stitch")
+    assert r.returncode == 1 and "--cam-method applies to --model only" in r.stderr
     # folds can run one at a time (on several machines); a later run gathers them
     r = run_cli(*cv_args, "--only-fold", "center=Z")
     assert r.returncode != 0 and "No fold named center=Z" in r.stderr and "center=B" in r.stderr

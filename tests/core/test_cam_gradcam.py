@@ -12,9 +12,13 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from fetal_viewer.core.cam.gradcam import (
     CAM_METHODS,
     LIBRARY_METHODS,
+    STITCH_METHOD,
     STRIDE,
     cams_from_features,
     library_cams,
+    resolution_note,
+    shifted,
+    stitched_cams,
     to_input_size,
 )
 from fetal_viewer.core.cam.overlay import blend, colorize
@@ -74,6 +78,61 @@ def test_maps_sit_on_the_receptive_fields_of_the_cells() -> None:
     assert peak == (STRIDE * j, STRIDE * j)
     assert abs(centre[0] - peak[0]) < 4 and abs(centre[1] - peak[1]) < 4, centre
     assert abs(centre[0] - (STRIDE * j + 15.5)) > 10  # where the library's resize puts it
+
+
+def test_stitched_cells_sit_on_the_pixels_their_shifted_pass_sampled() -> None:
+    """A "network" whose one feature channel is the input at each cell's receptive-field
+    centre (pixel 32 j): the four passes of a 2x2 stitch must sample pixels 16 j, so the
+    stitched map is the input on a 16 px lattice, and it is drawn where it was sampled."""
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 128, 128)).astype(np.float32)
+    calls: list[np.ndarray] = []
+
+    def features_of(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch)
+        return batch[:, :1, ::STRIDE, ::STRIDE]
+
+    fill = np.array([-1.0, -2.0, -3.0], np.float32)
+    out = stitched_cams(features_of, x, np.ones((1, 1), np.float32), fill, k=2)
+    assert out.shape == (2, 1, 8, 8) and len(calls) == 4
+    want = x[:, :1, ::16, ::16]
+    lo = want.min(axis=(-2, -1), keepdims=True)
+    want = (want - lo) / (1e-7 + (want - lo).max(axis=(-2, -1), keepdims=True))
+    np.testing.assert_allclose(out, want, atol=1e-5)
+    # a stitched cell's value is drawn at pixel 16 j, where its pass sampled it
+    one = np.zeros((8, 8), np.float32)
+    one[3, 5] = 1.0
+    peak = np.unravel_index(int(np.argmax(to_input_size(one, 128))), (128, 128))
+    assert peak == (48, 80)
+    # the shifted copy moves content up and left and pads with the fill value
+    moved = shifted(x, 16, 0, fill)
+    np.testing.assert_array_equal(moved[:, :, :112], x[:, :, 16:])
+    assert (moved[:, 1, 112:] == -2.0).all()
+    # the unshifted activations, when given, are not computed again
+    calls.clear()
+    stitched_cams(features_of, x, np.ones((1, 1), np.float32), fill, unshifted=x[:, :1, ::32, ::32])
+    assert len(calls) == 3
+    with pytest.raises(InferenceError):
+        stitched_cams(features_of, x, np.ones((1, 1), np.float32), fill, k=3)
+
+
+def test_stitch_of_one_is_the_fast_path_and_notes_its_grid(model: torch.nn.Module) -> None:
+    x = torch.randn(2, 3, 128, 128)
+    body = torch.nn.Sequential(*list(model.children())[:-2]).eval()
+
+    def features_of(batch: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return body(torch.from_numpy(batch)).numpy()
+
+    w = model.fc.weight.detach().numpy()
+    plain = cams_from_features(features_of(x.numpy()), w)
+    np.testing.assert_allclose(
+        stitched_cams(features_of, x.numpy(), w, np.zeros(3), k=1), plain, atol=1e-6
+    )
+    fine = stitched_cams(features_of, x.numpy(), w, np.zeros(3))
+    assert fine.shape == (2, 5, 8, 8)
+    assert "4×4 grid" in resolution_note(128)
+    assert "8×8 grid" in resolution_note(128, STITCH_METHOD)
 
 
 @pytest.mark.parametrize("method", ["gradcam++", "hirescam", "layercam", "eigencam"])

@@ -65,6 +65,18 @@ def test_onnxruntime_and_torch_match_the_torch_reference(loaded: LoadedModel) ->
     assert hm.shape == frames[1].shape[:2] and hm.min() >= 0.0 and hm.max() <= 1.0
 
 
+def test_stitched_heatmaps_come_with_the_same_probabilities(loaded: LoadedModel) -> None:
+    frames = _frames(3)
+    for backend in ("onnxruntime", "torch"):
+        predictor = Predictor(loaded, backend=backend)
+        plain = predictor.predict(frames, with_cam=True)
+        fine = predictor.predict(frames, with_cam=True, stitch=True)
+        np.testing.assert_array_equal(fine.probs, plain.probs)
+        assert fine.cams is not None and fine.cams.shape == (3, 5, 4, 4)  # 2x2 cells at 64 px
+        heat = fine.heatmap(0, 1)
+        assert heat.shape == frames[0].shape[:2] and 0.9 < heat.max() <= 1.0
+
+
 def test_progress_cancel_and_batching(loaded: LoadedModel) -> None:
     predictor = Predictor(loaded, backend="torch")
     calls: list[tuple[int, int]] = []

@@ -144,6 +144,14 @@ def test_inference_overlay_opacity_and_toggle(qtbot, make_main_window, study_dir
     assert model_service.cached(window.series, window.index, "gradcam++") is window.result
     assert window.view.overlay_item.pixmap().toImage() != after
 
+    # the stitched Grad-CAM: same probabilities, a grid twice as fine, and the note says so
+    with qtbot.waitSignal(window.ai_shown, timeout=60_000):
+        panel.method_combo.setCurrentText("gradcam-stitch")
+    fine = model_service.cached(window.series, window.index, "gradcam-stitch")
+    assert fine is window.result and fine.cams is not None and fine.cams.shape[-2:] == (4, 4)
+    np.testing.assert_allclose(fine.probs, probs, atol=1e-5)
+    assert "4×4 grid over the 64 px" in panel.heat_note.text()
+
 
 def test_analyse_study_matches_predictor_and_export(
     qtbot, make_main_window, study_dir, model_service, tmp_path

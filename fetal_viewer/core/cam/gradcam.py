@@ -17,6 +17,15 @@ sit half a cell (16 px at a 128 px input) below and right of what they mark. Her
 cell's value is placed on its receptive field's centre (tested against the gradient of a
 ResNet34), and library maps are first sampled back at their cells.
 
+Shift-and-stitch (``"gradcam-stitch"``): the ``layer4`` grid is coarse (4x4 at 128 px), so
+the map's maximum can only sit on one of 16 cell centres. Running the network ``k x k``
+times on copies of the input whose content is moved up and left by ``32 a / k`` and ``32 b
+/ k`` pixels puts the cells of copy ``(a, b)`` on input pixels ``32 i + 32 a / k``; their
+Grad-CAM values interleave into one map ``k`` times finer, with cell ``j`` centred on pixel
+``32 j / k`` (the FCN paper's shift-and-stitch, Long et al. 2015). The maps are the same
+Grad-CAM of the same model; only where it is sampled changes. :func:`stitched_cams` takes
+the raw, ReLU'd maps of every copy and normalises the stitched map once.
+
 Other methods (Grad-CAM++, HiResCAM, LayerCAM, EigenCAM, ScoreCAM, and the library's own
 Grad-CAM) run through ``pytorch_grad_cam`` in :func:`library_cams`, each inside a ``with``
 block so its hooks are released.
@@ -24,6 +33,7 @@ block so its hooks are released.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +49,9 @@ if TYPE_CHECKING:
 
 #: the fast all-class path
 FAST_METHOD = "gradcam"
+#: the same all-class Grad-CAM on a grid STITCH times finer, from STITCH**2 shifted passes
+STITCH_METHOD = "gradcam-stitch"
+STITCH = 2
 #: method name -> pytorch_grad_cam class name
 LIBRARY_METHODS: dict[str, str] = {
     "gradcam-lib": "GradCAM",
@@ -49,7 +62,7 @@ LIBRARY_METHODS: dict[str, str] = {
     "scorecam": "ScoreCAM",
 }
 #: every method name accepted by the predictor and the CLI
-CAM_METHODS: tuple[str, ...] = (FAST_METHOD, *LIBRARY_METHODS)
+CAM_METHODS: tuple[str, ...] = (FAST_METHOD, STITCH_METHOD, *LIBRARY_METHODS)
 
 _EPS = 1e-7  # pytorch_grad_cam.utils.image.scale_cam_image
 
@@ -73,18 +86,23 @@ def grid_side(input_size: int) -> int:
     return -(-input_size // STRIDE)
 
 
-def resolution_note(input_size: int) -> str:
+def resolution_note(input_size: int, method: str = FAST_METHOD) -> str:
     """What a reader should know about a heatmap's coarseness, in one sentence."""
-    side = grid_side(input_size)
+    side = grid_side(input_size) * (STITCH if method == STITCH_METHOD else 1)
     return (
-        f"A {side}×{side} grid over the {input_size} px model input: it marks a region, "
-        "not the outline of a lesion."
+        f"Heatmap on a {side}×{side} grid over the {input_size} px model input: it marks a "
+        "region, not the outline of a lesion."
     )
 
 
 def cams_from_features(features: NDArray, fc_weight: NDArray) -> NDArray[np.float32]:
     """Grad-CAM of every class from ``layer4`` activations ``(N, K, h, w)`` and the final
     layer's weight ``(C, K)``: ``(N, C, h, w)``, ReLU'd and min-max normalised per map."""
+    return _minmax(_raw_cams(features, fc_weight))
+
+
+def _raw_cams(features: NDArray, fc_weight: NDArray) -> NDArray[np.float32]:
+    """``relu(W_c . A) / (h*w)`` of every class, not normalised."""
     a = np.asarray(features, dtype=np.float32)
     w = np.asarray(fc_weight, dtype=np.float32)
     if a.ndim != 4 or w.ndim != 2 or a.shape[1] != w.shape[1]:
@@ -94,7 +112,48 @@ def cams_from_features(features: NDArray, fc_weight: NDArray) -> NDArray[np.floa
     n, k, h, wd = a.shape
     w = w / np.float32(h * wd)  # Grad-CAM weight = spatial mean of dlogit/dA = W_c / (h*w)
     cams = (w @ a.reshape(n, k, h * wd)).reshape(n, w.shape[0], h, wd)
-    return _minmax(np.maximum(cams, np.float32(0.0)))
+    return np.maximum(cams, np.float32(0.0))
+
+
+def shifted(x: NDArray, dy: int, dx: int, fill: NDArray) -> NDArray[np.float32]:
+    """A batch ``(N, 3, S, S)`` with its content moved up by ``dy`` and left by ``dx``
+    pixels; the uncovered bottom and right edges take the per-channel value ``fill``."""
+    out = np.empty_like(np.asarray(x, dtype=np.float32))
+    out[...] = np.asarray(fill, dtype=np.float32).reshape(1, -1, 1, 1)
+    s = x.shape[-1]
+    out[:, :, : s - dy, : s - dx] = x[:, :, dy:, dx:]
+    return out
+
+
+def stitched_cams(
+    features_of: Callable[[NDArray[np.float32]], NDArray],
+    x: NDArray,
+    fc_weight: NDArray,
+    fill: NDArray,
+    k: int = STITCH,
+    unshifted: NDArray | None = None,
+) -> NDArray[np.float32]:
+    """All-class Grad-CAM ``(N, C, k h, k w)`` of the batch ``x`` by shift-and-stitch (module
+    notes): ``features_of`` returns the ``layer4`` activations of a batch (``unshifted``:
+    those of ``x`` itself, when already computed); ``fill`` is the normalised value of a
+    black pixel, what the preprocessing pads with."""
+    if k < 1 or STRIDE % k:
+        raise InferenceError(f"Shift-and-stitch needs a divisor of {STRIDE}, got {k}.")
+    step = STRIDE // k
+    out: NDArray[np.float32] | None = None
+    for a in range(k):
+        for b in range(k):
+            if a == b == 0 and unshifted is not None:
+                feats = unshifted
+            else:
+                feats = features_of(shifted(x, a * step, b * step, fill))
+            raw = _raw_cams(feats, fc_weight)
+            if out is None:
+                n, c, h, w = raw.shape
+                out = np.empty((n, c, h * k, w * k), dtype=np.float32)
+            out[:, :, a::k, b::k] = raw
+    assert out is not None
+    return _minmax(out)
 
 
 def interp_weights(at: NDArray, n: int) -> NDArray[np.float32]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.cam.gradcam import cams_from_features, frame_heatmap
+from fetal_viewer.core.cam.gradcam import cams_from_features, frame_heatmap, stitched_cams
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE, aggregate
 from fetal_viewer.core.model.checkpoint import LoadedModel
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
@@ -58,7 +58,7 @@ class Predictions:
     """Output of :meth:`Predictor.predict` for N frames.
 
     ``probs`` is ``(N, C)``; ``cams`` is ``(N, C, h, w)`` at the network's feature
-    resolution, normalised like pytorch-grad-cam (or ``None``); ``geometries[i]`` maps
+    resolution (or the stitched grid, finer), normalised like pytorch-grad-cam (or ``None``); ``geometries[i]`` maps
     frame i's input-space maps back onto the frame.
     """
 
@@ -176,31 +176,47 @@ class Predictor:
         return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
 
     def run_arrays(
-        self, x: NDArray[np.float32], with_cam: bool = False
+        self, x: NDArray[np.float32], with_cam: bool = False, stitch: bool = False
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """Probabilities ``(N, C)`` and optionally all-class CAMs ``(N, C, h, w)`` for a
-        preprocessed batch ``(N, 3, S, S)``."""
+        preprocessed batch ``(N, 3, S, S)``; with ``stitch``, the CAMs come from
+        :data:`~fetal_viewer.core.cam.gradcam.STITCH` squared shifted passes on a grid that
+        many times finer (:func:`~fetal_viewer.core.cam.gradcam.stitched_cams`)."""
+        batch = np.ascontiguousarray(x, dtype=np.float32)
+        logits, feats = self._forward(batch, with_cam)
+        probs = softmax(logits)
+        if feats is None:
+            return probs, None
+        if not stitch:
+            return probs, cams_from_features(feats, self.fc_weight)
+        black = -np.asarray(self.spec.mean, np.float32) / np.asarray(self.spec.std, np.float32)
+        cams = stitched_cams(self._layer4, batch, self.fc_weight, black, unshifted=feats)
+        return probs, cams
+
+    def _layer4(self, batch: NDArray[np.float32]) -> NDArray:
+        feats = self._forward(batch, True)[1]
+        assert feats is not None
+        return feats
+
+    def _forward(
+        self, batch: NDArray[np.float32], with_features: bool
+    ) -> tuple[NDArray, NDArray | None]:
+        """Logits and (optionally) ``layer4`` activations of one batch on the backend."""
         import torch
 
-        batch = np.ascontiguousarray(x, dtype=np.float32)
         try:
             if self._session is not None:
-                names = ["logits", "features"] if with_cam else ["logits"]
+                names = ["logits", "features"] if with_features else ["logits"]
                 outs = self._session.run(names, {"x": batch})
-                logits, feats = outs[0], (outs[1] if with_cam else None)
-            else:
-                with torch.inference_mode():
-                    t = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-                    lt, ft = self._torch_fn(t)
-                    logits = lt.numpy()
-                    feats = ft.contiguous().numpy() if with_cam else None
+                return outs[0], (outs[1] if with_features else None)
+            with torch.inference_mode():
+                t = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+                lt, ft = self._torch_fn(t)
+                return lt.numpy(), (ft.contiguous().numpy() if with_features else None)
         except Exception as exc:
             raise InferenceError(
                 "The model failed on a batch of frames.", why=f"{type(exc).__name__}: {exc}"
             ) from exc
-        probs = softmax(logits)
-        cams = cams_from_features(feats, self.fc_weight) if feats is not None else None
-        return probs, cams
 
     def predict(
         self,
@@ -209,8 +225,10 @@ class Predictor:
         progress: ProgressFn = no_progress,
         cancel: CancelToken | None = None,
         with_cam: bool = False,
+        stitch: bool = False,
     ) -> Predictions:
-        """Preprocess and classify ``frames`` (uint8 RGB or grey) in batches."""
+        """Preprocess and classify ``frames`` (uint8 RGB or grey) in batches; ``with_cam``
+        adds every class's Grad-CAM, on the finer stitched grid with ``stitch``."""
         n = len(frames)
         if batch_size < 1:
             raise InferenceError(f"batch_size must be at least 1, got {batch_size}.")
@@ -225,7 +243,7 @@ class Predictor:
                 preprocess(frames[i], self.spec) for i in range(start, min(n, start + batch_size))
             ]
             batch = np.stack([p.array for p in pre])
-            p, c = self.run_arrays(batch, with_cam=with_cam)
+            p, c = self.run_arrays(batch, with_cam=with_cam, stitch=stitch)
             probs.append(p)
             if c is not None:
                 cams.append(c)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fetal_viewer.core.cam.gradcam import frame_heatmap, grid_side
+from fetal_viewer.core.cam.gradcam import FAST_METHOD, STITCH_METHOD, frame_heatmap, grid_side
 from fetal_viewer.core.model.checkpoint import (
     LoadedModel,
     ModelCard,
@@ -163,10 +163,12 @@ def score(
     fold_name: str,
     *,
     backend: str = "auto",
+    stitch: bool = False,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
 ) -> Scored:
-    """Predict the rows ``indices`` with the product's predictor; localise where masks exist."""
+    """Predict the rows ``indices`` with the product's predictor; localise where masks exist
+    (with ``stitch``, on the shift-and-stitch Grad-CAM grid)."""
     from fetal_viewer.core.model.predictor import Predictor
 
     classes = tuple(loaded.card.classes)
@@ -189,7 +191,7 @@ def score(
         chunk = rows[start : start + _PRED_CHUNK]
         frames = [read_record_frame(r) for r in chunk]
         with_cam = any(r.mask_path is not None for r in chunk)
-        pred = predictor.predict(frames, with_cam=with_cam, cancel=cancel)
+        pred = predictor.predict(frames, with_cam=with_cam, stitch=stitch, cancel=cancel)
         probs.append(pred.probs)
         grid = (0, 0) if pred.cams is None else (pred.cams.shape[-2], pred.cams.shape[-1])
         for j, r in enumerate(chunk):
@@ -415,11 +417,18 @@ def score_model(
     *,
     n_boot: int = 1000,
     backend: str = "auto",
+    cam_method: str = FAST_METHOD,
     figure_dir: str | Path | None = None,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
-    """Score an existing checkpoint on every row of a manifest (a held-out set)."""
+    """Score an existing checkpoint on every row of a manifest (a held-out set); heatmaps
+    by ``cam_method``, :data:`FAST_METHOD` or :data:`STITCH_METHOD`."""
+    if cam_method not in (FAST_METHOD, STITCH_METHOD):
+        raise DataError(
+            f"Heatmap localisation is scored with {FAST_METHOD} or {STITCH_METHOD}, "
+            f"not {cam_method!r}."
+        )
     loaded = load_checkpoint(card_path)
     scored = score(
         loaded,
@@ -427,6 +436,7 @@ def score_model(
         range(len(manifest)),
         "held-out",
         backend=backend,
+        stitch=cam_method == STITCH_METHOD,
         progress=progress,
         cancel=cancel,
     )
@@ -437,6 +447,7 @@ def score_model(
         "model_card": str(loaded.card_path),
         "classes": ", ".join(loaded.card.classes),
         "input_size": loaded.card.input_size,
+        "heatmap": cam_method,
         "manifest": str(manifest.source),
     }
     write_report(
