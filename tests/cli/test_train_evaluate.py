@@ -110,6 +110,8 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     plain_loc, fine_loc = metrics["localisation"]["all"], fine_m["localisation"]["all"]
     assert fine_loc["images"] == plain_loc["images"]
     assert fine_loc["pointing_ceiling"] >= plain_loc["pointing_ceiling"]
+    for loc in (plain_loc, fine_loc):  # the 15 px tolerance of Zhang et al. only adds hits
+        assert loc["pointing_game"] <= loc["pointing_game_15px"] <= 1.0
 
     cv = tmp_path / "cv"
     cv_args = [

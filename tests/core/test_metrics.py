@@ -128,3 +128,10 @@ def test_localisation_metrics() -> None:
     coarse = np.zeros((4, 4), dtype=np.float32)
     coarse[1, 1] = 1.0
     assert M.pointing_game(coarse, mask)
+    # distance from the maximum to the mask: 0 inside, Euclidean outside, inf without a mask
+    assert M.pointing_distance(coarse, mask) == 0.0
+    heat = np.zeros((40, 40), dtype=np.float32)
+    heat[25, 23] = 1.0  # 6 rows below and 4 columns right of the mask's corner (19, 19)
+    assert not M.pointing_game(heat, mask)
+    assert M.pointing_distance(heat, mask) == pytest.approx(np.hypot(6, 4))
+    assert M.pointing_distance(heat, np.zeros_like(mask)) == float("inf")

@@ -19,7 +19,7 @@ CLASSES = ("normal", "anencephaly", "encephalocele")
 @pytest.fixture(scope="module")
 def table() -> PredictionTable:
     rng = np.random.default_rng(3)
-    pids, centers, ga, y, probs, pointing, energy, reachable = [], [], [], [], [], [], [], []
+    pids, centers, ga, y, probs, pointing, energy, reachable, distance = ([] for _ in range(9))
     for p in range(30):
         label = p % 3
         n_frames = 1 + p % 3
@@ -35,6 +35,7 @@ def table() -> PredictionTable:
             pointing.append(None if label == 0 else bool(p % 2))
             energy.append(None if label == 0 else 0.25)
             reachable.append(None if label == 0 else p % 5 != 1)
+            distance.append(None if label == 0 else (0.0 if p % 2 else 4.0 * (p % 7) + 1.0))
     return PredictionTable(
         classes=CLASSES,
         paths=[f"{i}.png" for i in range(len(pids))],
@@ -48,6 +49,7 @@ def table() -> PredictionTable:
         pointing=pointing,
         energy=energy,
         reachable=reachable,
+        distance=distance,
     )
 
 
@@ -79,6 +81,9 @@ def test_summary_figures(table: PredictionTable) -> None:
     can = [bool(r) for r, t in zip(table.reachable, table.y) if t == 2]
     assert 0 < np.mean(can) < 1
     assert loc["encephalocele"]["pointing_ceiling"] == pytest.approx(np.mean(can))
+    near = [d <= 15 for d, t in zip(table.distance, table.y) if t == 1]
+    assert loc["anencephaly"]["pointing_game_15px"] == pytest.approx(np.mean(near))
+    assert loc["anencephaly"]["pointing_game"] < loc["anencephaly"]["pointing_game_15px"] < 1
     assert curves["patient"].auroc["macro"] == pytest.approx(p["macro_auroc"], abs=1e-6)
 
 
@@ -102,6 +107,7 @@ def test_report_files_and_csv_round_trip(table: PredictionTable, tmp_path: Path)
     back = PredictionTable.read_csv(tmp_path / "predictions.csv", CLASSES)
     np.testing.assert_allclose(back.probs, table.probs, atol=1e-6)
     assert back.pointing == table.pointing and back.patient_ids == table.patient_ids
+    assert back.distance == table.distance
     assert back.reachable == table.reachable
 
 

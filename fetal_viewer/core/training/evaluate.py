@@ -33,7 +33,7 @@ from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.training.data import read_frame_mask, read_mask, read_record_frame
 from fetal_viewer.core.training.folds import make_folds
 from fetal_viewer.core.training.manifest import Indices, Manifest
-from fetal_viewer.core.training.metrics import energy_inside, pointing_game
+from fetal_viewer.core.training.metrics import energy_inside, pointing_distance, pointing_game
 from fetal_viewer.core.training.report import HeatmapExample, ReportInputs, write_report
 from fetal_viewer.core.training.summary import PredictionTable, summarise
 from fetal_viewer.core.training.train import (
@@ -186,6 +186,7 @@ def score(
     pointing: list[bool | None] = []
     energy: list[float | None] = []
     reachable: list[bool | None] = []
+    distance: list[float | None] = []
     examples: dict[str, HeatmapExample] = {}
     for start in range(0, len(rows), _PRED_CHUNK):
         chunk = rows[start : start + _PRED_CHUNK]
@@ -203,8 +204,10 @@ def score(
                 pointing.append(None)
                 energy.append(None)
                 reachable.append(None)
+                distance.append(None)
                 continue
             pointing.append(pointing_game(heat, mask))
+            distance.append(pointing_distance(heat, mask))
             energy.append(energy_inside(heat, mask))
             reachable.append(pointing_reachable(pred.geometries[j], grid, mask))
             if r.label not in examples:
@@ -232,6 +235,7 @@ def score(
         pointing=pointing,
         energy=energy,
         reachable=reachable,
+        distance=distance,
     )
     return Scored(table, [examples[c] for c in classes if c in examples])
 
@@ -499,6 +503,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         "image_macro_auroc": i["macro_auroc"],
         "pointing_game": loc.get("pointing_game"),
         "pointing_game_ceiling": loc.get("pointing_ceiling"),
+        "pointing_game_15px": loc.get("pointing_game_15px"),
         "energy_inside_mask": loc.get("energy_inside_mask"),
     }
 

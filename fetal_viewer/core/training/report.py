@@ -229,6 +229,7 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
                 "images with mask",
                 "pointing game",
                 "pointing ceiling at this heatmap resolution",
+                "pointing game, 15 px tolerance",
                 "energy inside mask",
             ],
             [
@@ -237,6 +238,7 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
                     str(v["images"]),
                     _fmt(v["pointing_game"]),
                     _fmt(v.get("pointing_ceiling")),
+                    _fmt(v.get("pointing_game_15px")),
                     _fmt(v["energy_inside_mask"]),
                 ]
                 for c, v in loc.items()

@@ -35,6 +35,9 @@ class PredictionTable:
     # whether a map at the model's heatmap resolution can hit the mask at all (see
     # evaluate.pointing_reachable); None: no mask, or a table written before this column
     reachable: list[bool | None]
+    # pixels from the map's maximum to the mask (metrics.pointing_distance); None: no mask,
+    # or a table written before this column
+    distance: list[float | None]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -56,6 +59,7 @@ class PredictionTable:
                     "pointing_hit",
                     "energy_in_mask",
                     "pointing_reachable",
+                    "pointing_distance_px",
                 ]
             )
             pred = self.probs.argmax(axis=1)
@@ -74,6 +78,7 @@ class PredictionTable:
                         "" if self.pointing[i] is None else int(bool(self.pointing[i])),
                         "" if self.energy[i] is None else f"{self.energy[i]:.4f}",
                         "" if self.reachable[i] is None else int(bool(self.reachable[i])),
+                        "" if self.distance[i] is None else f"{self.distance[i]:.1f}",
                     ]
                 )
 
@@ -97,6 +102,7 @@ class PredictionTable:
             pointing=[bool(int(r["pointing_hit"])) if r["pointing_hit"] else None for r in rows],
             energy=[float(r["energy_in_mask"]) if r["energy_in_mask"] else None for r in rows],
             reachable=[bool(int(v)) if (v := r.get("pointing_reachable")) else None for r in rows],
+            distance=[float(v) if (v := r.get("pointing_distance_px")) else None for r in rows],
         )
 
     @classmethod
@@ -115,6 +121,7 @@ class PredictionTable:
             pointing=[p for t in tables for p in t.pointing],
             energy=[p for t in tables for p in t.energy],
             reachable=[p for t in tables for p in t.reachable],
+            distance=[p for t in tables for p in t.distance],
         )
 
 
@@ -208,9 +215,15 @@ def summarise(
                 float(e) for i in sel if (e := table.energy[i]) is not None and np.isfinite(e)
             ]
             known = [bool(r) for i in sel if (r := table.reachable[i]) is not None]
+            dist = [table.distance[i] for i in sel]
+            near = [d <= M.POINTING_TOLERANCE_PX for d in dist if d is not None]
             loc[c] = {
                 "images": len(sel),
                 "pointing_game": _clean(float(np.mean(hits))),
+                # only when every frame has it (folds scored before the column lack it)
+                "pointing_game_15px": _clean(float(np.mean(near)))
+                if len(near) == len(sel)
+                else None,
                 "pointing_ceiling": _clean(float(np.mean(known))) if known else None,
                 "energy_inside_mask": _clean(float(np.mean(energies))) if energies else None,
             }
