@@ -56,22 +56,24 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert json.loads(card.training_data)["patients"] == 10
     assert (out / "history.json").is_file()
 
+    def score(dest: Path, *options: str) -> dict:
+        r = run_cli(
+            "evaluate",
+            "--manifest",
+            str(phantoms),
+            "--out",
+            str(dest),
+            "--model",
+            str(out / "card.json"),
+            "--bootstrap",
+            "50",
+            *options,
+        )
+        assert r.returncode == 0, r.stderr
+        return json.loads((dest / "metrics.json").read_text())
+
     scored = tmp_path / "scored"
-    r = run_cli(
-        "evaluate",
-        "--manifest",
-        str(phantoms),
-        "--out",
-        str(scored),
-        "--model",
-        str(out / "card.json"),
-        "--bootstrap",
-        "50",
-        "--backend",
-        "torch",
-    )
-    assert r.returncode == 0, r.stderr
-    metrics = json.loads((scored / "metrics.json").read_text())
+    metrics = score(scored, "--backend", "torch")
     assert metrics["patients"] == 10
     assert 0.0 <= metrics["patient_level"]["accuracy"] <= 1.0
     assert set(metrics["by_ga_band"]) <= {"<20", "20-28", ">28"}
@@ -88,22 +90,7 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
 
     # the same model's maps on the stitched grid: same predictions, a finer grid whose
     # lattice holds the plain one, so at least the plain pointing-game ceiling
-    fine = tmp_path / "fine"
-    r = run_cli(
-        "evaluate",
-        "--manifest",
-        str(phantoms),
-        "--out",
-        str(fine),
-        "--model",
-        str(out / "card.json"),
-        "--bootstrap",
-        "50",
-        "--cam-method",
-        "gradcam-stitch",
-    )
-    assert r.returncode == 0, r.stderr
-    fine_m = json.loads((fine / "metrics.json").read_text())
+    fine_m = score(tmp_path / "fine", "--cam-method", "gradcam-stitch")
     assert fine_m["setup"]["heatmap"] == "gradcam-stitch"
     assert metrics["setup"]["heatmap"] == "gradcam"
     assert fine_m["patient_level"]["accuracy"] == metrics["patient_level"]["accuracy"]
