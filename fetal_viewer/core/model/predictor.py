@@ -58,8 +58,8 @@ class Predictions:
     """Output of :meth:`Predictor.predict` for N frames.
 
     ``probs`` is ``(N, C)``; ``cams`` is ``(N, C, h, w)`` at the network's feature
-    resolution (or the stitched grid, finer), normalised like pytorch-grad-cam (or ``None``); ``geometries[i]`` maps
-    frame i's input-space maps back onto the frame.
+    resolution (or on the finer stitched grid), normalised like pytorch-grad-cam (or
+    ``None``); ``geometries[i]`` maps frame i's input-space maps back onto the frame.
     """
 
     probs: NDArray[np.float32]
