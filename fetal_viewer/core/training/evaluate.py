@@ -206,8 +206,9 @@ def score(
                 reachable.append(None)
                 distance.append(None)
                 continue
-            pointing.append(pointing_game(heat, mask))
-            distance.append(pointing_distance(heat, mask))
+            d = pointing_distance(heat, mask)  # 0 inside the mask: a pointing-game hit
+            pointing.append(d == 0.0)
+            distance.append(d)
             energy.append(energy_inside(heat, mask))
             reachable.append(pointing_reachable(pred.geometries[j], grid, mask))
             if r.label not in examples:
