@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.cam.gradcam import resolution_note
-from fetal_viewer.gui.imaging import COLORMAPS
+from fetal_viewer.core.cam.overlay import COLORMAPS
 
 TOP_CLASS = "Top class"
 

@@ -6,19 +6,10 @@ heavier runs in a worker.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from PySide6.QtGui import QImage
 
-#: colormaps offered for heatmaps (matplotlib names)
-COLORMAPS: tuple[str, ...] = ("jet", "turbo", "inferno", "viridis", "magma")
-
-
-#: heatmap values at or below this are not coloured
-HEATMAP_FLOOR = 0.02
-#: pixel value at or below which a frame pixel is background (no echo)
-BACKGROUND_LEVEL = 8
+from fetal_viewer.core.cam.overlay import colormap_lut
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -56,15 +47,6 @@ def apply_window(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndar
     return out
 
 
-@lru_cache(maxsize=16)
-def colormap_lut(name: str) -> np.ndarray:
-    """(256, 3) uint8 RGB table of a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    cmap = colormaps[name]
-    return (cmap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
-
-
 def heatmap_rgba(
     heatmap: np.ndarray, colormap: str, floor: float = 0.0, mask: np.ndarray | None = None
 ) -> np.ndarray:
@@ -86,16 +68,3 @@ def heatmap_rgba(
         alpha = cv2.bitwise_and(alpha, mask.astype(np.uint8) * np.uint8(255))
     r, g, b = cv2.split(rgb)
     return cv2.merge([r, g, b, alpha])
-
-
-def echo_mask(rgb: np.ndarray, level: int) -> np.ndarray:
-    """True where any channel of the frame is above ``level`` (not black background)."""
-    import cv2
-
-    if rgb.ndim == 2:
-        return rgb > level
-    r, g, b = cv2.split(np.ascontiguousarray(rgb))
-    mask = (cv2.max(cv2.max(r, g), b) > level).astype(np.uint8) * np.uint8(255)
-    # fill the dark speckle holes inside the fan so the layer is not patchy (box filter:
-    # constant time per pixel, unlike a morphological closing)
-    return cv2.blur(mask, (15, 15)) > 100

@@ -37,13 +37,14 @@ from PySide6.QtWidgets import (
 from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer import INTENDED_USE, __version__
+from fetal_viewer.core.cam.overlay import HEATMAP_FLOOR, echo_mask
 from fetal_viewer.errors import StudyLoadError
 from fetal_viewer.gui.ai_panel import AIPanel
 from fetal_viewer.gui.browser import StudyBrowser
 from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
-from fetal_viewer.gui.imaging import BACKGROUND_LEVEL, HEATMAP_FLOOR, echo_mask, heatmap_rgba
+from fetal_viewer.gui.imaging import heatmap_rgba
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.workers import (
     FrameLoader,
@@ -554,7 +555,7 @@ class MainWindow(QMainWindow):
             self.view.set_overlay(None)
             return
         # only over echo content: the black background around the fan stays untouched
-        mask = echo_mask(frame, BACKGROUND_LEVEL)
+        mask = echo_mask(frame)
         self.view.set_overlay(heatmap_rgba(heat, self.ai_panel.colormap, HEATMAP_FLOOR, mask))
 
     def _on_display_changed(self) -> None:

@@ -80,7 +80,7 @@ def build_summary(
             index, result = inp.indices[int(j)], inp.results[int(j)]
             frame = np.asarray(inp.series.frame(index), dtype=np.uint8)
             heat = result.heatmap(top)
-            overlay = frame if heat is None else blend(frame, heat, alpha, colormap, 0.02)
+            overlay = frame if heat is None else blend(frame, heat, alpha, colormap)
             # cropped to the field of view the model saw: scanners burn the patient's name
             # and ID into the header outside it
             x0, y0, x1, y1 = result.geometry.box

@@ -21,7 +21,7 @@ from fetal_viewer.core.cam.gradcam import (
     stitched_cams,
     to_input_size,
 )
-from fetal_viewer.core.cam.overlay import blend, colorize
+from fetal_viewer.core.cam.overlay import HEATMAP_FLOOR, blend, colorize, echo_mask
 from fetal_viewer.core.model.network import build_resnet34
 from fetal_viewer.errors import InferenceError
 
@@ -170,3 +170,17 @@ def test_overlay_blends_in_frame_geometry() -> None:
         blend(frame, heat[:10])
     with pytest.raises(InferenceError, match="Unknown colormap"):
         colorize(heat, "rainbowz")
+
+
+def test_overlay_leaves_background_and_faint_heat_alone() -> None:
+    # a fan of echo on black background, heat over both: only the echo is tinted, as in the
+    # viewer's heatmap layer (the study summary and predict --heatmaps use this blend)
+    frame = np.zeros((60, 80, 3), np.uint8)
+    frame[:, 40:] = 90
+    heat = np.full((60, 80), 0.8, np.float32)
+    heat[:, 60:] = HEATMAP_FLOOR  # at the floor: not coloured
+    out = blend(frame, heat, alpha=0.5)
+    assert (out[:, :30] == 0).all()  # background far from the fan stays black
+    assert (out[:, 45:55] != 90).any(axis=2).all()  # echo under heat is tinted
+    assert (out[:, 60:] == 90).all()
+    assert not echo_mask(frame)[:, :30].any() and echo_mask(frame)[:, 48:].all()

@@ -16,6 +16,7 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 from superqt.utils import create_worker
 
+from fetal_viewer.core.cam.overlay import echo_mask
 from fetal_viewer.core.redact import path_token
 from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import StudyLoadError
@@ -27,7 +28,7 @@ from fetal_viewer.gui.error_sink import (
     setup_logging,
     uninstall_excepthooks,
 )
-from fetal_viewer.gui.imaging import echo_mask, qimage_to_rgb
+from fetal_viewer.gui.imaging import qimage_to_rgb
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.workers import series_key
 
@@ -112,7 +113,7 @@ def test_inference_overlay_opacity_and_toggle(qtbot, make_main_window, study_dir
     bare = qimage_to_rgb(window.view.render_frame(with_overlay=False)).astype(int)
     shown = qimage_to_rgb(window.view.render_frame(with_overlay=True)).astype(int)
     heat = window.result.heatmap(int(np.argmax(probs)))
-    echo = echo_mask(window.view.frame, 8)  # the layer covers echo content only
+    echo = echo_mask(window.view.frame)  # the layer covers echo content only
     where = (heat > 0.3) & echo
     outside = (heat == 0) | ~echo  # outside the field of view or on the black background
     assert where.any() and outside.any()

@@ -2,38 +2,40 @@
 
 ``blend(frame, heatmap, alpha, colormap)`` colours a ``[0, 1]`` heatmap that already lies
 in the frame's geometry (see :meth:`fetal_viewer.core.model.preprocess.Geometry.to_frame`)
-and mixes it over the frame with the given opacity.
+and mixes it over the frame's echo content with the given opacity, as the viewer's heatmap
+layer draws it: the black background around the fan and values at or below
+:data:`HEATMAP_FLOOR` keep the frame unchanged. The viewer, the study summary and ``predict
+--heatmaps`` share these colour tables and masks.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 
 from fetal_viewer.errors import InferenceError
 
-#: colormap names accepted by :func:`colorize` and :func:`blend`
-COLORMAPS: tuple[str, ...] = ("jet", "turbo", "inferno", "viridis", "magma", "hot")
+#: colormaps offered for heatmaps (matplotlib names)
+COLORMAPS: tuple[str, ...] = ("jet", "turbo", "inferno", "viridis", "magma")
+#: heatmap values at or below this are not coloured
+HEATMAP_FLOOR = 0.02
+#: pixel value at or below which a frame pixel is background (no echo)
+BACKGROUND_LEVEL = 8
 
 
-def _lut(name: str) -> NDArray[np.uint8]:
-    import cv2
-
-    codes = {
-        "jet": cv2.COLORMAP_JET,
-        "turbo": cv2.COLORMAP_TURBO,
-        "inferno": cv2.COLORMAP_INFERNO,
-        "viridis": cv2.COLORMAP_VIRIDIS,
-        "magma": cv2.COLORMAP_MAGMA,
-        "hot": cv2.COLORMAP_HOT,
-    }
-    if name not in codes:
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> NDArray[np.uint8]:
+    """(256, 3) uint8 RGB table of a matplotlib colormap in :data:`COLORMAPS`."""
+    if name not in COLORMAPS:
         raise InferenceError(
             f"Unknown colormap {name!r}.", fix=f"Use one of: {', '.join(COLORMAPS)}."
         )
-    ramp = np.arange(256, dtype=np.uint8).reshape(256, 1)
-    bgr = cv2.applyColorMap(ramp, codes[name]).reshape(256, 3)
-    return np.ascontiguousarray(bgr[:, ::-1])
+    from matplotlib import colormaps
+
+    table = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5
+    return np.ascontiguousarray(table.astype(np.uint8))
 
 
 def colorize(heatmap: NDArray, colormap: str = "jet") -> NDArray[np.uint8]:
@@ -42,7 +44,20 @@ def colorize(heatmap: NDArray, colormap: str = "jet") -> NDArray[np.uint8]:
     if hm.ndim != 2:
         raise InferenceError(f"A heatmap must be 2-D, got shape {hm.shape}.")
     idx = np.rint(np.nan_to_num(hm).clip(0.0, 1.0) * 255.0).astype(np.uint8)
-    return _lut(colormap)[idx]
+    return colormap_lut(colormap)[idx]
+
+
+def echo_mask(frame: NDArray, level: int = BACKGROUND_LEVEL) -> NDArray[np.bool_]:
+    """True where any channel of the frame is above ``level`` (not black background)."""
+    import cv2
+
+    if frame.ndim == 2:
+        return np.asarray(frame > level)
+    r, g, b = cv2.split(np.ascontiguousarray(frame))
+    mask = (cv2.max(cv2.max(r, g), b) > level).astype(np.uint8) * np.uint8(255)
+    # fill the dark speckle holes inside the fan so the layer is not patchy (box filter:
+    # constant time per pixel, unlike a morphological closing)
+    return np.asarray(cv2.blur(mask, (15, 15)) > 100)
 
 
 def blend(
@@ -50,12 +65,13 @@ def blend(
     heatmap: NDArray,
     alpha: float = 0.4,
     colormap: str = "jet",
-    threshold: float = 0.0,
+    threshold: float = HEATMAP_FLOOR,
 ) -> NDArray[np.uint8]:
-    """The frame with ``heatmap`` colour-mapped over it at opacity ``alpha``.
+    """The frame with ``heatmap`` colour-mapped over its echo content at opacity ``alpha``.
 
     Pixels whose heatmap value is ``<= threshold`` (for example outside the field of view,
-    where :meth:`Geometry.to_frame` gives 0) keep the frame unchanged.
+    where :meth:`Geometry.to_frame` gives 0) and black background pixels
+    (:func:`echo_mask`) keep the frame unchanged.
     """
     from fetal_viewer.core.model.preprocess import as_rgb
 
@@ -71,6 +87,6 @@ def blend(
     color = colorize(hm, colormap).astype(np.float32)
     base = rgb.astype(np.float32)
     mixed = base * np.float32(1.0 - alpha) + color * np.float32(alpha)
-    keep = (hm <= threshold)[:, :, None]
+    keep = ((hm <= threshold) | ~echo_mask(frame))[:, :, None]
     out = np.where(keep, base, mixed)
     return np.rint(out).clip(0, 255).astype(np.uint8)

@@ -49,11 +49,12 @@ from PySide6.QtWidgets import (
 
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.cam.gradcam import resolution_note
+from fetal_viewer.core.cam.overlay import HEATMAP_FLOOR, echo_mask
 from fetal_viewer.errors import ModelLoadError, ProtocolError
 from fetal_viewer.gui.ai_panel import ProbabilityBars
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.image_view import ImageView
-from fetal_viewer.gui.imaging import BACKGROUND_LEVEL, HEATMAP_FLOOR, echo_mask, heatmap_rgba
+from fetal_viewer.gui.imaging import heatmap_rgba
 from fetal_viewer.gui.readerstudy.clock import ActiveClock
 from fetal_viewer.gui.readerstudy.jobs import (
     CaseImage,
@@ -691,7 +692,7 @@ class ReaderWindow(QMainWindow):
         if out.heatmap is not None:
             frame = self.view.frame
             # colour only where there is echo, as the viewer does
-            mask = echo_mask(frame, BACKGROUND_LEVEL) if frame is not None else None
+            mask = echo_mask(frame) if frame is not None else None
             self.view.set_overlay(heatmap_rgba(np.asarray(out.heatmap), "jet", HEATMAP_FLOOR, mask))
             self.view.set_overlay_visible(self.overlay_check.isChecked())
         self.overlay_check.setEnabled(out.heatmap is not None)
