@@ -34,8 +34,11 @@ def colormap_lut(name: str) -> NDArray[np.uint8]:
         )
     from matplotlib import colormaps
 
-    table = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5
-    return np.ascontiguousarray(table.astype(np.uint8))
+    table = np.ascontiguousarray(
+        (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+    )
+    table.setflags(write=False)  # shared by every caller through the cache
+    return table
 
 
 def colorize(heatmap: NDArray, colormap: str = "jet") -> NDArray[np.uint8]:
