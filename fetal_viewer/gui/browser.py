@@ -86,11 +86,6 @@ class StudyBrowser(QTreeWidget):
                         child.setExpanded(True)
         return added
 
-    def clear_all(self) -> None:
-        self.clear()
-        self.patients.clear()
-        self._series_items.clear()
-
     def set_thumbnail(self, key: SeriesKey, rgb: np.ndarray) -> None:
         item = self._series_items.get(key)
         if item is not None:

@@ -238,16 +238,6 @@ class ImageView(QGraphicsView):
         self.fit()
 
     # ----- rendering for export ------------------------------------------------------
-    def render_view(self, with_overlay: bool) -> QImage:
-        """What the reader sees in the viewport, with or without the heatmap layer."""
-        was = self.overlay_item.isVisible()
-        self.overlay_item.setVisible(with_overlay and self.has_overlay)
-        try:
-            image = self.viewport().grab().toImage()
-        finally:
-            self.overlay_item.setVisible(was)
-        return image
-
     def render_frame(self, with_overlay: bool) -> QImage:
         """The frame at native resolution (window, heatmap and measurements applied)."""
         rect = self._scene.sceneRect()

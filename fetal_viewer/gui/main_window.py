@@ -1,8 +1,7 @@
 """The main window: study browser (left), viewer pane (centre), AI panel (right).
 
-The :class:`ViewerPane` (calibration banner, :class:`ImageView`, :class:`CineControls`) is
-self-contained so that a reader-study "reading mode" can reuse it: see
-:meth:`MainWindow.set_central_mode`.
+The :class:`ViewerPane` holds the calibration banner, the :class:`ImageView` (which the
+reader-study window also uses) and the :class:`CineControls`.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QProgressBar,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -123,9 +121,7 @@ class MainWindow(QMainWindow):
         self.pane = ViewerPane(self)
         self.view = self.pane.view
         self.cine = self.pane.cine
-        self.central = QStackedWidget(self)
-        self.central.addWidget(self.pane)
-        self.setCentralWidget(self.central)
+        self.setCentralWidget(self.pane)
 
         self.browser = StudyBrowser(self)
         self.browser_dock = self._dock("Studies", "browserDock", self.browser)
@@ -293,22 +289,6 @@ class MainWindow(QMainWindow):
         self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f} %"))
         self.view.measurement_added.connect(self._on_measurement)
         self.view.set_overlay_opacity(self.ai_panel.opacity)
-
-    # ==================================================================================
-    # reading mode hook
-    # ==================================================================================
-    def set_central_mode(self, widget: QWidget | None) -> None:
-        """Show ``widget`` in the centre instead of the viewer pane (None = back to it).
-
-        A reading mode builds its own widget around ``self.pane`` (re-parent it into its
-        layout while active) and hides the browser and AI docks as its protocol requires.
-        """
-        if widget is None:
-            self.central.setCurrentWidget(self.pane)
-            return
-        if self.central.indexOf(widget) < 0:
-            self.central.addWidget(widget)
-        self.central.setCurrentWidget(widget)
 
     # ==================================================================================
     # opening

@@ -29,7 +29,7 @@ from fetal_viewer.gui.error_sink import (
     uninstall_excepthooks,
 )
 from fetal_viewer.gui.imaging import qimage_to_rgb
-from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
+from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog, markdown_table
 from fetal_viewer.gui.workers import series_key
 
 from .conftest import us_frames, wait_until, write_us_dicom
@@ -290,6 +290,11 @@ def test_shortcuts_act(qtbot, make_main_window, study_dir):
     dialog = ShortcutsDialog(window)
     assert dialog.table.rowCount() == len(SHORTCUTS)
     dialog.deleteLater()
+
+
+def test_readme_lists_the_shortcuts_the_app_has() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, "README's keyboard table is stale: paste markdown_table()"
 
 
 def test_measurements_mm_when_calibrated_pixels_and_warning_otherwise(

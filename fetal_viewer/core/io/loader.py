@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fetal_viewer.core.io.dicom import DicomInstance, read_dicom
-from fetal_viewer.core.io.images import IMAGE_SUFFIXES, looks_like_image, read_image
+from fetal_viewer.core.io.images import looks_like_image, read_image
 from fetal_viewer.core.io.study import (
     LoadResult,
     Patient,
@@ -281,7 +281,3 @@ def open_series(path: str | Path) -> Series:
 def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
     """Frame ``index`` of one file as ``(rows, cols, 3)`` uint8 RGB (used by training)."""
     return open_series(path).frame(index)
-
-
-def is_image_suffix(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -318,7 +317,3 @@ def translated(where: str) -> Iterator[None]:
         yield
     except (OperationalError, DBAPIError, sqlite3.Error) as exc:
         raise translate(exc, where) from exc
-
-
-def copy_file(src: Path, dst: Path) -> None:
-    shutil.copy2(src, dst)
