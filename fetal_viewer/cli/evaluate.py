@@ -35,8 +35,9 @@ def add_parser(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="FOLD",
-        help="with --cv, run only this fold (e.g. center=D; repeatable) and report on it; "
-        "to spread folds over machines, copy their OUT/folds/ together and rerun with --resume",
+        help="with --cv, train only this fold (e.g. center=D; repeatable); the report covers "
+        "it and every fold already scored in OUT, so folds run on several machines are "
+        "gathered by copying their OUT/folds/ together",
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument(

@@ -134,8 +134,14 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert "2 folds over" in r.stdout and "running only center=B" in r.stdout
     assert set(json.loads((cv / "metrics.json").read_text())["by_fold"]) == {"center=B"}
     assert not (cv / "folds" / "center_A").exists()
-    r = run_cli(*cv_args, "--resume")
+    # a run with other settings refuses to put B into its report, before training anything
+    r = run_cli(*cv_args, "--only-fold", "center=A", "--seed", "5")
+    assert r.returncode == 1 and "other settings" in r.stderr and "seed: saved 0, now 5" in r.stderr
+    assert not (cv / "folds" / "center_A").exists()
+    # the next fold's run reports on both: B, scored earlier (or copied in), is gathered
+    r = run_cli(*cv_args, "--only-fold", "center=A")
     assert r.returncode == 0, r.stderr
+    assert "gathering the scored center=B into the report" in r.stdout
     assert r.stdout.count("already scored") == 1 and r.stdout.count("epoch 1/1") == 1
     m = json.loads((cv / "metrics.json").read_text())
     assert m["classes"] == ["anencephaly", "encephalocele", "holoprosencephaly", "rachischisis"]

@@ -241,6 +241,34 @@ def score(
     return Scored(table, [examples[c] for c in classes if c in examples])
 
 
+def _scored(out: Path, fold_name: str) -> bool:
+    """Whether ``out`` holds a finished fold: its predictions and training history."""
+    fold_dir = out / "folds" / _safe(fold_name)
+    return (fold_dir / "predictions.csv").is_file() and (fold_dir / "history.json").is_file()
+
+
+def _check_same_settings(card_path: Path, config: TrainConfig) -> None:
+    """Refuse to report a scored fold together with this run when its card records other
+    training settings (cards written before they were recorded are taken as they are)."""
+    if not card_path.is_file():
+        return
+    card = ModelCard.from_json(card_path.read_text(encoding="utf-8"), path=card_path)
+    saved = card.metrics.get("training", {}).get("config")
+    if not isinstance(saved, dict):
+        return
+    now = json.loads(json.dumps({k: v for k, v in config.fingerprint().items() if k != "classes"}))
+    differ = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+    if differ:
+        shown = "; ".join(f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in differ)
+        raise DataError(
+            f"The scored fold in {card_path.parent} was trained with other settings than this "
+            "run; one report would mix two recipes.",
+            why=shown,
+            fix="Run with that fold's options, or move its folder out of this --out folder.",
+            path=card_path,
+        )
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -270,9 +298,12 @@ def cross_validate(
     gets its own held-out figures in its card (``metrics["held_out"]``), so any fold model can
     be shipped with the figures of the patients it never saw.
 
-    ``only`` names the folds to run (``center=D``); the others are left alone, so folds can
-    run on several machines and a later run with ``resume`` over the same ``out_dir``
-    gathers them into one report.
+    ``only`` names the folds to run (``center=D``); the others are not trained, but those
+    already scored in ``out_dir`` (a fold run earlier, or copied in from another machine) are
+    gathered into the report, so the report always covers every scored fold. ``resume`` also
+    reuses scored folds among those to run, and continues an interrupted fold from its last
+    epoch. A reused fold must have been trained with this run's settings (its card records
+    them); otherwise nothing runs and the error names the settings that differ.
     """
     out = Path(out_dir)
     info = dist_info()
@@ -289,8 +320,16 @@ def cross_validate(
                 why=f"This manifest's folds are: {shown}.",
                 fix="Name a fold as listed (for example --only-fold center=A).",
             )
-        folds = [f for f in folds if f.name in wanted]
-        say(f"  running only {', '.join(f.name for f in folds)}")
+        say(f"  running only {', '.join(f.name for f in folds if f.name in wanted)}")
+        gathered = [f.name for f in folds if f.name not in wanted and _scored(out, f.name)]
+        if gathered:
+            say(f"  gathering the scored {', '.join(gathered)} into the report")
+        folds = [f for f in folds if f.name in wanted or f.name in gathered]
+    else:
+        wanted = {f.name for f in folds}
+    reused = {f.name for f in folds if _scored(out, f.name) and (resume or f.name not in wanted)}
+    for fold_name in sorted(reused):
+        _check_same_settings(out / "folds" / _safe(fold_name) / "card.json", config)
     tables: list[PredictionTable] = []
     histories: dict[str, list[dict[str, float]]] = {}
     examples: list[HeatmapExample] = []
@@ -300,7 +339,7 @@ def cross_validate(
         say(
             f"fold {n}/{len(folds)} ({fold.name}): train {len(fold.train)} / test {len(fold.test)} images"
         )
-        if resume and done.is_file() and (fold_dir / "history.json").is_file():
+        if fold.name in reused:
             say("  already scored; reusing its predictions")
             table = PredictionTable.read_csv(done, config.classes)
             card_path = fold_dir / "card.json"
