@@ -71,7 +71,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         "instructions)",
     )
     g.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run in the same --out"
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in the same --out from its last finished epoch "
+        "(evaluate: and reuse the folds already scored there)",
     )
     c = p.add_argument_group("checkpoint")
     c.add_argument(
