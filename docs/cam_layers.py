@@ -28,10 +28,10 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from fetal_viewer.core.cam.gradcam import STRIDE, grid_side, to_input_size
 from fetal_viewer.core.model.checkpoint import load_checkpoint
-from fetal_viewer.core.model.preprocess import preprocess
+from fetal_viewer.core.model.preprocess import Preprocessed, PreprocessSpec, preprocess
 from fetal_viewer.core.training.data import read_frame_mask, read_record_frame
 from fetal_viewer.core.training.evaluate import pointing_reachable
-from fetal_viewer.core.training.manifest import read_manifest
+from fetal_viewer.core.training.manifest import Record, read_manifest
 from fetal_viewer.core.training.metrics import energy_inside, pointing_game
 
 #: block -> its stride relative to layer4's
@@ -47,6 +47,32 @@ METHODS = {
 }
 
 
+def masked_sample(
+    args: argparse.Namespace, classes: list[str], spec: PreprocessSpec
+) -> tuple[list[Record], list[Preprocessed], list[np.ndarray]]:
+    """``args.per_class`` frames of each class at ``args.center`` whose mask is not empty
+    (as ``evaluate``: an empty mask is no case), drawn with ``args.seed``; their
+    preprocessing and masks. ``docs/cam_targets.py`` draws the same frames."""
+    records = [
+        r
+        for r in read_manifest(args.manifest, classes).records
+        if r.center == args.center and r.mask_path is not None
+    ]
+    rng = random.Random(args.seed)
+    sample = []
+    for c in classes:
+        of_class = [r for r in records if r.label == c]
+        sample += rng.sample(of_class, min(args.per_class, len(of_class)))
+    pre = [preprocess(read_record_frame(r), spec) for r in sample]
+    masks = [
+        read_frame_mask(r.mask_path, p.geometry.frame_shape)
+        for r, p in zip(sample, pre)
+        if r.mask_path is not None
+    ]
+    keep = [i for i, m in enumerate(masks) if m.any()]
+    return [sample[i] for i in keep], [pre[i] for i in keep], [masks[i] for i in keep]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="model card (JSON)")
@@ -59,20 +85,7 @@ def main() -> None:
     loaded = load_checkpoint(args.model)
     model, spec = loaded.model.eval(), loaded.card.spec
     classes = list(loaded.card.classes)
-    records = [
-        r
-        for r in read_manifest(args.manifest, classes).records
-        if r.center == args.center and r.mask_path is not None
-    ]
-    rng = random.Random(args.seed)
-    sample = []
-    for c in classes:
-        of_class = [r for r in records if r.label == c]
-        sample += rng.sample(of_class, min(args.per_class, len(of_class)))
-    pre = [preprocess(read_record_frame(r), spec) for r in sample]
-    masks = [read_frame_mask(r.mask_path, p.geometry.frame_shape) for r, p in zip(sample, pre)]
-    keep = [i for i, m in enumerate(masks) if m.any()]  # as evaluate: an empty mask is no case
-    sample, pre, masks = [sample[i] for i in keep], [pre[i] for i in keep], [masks[i] for i in keep]
+    sample, pre, masks = masked_sample(args, classes, spec)
     x_all = torch.from_numpy(np.stack([p.array for p in pre]))
     targets = [classes.index(r.label) for r in sample]
     print(f"{len(sample)} masked frames of center {args.center}, {args.per_class} per class")

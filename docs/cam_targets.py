@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 
 import numpy as np
+from cam_layers import masked_sample  # the same frames as docs/cam_layers.py
 
 from fetal_viewer.core.cam.gradcam import STITCH, STRIDE, frame_heatmap, shifted
 from fetal_viewer.core.model.checkpoint import load_checkpoint
 from fetal_viewer.core.model.predictor import Predictor, softmax
-from fetal_viewer.core.model.preprocess import preprocess
-from fetal_viewer.core.training.data import read_frame_mask, read_record_frame
-from fetal_viewer.core.training.manifest import read_manifest
 from fetal_viewer.core.training.metrics import POINTING_TOLERANCE_PX, pointing_distance
 
 SCORES = ("logit", "vs-normal", "softmax", "vs-mean")
@@ -66,22 +63,7 @@ def main() -> None:
     loaded = load_checkpoint(args.model)
     predictor = Predictor(loaded, backend="torch")
     spec, classes = loaded.card.spec, list(loaded.card.classes)
-    records = [
-        r
-        for r in read_manifest(args.manifest, classes).records
-        if r.center == args.center and r.mask_path is not None
-    ]
-    rng = random.Random(args.seed)
-    sample = []
-    for c in classes:
-        of_class = [r for r in records if r.label == c]
-        sample += rng.sample(of_class, min(args.per_class, len(of_class)))
-    pre = [preprocess(read_record_frame(r), spec) for r in sample]
-    masks = [
-        read_frame_mask(r.mask_path, p.geometry.frame_shape).astype(bool)
-        for r, p in zip(sample, pre)
-        if r.mask_path is not None
-    ]
+    sample, pre, masks = masked_sample(args, classes, spec)
     x = np.stack([p.array for p in pre])
     black = -np.asarray(spec.mean, np.float32) / np.asarray(spec.std, np.float32)
     step = STRIDE // STITCH
