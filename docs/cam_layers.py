@@ -47,6 +47,18 @@ METHODS = {
 }
 
 
+def sample_arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options :func:`masked_sample` reads, plus the model card; ``doc``'s first line
+    describes the script."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    ap.add_argument("--model", required=True, help="model card (JSON)")
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--center", required=True)
+    ap.add_argument("--per-class", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    return ap
+
+
 def masked_sample(
     args: argparse.Namespace, classes: list[str], spec: PreprocessSpec
 ) -> tuple[list[Record], list[Preprocessed], list[np.ndarray]]:
@@ -74,13 +86,7 @@ def masked_sample(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="model card (JSON)")
-    ap.add_argument("--manifest", required=True)
-    ap.add_argument("--center", required=True)
-    ap.add_argument("--per-class", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = sample_arguments(__doc__).parse_args()
 
     loaded = load_checkpoint(args.model)
     model, spec = loaded.model.eval(), loaded.card.spec

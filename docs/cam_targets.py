@@ -20,11 +20,10 @@ shifted passes of ``gradcam-stitch`` once, and scores the stitched map of each s
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
-from cam_layers import masked_sample  # the same frames as docs/cam_layers.py
+from cam_layers import masked_sample, sample_arguments  # the same frames as cam_layers
 
 from fetal_viewer.core.cam.gradcam import STITCH, STRIDE, frame_heatmap, shifted
 from fetal_viewer.core.model.checkpoint import load_checkpoint
@@ -52,13 +51,7 @@ def score_weights(kind: str, w: np.ndarray, c: int, p: np.ndarray, normal: int) 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="model card (JSON)")
-    ap.add_argument("--manifest", required=True)
-    ap.add_argument("--center", required=True)
-    ap.add_argument("--per-class", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = sample_arguments(__doc__).parse_args()
 
     loaded = load_checkpoint(args.model)
     predictor = Predictor(loaded, backend="torch")
