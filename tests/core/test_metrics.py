@@ -135,3 +135,14 @@ def test_localisation_metrics() -> None:
     assert not M.pointing_game(heat, mask)
     assert M.pointing_distance(heat, mask) == pytest.approx(np.hypot(6, 4))
     assert M.pointing_distance(heat, np.zeros_like(mask)) == float("inf")
+
+
+def test_an_empty_heatmap_points_nowhere() -> None:
+    # Grad-CAM is all zero when no cell raises the class's score; argmax would then pick the
+    # top-left pixel, a hit whenever the mask reaches the corner
+    mask = np.zeros((40, 40), dtype=bool)
+    mask[:10, :10] = True
+    empty = np.zeros((4, 4), dtype=np.float32)
+    assert not M.pointing_game(empty, mask)
+    assert M.pointing_distance(empty, mask) == float("inf")
+    assert M.energy_inside(empty, mask) == 0.0

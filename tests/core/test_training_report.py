@@ -32,10 +32,12 @@ def table() -> PredictionTable:
             z[label] += 2.0 if p != 0 else -3.0  # patient P00 is misclassified
             e = np.exp(z)
             probs.append(e / e.sum())
-            pointing.append(None if label == 0 else bool(p % 2))
-            energy.append(None if label == 0 else 0.25)
+            empty = p % 6 == 2  # five encephaloceles whose map has no heat
+            pointing.append(None if label == 0 else bool(p % 2) and not empty)
+            energy.append(None if label == 0 else 0.0 if empty else 0.25)
             reachable.append(None if label == 0 else p % 5 != 1)
-            distance.append(None if label == 0 else (0.0 if p % 2 else 4.0 * (p % 7) + 1.0))
+            far = float("inf") if empty else 4.0 * (p % 7) + 1.0
+            distance.append(None if label == 0 else (0.0 if p % 2 and not empty else far))
     return PredictionTable(
         classes=CLASSES,
         paths=[f"{i}.png" for i in range(len(pids))],
@@ -77,7 +79,12 @@ def test_summary_figures(table: PredictionTable) -> None:
     assert "normal" not in loc  # no masks for that class
     hits = [bool(h) for h, t in zip(table.pointing, table.y) if t == 1]
     assert loc["anencephaly"]["pointing_game"] == pytest.approx(np.mean(hits))
-    assert loc["all"]["energy_inside_mask"] == pytest.approx(0.25)
+    empty = [np.isinf(d) for d, t in zip(table.distance, table.y) if t == 2]
+    assert 0 < loc["encephalocele"]["empty_heatmap"] == pytest.approx(np.mean(empty))
+    assert loc["anencephaly"]["empty_heatmap"] == 0.0
+    # an empty map counts as no heat inside, not as a frame left out
+    assert loc["anencephaly"]["energy_inside_mask"] == pytest.approx(0.25)
+    assert loc["encephalocele"]["energy_inside_mask"] == pytest.approx(0.25 * (1 - np.mean(empty)))
     can = [bool(r) for r, t in zip(table.reachable, table.y) if t == 2]
     assert 0 < np.mean(can) < 1
     assert loc["encephalocele"]["pointing_ceiling"] == pytest.approx(np.mean(can))

@@ -244,8 +244,11 @@ def _fit(heatmap: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
-    """True when the heatmap's maximum falls inside the lesion mask."""
+    """True when the heatmap's maximum falls inside the lesion mask; an empty map (no heat
+    anywhere, as Grad-CAM gives when no cell raises the class's score) points nowhere."""
     h = _fit(np.asarray(heatmap, dtype=np.float32), mask.shape)
+    if not h.max() > 0:
+        return False
     r, c = np.unravel_index(int(np.argmax(h)), h.shape)
     return bool(mask[r, c])
 
@@ -257,8 +260,10 @@ POINTING_TOLERANCE_PX = 15
 
 def pointing_distance(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """Distance in mask pixels from the heatmap's maximum to the nearest mask pixel: 0 inside
-    the mask (a :func:`pointing_game` hit), ``inf`` for an empty mask."""
+    the mask (a :func:`pointing_game` hit), ``inf`` for an empty mask or an empty map."""
     h = _fit(np.asarray(heatmap, dtype=np.float32), mask.shape)
+    if not h.max() > 0:
+        return float("inf")
     r, c = np.unravel_index(int(np.argmax(h)), h.shape)
     m = np.asarray(mask, dtype=bool)
     if m[r, c]:
@@ -270,7 +275,9 @@ def pointing_distance(heatmap: np.ndarray, mask: np.ndarray) -> float:
 
 
 def energy_inside(heatmap: np.ndarray, mask: np.ndarray) -> float:
-    """Share of the (non-negative) heatmap energy that lies inside the mask."""
+    """Share of the (non-negative) heatmap energy that lies inside the mask; 0 for an empty
+    map, which shows the reader nothing inside the lesion (leaving such frames out would let a
+    model raise the figure by erasing its maps where it would score low)."""
     h = np.clip(_fit(np.asarray(heatmap, dtype=np.float32), mask.shape), 0.0, None)
     total = float(h.sum())
-    return float(h[mask.astype(bool)].sum() / total) if total > 0 else float("nan")
+    return float(h[mask.astype(bool)].sum() / total) if total > 0 else 0.0

@@ -231,6 +231,7 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
                 "pointing ceiling at this heatmap resolution",
                 "pointing game, 15 px tolerance",
                 "energy inside mask",
+                "empty maps",
             ],
             [
                 [
@@ -240,6 +241,7 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
                     _fmt(v.get("pointing_ceiling")),
                     _fmt(v.get("pointing_game_15px")),
                     _fmt(v["energy_inside_mask"]),
+                    _fmt(v.get("empty_heatmap")),
                 ]
                 for c, v in loc.items()
             ],

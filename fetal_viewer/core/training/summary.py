@@ -226,6 +226,10 @@ def summarise(
                 else None,
                 "pointing_ceiling": _clean(float(np.mean(known))) if known else None,
                 "energy_inside_mask": _clean(float(np.mean(energies))) if energies else None,
+                # share of frames whose true-class map has no heat at all (scored as misses)
+                "empty_heatmap": _clean(float(np.mean([d == float("inf") for d in dist])))
+                if len(near) == len(sel)
+                else None,
             }
 
     metrics: dict[str, Any] = {
