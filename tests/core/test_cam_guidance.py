@@ -38,21 +38,41 @@ def test_the_mask_moves_with_the_image_and_the_draws_do_not_change() -> None:
 
 def test_cam_outside_is_the_share_of_true_class_heat_outside_the_mask() -> None:
     feats = torch.zeros(2, 3, 2, 2)
-    feats[:, 0, 0, 0] = 3.0  # channel 0 fires top-left, channel 1 bottom-right
-    feats[:, 1, 1, 1] = 1.0
+    feats[:, 0, 0, 0] = 60.0  # channel 0 fires top-left, channel 1 bottom-right
+    feats[:, 1, 1, 1] = 20.0
     fc = torch.tensor([[1.0, 1.0, 0.0], [1.0, -5.0, 0.0]])  # class 1: negative bottom-right
     masks = torch.zeros(2, 64, 64)  # a 64 px input: cells centred on pixels 0 and 32
     masks[0, :32, :32] = 1.0  # top-left quarter
     y = torch.tensor([0, 1])
-    # sample 0, class 0: heat 3 on the top-left cell, drawn over pixels 0-31 (inside), and 1
-    # on the bottom-right cell, drawn rising from pixel 0 to 32 and flat beyond: along each
-    # axis 15.5 of its 47.5 weight lies in 0-31, so (15.5 / 47.5)^2 of it is inside
-    outside = (1.0 - (15.5 / 47.5) ** 2) / 4.0
+    # sample 0, class 0: heat 60 on the top-left cell, drawn over pixels 0-31 (inside); 20 on
+    # the bottom-right cell, drawn rising from pixel 0 to 32 and flat beyond: along each axis
+    # 15.5 of its 47.5 weight lies in 0-31, so q^2 of it is inside; the two cells at 0 carry
+    # softplus(0) = log 2 each, a share q inside
+    q, z = 15.5 / 47.5, float(np.log(2.0))
+    outside = (20.0 * (1.0 - q**2) + 2 * z * (1.0 - q)) / (80.0 + 2 * z)
     # sample 1 has no mask and does not count
-    assert float(cam_outside(feats, fc, y, masks)) == pytest.approx(outside, abs=1e-5)
-    masks[1, 32:, 32:] = 1.0  # class 1's only positive heat is top-left: all outside
-    assert float(cam_outside(feats, fc, y, masks)) == pytest.approx((outside + 1) / 2, abs=1e-5)
+    assert float(cam_outside(feats, fc, y, masks)) == pytest.approx(outside, abs=1e-4)
+    masks[1, 32:, 32:] = 1.0  # class 1's heat is top-left, bottom-right is -100: all outside
+    assert float(cam_outside(feats, fc, y, masks)) == pytest.approx((outside + 1) / 2, abs=1e-4)
     assert float(cam_outside(feats, fc, y, torch.zeros(2, 64, 64))) == 0.0
+
+
+def test_erasing_the_map_does_not_score() -> None:
+    """A map below zero everywhere shows no heat at all; with ReLU it would have none outside
+    the mask either, a perfect 0 that training learned to reach by erasing hard frames' maps."""
+    # far below where float32 softplus underflows to 0; the top-left cell is least negative
+    feats = torch.tensor([[[[-199.0, -200.0], [-200.0, -200.0]]]], requires_grad=True)
+    masks = torch.zeros(1, 64, 64)
+    masks[0, :32, :32] = 1.0
+    erased = cam_outside(feats, torch.ones(1, 1), torch.tensor([0]), masks)
+    erased.backward()
+    q, e = 15.5 / 47.5, float(np.e)
+    # weighed as a softmax of the cells: no better than putting the heat on the best cell
+    assert float(erased.detach()) == pytest.approx(
+        (2 * (1.0 - q) + (1.0 - q**2)) / (e + 3.0), abs=1e-4
+    )
+    assert feats.grad is not None and bool(torch.isfinite(feats.grad).all())
+    assert float(feats.grad[0, 0, 0, 0]) < 0  # raising the inside cell lowers the term
 
 
 def _frame(record: Record) -> np.ndarray:

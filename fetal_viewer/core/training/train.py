@@ -613,7 +613,12 @@ def cam_outside(
 
     ``features`` is the ``layer4`` output (B, K, h, w) and ``fc_weight`` the final layer's
     (C, K): for this network Grad-CAM is ``relu(sum_k w_ck A_k)`` up to a positive factor
-    (the viewer's analytic Grad-CAM), so the term is cheap and differentiable. ``masks``
+    (the viewer's analytic Grad-CAM), so the term is cheap and differentiable. The heat is
+    taken through softplus instead of ReLU: with ReLU a map pushed below zero everywhere has
+    no heat outside the mask, a perfect score, and a fine-tune at weight 2 learned to erase
+    the maps of hard frames (half of center D's encephaloceles) instead of moving them. With
+    softplus a map below zero still weighs its cells (as a softmax would), and where the map
+    is well above zero (tens, in trained models) softplus and ReLU agree. ``masks``
     (B, S, S) in [0, 1] are pooled to the (h, w) grid with the weights that draw each cell
     onto the input (:func:`~fetal_viewer.core.cam.gradcam.cell_weights`), so "inside" means
     inside where the viewer shows the heat.
@@ -622,15 +627,22 @@ def cam_outside(
 
     from fetal_viewer.core.cam.gradcam import cell_weights
 
-    cam = torch.relu(torch.einsum("bkhw,bk->bhw", features, fc_weight[y]))
+    raw = torch.einsum("bkhw,bk->bhw", features, fc_weight[y]).float()
+    # log softplus, exactly enough and without log(0): softplus(c) = e^c (1 + O(e^c)) below -15
+    log_heat = torch.where(
+        raw < -15.0, raw, torch.log(torch.nn.functional.softplus(raw.clamp(min=-15.0)))
+    )
     h, w = (int(n) for n in features.shape[-2:])
     wy = torch.from_numpy(cell_weights(int(masks.shape[-2]), h)).to(masks)
     wx = torch.from_numpy(cell_weights(int(masks.shape[-1]), w)).to(masks)
     inside = torch.einsum("bst,sj,tk->bjk", masks, wy, wx) / torch.outer(wy.sum(0), wx.sum(0))
     has = masks.flatten(1).amax(1) > 0
     if not bool(has.any()):
-        return cam.sum() * 0.0
-    share = (cam * (1.0 - inside)).flatten(1).sum(1) / (cam.flatten(1).sum(1) + 1e-6)
+        return raw.sum() * 0.0
+    # each cell's share of the heat: a softmax of the log heat (no constant in a denominator
+    # that a map of tiny heat could hide behind)
+    weight = torch.softmax(log_heat.flatten(1), dim=1)
+    share = (weight * (1.0 - inside).flatten(1)).sum(1)
     return share[has].mean()
 
 
