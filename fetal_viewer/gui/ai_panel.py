@@ -127,10 +127,15 @@ class AIPanel(QWidget):
         self.heat_note = QLabel("", self)
         self.heat_note.setObjectName("heatmapResolution")
         self.heat_note.setWordWrap(True)
+        self.empty_note = QLabel("", self)
+        self.empty_note.setObjectName("emptyHeatmapNote")
+        self.empty_note.setWordWrap(True)
+        self.empty_note.setVisible(False)
         self._input_size: int | None = None
         heat = QGroupBox("Heatmap", self)
         form = QFormLayout(heat)
         form.addRow(self.heat_note)
+        form.addRow(self.empty_note)
         form.addRow(self.overlay_check)
         form.addRow("Class", self.class_combo)
         form.addRow("Opacity", self.opacity_slider)
@@ -224,6 +229,16 @@ class AIPanel(QWidget):
         if probs is None:
             return None
         return int(np.argmax(probs))
+
+    def show_empty_heat(self, class_index: int | None) -> None:
+        """Say that this class's map is empty (no region raises its score), or hide the note:
+        an overlay that shows nothing must not read as "looked everywhere equally"."""
+        if class_index is None:
+            self.empty_note.setVisible(False)
+            return
+        name = self.class_combo.itemText(class_index + 1)
+        self.empty_note.setText(f"No heat for {name}: no region of this frame raises its score.")
+        self.empty_note.setVisible(True)
 
     def cycle_class(self, step: int = 1) -> None:
         n = self.class_combo.count()

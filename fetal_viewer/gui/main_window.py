@@ -527,10 +527,13 @@ class MainWindow(QMainWindow):
         result = self.result
         frame = self.view.frame
         if result is None or frame is None:
+            self.ai_panel.show_empty_heat(None)
             self.view.set_overlay(None)
             return
         c = self.ai_panel.chosen_class(result.probs)
         heat = result.heatmap(c) if c is not None else None
+        empty = c is not None and result.cams is not None and not float(result.cams[c].max()) > 0
+        self.ai_panel.show_empty_heat(c if empty else None)
         if heat is None or heat.shape != frame.shape[:2]:
             self.view.set_overlay(None)
             return

@@ -7,6 +7,7 @@ import re
 import sys
 import threading
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,7 @@ def test_inference_overlay_opacity_and_toggle(qtbot, make_main_window, study_dir
     bare = qimage_to_rgb(window.view.render_frame(with_overlay=False)).astype(int)
     shown = qimage_to_rgb(window.view.render_frame(with_overlay=True)).astype(int)
     heat = window.result.heatmap(int(np.argmax(probs)))
+    heat_cams = window.result.cams
     echo = echo_mask(window.view.frame)  # the layer covers echo content only
     where = (heat > 0.3) & echo
     outside = (heat == 0) | ~echo  # outside the field of view or on the black background
@@ -137,6 +139,15 @@ def test_inference_overlay_opacity_and_toggle(qtbot, make_main_window, study_dir
     panel.class_combo.setCurrentIndex(other)
     after = window.view.overlay_item.pixmap().toImage()
     assert after != before
+
+    # a class whose map is empty (no cell raises its score) is named, not shown as nothing
+    assert not panel.empty_note.isVisibleTo(panel)
+    shown_result = window.result
+    window._apply_result(window.index, replace(shown_result, cams=np.zeros_like(heat_cams)))
+    assert panel.empty_note.isVisibleTo(panel)
+    assert panel.class_combo.itemText(other) in panel.empty_note.text()
+    window._apply_result(window.index, shown_result)
+    assert not panel.empty_note.isVisibleTo(panel)
 
     # another CAM method runs through the same serial worker and replaces the maps
     assert panel.method_combo.findText("gradcam++") >= 0
