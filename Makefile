@@ -38,7 +38,7 @@ bench: $(STAMP)
 ## (about 45 minutes), score it on center D and ship it to resources/models/demo/
 DEMO_ARGS = --input-size 128 --batch-size 32 --patience 6 --seed 0
 DEMO_NOTES = The center-D fold of the demo leave-one-center-out run (trained on centers A-C), \
-then 5 epochs at lr 2e-4 with --cam-guidance 0.5 on the same centers (train --init).
+then 5 epochs at lr 2e-4 with --cam-guidance 2 on the same centers (train --init).
 demo-model: $(STAMP)
 	test -f out/demo-phantoms/manifest.csv || $(BIN)/fetal-viewer phantoms --out out/demo-phantoms \
 	    --patients-per-class 160 --centers 4 --seed 2026 --format png
@@ -49,7 +49,7 @@ demo-model: $(STAMP)
 	awk -F, 'NR == 1 || $$4 == "D"' out/demo-phantoms/manifest.csv > out/demo-phantoms/manifest_D.csv
 	$(BIN)/fetal-viewer train --manifest out/demo-phantoms/manifest_ABC.csv --out out/demo-guided \
 	    --init out/demo-loco/folds/center_D/card.json $(DEMO_ARGS) --epochs 5 --lr 2e-4 \
-	    --cam-guidance 0.5 --fp16 --resume --notes "$(DEMO_NOTES)" \
+	    --cam-guidance 2 --fp16 --resume --notes "$(DEMO_NOTES)" \
 	    --name "fetal-viewer demo (phantoms), center D held out, Grad-CAM-guided fine-tune"
 	$(BIN)/fetal-viewer evaluate --model out/demo-guided/card.json \
 	    --manifest out/demo-phantoms/manifest_D.csv --out out/demo-guided/center_D \
