@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QThreadPool
 from PySide6.QtWidgets import QApplication, QWidget
@@ -213,6 +215,12 @@ def test_reader_reads_with_keys_ai_revealed_only_after_unaided_and_resumes(
     assert w.ai_group.isVisible() and w.view.has_overlay
     # the reader is told how coarse the heatmap is (tiny model: 64 px input, 2x2 cells)
     assert w.heat_note.isVisible() and "2×2 grid over the 64 px" in w.heat_note.text()
+    assert "map is empty" not in w.heat_note.text()
+    shown = w.ai
+    w._on_ai(first, replace(shown, heatmap=np.zeros_like(shown.heatmap)))
+    assert "2×2 grid" in w.heat_note.text() and "map is empty" in w.heat_note.text()
+    w._on_ai(first, shown)
+    assert "map is empty" not in w.heat_note.text()
     assert "encephalocele" in w.locked_label.text()
     assert sum(w.ai_bars.values) == pytest.approx(1.0, abs=1e-4)
     # on a 900 px screen the AI output and the whole decision fit without scrolling

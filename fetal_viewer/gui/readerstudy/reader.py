@@ -697,8 +697,12 @@ class ReaderWindow(QMainWindow):
             self.view.set_overlay_visible(self.overlay_check.isChecked())
         self.overlay_check.setEnabled(out.heatmap is not None)
         shows_note = out.heatmap is not None and bool(out.input_size)
-        self.heat_note.setText(resolution_note(out.input_size) if shows_note else "")
-        self.heat_note.setVisible(shows_note)
+        note = resolution_note(out.input_size) if shows_note else ""
+        if out.heatmap is not None and not float(np.max(out.heatmap)) > 0:
+            # as in the viewer: an empty map must not read as a map that was not drawn
+            note += " No region of this frame raises the top class's score: its map is empty."
+        self.heat_note.setText(note.strip())
+        self.heat_note.setVisible(bool(note))
         self.status.setText("")
         self._update_ready()
         self.ai_revealed.emit(out)
