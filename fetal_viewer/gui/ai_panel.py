@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer import INTENDED_USE
-from fetal_viewer.core.cam.gradcam import resolution_note
+from fetal_viewer.core.cam.gradcam import empty_note, resolution_note
 from fetal_viewer.core.cam.overlay import COLORMAPS
 
 TOP_CLASS = "Top class"
@@ -231,14 +231,10 @@ class AIPanel(QWidget):
         return int(np.argmax(probs))
 
     def show_empty_heat(self, class_index: int | None) -> None:
-        """Say that this class's map is empty (no region raises its score), or hide the note:
-        an overlay that shows nothing must not read as "looked everywhere equally"."""
-        if class_index is None:
-            self.empty_note.setVisible(False)
-            return
-        name = self.class_combo.itemText(class_index + 1)
-        self.empty_note.setText(f"No heat for {name}: no region of this frame raises its score.")
-        self.empty_note.setVisible(True)
+        """Say that this class's map is empty, or (``None``) hide the note."""
+        if class_index is not None:
+            self.empty_note.setText(empty_note(self.class_combo.itemText(class_index + 1)))
+        self.empty_note.setVisible(class_index is not None)
 
     def cycle_class(self, step: int = 1) -> None:
         n = self.class_combo.count()

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer import INTENDED_USE, __version__
+from fetal_viewer.core.cam.gradcam import is_empty
 from fetal_viewer.core.cam.overlay import HEATMAP_FLOOR, echo_mask
 from fetal_viewer.errors import StudyLoadError
 from fetal_viewer.gui.ai_panel import AIPanel
@@ -532,7 +533,7 @@ class MainWindow(QMainWindow):
             return
         c = self.ai_panel.chosen_class(result.probs)
         heat = result.heatmap(c) if c is not None else None
-        empty = c is not None and result.cams is not None and not float(result.cams[c].max()) > 0
+        empty = c is not None and result.cams is not None and is_empty(result.cams[c])
         self.ai_panel.show_empty_heat(c if empty else None)
         if heat is None or heat.shape != frame.shape[:2]:
             self.view.set_overlay(None)

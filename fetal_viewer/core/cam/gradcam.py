@@ -95,6 +95,18 @@ def resolution_note(input_size: int, method: str = FAST_METHOD) -> str:
     )
 
 
+def is_empty(heat: NDArray) -> bool:
+    """True when a class map has no heat anywhere, as Grad-CAM gives when no region of the
+    frame raises the class's score (a map with nothing to point at)."""
+    return not float(np.max(heat)) > 0
+
+
+def empty_note(class_name: str) -> str:
+    """What a reader should know when a class map :func:`is_empty`, in one sentence: an
+    overlay that shows nothing must not read as a map that was not drawn."""
+    return f"No heat for {class_name}: no region of this frame raises its score, its map is empty."
+
+
 def cams_from_features(features: NDArray, fc_weight: NDArray) -> NDArray[np.float32]:
     """Grad-CAM of every class from ``layer4`` activations ``(N, K, h, w)`` and the final
     layer's weight ``(C, K)``: ``(N, C, h, w)``, ReLU'd and min-max normalised per map."""

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from fetal_viewer.core.cam.gradcam import is_empty
+
 FloatArray = np.ndarray
 
 
@@ -247,7 +249,7 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> bool:
     """True when the heatmap's maximum falls inside the lesion mask; an empty map (no heat
     anywhere, as Grad-CAM gives when no cell raises the class's score) points nowhere."""
     h = _fit(np.asarray(heatmap, dtype=np.float32), mask.shape)
-    if not h.max() > 0:
+    if is_empty(h):
         return False
     r, c = np.unravel_index(int(np.argmax(h)), h.shape)
     return bool(mask[r, c])
@@ -262,7 +264,7 @@ def pointing_distance(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """Distance in mask pixels from the heatmap's maximum to the nearest mask pixel: 0 inside
     the mask (a :func:`pointing_game` hit), ``inf`` for an empty mask or an empty map."""
     h = _fit(np.asarray(heatmap, dtype=np.float32), mask.shape)
-    if not h.max() > 0:
+    if is_empty(h):
         return float("inf")
     r, c = np.unravel_index(int(np.argmax(h)), h.shape)
     m = np.asarray(mask, dtype=bool)

@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer import INTENDED_USE
-from fetal_viewer.core.cam.gradcam import resolution_note
+from fetal_viewer.core.cam.gradcam import empty_note, is_empty, resolution_note
 from fetal_viewer.core.cam.overlay import HEATMAP_FLOOR, echo_mask
 from fetal_viewer.errors import ModelLoadError, ProtocolError
 from fetal_viewer.gui.ai_panel import ProbabilityBars
@@ -698,9 +698,8 @@ class ReaderWindow(QMainWindow):
         self.overlay_check.setEnabled(out.heatmap is not None)
         shows_note = out.heatmap is not None and bool(out.input_size)
         note = resolution_note(out.input_size) if shows_note else ""
-        if out.heatmap is not None and not float(np.max(out.heatmap)) > 0:
-            # as in the viewer: an empty map must not read as a map that was not drawn
-            note += " No region of this frame raises the top class's score: its map is empty."
+        if out.heatmap is not None and is_empty(out.heatmap):
+            note += " " + empty_note(max(out.probabilities, key=out.probabilities.get))
         self.heat_note.setText(note.strip())
         self.heat_note.setVisible(bool(note))
         self.status.setText("")
