@@ -699,7 +699,7 @@ class ReaderWindow(QMainWindow):
         shows_note = out.heatmap is not None and bool(out.input_size)
         note = resolution_note(out.input_size) if shows_note else ""
         if out.heatmap is not None and is_empty(out.heatmap):
-            note += " " + empty_note(max(out.probabilities, key=out.probabilities.get))
+            note += " " + empty_note(out.top_label)
         self.heat_note.setText(note.strip())
         self.heat_note.setVisible(bool(note))
         self.status.setText("")
