@@ -62,6 +62,14 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         help="add W x the share of the true class's Grad-CAM heat outside the lesion mask to "
         "the loss, on rows with masks (default 0: labels only, as in the paper)",
     )
+    g.add_argument(
+        "--cam-pointing",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x a smooth pointing-game miss (the true class's Grad-CAM peak outside the "
+        "lesion mask, or no heat on it) to the loss, on rows with masks (default 0)",
+    )
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument(
@@ -128,6 +136,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         amp=not args.no_amp,
         max_frames_per_patient=args.max_frames_per_patient,
         cam_guidance=args.cam_guidance,
+        cam_pointing=args.cam_pointing,
         init=str(getattr(args, "init", None) or ""),
     )
 

@@ -16,7 +16,7 @@ from fetal_viewer.core.training import data as data_mod
 from fetal_viewer.core.training.augment import AugmentSpec, augment, augment_pair
 from fetal_viewer.core.training.data import FrameDataset, SquareCache, collate
 from fetal_viewer.core.training.manifest import Manifest, Record
-from fetal_viewer.core.training.train import TrainConfig, cam_outside, train_model
+from fetal_viewer.core.training.train import TrainConfig, cam_miss, cam_outside, train_model
 from fetal_viewer.errors import DataError
 
 
@@ -144,11 +144,36 @@ def test_the_term_pulls_the_heat_into_the_masks(manifest: Manifest) -> None:
 
 def test_guided_training_logs_the_heat_outside(manifest: Manifest, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    config = TrainConfig(input_size=64, epochs=2, batch_size=4, patience=9, cam_guidance=0.5)
+    config = TrainConfig(
+        input_size=64, epochs=2, batch_size=4, patience=9, cam_guidance=0.5, cam_pointing=1.0
+    )
     result = train_model(manifest, range(len(manifest)), config, tmp_path / "g", log=print)
     assert all(0.0 <= h["train_cam_outside"] <= 1.0 for h in result.history)
+    assert all(h["train_cam_miss"] >= 0.0 for h in result.history)
     no_masks = Manifest(
         manifest.source, tuple(replace(r, mask_path=None) for r in manifest.records)
     )
     with pytest.raises(DataError, match="masks"):
         train_model(no_masks, range(len(no_masks)), config, tmp_path / "n", log=print)
+
+
+def test_cam_miss_is_a_smooth_pointing_game() -> None:
+    """Small when the map's peak lies on a cell centre inside the mask, large when it lies
+    outside, and an erased map (no cell above zero) misses as in ``evaluate``."""
+    masks = torch.zeros(1, 64, 64)  # a 64 px input: cells centred on pixels 0 and 32
+    masks[0, :16, :16] = 1.0  # holds the top-left cell's centre only
+    y, fc = torch.tensor([0]), torch.ones(1, 1)
+
+    def miss(cells: list[list[float]]) -> float:
+        return float(cam_miss(torch.tensor([[cells]]), fc, y, masks))
+
+    hit, missed = miss([[9.0, 1.0], [1.0, 1.0]]), miss([[1.0, 9.0], [1.0, 1.0]])
+    assert hit < 0.2 < 2.0 < missed  # softplus(-2) and softplus(2): the gap is 8, the spread 4
+    assert miss([[-1.0, -5.0], [-5.0, -5.0]]) > 0.6  # the peak is inside, but the map is empty
+    feats = torch.tensor([[[[1.0, 9.0], [1.0, 1.0]]]], requires_grad=True)
+    cam_miss(feats, fc, y, masks).backward()
+    assert feats.grad is not None
+    assert float(feats.grad[0, 0, 0, 0]) < 0 < float(feats.grad[0, 0, 0, 1])
+    masks[0] = 0.0
+    masks[0, 8:24, 8:24] = 1.0  # between centres: out of reach at this resolution, not counted
+    assert miss([[1.0, 9.0], [1.0, 1.0]]) == 0.0

@@ -67,6 +67,9 @@ class TrainConfig:
     max_frames_per_patient: int = 0  # 0: all; else evenly spaced frames (cine is redundant)
     #: weight of the Grad-CAM guidance loss (0: labels only, as in the paper); see cam_outside
     cam_guidance: float = 0.0
+    #: weight of the pointing term: the peak of the true class's map outside the lesion (or
+    #: zero) against the peak inside it; see cam_miss
+    cam_pointing: float = 0.0
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -78,6 +81,8 @@ class TrainConfig:
         data.pop("num_workers")
         data.pop("device")
         data["classes"] = list(self.classes)
+        if not self.cam_pointing:
+            data.pop("cam_pointing")  # runs saved before the term existed resume as they were
         return data
 
 
@@ -324,13 +329,16 @@ def train_model(
             fix="Filter the manifest or pass the matching class list.",
         )
     targets = np.array([class_index[r.label] for r in records], dtype=np.int64)
-    guided = config.cam_guidance > 0
-    if config.cam_guidance < 0 or (guided and all(records[i].mask_path is None for i in indices)):
+    guided = config.cam_guidance > 0 or config.cam_pointing > 0
+    if min(config.cam_guidance, config.cam_pointing) < 0 or (
+        guided and all(records[i].mask_path is None for i in indices)
+    ):
         raise DataError(
             "Grad-CAM guidance needs a positive weight and lesion masks.",
-            why=f"The weight is {config.cam_guidance:g}; the manifest's mask_path column "
+            why=f"The weights are {config.cam_guidance:g} (--cam-guidance) and "
+            f"{config.cam_pointing:g} (--cam-pointing); the manifest's mask_path column "
             "gives the masks.",
-            fix="Add masks to the manifest, or train without --cam-guidance.",
+            fix="Add masks to the manifest, or train without --cam-guidance and --cam-pointing.",
         )
     start = _start_from(config, say)
     tr_idx, val_idx = inner_split(records, indices, config.val_fraction, config.seed)
@@ -464,7 +472,10 @@ def train_model(
     )
     features: list[torch.Tensor] = []
     if guided:
-        say(f"Grad-CAM guidance: weight {config.cam_guidance:g} on the heat outside the masks")
+        say(
+            f"Grad-CAM guidance: weight {config.cam_guidance:g} on the heat outside the masks, "
+            f"{config.cam_pointing:g} on the map's peak missing them"
+        )
         model.layer4.register_forward_hook(lambda _m, _i, out: features.append(out))  # type: ignore[union-attr]
 
     for epoch in range(start_epoch, config.epochs):
@@ -475,7 +486,7 @@ def train_model(
         generator.manual_seed(config.seed * 1000 + epoch)
         net.train()
         seen = correct = 0
-        loss_sum = outside_sum = 0.0
+        loss_sum = outside_sum = miss_sum = 0.0
         steps = len(loader)
         t0 = time.perf_counter()
         for step, batch in enumerate(loader, start=1):
@@ -490,11 +501,12 @@ def train_model(
                 loss = loss_fn(logits.float(), y)
             if guided:
                 fc: Any = model.fc
-                outside = cam_outside(
-                    features[0].float(), fc.weight.float(), y, batch[2].to(device)
-                )
-                loss = loss + config.cam_guidance * outside
+                feats, fc_w, masks = features[0].float(), fc.weight.float(), batch[2].to(device)
+                outside = cam_outside(feats, fc_w, y, masks)
+                miss = cam_miss(feats, fc_w, y, masks)
+                loss = loss + config.cam_guidance * outside + config.cam_pointing * miss
                 outside_sum += float(outside.detach()) * len(y)
+                miss_sum += float(miss.detach()) * len(y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -509,8 +521,8 @@ def train_model(
             )
         train_seconds = time.perf_counter() - t0  # the training pass alone, not validation
         scheduler.step()
-        train_loss, train_acc, train_n, outside_total = _all_sum(
-            [loss_sum, correct, seen, outside_sum], info, device
+        train_loss, train_acc, train_n, outside_total, miss_total = _all_sum(
+            [loss_sum, correct, seen, outside_sum, miss_sum], info, device
         )
         val = _validate(net, val_loader, loss_fn, device, amp_dtype, info)
         row = {
@@ -524,6 +536,7 @@ def train_model(
         }
         if guided:
             row["train_cam_outside"] = outside_total / max(train_n, 1)
+            row["train_cam_miss"] = miss_total / max(train_n, 1)
         history.append(row)
         monitored = val["val_loss"] if not math.isnan(val["val_loss"]) else row["train_loss"]
         if monitored < best_loss - 1e-4:
@@ -537,7 +550,12 @@ def train_model(
         say(
             f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc "
             f"{row['train_acc']:.3f}"
-            + (f" heat outside masks {row['train_cam_outside']:.3f}" if guided else "")
+            + (
+                f" heat outside masks {row['train_cam_outside']:.3f}"
+                f" peak missing {row['train_cam_miss']:.3f}"
+                if guided
+                else ""
+            )
             + f" | val loss {val['val_loss']:.4f} acc {val['val_acc']:.3f} "
             f"| {row['images_per_s']:.1f} img/s" + (" | early stop" if stop else "")
         )
@@ -644,6 +662,41 @@ def cam_outside(
     weight = torch.softmax(log_heat.flatten(1), dim=1)
     share = (weight * (1.0 - inside).flatten(1)).sum(1)
     return share[has].mean()
+
+
+def cam_miss(
+    features: torch.Tensor, fc_weight: torch.Tensor, y: torch.Tensor, masks: torch.Tensor
+) -> torch.Tensor:
+    """A smooth pointing-game miss: how far the peak of the true class's Grad-CAM lies below
+    the higher of the map's peak outside the lesion and zero, in units of the map's spread
+    (``softplus`` of that gap over the cells' standard deviation, which is not trained),
+    averaged over the samples whose lesion holds a cell centre (0 when none does).
+
+    The viewer draws a map linearly between the cells' centres, so its maximum lies on the
+    centre of its highest cell and the pointing game is won when that centre is inside the
+    mask and the map is not empty (:func:`~fetal_viewer.core.cam.gradcam.is_empty`): the
+    term compares the raw map (as in :func:`cam_outside`) at the centres inside the mask with
+    those outside, and with zero, so an erased map misses as it does in ``evaluate``. A lesion
+    between centres cannot be hit at this resolution and does not count.
+    """
+    import torch
+
+    from fetal_viewer.core.cam.gradcam import cell_weights
+
+    raw = torch.einsum("bkhw,bk->bhw", features, fc_weight[y]).float()
+    h, w = (int(n) for n in features.shape[-2:])
+    cy = torch.from_numpy(cell_weights(int(masks.shape[-2]), h).argmax(0)).to(masks.device)
+    cx = torch.from_numpy(cell_weights(int(masks.shape[-1]), w).argmax(0)).to(masks.device)
+    inside = masks[:, cy][:, :, cx] > 0.5  # (B, h, w): the mask at each cell's centre
+    has = inside.flatten(1).any(1)
+    if not bool(has.any()):
+        return raw.sum() * 0.0
+    low = torch.finfo(raw.dtype).min
+    peak_in = raw.masked_fill(~inside, low).flatten(1).amax(1)
+    peak_out = raw.masked_fill(inside, low).flatten(1).amax(1).clamp(min=0.0)
+    spread = raw.detach().flatten(1).std(1).clamp(min=1e-3)
+    gap = torch.nn.functional.softplus((peak_out - peak_in) / spread)
+    return gap[has].mean()
 
 
 def _validate(
