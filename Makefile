@@ -34,11 +34,15 @@ bench: $(STAMP)
 
 ## demo-model: regenerate the demo phantoms, run the full leave-one-center-out protocol on
 ## them (the README's commands; 5 to 8 hours on two CPU cores, resumable), fine-tune the
-## center-D fold's model (trained on centers A-C) with Grad-CAM guidance on the same centers
-## (about 45 minutes), score it on center D and ship it to resources/models/demo/
+## center-D fold's model (trained on centers A-C) with Grad-CAM guidance, then with the
+## pointing term too, on the same centers (about 40 minutes), score it on center D and ship it
+## to resources/models/demo/
 DEMO_ARGS = --input-size 128 --batch-size 32 --patience 6 --seed 0
 DEMO_NOTES = The center-D fold of the demo leave-one-center-out run (trained on centers A-C), \
 then 5 epochs at lr 2e-4 with --cam-guidance 2 on the same centers (train --init).
+POINTING_NOTES = The center-D fold of the demo leave-one-center-out run (trained on centers \
+A-C), then 5 epochs at lr 2e-4 with --cam-guidance 2, then 5 more with --cam-guidance 2 \
+--cam-pointing 1, on the same centers (train --init).
 demo-model: $(STAMP)
 	test -f out/demo-phantoms/manifest.csv || $(BIN)/fetal-viewer phantoms --out out/demo-phantoms \
 	    --patients-per-class 160 --centers 4 --seed 2026 --format png
@@ -51,11 +55,15 @@ demo-model: $(STAMP)
 	    --init out/demo-loco/folds/center_D/card.json $(DEMO_ARGS) --epochs 5 --lr 2e-4 \
 	    --cam-guidance 2 --fp16 --resume --notes "$(DEMO_NOTES)" \
 	    --name "fetal-viewer demo (phantoms), center D held out, Grad-CAM-guided fine-tune"
-	$(BIN)/fetal-viewer evaluate --model out/demo-guided/card.json \
-	    --manifest out/demo-phantoms/manifest_D.csv --out out/demo-guided/center_D \
-	    --figures out/demo-guided/center_D/figures --update-card out/demo-guided/card.json
+	$(BIN)/fetal-viewer train --manifest out/demo-phantoms/manifest_ABC.csv --out out/demo-pointing \
+	    --init out/demo-guided/card.json $(DEMO_ARGS) --epochs 5 --lr 2e-4 \
+	    --cam-guidance 2 --cam-pointing 1 --fp16 --resume --notes "$(POINTING_NOTES)" \
+	    --name "fetal-viewer demo (phantoms), center D held out, Grad-CAM-guided fine-tune with the pointing term"
+	$(BIN)/fetal-viewer evaluate --model out/demo-pointing/card.json \
+	    --manifest out/demo-phantoms/manifest_D.csv --out out/demo-pointing/center_D \
+	    --figures out/demo-pointing/center_D/figures --update-card out/demo-pointing/card.json
 	mkdir -p resources/models/demo
-	cp out/demo-guided/card.json out/demo-guided/weights.safetensors resources/models/demo/
+	cp out/demo-pointing/card.json out/demo-pointing/weights.safetensors resources/models/demo/
 
 ## package: one-folder desktop bundle under dist/
 package: $(STAMP)
