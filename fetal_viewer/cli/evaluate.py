@@ -2,8 +2,9 @@
 
 With ``--cv`` it trains one model per fold (patients never split across folds) and scores
 each held-out fold; with ``--model CARD`` it scores that model on the whole manifest without
-training. Either way ``--out`` receives report.html (figures embedded), metrics.json and
-predictions.csv.
+training; with ``--pool DIR ...`` it writes one report over the predictions of earlier runs
+(each center's held-out scoring by its own model, say). Each way ``--out`` receives
+report.html (figures embedded), metrics.json and predictions.csv.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def add_parser(subparsers: Any) -> None:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--cv", choices=CV_CHOICES, help="cross-validation protocol (trains)")
     how.add_argument("--model", type=Path, help="model card to score without training")
+    how.add_argument(
+        "--pool",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="one report over the predictions of these earlier evaluate runs' --out folders "
+        "(disjoint patients of this manifest, one heatmap method); no model runs",
+    )
     p.add_argument("--folds", type=int, default=5, help="k for grouped-kfold (default 5)")
     p.add_argument(
         "--only-fold",
@@ -67,19 +76,35 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from fetal_viewer.cli.train import config_from_args, load_manifest, progress_for
     from fetal_viewer.core.model.checkpoint import write_card_metrics
-    from fetal_viewer.core.training.evaluate import cross_validate, headline, score_model
+    from fetal_viewer.core.training.evaluate import (
+        TASKS,
+        cross_validate,
+        headline,
+        pool_scored,
+        score_model,
+    )
     from fetal_viewer.core.training.train import dist_info, finish_distributed
     from fetal_viewer.errors import DataError
 
-    if args.cv is not None and args.cam_method != "gradcam":
+    if args.model is None and args.cam_method != "gradcam":
         raise DataError(
             "--cam-method applies to --model only.",
-            fix="Cross-validate, then score a fold's card with evaluate --model ... --cam-method.",
+            fix="Score a model (a fold's card, say) with evaluate --model ... --cam-method; "
+            "--pool pools such runs.",
         )
     manifest = load_manifest(args)
     progress, close = progress_for(args, "evaluate")
     try:
-        if args.model is not None:
+        if args.pool is not None:
+            metrics = pool_scored(
+                manifest,
+                args.pool,
+                args.out,
+                classes=TASKS[args.task],
+                n_boot=args.bootstrap,
+                figure_dir=args.figures,
+            )
+        elif args.model is not None:
             metrics = score_model(
                 args.model,
                 manifest,
@@ -111,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
     if dist_info().is_main:
         head = headline(metrics)
         if args.update_card is not None:
-            write_card_metrics(args.update_card, args.cv or "held_out", head)
+            write_card_metrics(
+                args.update_card, args.cv or ("pooled" if args.pool else "held_out"), head
+            )
             print(f"card updated: {args.update_card}")
         print(f"report: {Path(args.out) / 'report.html'}")
         print(json.dumps(head))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fetal_viewer.core.model.checkpoint import load_checkpoint
+from fetal_viewer.core.training.summary import PredictionTable, summarise
 
 FAST = [
     "--input-size",
@@ -99,6 +100,55 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert fine_loc["pointing_ceiling"] >= plain_loc["pointing_ceiling"]
     for loc in (plain_loc, fine_loc):  # the 15 px tolerance of Zhang et al. only adds hits
         assert loc["pointing_game"] <= loc["pointing_game_15px"] <= 1.0
+
+    # each center scored on its own, then pooled: the same figures as scoring them together
+    with phantoms.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    per_center = []
+    for center in ("A", "B"):
+        part = phantoms.parent / f"manifest_{center}.csv"
+        with part.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, list(rows[0]))
+            w.writeheader()
+            w.writerows(r for r in rows if r["center"] == center)
+        dest = tmp_path / f"center_{center}"
+        r = run_cli(
+            "evaluate", "--manifest", str(part), "--out", str(dest),
+            "--model", str(out / "card.json"), "--bootstrap", "50", "--backend", "torch",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        per_center.append(str(dest))
+    pooled_dir = tmp_path / "pooled"
+    r = run_cli(
+        "evaluate", "--manifest", str(phantoms), "--out", str(pooled_dir),
+        "--pool", *per_center, "--bootstrap", "50",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "pooling 10 of the manifest's 10 patients from 2 runs" in r.stdout
+    pooled = json.loads((pooled_dir / "metrics.json").read_text())
+    assert pooled["setup"]["protocol"] == "pooled predictions of 2 runs"
+    assert pooled["setup"]["run 1"] == f"{per_center[0]}: {card.name} (version 1), 5 patients"
+    assert set(pooled["by_fold"]) == {"center_A", "center_B"}
+    for key in ("patients", "images"):
+        assert pooled[key] == metrics[key], key
+    for key in ("accuracy", "confusion_matrix"):
+        assert pooled["patient_level"][key] == metrics["patient_level"][key], key
+    # AUROCs and heat shares from the tables as written (probabilities to 6 decimals, as a resumed --cv reads
+    # them): the pooled table is the whole-manifest one, row for row
+    whole, _ = summarise(PredictionTable.read_csv(scored / "predictions.csv", card.classes))
+    for key in ("macro_auroc", "micro_auroc"):
+        assert pooled["patient_level"][key] == whole["patient_level"][key], key
+    for center in ("A", "B"):
+        assert pooled["by_center"][center] == whole["by_center"][center], center
+    assert pooled["localisation"]["all"] == whole["localisation"]["all"]
+    assert (pooled_dir / "report.html").is_file()
+    # a patient in two of the runs would count twice: refused, nothing written
+    r = run_cli(
+        "evaluate", "--manifest", str(phantoms), "--out", str(tmp_path / "twice"),
+        "--pool", per_center[0], str(scored),
+    )  # fmt: skip
+    assert r.returncode == 1 and "is in both center_A and scored" in r.stderr
+    assert not (tmp_path / "twice").exists()
 
     cv = tmp_path / "cv"
     cv_args = [
