@@ -222,7 +222,7 @@ def score(
         classes=classes,
         # as the manifest names them (relative to its folder), so the table joins with the
         # manifest and a results folder that is passed on does not show the local folders
-        paths=[_manifest_path(manifest, r) for r in rows],
+        paths=_manifest_paths(manifest, rows),
         frames=[r.frame for r in rows],
         patient_ids=[r.patient_id for r in rows],
         centers=[r.center for r in rows],
@@ -529,7 +529,8 @@ def pool_scored(
     if not sources:
         raise DataError("Nothing to pool.", fix="Name the output folders of earlier evaluate runs.")
     classes = tuple(classes)
-    known = {(_manifest_path(manifest, r), r.frame): r for r in manifest.records}
+    paths = _manifest_paths(manifest, manifest.records)
+    known = {(path, r.frame): r for path, r in zip(paths, manifest.records, strict=True)}
     tables: list[PredictionTable] = []
     described: list[dict[str, Any]] = []
     owner: dict[str, str] = {}
@@ -614,12 +615,13 @@ def pool_scored(
     return {"setup": setup, **metrics}
 
 
-def _manifest_path(manifest: Manifest, record: Record) -> str:
-    """A record's path as prediction tables name it (relative to the manifest's folder)."""
+def _manifest_paths(manifest: Manifest, records: Sequence[Record]) -> list[str]:
+    """The records' paths as prediction tables name them (relative to the manifest's folder)."""
     base = manifest.source.resolve().parent
-    return (
-        str(record.path.relative_to(base)) if record.path.is_relative_to(base) else str(record.path)
-    )
+    return [
+        str(r.path.relative_to(base)) if r.path.is_relative_to(base) else str(r.path)
+        for r in records
+    ]
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
