@@ -533,8 +533,9 @@ def pool_scored(
     known = {(path, r.frame): r for path, r in zip(paths, manifest.records, strict=True)}
     tables: list[PredictionTable] = []
     described: list[dict[str, Any]] = []
-    owner: dict[str, str] = {}
-    for src in map(Path, sources):
+    folders = [Path(src) for src in sources]
+    owner: dict[str, int] = {}  # patient -> index of the folder it came from
+    for n, src in enumerate(folders):
         csv_path, metrics_path = src / "predictions.csv", src / "metrics.json"
         if not csv_path.is_file() or not metrics_path.is_file():
             raise DataError(
@@ -562,10 +563,10 @@ def pool_scored(
                     f"patient {patient}, {classes[y]}.",
                     fix="Pool runs scored on frames of this manifest.",
                 )
-            first = owner.setdefault(patient, src.name)
-            if first != src.name:
+            first = owner.setdefault(patient, n)
+            if first != n:
                 raise DataError(
-                    f"Patient {patient} is in both {first} and {src.name}.",
+                    f"Patient {patient} is in both {folders[first].name} and {src.name}.",
                     why="A pooled report counts each patient once.",
                     fix="Pool runs over disjoint patients (one held-out set per run).",
                 )
@@ -585,9 +586,9 @@ def pool_scored(
             f"The runs to pool made their heatmaps in different ways ({', '.join(heatmaps)}).",
             fix="Pool runs scored with one --cam-method.",
         )
-    pooled = len(owner)
     log(
-        f"pooling {pooled} of the manifest's {len(manifest.patients)} patients from {len(tables)} runs"
+        f"pooling {len(owner)} of the manifest's {len(manifest.patients)} patients "
+        f"from {len(tables)} runs"
     )
     table = PredictionTable.concat(tables)
     metrics, curves = summarise(table, n_boot=n_boot)
@@ -597,8 +598,8 @@ def pool_scored(
         "heatmap": heatmaps[0],
         "manifest": str(manifest.source),
         **{
-            f"run {n}": f"{d['folder']}: {d['what']}, {d['patients']} patients"
-            for n, d in enumerate(described, start=1)
+            f"run {k}": f"{d['folder']}: {d['what']}, {d['patients']} patients"
+            for k, d in enumerate(described, start=1)
         },
     }
     write_report(
