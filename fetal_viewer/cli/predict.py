@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fetal_viewer import INTENDED_USE
+from fetal_viewer.core.model.aggregation import AGGREGATION_RULES
 from fetal_viewer.errors import ModelLoadError, StudyLoadError
 
 CAM_CHOICES = (
@@ -25,7 +26,6 @@ CAM_CHOICES = (
     "eigencam",
     "scorecam",
 )
-AGGREGATION_CHOICES = ("mean", "max", "vote", "logit_mean")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -57,7 +57,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--aggregation",
-        choices=AGGREGATION_CHOICES,
+        choices=tuple(AGGREGATION_RULES),
         default=None,
         help="patient-level rule (default: the card's)",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +150,31 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     )  # fmt: skip
     assert r.returncode == 1 and "is in both center_A and scored" in r.stderr
     assert not (tmp_path / "twice").exists()
+    # a card that aggregates by majority vote is scored by its rule, as the viewer shows it
+    vote_model = tmp_path / "vote_model"
+    shutil.copytree(out, vote_model, ignore=shutil.ignore_patterns("state"))
+    vote_card = json.loads((vote_model / "card.json").read_text())
+    vote_card["aggregation"] = "vote"
+    (vote_model / "card.json").write_text(json.dumps(vote_card))
+    vote_dir = tmp_path / "vote_B"
+    r = run_cli(
+        "evaluate", "--manifest", str(phantoms.parent / "manifest_B.csv"), "--out",
+        str(vote_dir), "--model", str(vote_model / "card.json"), "--bootstrap", "20",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    voted = json.loads((vote_dir / "metrics.json").read_text())
+    assert voted["setup"]["patient_aggregation"] == "vote"
+    assert metrics["setup"]["patient_aggregation"] == "mean"
+    by_vote, _ = summarise(
+        PredictionTable.read_csv(vote_dir / "predictions.csv", card.classes), rule="vote", n_boot=20
+    )
+    assert voted["patient_level"] == by_vote["patient_level"]
+    # and runs aggregated by different rules are not pooled
+    r = run_cli(
+        "evaluate", "--manifest", str(phantoms), "--out", str(tmp_path / "mixed"),
+        "--pool", per_center[0], str(vote_dir),
+    )  # fmt: skip
+    assert r.returncode == 1 and "different rules (mean, vote)" in r.stderr
 
     cv = tmp_path / "cv"
     cv_args = [

@@ -100,6 +100,17 @@ def test_by_patient_means_frames() -> None:
     np.testing.assert_array_equal(pt.y, [0, 1, 2])
 
 
+def test_by_patient_uses_the_cards_rule() -> None:
+    # one patient, three frames: the mean calls class 0, the majority of frames class 1
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]])
+    y = np.array([1, 1, 1])
+    mean = M.by_patient(["p"] * 3, y, probs)
+    vote = M.by_patient(["p"] * 3, y, probs, "vote")
+    np.testing.assert_allclose(mean.probs[0], [1.6 / 3, 1.4 / 3])
+    np.testing.assert_allclose(vote.probs[0], [1 / 3, 2 / 3])
+    assert vote.probs.dtype == np.float64
+
+
 def test_bootstrap_ci_covers_statistic_and_is_reproducible() -> None:
     rng = np.random.default_rng(0)
     values = rng.normal(3.0, 1.0, size=200)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fetal_viewer.core.model.aggregation import AGGREGATION_RULES
+from fetal_viewer.core.training import metrics as M  # noqa: N812
 from fetal_viewer.core.training.manifest import Record
 from fetal_viewer.core.training.report import ReportInputs, write_report
 from fetal_viewer.core.training.summary import PredictionTable, summarise
@@ -92,6 +94,22 @@ def test_summary_figures(table: PredictionTable) -> None:
     assert loc["anencephaly"]["pointing_game_15px"] == pytest.approx(np.mean(near))
     assert loc["anencephaly"]["pointing_game"] < loc["anencephaly"]["pointing_game_15px"] < 1
     assert curves["patient"].auroc["macro"] == pytest.approx(p["macro_auroc"], abs=1e-6)
+
+
+def test_patient_level_follows_the_rule(table: PredictionTable, tmp_path: Path) -> None:
+    mean, _ = summarise(table, n_boot=20)
+    vote, curves = summarise(table, rule="vote", n_boot=20)
+    pt = M.by_patient(table.patient_ids, table.y, table.probs, "vote")
+    expected = M.auroc_summary(pt.y, pt.probs)["macro_auroc"]
+    assert vote["patient_level"]["macro_auroc"] == pytest.approx(expected)
+    assert vote["patient_level"]["macro_auroc"] != pytest.approx(
+        mean["patient_level"]["macro_auroc"]
+    )
+    assert vote["image_level"]["macro_auroc"] == mean["image_level"]["macro_auroc"]
+    setup = {"patient_aggregation": "vote"}
+    write_report(ReportInputs("vote", table, vote, curves, setup=setup), tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert f"Patient level: {AGGREGATION_RULES['vote']}." in html
 
 
 def test_report_files_and_csv_round_trip(table: PredictionTable, tmp_path: Path) -> None:

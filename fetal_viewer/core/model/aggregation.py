@@ -22,8 +22,9 @@ AGGREGATION_RULES: dict[str, str] = {
 DEFAULT_RULE = "mean"
 
 
-def aggregate(probs: NDArray, rule: str = DEFAULT_RULE) -> NDArray[np.float32]:
-    """Aggregate ``(N, C)`` frame probabilities into one ``(C,)`` vector by ``rule``."""
+def aggregate(probs: NDArray, rule: str = DEFAULT_RULE, dtype: type = np.float32) -> NDArray:
+    """Aggregate ``(N, C)`` frame probabilities into one ``(C,)`` vector by ``rule``,
+    computed in float64 and returned as ``dtype``."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] == 0:
         raise InferenceError(
@@ -46,4 +47,4 @@ def aggregate(probs: NDArray, rule: str = DEFAULT_RULE) -> NDArray[np.float32]:
             f"Unknown aggregation rule {rule!r}.",
             fix=f"Use one of: {', '.join(AGGREGATION_RULES)}.",
         )
-    return out.astype(np.float32)
+    return out.astype(dtype)

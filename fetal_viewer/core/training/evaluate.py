@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fetal_viewer.core.cam.gradcam import FAST_METHOD, STITCH_METHOD, frame_heatmap, grid_side
+from fetal_viewer.core.model.aggregation import DEFAULT_RULE
 from fetal_viewer.core.model.checkpoint import (
     LoadedModel,
     ModelCard,
@@ -405,6 +406,7 @@ def cross_validate(
         "protocol": mode,
         "folds": len(folds),
         "classes": ", ".join(config.classes),
+        "patient_aggregation": DEFAULT_RULE,  # the rule of the cards it trains
         "manifest": str(manifest.source),
         **{k2: v for k2, v in config.fingerprint().items() if k2 != "classes"},
     }
@@ -481,7 +483,8 @@ def score_model(
         progress=progress,
         cancel=cancel,
     )
-    metrics, curves = summarise(scored.table, n_boot=n_boot)
+    rule = loaded.card.aggregation
+    metrics, curves = summarise(scored.table, rule=rule, n_boot=n_boot)
     setup = {
         "protocol": "held-out scoring of an existing model",
         "model": f"{loaded.card.name} (version {loaded.card.version})",
@@ -489,6 +492,7 @@ def score_model(
         "classes": ", ".join(loaded.card.classes),
         "input_size": loaded.card.input_size,
         "heatmap": cam_method,
+        "patient_aggregation": rule,
         "manifest": str(manifest.source),
     }
     write_report(
@@ -577,6 +581,8 @@ def pool_scored(
                 "folder": str(src),
                 "what": setup.get("model") or setup.get("protocol", ""),
                 "heatmap": setup.get("heatmap", FAST_METHOD),
+                # runs from before the rule was recorded all used the mean
+                "rule": setup.get("patient_aggregation", DEFAULT_RULE),
                 "patients": len(set(table.patient_ids)),
             }
         )
@@ -586,16 +592,25 @@ def pool_scored(
             f"The runs to pool made their heatmaps in different ways ({', '.join(heatmaps)}).",
             fix="Pool runs scored with one --cam-method.",
         )
+    rules = sorted({d["rule"] for d in described})
+    if len(rules) > 1:
+        raise DataError(
+            f"The runs to pool aggregated a patient's frames by different rules "
+            f"({', '.join(rules)}).",
+            why="Pooled patient-level figures need one rule; it comes from each model's card.",
+            fix="Pool runs of models whose cards name the same aggregation rule.",
+        )
     log(
         f"pooling {len(owner)} of the manifest's {len(manifest.patients)} patients "
         f"from {len(tables)} runs"
     )
     table = PredictionTable.concat(tables)
-    metrics, curves = summarise(table, n_boot=n_boot)
+    metrics, curves = summarise(table, rule=rules[0], n_boot=n_boot)
     setup = {
         "protocol": f"pooled predictions of {len(described)} runs",
         "classes": ", ".join(classes),
         "heatmap": heatmaps[0],
+        "patient_aggregation": rules[0],
         "manifest": str(manifest.source),
         **{
             f"run {k}": f"{d['folder']}: {d['what']}, {d['patients']} patients"

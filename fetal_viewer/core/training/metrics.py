@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from fetal_viewer.core.cam.gradcam import is_empty
+from fetal_viewer.core.model.aggregation import DEFAULT_RULE, aggregate
 
 FloatArray = np.ndarray
 
@@ -185,19 +186,22 @@ def curves(y: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> Curves:
 class PatientTable:
     ids: list[str]
     y: np.ndarray  # (P,) reference class index
-    probs: np.ndarray  # (P, C) mean of the frame probabilities
+    probs: np.ndarray  # (P, C) the frame probabilities aggregated by one rule
     rows: list[np.ndarray]  # image indices of each patient
 
 
-def by_patient(patient_ids: Sequence[str], y: np.ndarray, probs: np.ndarray) -> PatientTable:
-    """Aggregate frame probabilities per patient (mean), as the viewer does."""
+def by_patient(
+    patient_ids: Sequence[str], y: np.ndarray, probs: np.ndarray, rule: str = DEFAULT_RULE
+) -> PatientTable:
+    """Aggregate frame probabilities per patient by ``rule`` (the model card's, the paper's
+    mean by default), as the viewer does."""
     order: dict[str, list[int]] = {}
     for i, pid in enumerate(patient_ids):
         order.setdefault(pid, []).append(i)
     ids = sorted(order)
     rows = [np.asarray(order[p], dtype=np.int64) for p in ids]
     py = np.array([int(y[r[0]]) for r in rows], dtype=np.int64)
-    pp = np.stack([probs[r].mean(axis=0) for r in rows]) if rows else probs[:0]
+    pp = np.stack([aggregate(probs[r], rule, np.float64) for r in rows]) if rows else probs[:0]
     return PatientTable(ids, py, pp, rows)
 
 

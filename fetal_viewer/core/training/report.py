@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE
 from fetal_viewer.core.training.metrics import Curves
 from fetal_viewer.core.training.summary import PredictionTable
 
@@ -263,8 +264,9 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
         f"<p class=warn><b>{RESEARCH_NOTE}</b></p>",
         f"<p>{m['images']} images of {m['patients']} patients; classes: "
         f"{html.escape(', '.join(classes))}. 95% confidence intervals: percentile bootstrap "
-        f"over patients ({b['resamples']} resamples). Patient level = mean of the frame "
-        "probabilities.</p>",
+        f"over patients ({b['resamples']} resamples). Patient level: "
+        f"{html.escape(AGGREGATION_RULES[str(inputs.setup.get('patient_aggregation', DEFAULT_RULE))])}."
+        "</p>",
         "<h2>Setup</h2>",
         _table(["setting", "value"], setup_rows),
         "<h2>Patient level</h2>",

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fetal_viewer.core.model.aggregation import DEFAULT_RULE
 from fetal_viewer.core.training import metrics as M  # noqa: N812
 from fetal_viewer.core.training.manifest import ga_band
 
@@ -170,11 +171,12 @@ def _subgroups(
 
 
 def summarise(
-    table: PredictionTable, *, n_boot: int = 1000, seed: int = 0
+    table: PredictionTable, *, rule: str = DEFAULT_RULE, n_boot: int = 1000, seed: int = 0
 ) -> tuple[dict[str, Any], dict[str, M.Curves]]:
-    """metrics.json content and the image-/patient-level curves."""
+    """metrics.json content and the image-/patient-level curves; a patient's frames are
+    aggregated by ``rule`` (one of :data:`AGGREGATION_RULES`)."""
     classes = table.classes
-    pt = M.by_patient(table.patient_ids, table.y, table.probs)
+    pt = M.by_patient(table.patient_ids, table.y, table.probs, rule)
     image = _level(table.y, table.probs, classes)
     patient = _level(pt.y, pt.probs, classes)
 
