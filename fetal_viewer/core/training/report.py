@@ -222,6 +222,7 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
         return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
 
     setup_rows = [[html.escape(k), html.escape(str(v))] for k, v in inputs.setup.items()]
+    rule = str(inputs.setup.get("patient_aggregation", DEFAULT_RULE))
     loc = m.get("localisation", {})
     loc_html = (
         _table(
@@ -265,8 +266,7 @@ def render_html(inputs: ReportInputs, figs: dict[str, bytes]) -> str:
         f"<p>{m['images']} images of {m['patients']} patients; classes: "
         f"{html.escape(', '.join(classes))}. 95% confidence intervals: percentile bootstrap "
         f"over patients ({b['resamples']} resamples). Patient level: "
-        f"{html.escape(AGGREGATION_RULES[str(inputs.setup.get('patient_aggregation', DEFAULT_RULE))])}."
-        "</p>",
+        f"{html.escape(AGGREGATION_RULES[rule])}.</p>",
         "<h2>Setup</h2>",
         _table(["setting", "value"], setup_rows),
         "<h2>Patient level</h2>",
