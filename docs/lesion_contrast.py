@@ -4,7 +4,7 @@ For every patient of one class in an ``evaluate`` run's predictions, each masked
 contrast is ``|ln((mean grey inside the mask + 1) / (mean grey in a ring around it + 1))|``,
 both taken inside the ultrasound fan (the frame as stored, 8-bit grey). A patient's contrast is
 that of its most visible frame. Patients are then binned by contrast and each bin's misses
-counted (the patient's mean frame probabilities, as ``evaluate`` scores them). No model runs.
+counted (the patient's frames aggregated as ``evaluate`` scores them). No model runs.
 
 .venv/bin/python docs/lesion_contrast.py --manifest out/demo-phantoms/manifest.csv \\
     --predictions out/loco-shipped/gradcam/predictions.csv --label encephalocele
@@ -13,10 +13,9 @@ counted (the patient's mean frame probabilities, as ``evaluate`` scores them). N
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
-from collections import defaultdict
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,6 +24,8 @@ from fetal_viewer.core.model.labels import CLASSES
 from fetal_viewer.core.training.data import read_mask, read_record_frame
 from fetal_viewer.core.training.evaluate import _manifest_paths
 from fetal_viewer.core.training.manifest import Record, read_manifest
+from fetal_viewer.core.training.metrics import by_patient
+from fetal_viewer.core.training.summary import PredictionTable
 
 EDGES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, float("inf"))
 
@@ -56,25 +57,17 @@ def main() -> None:
     manifest = read_manifest(args.manifest, CLASSES)
     names = _manifest_paths(manifest, manifest.records)  # as predictions.csv names them
     by_path = {(n, r.frame): r for n, r in zip(names, manifest.records)}
-    probs: dict[str, list[list[float]]] = defaultdict(list)
-    records: dict[str, list[Record]] = defaultdict(list)
-    center: dict[str, str] = {}
-    with open(args.predictions, newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["label"] != args.label:
-                continue
-            pid = row["patient_id"]
-            probs[pid].append([float(row[f"p_{c}"]) for c in CLASSES])
-            records[pid].append(by_path[(row["path"], int(row["frame"]))])
-            center[pid] = row["center"]
-
+    table = PredictionTable.read_csv(Path(args.predictions), CLASSES)
+    pt = by_patient(table.patient_ids, table.y, table.probs)  # as evaluate scores patients
+    want = CLASSES.index(args.label)
     patients = []  # (contrast of the most visible frame, missed, center)
-    for pid, rows in records.items():
-        seen = [c for c in (contrast(r, args.ring) for r in rows) if c is not None]
-        if not seen:
+    for probs, y, rows in zip(pt.probs, pt.y, pt.rows, strict=True):
+        if y != want:
             continue
-        missed = CLASSES[int(np.argmax(np.mean(probs[pid], axis=0)))] != args.label
-        patients.append((max(seen), missed, center[pid]))
+        frames = [by_path[(table.paths[i], table.frames[i])] for i in rows]
+        seen = [c for c in (contrast(r, args.ring) for r in frames) if c is not None]
+        if seen:
+            patients.append((max(seen), int(np.argmax(probs)) != want, table.centers[rows[0]]))
 
     bins = []
     print(f"{args.label}: {len(patients)} patients with a masked frame inside the fan")
