@@ -70,6 +70,15 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         help="add W x a smooth pointing-game miss (the true class's Grad-CAM peak outside the "
         "lesion mask, or no heat on it) to the loss, on rows with masks (default 0)",
     )
+    g.add_argument(
+        "--noise-floor",
+        type=float,
+        default=0.0,
+        metavar="GREY",
+        help="augment with a thermal noise floor rising with depth up to a grey level drawn "
+        "from 0 to GREY (0-1) at the bottom of the fan, as a high-frequency probe's TGC shows "
+        "it (default 0: off)",
+    )
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument(
@@ -137,6 +146,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         max_frames_per_patient=args.max_frames_per_patient,
         cam_guidance=args.cam_guidance,
         cam_pointing=args.cam_pointing,
+        noise_floor=args.noise_floor,
         init=str(getattr(args, "init", None) or ""),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -185,10 +186,57 @@ def test_augment_is_seeded_and_keeps_background_dark() -> None:
             depth_ramp=0,
             tint=0,
             blur=0,
+            noise_floor=0,
             speckle=0,
         ),
     )
     np.testing.assert_allclose(plain.astype(int), square.astype(int), atol=1)
+
+
+def test_noise_floor_rises_with_depth_inside_the_fan_only() -> None:
+    from fetal_viewer.core.training.augment import _noise_floor
+
+    # a dark fan (fluid-like grey 30) in the middle columns, black padding at the sides
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, 16:48] = 30
+    x = img.astype(np.float32) / 255
+    lifted = _noise_floor(x, img, 0.7, np.random.default_rng(0))
+    assert np.all(lifted[:, :16] == 0) and np.all(lifted[:, 48:] == 0)
+    top, bottom = lifted[:4, 16:48].mean(), lifted[-4:, 16:48].mean()
+    assert top == pytest.approx(30 / 255, abs=0.01)  # 40 dB under: no visible noise on top
+    assert bottom > 0.5  # the far field drowns in noise near the drawn grey 0.7
+    assert np.array_equal(_noise_floor(x, img, 0.7, np.random.default_rng(0)), lifted)
+
+
+def test_noise_floor_flag_reaches_the_augmentation(
+    manifest: Manifest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetal_viewer.cli import build_parser
+    from fetal_viewer.cli.train import config_from_args
+    from fetal_viewer.core.training import train as train_mod
+
+    args = build_parser().parse_args(
+        ["train", "--manifest", "m.csv", "--out", "o", "--noise-floor", "0.7"]
+    )
+    config = config_from_args(args)
+    assert config.noise_floor == 0.7 and config.fingerprint()["noise_floor"] == 0.7
+    assert "noise_floor" not in TrainConfig().fingerprint()  # older runs resume as they were
+    seen: list[AugmentSpec | None] = []
+
+    class StopError(Exception):
+        pass
+
+    def capture(*a: object, augment_spec: AugmentSpec | None = None, **k: object) -> None:
+        seen.append(augment_spec)
+        raise StopError
+
+    monkeypatch.setattr(train_mod, "FrameDataset", capture)
+    small = TrainConfig(input_size=32, epochs=1, batch_size=4, noise_floor=0.7)
+    with pytest.raises(StopError):
+        train_model(manifest, range(len(manifest)), small, tmp_path / "a", log=print)
+    assert seen[0] is not None and seen[0].noise_floor == 0.7
+    with pytest.raises(DataError, match="noise floor"):
+        train_model(manifest, range(len(manifest)), replace(small, noise_floor=1.5), tmp_path / "b")
 
 
 def test_dicom_and_png_manifests_give_the_same_network_input(tmp_path: Path) -> None:

@@ -70,6 +70,8 @@ class TrainConfig:
     #: weight of the pointing term: the peak of the true class's map outside the lesion (or
     #: zero) against the peak inside it; see cam_miss
     cam_pointing: float = 0.0
+    #: highest grey level of the augmentation's depth-rising noise floor (0: off); see augment
+    noise_floor: float = 0.0
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -83,6 +85,8 @@ class TrainConfig:
         data["classes"] = list(self.classes)
         if not self.cam_pointing:
             data.pop("cam_pointing")  # runs saved before the term existed resume as they were
+        if not self.noise_floor:
+            data.pop("noise_floor")  # likewise for runs saved before the noise floor
         return data
 
 
@@ -340,6 +344,11 @@ def train_model(
             "gives the masks.",
             fix="Add masks to the manifest, or train without --cam-guidance and --cam-pointing.",
         )
+    if not 0.0 <= config.noise_floor <= 1.0:
+        raise DataError(
+            f"The noise floor is a grey level from 0 to 1, not {config.noise_floor:g}.",
+            fix="Pass --noise-floor between 0 (off) and 1; the demo model's recipe uses 0.7.",
+        )
     start = _start_from(config, say)
     tr_idx, val_idx = inner_split(records, indices, config.val_fraction, config.seed)
     tr_idx = cap_frames(records, tr_idx, config.max_frames_per_patient)
@@ -375,7 +384,7 @@ def train_model(
         tr_idx,
         targets[tr_idx],
         spec,
-        augment_spec=AugmentSpec() if config.augment else None,
+        augment_spec=AugmentSpec(noise_floor=config.noise_floor) if config.augment else None,
         seed=config.seed,
         with_masks=guided,
     )
