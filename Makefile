@@ -35,14 +35,16 @@ bench: $(STAMP)
 ## demo-model: regenerate the demo phantoms, run the full leave-one-center-out protocol on
 ## them (the README's commands; 5 to 8 hours on two CPU cores, resumable), fine-tune the
 ## center-D fold's model (trained on centers A-C) with Grad-CAM guidance, then with the
-## pointing term too, on the same centers (about 40 minutes), score it on center D and ship it
-## to resources/models/demo/
+## pointing term too, then with the noise-floor augmentation, on the same centers (about 55
+## minutes), score it on center D and ship it to resources/models/demo/
 DEMO_ARGS = --input-size 128 --batch-size 32 --patience 6 --seed 0
 FOLD_D = The center-D fold of the demo leave-one-center-out run (trained on centers A-C), then \
 5 epochs at lr 2e-4 with --cam-guidance 2
 DEMO_NOTES = $(FOLD_D) on the same centers (train --init).
 POINTING_NOTES = $(FOLD_D), then 5 more with --cam-guidance 2 --cam-pointing 1, on the same \
 centers (train --init).
+FLOOR_NOTES = $(FOLD_D), then 5 more with --cam-guidance 2 --cam-pointing 1, then 3 more like \
+those with --noise-floor 0.7, on the same centers (train --init).
 demo-model: $(STAMP)
 	test -f out/demo-phantoms/manifest.csv || $(BIN)/fetal-viewer phantoms --out out/demo-phantoms \
 	    --patients-per-class 160 --centers 4 --seed 2026 --format png
@@ -59,22 +61,26 @@ demo-model: $(STAMP)
 	    --init out/demo-guided/card.json $(DEMO_ARGS) --epochs 5 --lr 2e-4 \
 	    --cam-guidance 2 --cam-pointing 1 --fp16 --resume --notes "$(POINTING_NOTES)" \
 	    --name "fetal-viewer demo (phantoms), center D held out, Grad-CAM-guided fine-tune with the pointing term"
-	$(BIN)/fetal-viewer evaluate --model out/demo-pointing/card.json \
-	    --manifest out/demo-phantoms/manifest_D.csv --out out/demo-pointing/center_D \
-	    --figures out/demo-pointing/center_D/figures --update-card out/demo-pointing/card.json
+	$(BIN)/fetal-viewer train --manifest out/demo-phantoms/manifest_ABC.csv --out out/demo-floor \
+	    --init out/demo-pointing/card.json $(DEMO_ARGS) --epochs 3 --lr 2e-4 \
+	    --cam-guidance 2 --cam-pointing 1 --noise-floor 0.7 --fp16 --resume --notes "$(FLOOR_NOTES)" \
+	    --name "fetal-viewer demo (phantoms), center D held out, Grad-CAM-guided fine-tune with the pointing term and the noise floor"
+	$(BIN)/fetal-viewer evaluate --model out/demo-floor/card.json \
+	    --manifest out/demo-phantoms/manifest_D.csv --out out/demo-floor/center_D \
+	    --figures out/demo-floor/center_D/figures --update-card out/demo-floor/card.json
 	mkdir -p resources/models/demo
-	cp out/demo-pointing/card.json out/demo-pointing/weights.safetensors resources/models/demo/
+	cp out/demo-floor/card.json out/demo-floor/weights.safetensors resources/models/demo/
 
 ## loco-report: the shipped model's recipe on every center, pooled into one leave-one-center-out
-## report: the two fine-tunes of each of the A, B and C folds (as demo-model does for D; about 40
-## minutes each), each scored on the center it never saw with plain and stitched Grad-CAM, then
+## report: the three fine-tunes of each of the A, B and C folds (as demo-model does for D; about
+## 55 minutes each), each scored on the center it never saw with plain and stitched Grad-CAM, then
 ## out/loco-shipped/gradcam and out/loco-shipped/stitch over all 3,200 patients. Finished steps
 ## are skipped, an interrupted fine-tune resumes.
 loco-report: $(STAMP)
-	test -f out/demo-pointing/card.json || $(MAKE) demo-model
-	test -f out/demo-pointing/center_D_stitch/metrics.json || $(BIN)/fetal-viewer evaluate \
-	    --model out/demo-pointing/card.json --manifest out/demo-phantoms/manifest_D.csv \
-	    --out out/demo-pointing/center_D_stitch --cam-method gradcam-stitch
+	test -f out/demo-floor/card.json || $(MAKE) demo-model
+	test -f out/demo-floor/center_D_stitch/metrics.json || $(BIN)/fetal-viewer evaluate \
+	    --model out/demo-floor/card.json --manifest out/demo-phantoms/manifest_D.csv \
+	    --out out/demo-floor/center_D_stitch --cam-method gradcam-stitch
 	for c in A B C; do \
 	    m=out/demo-phantoms/manifest; rest=$$(echo ABCD | tr -d $$c); \
 	    awk -F, -v c=$$c 'NR == 1 || $$4 != c' $$m.csv > $${m}_$$rest.csv || exit 1; \
@@ -85,19 +91,22 @@ loco-report: $(STAMP)
 	    test -f out/$$c-pointing/card.json || $(BIN)/fetal-viewer train --manifest $${m}_$$rest.csv \
 	        --out out/$$c-pointing --init out/$$c-guided/card.json $(DEMO_ARGS) \
 	        --epochs 5 --lr 2e-4 --cam-guidance 2 --cam-pointing 1 --fp16 --resume || exit 1; \
-	    test -f out/$$c-pointing/center_$$c/metrics.json || $(BIN)/fetal-viewer evaluate \
-	        --model out/$$c-pointing/card.json --manifest $${m}_$$c.csv \
-	        --out out/$$c-pointing/center_$$c || exit 1; \
-	    test -f out/$$c-pointing/center_$${c}_stitch/metrics.json || $(BIN)/fetal-viewer evaluate \
-	        --model out/$$c-pointing/card.json --manifest $${m}_$$c.csv \
-	        --out out/$$c-pointing/center_$${c}_stitch --cam-method gradcam-stitch || exit 1; \
+	    test -f out/$$c-floor/card.json || $(BIN)/fetal-viewer train --manifest $${m}_$$rest.csv \
+	        --out out/$$c-floor --init out/$$c-pointing/card.json $(DEMO_ARGS) --epochs 3 --lr 2e-4 \
+	        --cam-guidance 2 --cam-pointing 1 --noise-floor 0.7 --fp16 --resume || exit 1; \
+	    test -f out/$$c-floor/center_$$c/metrics.json || $(BIN)/fetal-viewer evaluate \
+	        --model out/$$c-floor/card.json --manifest $${m}_$$c.csv \
+	        --out out/$$c-floor/center_$$c || exit 1; \
+	    test -f out/$$c-floor/center_$${c}_stitch/metrics.json || $(BIN)/fetal-viewer evaluate \
+	        --model out/$$c-floor/card.json --manifest $${m}_$$c.csv \
+	        --out out/$$c-floor/center_$${c}_stitch --cam-method gradcam-stitch || exit 1; \
 	done
 	$(BIN)/fetal-viewer evaluate --manifest out/demo-phantoms/manifest.csv --out out/loco-shipped/gradcam \
-	    --figures out/loco-shipped/gradcam/figures --pool out/A-pointing/center_A \
-	    out/B-pointing/center_B out/C-pointing/center_C out/demo-pointing/center_D
+	    --figures out/loco-shipped/gradcam/figures --pool out/A-floor/center_A \
+	    out/B-floor/center_B out/C-floor/center_C out/demo-floor/center_D
 	$(BIN)/fetal-viewer evaluate --manifest out/demo-phantoms/manifest.csv --out out/loco-shipped/stitch \
-	    --pool out/A-pointing/center_A_stitch out/B-pointing/center_B_stitch \
-	    out/C-pointing/center_C_stitch out/demo-pointing/center_D_stitch
+	    --pool out/A-floor/center_A_stitch out/B-floor/center_B_stitch \
+	    out/C-floor/center_C_stitch out/demo-floor/center_D_stitch
 
 ## package: one-folder desktop bundle under dist/
 package: $(STAMP)
