@@ -41,10 +41,10 @@ DEMO_ARGS = --input-size 128 --batch-size 32 --patience 6 --seed 0
 FOLD_D = The center-D fold of the demo leave-one-center-out run (trained on centers A-C), then \
 5 epochs at lr 2e-4 with --cam-guidance 2
 DEMO_NOTES = $(FOLD_D) on the same centers (train --init).
-POINTING_NOTES = $(FOLD_D), then 5 more with --cam-guidance 2 --cam-pointing 1, on the same \
-centers (train --init).
-FLOOR_NOTES = $(FOLD_D), then 5 more with --cam-guidance 2 --cam-pointing 1, then 3 more like \
-those with --noise-floor 0.7, on the same centers (train --init).
+POINTING_D = $(FOLD_D), then 5 more with --cam-guidance 2 --cam-pointing 1
+POINTING_NOTES = $(POINTING_D), on the same centers (train --init).
+FLOOR_NOTES = $(POINTING_D), then 3 more like those with --noise-floor 0.7, on the same centers \
+(train --init).
 demo-model: $(STAMP)
 	test -f out/demo-phantoms/manifest.csv || $(BIN)/fetal-viewer phantoms --out out/demo-phantoms \
 	    --patients-per-class 160 --centers 4 --seed 2026 --format png
