@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "predict",
     "train",
     "evaluate",
+    "guard",
     "study",
     "analyze",
 )

@@ -101,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from fetal_viewer.core.cam.overlay import blend
+    from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
     from fetal_viewer.core.model.checkpoint import load_checkpoint
-    from fetal_viewer.core.model.predictor import Predictor, aggregate
+    from fetal_viewer.core.model.guard import WITHHELD_NOTE
+    from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.model.preprocess import preprocess
     from fetal_viewer.core.progress import tqdm_progress
 
@@ -133,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         for patient in result.patients:
             series_out: list[dict[str, Any]] = []
             patient_probs = []
+            patient_ok = []
             for st_idx, study in enumerate(patient.studies):
                 for s_idx, series in enumerate(study.series):
                     frames = _LazyFrames(series)
@@ -152,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
                     )
                     done += len(frames)
                     patient_probs.append(pred.probs)
+                    assessable = pred.assessable()
+                    patient_ok.append(assessable)
                     frames_out = []
                     for i in range(len(frames)):
                         top, p = pred.top(i)
@@ -162,8 +167,13 @@ def run(args: argparse.Namespace) -> int:
                             },
                             "top_class": top,
                             "top_probability": round(p, 6),
+                            "in_domain": None,
                         }
-                        if args.heatmaps is not None:
+                        if pred.domain_scores is not None:
+                            entry["in_domain"] = bool(assessable[i])
+                            entry["domain_score"] = round(float(pred.domain_scores[i]), 4)
+                            entry["domain_threshold"] = round(float(pred.domain_threshold or 0), 4)
+                        if args.heatmaps is not None and assessable[i]:
                             c = card.classes.index(top)
                             frame = frames[i]
                             if with_cam:
@@ -210,18 +220,26 @@ def run(args: argparse.Namespace) -> int:
                     )
             if not patient_probs:
                 continue
-            agg = aggregate(np.concatenate(patient_probs), rule)
-            j = int(np.argmax(agg))
-            patients_out.append(
-                {
-                    "pseudonym": patient.pseudonym,
-                    "n_frames": int(sum(len(p) for p in patient_probs)),
-                    "probabilities": {c: round(float(v), 6) for c, v in zip(card.classes, agg)},
-                    "top_class": card.classes[j],
-                    "top_probability": round(float(agg[j]), 6),
-                    "series": series_out,
+            ok = np.concatenate(patient_ok)
+            agg = aggregate_assessable(np.concatenate(patient_probs), ok, rule)
+            entry_p: dict[str, Any] = {
+                "pseudonym": patient.pseudonym,
+                "n_frames": int(sum(len(p) for p in patient_probs)),
+                "n_assessable": int(ok.sum()),
+                "assessment": NO_ASSESSABLE if agg is None else "assessed",
+                "probabilities": None,
+                "top_class": None,
+                "top_probability": None,
+                "series": series_out,
+            }
+            if agg is not None:
+                j = int(np.argmax(agg))
+                entry_p["probabilities"] = {
+                    c: round(float(v), 6) for c, v in zip(card.classes, agg)
                 }
-            )
+                entry_p["top_class"] = card.classes[j]
+                entry_p["top_probability"] = round(float(agg[j]), 6)
+            patients_out.append(entry_p)
     finally:
         close()
     doc = {
@@ -232,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
             "classes": list(card.classes),
             "card": str(loaded.card_path),
             "backend": predictor.backend,
+            "domain_guard": (
+                loaded.guard.summary() if loaded.guard is not None else {"note": loaded.guard_note}
+            ),
         },
         "aggregation": rule,
         "cam_method": args.cam_method if args.heatmaps is not None else None,
@@ -241,17 +262,38 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
+        guard = (
+            f"domain guard: threshold {loaded.guard.threshold:.2f}"
+            if loaded.guard is not None
+            else loaded.guard_note
+        )
         print(
-            f"model: {card.name} {card.version} ({predictor.backend}); aggregation: {rule}. {INTENDED_USE}"
+            f"model: {card.name} {card.version} ({predictor.backend}); aggregation: {rule}; "
+            f"{guard}. {INTENDED_USE}"
         )
         for pat in patients_out:
-            print(
-                f"\npatient {pat['pseudonym']}: {pat['top_class']} ({pat['top_probability']:.3f}) over {pat['n_frames']} frame(s)"
-            )
-            print("  " + "  ".join(f"{c}={v:.3f}" for c, v in pat["probabilities"].items()))
+            if pat["top_class"] is None:
+                print(
+                    f"\npatient {pat['pseudonym']}: {NO_ASSESSABLE} (none of {pat['n_frames']} "
+                    "frame(s) is inside what the model was trained on)"
+                )
+            else:
+                print(
+                    f"\npatient {pat['pseudonym']}: {pat['top_class']} "
+                    f"({pat['top_probability']:.3f}) over {pat['n_assessable']} of "
+                    f"{pat['n_frames']} frame(s)"
+                )
+                print("  " + "  ".join(f"{c}={v:.3f}" for c, v in pat["probabilities"].items()))
             for s in pat["series"]:
                 for f in s["frames"]:
-                    line = f"    {s['source']} frame {f['index']}: {f['top_class']} ({f['top_probability']:.3f})"
+                    head = f"    {s['source']} frame {f['index']}: "
+                    if f["in_domain"] is False:
+                        print(
+                            f"{head}[OUT OF DOMAIN] {WITHHELD_NOTE} (score "
+                            f"{f['domain_score']:.2f} > {f['domain_threshold']:.2f})"
+                        )
+                        continue
+                    line = f"{head}{f['top_class']} ({f['top_probability']:.3f})"
                     if "heatmap" in f:
                         line += f" -> {f['heatmap']}"
                     print(line)

@@ -20,6 +20,8 @@ AGGREGATION_RULES: dict[str, str] = {
     "logit_mean": "softmax of the mean frame log-probabilities (geometric mean)",
 }
 DEFAULT_RULE = "mean"
+#: what a patient with no frame inside the model's domain gets instead of a class
+NO_ASSESSABLE = "no assessable frames"
 
 
 def aggregate(probs: NDArray, rule: str = DEFAULT_RULE, dtype: type = np.float32) -> NDArray:
@@ -48,3 +50,19 @@ def aggregate(probs: NDArray, rule: str = DEFAULT_RULE, dtype: type = np.float32
             fix=f"Use one of: {', '.join(AGGREGATION_RULES)}.",
         )
     return out.astype(dtype)
+
+
+def aggregate_assessable(
+    probs: NDArray, assessable: NDArray, rule: str = DEFAULT_RULE, dtype: type = np.float32
+) -> NDArray | None:
+    """:func:`aggregate` over the frames the domain guard lets through (``assessable`` is a
+    boolean ``(N,)``); ``None`` when there is none: the patient has no assessable frames."""
+    mask = np.asarray(assessable, dtype=bool)
+    p = np.asarray(probs)
+    if mask.shape != (p.shape[0],):
+        raise InferenceError(
+            f"The in-domain mask has shape {mask.shape} for {p.shape[0]} frames.",
+        )
+    if not mask.any():
+        return None
+    return aggregate(p[mask], rule, dtype)

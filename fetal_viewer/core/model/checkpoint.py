@@ -4,6 +4,8 @@ A checkpoint is a folder::
 
     card.json            ModelCard (what the model is, how to feed it, how it was made)
     weights.safetensors  the state dict, float32 or float16 (loaded back as float32)
+    guard.safetensors    optional artifacts beside the weights (here: the domain guard),
+    ...                  each named in the card's ``artifacts`` with its sha256
 
 Nothing is ever unpickled. :func:`load_checkpoint` refuses pickles (``.pt``/``.pth`` or a
 pickle renamed ``.safetensors``), checks the safetensors header, the weights' sha256 against
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -35,6 +38,10 @@ from fetal_viewer.errors import ModelLoadError
 
 if TYPE_CHECKING:
     import torch
+
+    from fetal_viewer.core.model.guard import DomainGuard
+
+log = logging.getLogger(__name__)
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "weights.safetensors"
@@ -65,6 +72,8 @@ class ModelCard:
     dtype: str = "float32"
     created: str = ""
     notes: str = ""
+    #: extra files beside the weights: name -> {"file": ..., "sha256": ...}
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
     card_format: int = CARD_FORMAT
 
     @property
@@ -134,6 +143,7 @@ class ModelCard:
                 dtype=_str(data.get("dtype", "float32")),
                 created=_str(data.get("created", "")),
                 notes=_str(data.get("notes", "")),
+                artifacts=_artifacts(data.get("artifacts", {})),
                 card_format=int(data.get("card_format", CARD_FORMAT)),
             )
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(1e999)
@@ -187,6 +197,17 @@ def _str(value: Any) -> str:
     return value
 
 
+def _artifacts(value: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict):
+        raise TypeError(f"artifacts must be an object, got {value!r}")
+    out: dict[str, dict[str, str]] = {}
+    for name, entry in value.items():
+        if not isinstance(entry, dict) or set(entry) != {"file", "sha256"}:
+            raise TypeError(f"artifact {name!r} must have exactly 'file' and 'sha256'")
+        out[_str(name)] = {"file": _str(entry["file"]), "sha256": _str(entry["sha256"]).lower()}
+    return out
+
+
 def _triple(value: Any) -> tuple[float, float, float]:
     vals = [float(v) for v in value]
     if len(vals) != 3:
@@ -196,12 +217,18 @@ def _triple(value: Any) -> tuple[float, float, float]:
 
 @dataclass
 class LoadedModel:
-    """A verified checkpoint: the network in eval mode (float32, CPU) and its card."""
+    """A verified checkpoint: the network in eval mode (float32, CPU) and its card.
+
+    ``guard`` is the verified domain guard, or ``None``; then ``guard_note`` says why (the
+    card names none, or its file was missing or tampered with: the model still loads).
+    """
 
     model: torch.nn.Module
     card: ModelCard
     card_path: Path
     weights_path: Path
+    guard: DomainGuard | None = None
+    guard_note: str = ""
 
 
 def sha256_file(path: Path) -> str:
@@ -335,6 +362,77 @@ def _resolve_card(card_path: str | Path) -> Path:
     return path
 
 
+def _verified_file(card_path: Path, name: str, sha256: str, what: str) -> Path:
+    """The file ``name`` beside the card, after checking that it stays in the card's folder,
+    is no pickle, exists, is safetensors and matches ``sha256``; ``what`` names it in errors
+    ("weights", "domain guard" ...)."""
+    folder = card_path.resolve().parent
+    file = (folder / name).resolve()
+    if not file.is_relative_to(folder) or file == folder:
+        raise ModelLoadError(
+            f"The card's {what} file {name!r} points outside the card's folder.",
+            why="A card may only name files beside it.",
+            fix="Keep card.json and the files it names together in one folder.",
+            path=card_path,
+        )
+    if file.suffix.lower() in _PICKLE_SUFFIXES:
+        raise ModelLoadError(
+            f"The card names a pickled {what} file ({file.name}); it is never loaded.",
+            why="Unpickling can run arbitrary code.",
+            fix="Re-export the model with save_checkpoint (safetensors).",
+            path=card_path,
+        )
+    if not file.is_file():
+        raise ModelLoadError(
+            f"The {what} file named by the card is missing.",
+            fix="Copy the whole checkpoint folder (card.json and every file it names).",
+            path=file,
+        )
+    _check_weights_format(file)
+    if not sha256:
+        raise ModelLoadError(
+            f"The model card has no sha256 for the {what} file, so it cannot be verified.",
+            fix="Re-export the model with save_checkpoint.",
+            path=card_path,
+        )
+    actual = sha256_file(file)
+    if actual != sha256:
+        raise ModelLoadError(
+            f"The {what} file does not match the card's sha256.",
+            why=f"card says {sha256[:16]}..., file is {actual[:16]}...: "
+            "the file was changed, truncated or belongs to another card.",
+            fix="Copy the checkpoint folder again from its source.",
+            path=file,
+        )
+    return file
+
+
+def artifact_path(card_path: str | Path, card: ModelCard, name: str) -> Path | None:
+    """The verified file of the card's artifact ``name``, or ``None`` when the card names
+    none; raises :class:`ModelLoadError` when it is missing, unsafe or tampered with."""
+    entry = card.artifacts.get(name)
+    if entry is None:
+        return None
+    return _verified_file(Path(card_path), entry["file"], entry["sha256"], name)
+
+
+def add_artifact(card_path: str | Path, name: str, file: str | Path) -> ModelCard:
+    """Name ``file`` (already written beside the card) in the card as artifact ``name`` with
+    its sha256, and rewrite the card; the weights and their sha256 are untouched."""
+    path = _resolve_card(card_path)
+    card = ModelCard.from_json(path.read_text(encoding="utf-8"), path=path)
+    f = Path(file).resolve()
+    if f.parent != path.resolve().parent:
+        raise ModelLoadError(
+            f"An artifact must lie beside its card; {f.name} does not.",
+            fix=f"Write it into {path.parent}.",
+            path=f,
+        )
+    card.artifacts[name] = {"file": f.name, "sha256": sha256_file(f)}
+    path.write_text(card.to_json(), encoding="utf-8")
+    return card
+
+
 def load_checkpoint(card_path: str | Path) -> LoadedModel:
     """Load and verify a checkpoint from its card (or the folder holding ``card.json``)."""
     import torch
@@ -350,44 +448,7 @@ def load_checkpoint(card_path: str | Path) -> LoadedModel:
         raise ModelLoadError("The model card cannot be read.", why=str(exc), path=path) from exc
     card = ModelCard.from_json(text, path=path)
 
-    folder = path.resolve().parent
-    weights = (folder / card.weights_file).resolve()
-    if not weights.is_relative_to(folder) or weights == folder:
-        raise ModelLoadError(
-            f"The card's weights_file {card.weights_file!r} points outside the card's folder.",
-            why="A card may only name a weights file beside it.",
-            fix="Keep card.json and its weights.safetensors together in one folder.",
-            path=path,
-        )
-    if weights.suffix.lower() in _PICKLE_SUFFIXES:
-        raise ModelLoadError(
-            f"The card names a pickled weights file ({weights.name}); it is never loaded.",
-            why="Unpickling can run arbitrary code.",
-            fix="Re-export the model with save_checkpoint (safetensors).",
-            path=path,
-        )
-    if not weights.is_file():
-        raise ModelLoadError(
-            "The weights file named by the card is missing.",
-            fix="Copy the whole checkpoint folder (card.json and weights.safetensors).",
-            path=weights,
-        )
-    _check_weights_format(weights)
-    if not card.weights_sha256:
-        raise ModelLoadError(
-            "The model card has no weights_sha256, so the weights cannot be verified.",
-            fix="Re-export the model with save_checkpoint.",
-            path=path,
-        )
-    actual = sha256_file(weights)
-    if actual != card.weights_sha256:
-        raise ModelLoadError(
-            "The weights file does not match the card's sha256.",
-            why=f"card says {card.weights_sha256[:16]}..., file is {actual[:16]}...: "
-            "the file was changed, truncated or belongs to another card.",
-            fix="Copy the checkpoint folder again from its source.",
-            path=weights,
-        )
+    weights = _verified_file(path, card.weights_file, card.weights_sha256, "weights")
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -440,4 +501,22 @@ def load_checkpoint(card_path: str | Path) -> LoadedModel:
         )
     model.load_state_dict(converted, strict=True)
     model.eval()
-    return LoadedModel(model=model, card=card, card_path=path, weights_path=weights)
+    guard, note = load_card_guard(path, card)
+    return LoadedModel(
+        model=model, card=card, card_path=path, weights_path=weights, guard=guard, guard_note=note
+    )
+
+
+def load_card_guard(card_path: Path, card: ModelCard) -> tuple[DomainGuard | None, str]:
+    """The card's verified domain guard and ``""``, or ``None`` and what the AI surfaces
+    say instead. A missing or tampered guard is logged and does not stop the model."""
+    from fetal_viewer.core.model.guard import GUARD_ARTIFACT, NO_GUARD_NOTE, load_guard
+
+    try:
+        file = artifact_path(card_path, card, GUARD_ARTIFACT)
+        if file is None:
+            return None, NO_GUARD_NOTE
+        return load_guard(file), ""
+    except ModelLoadError as exc:
+        log.warning("domain guard not loaded: %s", exc.message)
+        return None, f"domain guard refused ({exc.what}): {NO_GUARD_NOTE}"

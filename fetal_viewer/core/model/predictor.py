@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from fetal_viewer.core.cam.gradcam import cams_from_features, frame_heatmap, stitched_cams
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE, aggregate
 from fetal_viewer.core.model.checkpoint import LoadedModel
+from fetal_viewer.core.model.guard import pool
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.warncatch import collect_warnings
@@ -66,6 +67,24 @@ class Predictions:
     cams: NDArray[np.float32] | None
     geometries: list[Geometry]
     classes: tuple[str, ...]
+    #: ``(N,)`` domain-guard scores (higher is further from the training frames), or None
+    #: when the model has no guard; a frame is in domain when its score <= the threshold
+    domain_scores: NDArray[np.float32] | None = None
+    domain_threshold: float | None = None
+    #: ``(N, D)`` pooled ``layer4`` features, only when asked for (guard fitting)
+    features: NDArray[np.float32] | None = None
+
+    @property
+    def in_domain(self) -> NDArray[np.bool_] | None:
+        """Which frames the guard lets through, or ``None`` when the model has no guard."""
+        if self.domain_scores is None or self.domain_threshold is None:
+            return None
+        return self.domain_scores <= self.domain_threshold
+
+    def assessable(self) -> NDArray[np.bool_]:
+        """Frames whose output may be shown and aggregated: all of them without a guard."""
+        mask = self.in_domain
+        return np.ones(len(self.probs), dtype=bool) if mask is None else mask
 
     def top(self, i: int) -> tuple[str, float]:
         j = int(np.argmax(self.probs[i]))
@@ -131,6 +150,8 @@ class Predictor:
         if not isinstance(fc, torch.nn.Linear):
             raise InferenceError("The model has no linear fc layer; it is not a ResNet.")
         self.fc_weight = fc.weight.detach().cpu().numpy().astype(np.float32)
+        self.guard = loaded.guard
+        self.guard_note = loaded.guard_note
         self._torch_fn = _Features(self.model)
         self._session: Any = None
         self.backend = "torch"
@@ -182,16 +203,30 @@ class Predictor:
         preprocessed batch ``(N, 3, S, S)``; with ``stitch``, the CAMs come from
         :data:`~fetal_viewer.core.cam.gradcam.STITCH` squared shifted passes on a grid that
         many times finer (:func:`~fetal_viewer.core.cam.gradcam.stitched_cams`)."""
+        probs, cams, _ = self.run_batch(x, with_cam=with_cam, stitch=stitch)
+        return probs, cams
+
+    def run_batch(
+        self,
+        x: NDArray[np.float32],
+        with_cam: bool = False,
+        stitch: bool = False,
+        with_features: bool = False,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None, NDArray[np.float32] | None]:
+        """:meth:`run_arrays` plus the pooled ``layer4`` features ``(N, D)`` of the same
+        pass, computed when the model has a domain guard or ``with_features`` asks."""
         batch = np.ascontiguousarray(x, dtype=np.float32)
-        logits, feats = self._forward(batch, with_cam)
+        need_pooled = with_features or self.guard is not None
+        logits, feats = self._forward(batch, with_cam or need_pooled)
         probs = softmax(logits)
-        if feats is None:
-            return probs, None
+        pooled = pool(feats) if need_pooled and feats is not None else None
+        if feats is None or not with_cam:
+            return probs, None, pooled
         if not stitch:
-            return probs, cams_from_features(feats, self.fc_weight)
+            return probs, cams_from_features(feats, self.fc_weight), pooled
         black = -np.asarray(self.spec.mean, np.float32) / np.asarray(self.spec.std, np.float32)
         cams = stitched_cams(self._layer4, batch, self.fc_weight, black, unshifted=feats)
-        return probs, cams
+        return probs, cams, pooled
 
     def _layer4(self, batch: NDArray[np.float32]) -> NDArray:
         feats = self._forward(batch, True)[1]
@@ -226,14 +261,18 @@ class Predictor:
         cancel: CancelToken | None = None,
         with_cam: bool = False,
         stitch: bool = False,
+        with_features: bool = False,
     ) -> Predictions:
         """Preprocess and classify ``frames`` (uint8 RGB or grey) in batches; ``with_cam``
-        adds every class's Grad-CAM, on the finer stitched grid with ``stitch``."""
+        adds every class's Grad-CAM, on the finer stitched grid with ``stitch``; with a
+        domain guard every frame gets its score; ``with_features`` keeps the pooled
+        features."""
         n = len(frames)
         if batch_size < 1:
             raise InferenceError(f"batch_size must be at least 1, got {batch_size}.")
         probs: list[NDArray[np.float32]] = []
         cams: list[NDArray[np.float32]] = []
+        pooled: list[NDArray[np.float32]] = []
         geometries: list[Geometry] = []
         progress(0, n, "frames")
         for start in range(0, n, batch_size):
@@ -243,18 +282,29 @@ class Predictor:
                 preprocess(frames[i], self.spec) for i in range(start, min(n, start + batch_size))
             ]
             batch = np.stack([p.array for p in pre])
-            p, c = self.run_arrays(batch, with_cam=with_cam, stitch=stitch)
+            p, c, f = self.run_batch(
+                batch, with_cam=with_cam, stitch=stitch, with_features=with_features
+            )
             probs.append(p)
             if c is not None:
                 cams.append(c)
+            if f is not None:
+                pooled.append(f)
             geometries.extend(q.geometry for q in pre)
             progress(len(geometries), n, "frames")
         n_classes = len(self.classes)
+        feats = np.concatenate(pooled) if pooled else None
+        scores = None
+        if self.guard is not None:
+            scores = self.guard.score(feats) if feats is not None else np.zeros(0, np.float32)
         return Predictions(
             probs=np.concatenate(probs) if probs else np.zeros((0, n_classes), np.float32),
             cams=(np.concatenate(cams) if cams else None) if with_cam else None,
             geometries=geometries,
             classes=self.classes,
+            domain_scores=scores,
+            domain_threshold=self.guard.threshold if self.guard is not None else None,
+            features=feats if with_features else None,
         )
 
     def aggregate(self, probs: NDArray, rule: str | None = None) -> NDArray[np.float32]:

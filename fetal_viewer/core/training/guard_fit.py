@@ -1,0 +1,116 @@
+"""Fit a model's domain guard on its training frames and store it in its checkpoint.
+
+The statistics come from the frames of the inner-training split of the model's training
+manifest, the threshold from the inner-validation split (patients the statistics never
+saw), split exactly as ``train`` split them: same ``val_fraction`` and ``seed``, read from
+the card's training record when it has one. ``train`` calls :func:`fit_and_store_guard` on
+the model it just wrote; ``fetal-viewer guard fit`` adds a guard to an existing card (the
+shipped demo model, a clinic's model) without retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fetal_viewer.core.model.checkpoint import LoadedModel, add_artifact, write_card_metrics
+from fetal_viewer.core.model.guard import (
+    DEFAULT_PERCENTILE,
+    GUARD_ARTIFACT,
+    GUARD_FILE,
+    DomainGuard,
+    fit_guard,
+    save_guard,
+)
+from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
+from fetal_viewer.core.training.data import read_record_frame
+from fetal_viewer.core.training.folds import inner_split
+from fetal_viewer.core.training.manifest import Manifest, Record
+from fetal_viewer.errors import DataError
+
+
+class _Frames(Sequence[NDArray[np.uint8]]):
+    """Manifest rows' frames, decoded when the predictor asks for them."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: Any) -> Any:
+        return read_record_frame(self.records[i])
+
+
+def training_split(loaded: LoadedModel) -> tuple[float, int]:
+    """``(val_fraction, seed)`` the card's model was trained with (0.2 and 0 otherwise)."""
+    config = loaded.card.metrics.get("training", {}).get("config", {})
+    return float(config.get("val_fraction", 0.2)), int(config.get("seed", 0))
+
+
+def fit_model_guard(
+    loaded: LoadedModel,
+    manifest: Manifest,
+    percentile: float = DEFAULT_PERCENTILE,
+    split: tuple[float, int] | None = None,
+    batch_size: int = 32,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+) -> DomainGuard:
+    """Fit ``loaded``'s guard on ``manifest`` (its training manifest); see the module doc."""
+    from fetal_viewer.core.model.predictor import Predictor
+
+    classes = list(loaded.card.classes)
+    unknown = sorted({r.label for r in manifest.records} - set(classes))
+    if unknown:
+        raise DataError(
+            f"The manifest has labels the model does not know: {', '.join(unknown)}.",
+            fix="Fit the guard on the manifest the model was trained on.",
+            path=manifest.source,
+        )
+    val_fraction, seed = split or training_split(loaded)
+    records = manifest.records
+    train_idx, val_idx = inner_split(records, range(len(records)), val_fraction, seed)
+    if len(val_idx) == 0:
+        raise DataError(
+            "The manifest gives no validation patients to set the guard's threshold on.",
+            why=f"val_fraction {val_fraction} over {len(manifest.patients)} patient(s).",
+            fix="Use a manifest with several patients per class.",
+            path=manifest.source,
+        )
+    # the guard's own scores are not needed while fitting it
+    predictor = Predictor(loaded)
+    predictor.guard = None
+    n_all = len(train_idx) + len(val_idx)
+
+    def features(indices: NDArray[np.int64], offset: int) -> NDArray[np.float32]:
+        def report(done: int, total: int, message: str = "") -> None:
+            progress(offset + done, n_all, "guard features")
+
+        pred = predictor.predict(
+            _Frames([records[i] for i in indices]),
+            batch_size=batch_size,
+            progress=report,
+            cancel=cancel,
+            with_features=True,
+        )
+        assert pred.features is not None
+        return pred.features
+
+    train = features(train_idx, 0)
+    val = features(val_idx, len(train_idx))
+    labels = np.array([classes.index(records[i].label) for i in train_idx])
+    return fit_guard(train, labels, val, percentile)
+
+
+def store_guard(loaded: LoadedModel, guard: DomainGuard) -> Path:
+    """Write ``guard`` beside ``loaded``'s weights and name it in its card (with sha256)."""
+    folder = loaded.card_path.parent
+    path = save_guard(guard, folder / GUARD_FILE)
+    add_artifact(loaded.card_path, GUARD_ARTIFACT, path)
+    write_card_metrics(loaded.card_path, "domain_guard", dict(guard.summary()))
+    return path
