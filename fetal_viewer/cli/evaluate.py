@@ -62,6 +62,16 @@ def add_parser(subparsers: Any) -> None:
         help="with --model: the heatmap scored against the masks; gradcam-stitch samples "
         "the same Grad-CAM on a grid twice as fine from four shifted passes (default gradcam)",
     )
+    p.add_argument(
+        "--ood",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="with --model: files or folders that are not the model's domain (other organs, "
+        "other modalities); reports the domain guard's AUROC against the manifest's frames "
+        "and the share it flags",
+    )
     p.add_argument("--figures", type=Path, help="also write the figures as PNG files here")
     p.add_argument(
         "--update-card",
@@ -86,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.training.train import dist_info, finish_distributed
     from fetal_viewer.errors import DataError
 
+    if args.model is None and args.ood:
+        raise DataError("--ood applies to --model only.", fix="Score one model with --ood.")
     if args.model is None and args.cam_method != "gradcam":
         raise DataError(
             "--cam-method applies to --model only.",
@@ -113,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
                 backend=args.backend,
                 cam_method=args.cam_method,
                 figure_dir=args.figures,
+                ood=args.ood,
                 progress=progress,
             )
         else:

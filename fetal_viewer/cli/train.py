@@ -179,6 +179,7 @@ def progress_for(args: argparse.Namespace, desc: str) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.model.checkpoint import save_checkpoint
     from fetal_viewer.core.training.evaluate import make_card
+    from fetal_viewer.core.training.guard_fit import fit_and_store_guard
     from fetal_viewer.core.training.train import dist_info, finish_distributed, train_model
 
     manifest = load_manifest(args)
@@ -200,6 +201,17 @@ def run(args: argparse.Namespace) -> int:
             result, config, manifest, range(len(manifest)), args.name, notes=args.notes
         )
         card_path = save_checkpoint(result.model, card, args.out, fp16=args.fp16)
+        guard = fit_and_store_guard(card_path, manifest, split=(config.val_fraction, config.seed))
+        if guard is None:
+            print(
+                "domain guard: none (no validation split to set its threshold on); add one "
+                "with `fetal-viewer guard fit --model CARD --manifest M.csv --val-fraction 0.2`"
+            )
+        else:
+            print(
+                f"domain guard: threshold {guard.threshold:.3f} ({guard.percentile:g}th "
+                f"percentile of {guard.n_val} validation frames)"
+            )
         (Path(args.out) / "history.json").write_text(json.dumps(result.history, indent=1))
         print(f"best epoch {result.best_epoch}: {result.best_val}")
         print(f"checkpoint: {card_path}")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from fetal_viewer.core.model.checkpoint import load_checkpoint
@@ -24,6 +26,11 @@ FAST = [
     "--max-frames-per-patient",
     "2",
 ]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -57,6 +64,10 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert card.metrics["class_weights"].keys() == set(card.classes)
     assert json.loads(card.training_data)["patients"] == 10
     assert (out / "history.json").is_file()
+    # train fits the domain guard on the training frames, threshold on the validation split
+    assert loaded.guard is not None and "domain guard: threshold" in r.stdout
+    assert card.artifacts["guard"]["file"] == "guard.safetensors"
+    assert card.metrics["domain_guard"]["validation_frames"] == loaded.guard.n_val > 0
 
     def score(dest: Path, *options: str) -> dict:
         r = run_cli(
@@ -75,7 +86,22 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
         return json.loads((dest / "metrics.json").read_text())
 
     scored = tmp_path / "scored"
-    metrics = score(scored, "--backend", "torch")
+    foreign = tmp_path / "foreign"  # not fetal heads: flat fields, bars, noise
+    foreign.mkdir()
+    rng = np.random.default_rng(0)
+    for k, img in enumerate(
+        [np.full((90, 120), 200, np.uint8), np.tile(np.arange(120, dtype=np.uint8), (90, 1))]
+        + [rng.integers(0, 255, (90, 120), dtype=np.uint8) for _ in range(2)]
+    ):
+        cv2.imwrite(str(foreign / f"f{k}.png"), img)
+    metrics = score(scored, "--backend", "torch", "--ood", str(foreign))
+    guard = metrics["domain_guard"]
+    assert guard["ood"]["frames"] == 4 and 0.0 <= guard["ood"]["auroc"] <= 1.0
+    assert guard["by_center"].keys() == {"A", "B"}
+    assert set(guard["by_class"]) == set(card.classes)
+    flagged = 1 - np.mean([int(r["in_domain"]) for r in _rows(scored / "predictions.csv")])
+    assert guard["images_flagged"] == pytest.approx(flagged, abs=1e-6)
+    assert guard["in_domain_only"]["images"] == round((1 - flagged) * metrics["images"])
     assert metrics["patients"] == 10
     assert 0.0 <= metrics["patient_level"]["accuracy"] <= 1.0
     assert set(metrics["by_ga_band"]) <= {"<20", "20-28", ">28"}

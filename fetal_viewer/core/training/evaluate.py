@@ -34,6 +34,7 @@ from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.training.data import read_frame_mask, read_mask, read_record_frame
 from fetal_viewer.core.training.folds import make_folds
+from fetal_viewer.core.training.guard_fit import fit_and_store_guard
 from fetal_viewer.core.training.manifest import Indices, Manifest, Record
 from fetal_viewer.core.training.metrics import energy_inside, pointing_distance, pointing_game
 from fetal_viewer.core.training.report import HeatmapExample, ReportInputs, write_report
@@ -185,6 +186,7 @@ def score(
             fix="Use --task anomalies for an anomaly-only model, or filter the manifest.",
         )
     probs: list[np.ndarray] = []
+    domain: list[np.ndarray] = []
     pointing: list[bool | None] = []
     energy: list[float | None] = []
     reachable: list[bool | None] = []
@@ -196,6 +198,8 @@ def score(
         with_cam = any(r.mask_path is not None for r in chunk)
         pred = predictor.predict(frames, with_cam=with_cam, stitch=stitch, cancel=cancel)
         probs.append(pred.probs)
+        if pred.domain_scores is not None:
+            domain.append(pred.domain_scores)
         grid = (0, 0) if pred.cams is None else (pred.cams.shape[-2], pred.cams.shape[-1])
         for j, r in enumerate(chunk):
             mask = heat = None
@@ -236,6 +240,10 @@ def score(
         reachable=reachable,
         distance=distance,
     )
+    if loaded.guard is not None and domain:
+        scores = np.concatenate(domain)
+        table.domain_scores = [float(v) for v in scores]
+        table.in_domain = [bool(v) for v in loaded.guard.in_domain(scores)]
     return Scored(table, [examples[c] for c in classes if c in examples])
 
 
@@ -378,6 +386,13 @@ def cross_validate(
         title = f"{name}, {mode} {fold.name}" if name else f"{mode} {fold.name}"
         card = make_card(result, config, manifest, fold.train, title)
         card_path = save_checkpoint(result.model, card, fold_dir, fp16=fp16)
+        fit_and_store_guard(
+            card_path,
+            manifest.subset(fold.train),
+            split=(config.val_fraction, config.seed),
+            progress=progress,
+            cancel=cancel,
+        )
         scored = score(
             load_checkpoint(card_path),
             manifest,
@@ -462,11 +477,13 @@ def score_model(
     backend: str = "auto",
     cam_method: str = FAST_METHOD,
     figure_dir: str | Path | None = None,
+    ood: Sequence[str | Path] = (),
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """Score an existing checkpoint on every row of a manifest (a held-out set); heatmaps
-    by ``cam_method``, :data:`FAST_METHOD` or :data:`STITCH_METHOD`."""
+    by ``cam_method``, :data:`FAST_METHOD` or :data:`STITCH_METHOD`. ``ood`` names files or
+    folders that are not the model's domain: the domain guard is measured against them."""
     if cam_method not in (FAST_METHOD, STITCH_METHOD):
         raise DataError(
             f"Heatmap localisation is scored with {FAST_METHOD} or {STITCH_METHOD}, "
@@ -485,6 +502,10 @@ def score_model(
     )
     rule = loaded.card.aggregation
     metrics, curves = summarise(scored.table, rule=rule, n_boot=n_boot)
+    if ood:
+        metrics.setdefault("domain_guard", {})["ood"] = guard_vs_ood(
+            loaded, scored.table, ood, backend=backend, cancel=cancel
+        )
     setup = {
         "protocol": "held-out scoring of an existing model",
         "model": f"{loaded.card.name} (version {loaded.card.version})",
@@ -508,6 +529,55 @@ def score_model(
         figure_dir=figure_dir,
     )
     return {"setup": setup, **metrics}
+
+
+def guard_vs_ood(
+    loaded: LoadedModel,
+    table: PredictionTable,
+    paths: Sequence[str | Path],
+    *,
+    backend: str = "auto",
+    cancel: CancelToken | None = None,
+) -> dict[str, Any]:
+    """How the domain guard separates the manifest's frames (in domain) from every frame
+    of ``paths`` (out of domain): AUROC of the score, and the share flagged at the
+    threshold."""
+    from fetal_viewer.core.io import open_paths
+    from fetal_viewer.core.model.predictor import Predictor
+    from fetal_viewer.core.training.metrics import roc_auc
+
+    if loaded.guard is None or not table.guarded:
+        raise DataError(
+            "--ood measures the domain guard, and this model has none.",
+            why=loaded.guard_note,
+            fix="Fit one with `fetal-viewer guard fit --model CARD --manifest TRAIN.csv`.",
+        )
+    result = open_paths([Path(p) for p in paths])
+    series = [s for pt in result.patients for st in pt.studies for s in st.series]
+    predictor = Predictor(loaded, backend=backend)
+    scores: list[np.ndarray] = []
+    for s in series:
+        frames = [s.frame(i) for i in range(len(s))]
+        pred = predictor.predict(frames, cancel=cancel)
+        assert pred.domain_scores is not None
+        scores.append(pred.domain_scores)
+    if not scores:
+        raise DataError(
+            "No frames could be read from the --ood paths.",
+            why=f"{len(result.problems)} file(s) failed to load.",
+            fix="Name folders of images or DICOM files.",
+        )
+    out_scores = np.concatenate(scores)
+    in_scores = np.asarray(table.domain_scores)
+    y = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
+    return {
+        "files": len(series),
+        "frames": len(out_scores),
+        "unreadable_files": len(result.problems),
+        "flagged": round(float(np.mean(~loaded.guard.in_domain(out_scores))), 6),
+        "auroc": round(float(roc_auc(y, np.r_[in_scores, out_scores])), 6),
+        "threshold": round(loaded.guard.threshold, 4),
+    }
 
 
 def pool_scored(
@@ -676,6 +746,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         "pointing_game_ceiling": loc.get("pointing_ceiling"),
         "pointing_game_15px": loc.get("pointing_game_15px"),
         "energy_inside_mask": loc.get("energy_inside_mask"),
+        "images_flagged_by_guard": metrics.get("domain_guard", {}).get("images_flagged"),
     }
 
 

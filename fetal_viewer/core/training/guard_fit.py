@@ -3,8 +3,8 @@
 The statistics come from the frames of the inner-training split of the model's training
 manifest, the threshold from the inner-validation split (patients the statistics never
 saw), split exactly as ``train`` split them: same ``val_fraction`` and ``seed``, read from
-the card's training record when it has one. ``train`` calls :func:`fit_and_store_guard` on
-the model it just wrote; ``fetal-viewer guard fit`` adds a guard to an existing card (the
+the card's training record when it has one. ``train`` and ``evaluate --cv`` call
+:func:`fit_and_store_guard` on each model they write; ``fetal-viewer guard fit`` adds a guard to an existing card (the
 shipped demo model, a clinic's model) without retraining.
 """
 
@@ -114,3 +114,26 @@ def store_guard(loaded: LoadedModel, guard: DomainGuard) -> Path:
     add_artifact(loaded.card_path, GUARD_ARTIFACT, path)
     write_card_metrics(loaded.card_path, "domain_guard", dict(guard.summary()))
     return path
+
+
+def fit_and_store_guard(
+    card_path: str | Path,
+    manifest: Manifest,
+    split: tuple[float, int] | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+) -> DomainGuard | None:
+    """Fit the guard of the checkpoint at ``card_path`` on ``manifest`` and store it;
+    ``None`` (the card keeps no guard) when the split has no validation patients to set
+    the threshold on: training without a validation split leaves that to ``guard fit``."""
+    from fetal_viewer.core.model.checkpoint import load_checkpoint
+
+    if split is not None and split[0] <= 0:
+        return None
+    loaded = load_checkpoint(card_path)
+    guard = fit_model_guard(
+        loaded, manifest, percentile, split=split, progress=progress, cancel=cancel
+    )
+    store_guard(loaded, guard)
+    return guard

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,13 @@ class PredictionTable:
     # pixels from the map's maximum to the mask (metrics.pointing_distance); None: no mask,
     # or a table written before this column
     distance: list[float | None]
+    # the domain guard's score and verdict per image; empty when the model had no guard
+    domain_scores: list[float] = field(default_factory=list)
+    in_domain: list[bool] = field(default_factory=list)
+
+    @property
+    def guarded(self) -> bool:
+        return len(self.in_domain) == len(self.paths) > 0
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -61,6 +68,7 @@ class PredictionTable:
                     "energy_in_mask",
                     "pointing_reachable",
                     "pointing_distance_px",
+                    *(["domain_score", "in_domain"] if self.guarded else []),
                 ]
             )
             pred = self.probs.argmax(axis=1)
@@ -80,6 +88,11 @@ class PredictionTable:
                         "" if self.energy[i] is None else f"{self.energy[i]:.4f}",
                         "" if self.reachable[i] is None else int(bool(self.reachable[i])),
                         "" if self.distance[i] is None else f"{self.distance[i]:.1f}",
+                        *(
+                            [f"{self.domain_scores[i]:.4f}", int(self.in_domain[i])]
+                            if self.guarded
+                            else []
+                        ),
                     ]
                 )
 
@@ -104,6 +117,12 @@ class PredictionTable:
             energy=[float(r["energy_in_mask"]) if r["energy_in_mask"] else None for r in rows],
             reachable=[bool(int(v)) if (v := r.get("pointing_reachable")) else None for r in rows],
             distance=[float(v) if (v := r.get("pointing_distance_px")) else None for r in rows],
+            domain_scores=[float(r["domain_score"]) for r in rows]
+            if rows and r0_has(rows, "in_domain")
+            else [],
+            in_domain=[bool(int(r["in_domain"])) for r in rows]
+            if rows and r0_has(rows, "in_domain")
+            else [],
         )
 
     @classmethod
@@ -123,7 +142,19 @@ class PredictionTable:
             energy=[p for t in tables for p in t.energy],
             reachable=[p for t in tables for p in t.reachable],
             distance=[p for t in tables for p in t.distance],
+            # the verdicts pool only when every table has them
+            domain_scores=[p for t in tables for p in t.domain_scores]
+            if all(t.guarded for t in tables)
+            else [],
+            in_domain=[p for t in tables for p in t.in_domain]
+            if all(t.guarded for t in tables)
+            else [],
         )
+
+
+def r0_has(rows: list[dict[str, str]], column: str) -> bool:
+    """Whether a CSV's rows carry ``column`` with a value (older tables lack it)."""
+    return bool(rows[0].get(column))
 
 
 def _clean(value: float) -> float | None:
@@ -168,6 +199,39 @@ def _subgroups(
             "patients_per_class": {c: int((pt.y[pat] == k).sum()) for k, c in enumerate(classes)},
         }
     return out
+
+
+def _guard_figures(table: PredictionTable, rule: str) -> dict[str, Any]:
+    """The domain guard on a labelled set: the share of frames it flags overall, by center
+    and by reference class, and the figures over the frames it lets through (a patient none
+    of whose frames pass has no assessable frames and drops out of the patient level)."""
+    classes = table.classes
+    ok = np.array(table.in_domain, dtype=bool)
+
+    def flagged(keys: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for value in sorted(set(keys)):
+            sel = np.array([k == value for k in keys])
+            out[value] = {"images": int(sel.sum()), "flagged": _clean(float(1 - ok[sel].mean()))}
+        return out
+
+    ids = [p for p, keep in zip(table.patient_ids, ok, strict=True) if keep]
+    inside: dict[str, Any] = {"images": int(ok.sum())}
+    if ok.any():
+        pt = M.by_patient(ids, table.y[ok], table.probs[ok], rule)
+        for level, (yy, pp) in {
+            "image_level": (table.y[ok], table.probs[ok]),
+            "patient_level": (pt.y, pt.probs),
+        }.items():
+            block = _level(yy, pp, classes)
+            inside[level] = {k: block[k] for k in ("n", "accuracy", "macro_auroc")}
+    return {
+        "images_flagged": _clean(float(1 - ok.mean())),
+        "patients_without_assessable_frames": len(set(table.patient_ids) - set(ids)),
+        "by_center": flagged(table.centers),
+        "by_class": flagged([classes[int(k)] for k in table.y]),
+        "in_domain_only": inside,
+    }
 
 
 def summarise(
@@ -246,6 +310,8 @@ def summarise(
         "by_fold": _subgroups(table, pt, table.folds, classes),
         "localisation": loc,
     }
+    if table.guarded:
+        metrics["domain_guard"] = _guard_figures(table, rule)
     curves = {
         "image": M.curves(table.y, table.probs, classes),
         "patient": M.curves(pt.y, pt.probs, classes),
