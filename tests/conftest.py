@@ -10,7 +10,10 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_SAMPLES = REPO.parent / "shared" / "real-samples"
+#: ``FETAL_VIEWER_REAL_SAMPLES`` points elsewhere (a worktree has no ``../shared`` beside it)
+SHARED_SAMPLES = Path(
+    os.environ.get("FETAL_VIEWER_REAL_SAMPLES", str(REPO.parent / "shared" / "real-samples"))
+)
 
 
 @pytest.fixture(scope="session")
