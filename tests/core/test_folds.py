@@ -113,3 +113,29 @@ def test_inner_split_zero_fraction_keeps_everything_in_training() -> None:
     records = _records()
     tr, val = inner_split(records, np.arange(len(records)), 0.0)
     assert len(val) == 0 and len(tr) == len(records)
+
+
+def _grouped_records() -> list[Record]:
+    """Five patients (one per class) made from each of 20 subjects' scans, one center."""
+    return [
+        Record(Path(f"s{s}_{k}.png"), 0, f"P{s:02d}{k}", "H", label, None, None, 5 * s + k, f"S{s}")
+        for s in range(20)
+        for k, label in enumerate(LABELS)
+    ]
+
+
+def test_splits_keep_a_subjects_patients_together() -> None:
+    records = _grouped_records()
+    subject = {r.patient_id: r.group for r in records}
+    train, val = inner_split(records, range(len(records)), 0.2, seed=1)
+    assert len(val) > 0
+    assert {subject[records[i].patient_id] for i in train}.isdisjoint(
+        {subject[records[i].patient_id] for i in val}
+    )
+    for fold in grouped_kfold(records, k=4, seed=0):
+        a = {records[i].group for i in fold.train}
+        b = {records[i].group for i in fold.test}
+        assert a.isdisjoint(b) and len(a | b) == 20
+    # two patients of one subject on both sides is a leak even though the patients differ
+    with pytest.raises(DataError, match="both sides"):
+        check_no_leak(records, [0], [1])

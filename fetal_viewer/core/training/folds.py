@@ -1,6 +1,7 @@
-"""Cross-validation folds grouped by patient: a patient's frames never sit on both sides.
+"""Cross-validation folds grouped by subject: a patient's frames, and the patients made from
+one subject's scan (:attr:`Record.subject`), never sit on both sides.
 
-Indices refer to ``Manifest.records``. Every split here is built from the list of patients,
+Indices refer to ``Manifest.records``. Every split here is built from the list of subjects,
 so leakage is impossible by construction; :func:`check_no_leak` verifies it anyway and
 runs before every training.
 """
@@ -29,7 +30,7 @@ class Fold:
 def _patients(records: Sequence[Record], indices: Indices) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = defaultdict(list)
     for i in indices:
-        groups[records[i].patient_id].append(int(i))
+        groups[records[i].subject].append(int(i))
     return dict(sorted(groups.items()))
 
 
@@ -39,10 +40,10 @@ def _patient_label(records: Sequence[Record], rows: list[int]) -> str:
 
 def _fold(name: str, records: Sequence[Record], test_patients: set[str]) -> Fold:
     test = np.array(
-        [i for i, r in enumerate(records) if r.patient_id in test_patients], dtype=np.int64
+        [i for i, r in enumerate(records) if r.subject in test_patients], dtype=np.int64
     )
     train = np.array(
-        [i for i, r in enumerate(records) if r.patient_id not in test_patients], dtype=np.int64
+        [i for i, r in enumerate(records) if r.subject not in test_patients], dtype=np.int64
     )
     return Fold(name, train, test)
 
@@ -56,13 +57,13 @@ def leave_one_center_out(records: Sequence[Record]) -> list[Fold]:
             fix="Use --cv grouped-kfold or leave-one-patient-out.",
         )
     return [
-        _fold(f"center={c}", records, {r.patient_id for r in records if r.center == c})
+        _fold(f"center={c}", records, {r.subject for r in records if r.center == c})
         for c in centers
     ]
 
 
 def leave_one_patient_out(records: Sequence[Record]) -> list[Fold]:
-    return [_fold(f"patient={p}", records, {p}) for p in sorted({r.patient_id for r in records})]
+    return [_fold(f"patient={p}", records, {p}) for p in sorted({r.subject for r in records})]
 
 
 def _stratified_patient_groups(
@@ -85,7 +86,7 @@ def _stratified_patient_groups(
 
 
 def grouped_kfold(records: Sequence[Record], k: int = 5, seed: int = 0) -> list[Fold]:
-    n_patients = len({r.patient_id for r in records})
+    n_patients = len({r.subject for r in records})
     if not 2 <= k <= n_patients:
         raise DataError(
             f"Grouped k-fold needs 2 <= k <= number of patients ({n_patients}); got k={k}.",
@@ -145,7 +146,7 @@ def inner_split(
 
 
 def check_no_leak(records: Sequence[Record], train: Indices, test: Indices) -> None:
-    shared = {records[i].patient_id for i in train} & {records[i].patient_id for i in test}
+    shared = {records[i].subject for i in train} & {records[i].subject for i in test}
     if shared:
         raise DataError(
             f"{len(shared)} patient(s) are on both sides of a split.",

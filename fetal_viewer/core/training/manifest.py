@@ -1,7 +1,10 @@
 """Training/evaluation manifest: reading and validation before any training starts.
 
 A manifest is a CSV with the columns ``path, frame, patient_id, center, label, ga_weeks,
-mask_path`` (``frame``, ``ga_weeks`` and ``mask_path`` may be absent or empty). Paths are
+mask_path, group`` (``frame``, ``ga_weeks``, ``mask_path`` and ``group`` may be absent or
+empty). ``group`` names the subject a patient's images come from when several patients share
+one (lesions synthesised into one real scan make five patients of one pregnancy): splits
+keep a group on one side; without it each patient is its own group. Paths are
 relative to the manifest's folder unless absolute. Every problem is collected and reported
 at once, so a researcher fixes the whole file in one go.
 """
@@ -20,7 +23,7 @@ import numpy as np
 from fetal_viewer.errors import DataError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "patient_id", "center", "label")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("frame", "ga_weeks", "mask_path")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("frame", "ga_weeks", "mask_path", "group")
 #: gestational-age bands of the report, in weeks: (name, lower inclusive, upper exclusive)
 GA_BANDS: tuple[tuple[str, float, float], ...] = (
     ("<20", float("-inf"), 20.0),
@@ -45,6 +48,12 @@ class Record:
     ga_weeks: float | None
     mask_path: Path | None
     row: int  # 1-based data row in the CSV (header is row 0), for messages
+    group: str = ""  # the subject several patients share; "" when the patient is its own
+
+    @property
+    def subject(self) -> str:
+        """What splits keep together: the group, else the patient."""
+        return self.group or self.patient_id
 
 
 @dataclass(frozen=True)
@@ -180,14 +189,29 @@ def read_manifest(
             if check_files and not mask.is_file():
                 problems["missing mask file"].append(f"row {i}: {row['mask_path']}")
         records.append(
-            Record(file_path, frame, row["patient_id"], row["center"], label, ga, mask, i)
+            Record(
+                file_path,
+                frame,
+                row["patient_id"],
+                row["center"],
+                label,
+                ga,
+                mask,
+                i,
+                row.get("group", ""),
+            )
         )
 
     centers_of: dict[str, set[str]] = defaultdict(set)
     labels_of: dict[str, set[str]] = defaultdict(set)
+    group_centers: dict[str, set[str]] = defaultdict(set)
     for r in records:
         centers_of[r.patient_id].add(r.center)
         labels_of[r.patient_id].add(r.label)
+        group_centers[r.subject].add(r.center)
+    for g, centers in sorted(group_centers.items()):
+        if len(centers) > 1 and g not in centers_of:
+            problems["group in several centers"].append(f"{g}: {', '.join(sorted(centers))}")
     for pid, centers in sorted(centers_of.items()):
         if len(centers) > 1:
             problems["patient in several centers"].append(f"{pid}: {', '.join(sorted(centers))}")

@@ -225,8 +225,11 @@ def _guard_figures(table: PredictionTable, rule: str) -> dict[str, Any]:
         }.items():
             block = _level(yy, pp, classes)
             inside[level] = {k: block[k] for k in ("n", "accuracy", "macro_auroc")}
+    correct = table.probs.argmax(axis=1) == table.y
     return {
         "images_flagged": _clean(float(1 - ok.mean())),
+        # what a reader is shown as right: the top class is the reference and not withheld
+        "images_correct_and_in_domain": _clean(float((correct & ok).mean())),
         "patients_without_assessable_frames": len(set(table.patient_ids) - set(ids)),
         "by_center": flagged(table.centers),
         "by_class": flagged([classes[int(k)] for k in table.y]),
