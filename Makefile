@@ -32,8 +32,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-## demo-model: regenerate the demo phantoms, run the full leave-one-center-out protocol on
-## them (the README's commands; 5 to 8 hours on two CPU cores, resumable), fine-tune the
+## demo-model: the demo model's recipe, kept only here (docs/demo-model.md says how it was
+## chosen). Regenerate the demo phantoms, run the full leave-one-center-out protocol on
+## them (5 to 8 hours on two CPU cores, resumable), fine-tune the
 ## center-D fold's model (trained on centers A-C) with Grad-CAM guidance, then with the
 ## pointing term too, then with the noise-floor augmentation, on the same centers (about 55
 ## minutes), score it on center D and ship it to resources/models/demo/
