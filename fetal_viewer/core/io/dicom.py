@@ -2,9 +2,10 @@
 
 Opening a file (:func:`read_dicom`) parses the header with ``stop_before_pixels``, then
 locates the Pixel Data element and checks it against the header without reading it: a
-native frame's byte range, or the item headers of encapsulated fragments (so truncated
-files and absurd dimensions are refused before any allocation). A frame is decoded only
-when asked for:
+native frame's byte range, or the item headers of encapsulated fragments (pydicom's
+``encaps.parse_fragments``; so truncated files and absurd dimensions are refused before any
+allocation). A frame is decoded only when asked for; an encapsulated frame's bytes are read
+with pydicom's ``encaps`` helpers, that frame's fragments only:
 
 - encapsulated JPEG baseline with YBR_FULL(_422) or monochrome data: the frame's fragments
   are read and handed to OpenCV's libjpeg-turbo (``cv2.imdecode``), which applies the JPEG
@@ -50,17 +51,9 @@ from fetal_viewer.errors import StudyLoadError
 
 log = logging.getLogger(__name__)
 
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-_NATIVE = {IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
 _PIXEL_TAG = (0x7FE0, 0x0010)
-_ITEM = (0xFFFE, 0xE000)
-_SEQ_END = (0xFFFE, 0xE0DD)
+_SEQ_END = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD) little endian: the end of the fragments
 
 REINSTALL_FIX = (
     "Install the decoders this project depends on: "
@@ -238,75 +231,64 @@ def _read_element_header(f: Any, implicit: bool, little: bool) -> tuple[int, int
     return start + 8, length, vr.decode("ascii", "replace")
 
 
-def _scan_fragments(
-    f: Any, offset: int, file_size: int, path: Path
-) -> tuple[list[int], list[tuple[int, int]]]:
-    """Basic Offset Table and (offset, length) of every fragment, reading item headers only."""
+def _fragment_items(f: Any, offset: int, file_size: int, path: Path) -> list[int]:
+    """File offsets of the fragment items after the Basic Offset Table.
+
+    pydicom parses the items (their headers only); this checks that the last fragment and
+    the sequence delimiter are in the file, so a truncated file is refused at open.
+    """
+    from pydicom.encaps import parse_basic_offsets, parse_fragments
+
     f.seek(offset)
-    bot: list[int] | None = None
-    fragments: list[tuple[int, int]] = []
-    while True:
-        head = f.read(8)
-        if len(head) < 8:
+    try:
+        parse_basic_offsets(f)
+        _count, items = parse_fragments(f)
+    except (ValueError, struct.error) as exc:
+        if f.tell() >= file_size:  # pydicom stopped at the end of the file
             raise StudyLoadError(
                 "the file is truncated inside its compressed pixel data",
-                why=f"the encapsulated pixel data ends after {len(fragments)} fragment(s) without "
-                "a sequence delimiter",
+                why=f"the encapsulated pixel data ends at byte {file_size} without a sequence "
+                f"delimiter ({exc})",
                 fix=REEXPORT_FIX,
                 path=path,
-            )
-        group, element, length = struct.unpack("<HHI", head)
-        if (group, element) == _SEQ_END:
-            break
-        if (group, element) != _ITEM or length == 0xFFFFFFFF:
-            raise StudyLoadError(
-                "the compressed pixel data is malformed",
-                why=f"expected an item tag (FFFE,E000) at byte {f.tell() - 8}, found "
-                f"({group:04X},{element:04X})",
-                fix=REEXPORT_FIX,
-                path=path,
-            )
-        pos = f.tell()
-        if pos + length > file_size:
+            ) from None
+        raise StudyLoadError(
+            "the compressed pixel data is malformed",
+            why=str(exc),
+            fix=REEXPORT_FIX,
+            path=path,
+        ) from None
+    end = f.tell()  # parse_fragments returns to the first fragment item
+    if items:
+        f.seek(items[-1] + 4)
+        (length,) = struct.unpack("<I", f.read(4))
+        end = items[-1] + 8 + length
+        if end > file_size:
             raise StudyLoadError(
                 "the file is truncated inside its compressed pixel data",
-                why=f"a fragment of {length} bytes at byte {pos} runs past the end of the "
-                f"{file_size}-byte file",
+                why=f"a fragment of {length} bytes at byte {items[-1] + 8} runs past the end "
+                f"of the {file_size}-byte file",
                 fix=REEXPORT_FIX,
                 path=path,
             )
-        if bot is None:
-            raw = f.read(length)
-            bot = list(struct.unpack(f"<{length // 4}I", raw[: length // 4 * 4]))
-        else:
-            fragments.append((pos, length))
-            f.seek(pos + length)
-    return bot or [], fragments
+    f.seek(end)
+    if f.read(4) != _SEQ_END:
+        raise StudyLoadError(
+            "the file is truncated inside its compressed pixel data",
+            why=f"the encapsulated pixel data ends after {len(items)} fragment(s) without "
+            "a sequence delimiter",
+            fix=REEXPORT_FIX,
+            path=path,
+        )
+    return items
 
 
-def _group_frames(
-    bot: list[int], fragments: list[tuple[int, int]], n_frames: int, eot: list[int] | None
-) -> list[list[tuple[int, int]]] | None:
-    """Fragments of each frame, or None when only pydicom's heuristics can tell."""
-    if not fragments:
+def _extended_offsets(ds: Any, n_frames: int) -> tuple[bytes, bytes] | None:
+    """The Extended Offset Table (offsets, lengths) when it lists every frame."""
+    offsets, lengths = ds.get("ExtendedOffsetTable"), ds.get("ExtendedOffsetTableLengths")
+    if not isinstance(offsets, bytes) or not isinstance(lengths, bytes):
         return None
-    if n_frames == 1:
-        return [fragments]
-    offsets = eot if eot else (bot if bot else None)
-    if offsets is not None and len(offsets) == n_frames:
-        first = fragments[0][0] - 8
-        frames: list[list[tuple[int, int]]] = [[] for _ in range(n_frames)]
-        k = 0
-        for pos, length in fragments:
-            rel = pos - 8 - first
-            while k + 1 < n_frames and rel >= offsets[k + 1]:
-                k += 1
-            frames[k].append((pos, length))
-        if all(frames):
-            return frames
-    if len(fragments) == n_frames:
-        return [[frag] for frag in fragments]
-    return None
+    return (offsets, lengths) if len(offsets) == len(lengths) == 8 * n_frames else None
 
 
 class DicomFrames:
@@ -319,16 +301,27 @@ class DicomFrames:
         ts: str,
         value_offset: int,
         vr: str,
-        frames: list[list[tuple[int, int]]] | None,
-        encapsulated: bool,
+        items: list[int] | None,
+        bare_length: int | None = None,
     ) -> None:
+        """``items``: the fragment items of encapsulated pixel data; ``bare_length``: a
+        compressed frame stored as one defined-length value at ``value_offset``."""
+        from pydicom.uid import (
+            DeflatedExplicitVRLittleEndian,
+            ExplicitVRLittleEndian,
+            ImplicitVRLittleEndian,
+            JPEGBaseline8Bit,
+        )
+
         self.path = path
         self.header = header
         self.ts = ts
         self.value_offset = value_offset
         self.vr = vr
-        self.fragments = frames
-        self.encapsulated = encapsulated
+        self.items = items
+        self.bare_length = bare_length
+        self.encapsulated = items is not None or bare_length is not None
+        self.deflated = ts == DeflatedExplicitVRLittleEndian
         self.rows = int(header.Rows)
         self.cols = int(header.Columns)
         self.spp = whole_number(header.get("SamplesPerPixel"), 1) or 1
@@ -340,13 +333,21 @@ class DicomFrames:
         self.photometric = _text(header, "PhotometricInterpretation").upper() or "MONOCHROME2"
         self.planar = whole_number(header.get("PlanarConfiguration"), 0) or 0
         self.n_frames = whole_number(header.get("NumberOfFrames"), 1) or 1
+        self.extended_offsets = _extended_offsets(header, self.n_frames)
+        # frames whose fragments are known without pydicom's JPEG-marker heuristics
+        indexed = (
+            bare_length is not None
+            or self.n_frames == 1
+            or (items is not None and len(items) == self.n_frames)
+            or self.extended_offsets is not None
+        )
         self._deflated: Any = None
         self._palette_shift: int | None = None
         self._lock = threading.Lock()
         self.fast_jpeg = (
-            encapsulated
-            and ts == JPEG_BASELINE
-            and frames is not None
+            self.encapsulated
+            and ts == JPEGBaseline8Bit
+            and indexed
             and self.bits_allocated == 8
             and (
                 (self.spp == 3 and self.photometric in {"YBR_FULL_422", "YBR_FULL"})
@@ -354,8 +355,8 @@ class DicomFrames:
             )
         )
         self.fast_native = (
-            not encapsulated
-            and ts in {IMPLICIT_LE, EXPLICIT_LE}
+            not self.encapsulated
+            and ts in {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
             and self.bits_allocated == 8
             and self.bits_stored == 8
             and not self.signed
@@ -365,13 +366,24 @@ class DicomFrames:
     # -- decoding paths -------------------------------------------------------------------
     def frame_bytes(self, index: int) -> bytes:
         """The compressed bytes of one encapsulated frame (its fragments joined)."""
-        assert self.fragments is not None
+        from pydicom.encaps import generate_fragments, get_frame
+
         with open(self.path, "rb") as f:
-            parts = []
-            for pos, length in self.fragments[index]:
-                f.seek(pos)
-                parts.append(f.read(length))
-        return b"".join(parts)
+            if self.bare_length is not None:
+                f.seek(self.value_offset)
+                return f.read(self.bare_length)
+            assert self.items is not None
+            if self.n_frames == 1:  # every fragment, whatever the offset tables say
+                f.seek(self.items[0])
+                return b"".join(generate_fragments(f))
+            if len(self.items) == self.n_frames:  # one fragment per frame
+                f.seek(self.items[index])
+                return next(generate_fragments(f))
+            # the offset tables, else pydicom's search for JPEG end-of-image markers
+            f.seek(self.value_offset)
+            return get_frame(
+                f, index, number_of_frames=self.n_frames, extended_offsets=self.extended_offsets
+            )
 
     def _decode_jpeg_cv2(self, index: int) -> np.ndarray | None:
         import cv2
@@ -422,12 +434,6 @@ class DicomFrames:
         }
         if self.spp > 1:
             opts["planar_configuration"] = self.planar
-        eot = self.header.get("ExtendedOffsetTable")
-        if eot is not None and self.encapsulated:
-            opts["extended_offsets"] = (
-                eot.value if hasattr(eot, "value") else eot,
-                self.header.get("ExtendedOffsetTableLengths"),
-            )
         return opts
 
     def _decode_pydicom(self, index: int) -> np.ndarray:
@@ -435,19 +441,18 @@ class DicomFrames:
 
         decoder = get_decoder(self.ts)
         with collect_warnings():
-            if self.ts == DEFLATED_LE:
+            if self.deflated:
                 with self._lock:
                     if self._deflated is None:
                         from pydicom import dcmread
 
                         self._deflated = dcmread(self.path)
                 return decoder.as_array(self._deflated, index=index)[0]
-            if self.fragments is not None:
+            if self.encapsulated:
                 from pydicom.encaps import encapsulate
 
                 opts = self._options()
                 opts["number_of_frames"] = 1
-                opts.pop("extended_offsets", None)
                 src = encapsulate([self.frame_bytes(index)])
                 arr, _meta = decoder.as_array(src, index=0, **opts)
                 return arr
@@ -541,7 +546,21 @@ def read_dicom(path: Path, force: bool = False) -> DicomInstance:
 def _read_dicom(path: Path, force: bool) -> DicomInstance:
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
+    from pydicom.uid import (
+        UID,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+        MediaStorageDirectoryStorage,
+    )
 
+    native = {
+        ImplicitVRLittleEndian,
+        ExplicitVRLittleEndian,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+    }
     path = Path(path)
     file_size = path.stat().st_size
     with open(path, "rb") as f:
@@ -564,8 +583,12 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
         )
         if not ts:
             implicit, little = getattr(ds, "original_encoding", (True, True))
-            ts = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else EXPLICIT_BE)
-        if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+            ts = (
+                ImplicitVRLittleEndian
+                if implicit
+                else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+            )
+        if sop_class == MediaStorageDirectoryStorage or "DirectoryRecordSequence" in ds:
             raise StudyLoadError(
                 "this is a DICOMDIR index, not an image",
                 why="a DICOMDIR lists the files of a disc or folder",
@@ -573,22 +596,23 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                 path=path,
             )
         value_offset, length, vr = -1, 0, ""
-        if ts != DEFLATED_LE:
+        deflated = ts == DeflatedExplicitVRLittleEndian
+        if not deflated:
             f.seek(after_header)
             implicit, little = getattr(
-                ds, "original_encoding", (ts == IMPLICIT_LE, ts != EXPLICIT_BE)
+                ds,
+                "original_encoding",
+                (ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian),
             )
             if implicit is None:
-                implicit, little = ts == IMPLICIT_LE, ts != EXPLICIT_BE
+                implicit, little = ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian
             value_offset, length, vr = _read_element_header(f, bool(implicit), bool(little))
-        if ts == DEFLATED_LE:
+        if deflated:
             full = dcmread(path, force=force)
             has_pixels = "PixelData" in full
         else:
             has_pixels = value_offset >= 0
         if not has_pixels:
-            from pydicom.uid import UID
-
             kind = UID(sop_class).name if sop_class else "an object of unknown class"
             raise StudyLoadError(
                 "the DICOM file has no image (no Pixel Data element)",
@@ -614,36 +638,33 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
             )
         _refuse_dimensions(path, rows, cols, spp, bits, n_frames)
         check_decoder(ts, path)
-        encapsulated = length == 0xFFFFFFFF
-        frames: list[list[tuple[int, int]]] | None = None
-        if encapsulated:
-            if ts in _NATIVE:
+        items: list[int] | None = None
+        bare_length: int | None = None
+        if length == 0xFFFFFFFF:
+            if ts in native:
                 raise StudyLoadError(
                     "the pixel data is encapsulated but the transfer syntax is uncompressed",
                     why=f"transfer syntax {_ts_name(ts)} with undefined-length Pixel Data",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
-            bot, fragments = _scan_fragments(f, value_offset, file_size, path)
-            if len(fragments) == 0:
+            items = _fragment_items(f, value_offset, file_size, path)
+            if len(items) == 0:
                 raise StudyLoadError(
                     "the compressed pixel data holds no frames",
                     why="no fragment follows the offset table",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
-            eot_raw = ds.get("ExtendedOffsetTable")
-            eot = list(np.frombuffer(bytes(eot_raw), "<u8").tolist()) if eot_raw else None
-            frames = _group_frames(bot, fragments, n_frames, eot)
-            if frames is None and len(fragments) < n_frames:
+            if len(items) < n_frames:
                 raise StudyLoadError(
                     f"the header declares {n_frames} frames but the compressed pixel data holds "
-                    f"only {len(fragments)} fragment(s)",
+                    f"only {len(items)} fragment(s)",
                     why="frames are missing (a truncated or inconsistent file)",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
-        elif ts not in _NATIVE:
+        elif ts not in native:
             # compressed transfer syntax, but one defined-length value: a single bare frame
             if n_frames != 1 or value_offset + length > file_size or length == 0:
                 raise StudyLoadError(
@@ -653,9 +674,8 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                     fix=REEXPORT_FIX,
                     path=path,
                 )
-            frames = [[(value_offset, length)]]
-            encapsulated = True
-        elif ts != DEFLATED_LE:
+            bare_length = length
+        elif not deflated:
             photometric = _text(ds, "PhotometricInterpretation").upper()
             samples = 2 if photometric == "YBR_FULL_422" and spp == 3 else spp
             expected = (rows * cols * samples * bits * n_frames + 7) // 8
@@ -669,7 +689,7 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                     path=path,
                 )
 
-    source = DicomFrames(path, ds, ts, value_offset, vr, frames, encapsulated)
+    source = DicomFrames(path, ds, ts, value_offset, vr, items, bare_length)
     modality = _text(ds, "Modality")
     if modality == "US" or "SequenceOfUltrasoundRegions" in ds:
         calibration = calibration_from_regions(ds, rows, cols)
