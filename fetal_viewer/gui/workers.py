@@ -438,12 +438,12 @@ class ModelService(QThread):
             self.analysis_finished.emit(job.job_id, job.cancel.cancelled)
 
     def _load(self, card_path: str) -> None:
-        from fetal_viewer.core.model.checkpoint import load_checkpoint
+        from fetal_viewer.core.model.checkpoint import load_checkpoint, sha256_file
         from fetal_viewer.core.model.predictor import Predictor
 
         loaded = load_checkpoint(card_path)
         card = loaded.card
-        sha = getattr(card, "weights_sha256", "") or _file_sha(Path(card_path))
+        sha = getattr(card, "weights_sha256", "") or sha256_file(card_path)
         self._loaded = loaded
         self._predictor = Predictor(loaded)
         from fetal_viewer.core.cam.gradcam import CAM_METHODS
@@ -522,9 +522,3 @@ class ModelService(QThread):
         if not found:
             return None
         return np.stack([p for _, p in found]), [i for i, _ in found]
-
-
-def _file_sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()

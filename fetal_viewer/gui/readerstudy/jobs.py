@@ -7,7 +7,6 @@ little state) is only ever used by one thread, and a submit can never overtake a
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from PySide6.QtCore import QObject, QThreadPool
 from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer.core.io.loader import open_series
+from fetal_viewer.core.model.checkpoint import sha256_file
 from fetal_viewer.errors import DataError, ModelLoadError
 from fetal_viewer.gui.workers import release_worker
 
@@ -110,8 +110,7 @@ def load_case_image(pseudonym: str, path: str, index: int) -> CaseImage:
 # ---------------------------------------------------------------------------------------
 # the study's model, as the protocol's AI provider
 # ---------------------------------------------------------------------------------------
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+file_sha256 = sha256_file  # the name the reading window imports
 
 
 class StudyModel:
