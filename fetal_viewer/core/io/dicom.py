@@ -15,17 +15,13 @@ with pydicom's ``encaps`` helpers, that frame's fragments only:
   at the pixel data, for that frame only (pydicom returns RGB for YBR; no second
   conversion happens).
 
-Gestational age (``Series.ga_weeks``) comes from, in order: Last Menstrual Date
-(0010,21D0) against the acquisition/content/study date (LMP dating); a ``GA 22w3d`` /
-``GA: 22.4 weeks`` / ``GA 20+3`` note in ImageComments, SeriesDescription,
-StudyDescription or AdditionalPatientHistory. Obstetric measurements proper live in
-Structured Reports, which this loader does not read.
+The facts read from the header alone (dates, gestational age, cine timing, which decoder
+is needed) are in :mod:`fetal_viewer.core.io.header`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import struct
 import threading
 from dataclasses import dataclass
@@ -37,10 +33,18 @@ import numpy as np
 
 from fetal_viewer.core.io.calibration import calibration_from_regions
 from fetal_viewer.core.io.display import palette_shift, to_display_rgb
+from fetal_viewer.core.io.header import (
+    REEXPORT_FIX,
+    burned_in,
+    check_decoder,
+    frame_time_ms,
+    gestational_age_weeks,
+    parse_da,
+    refuse_dimensions,
+    tag_text,
+    ts_name,
+)
 from fetal_viewer.core.io.study import (
-    MAX_FRAME_PIXELS,
-    MAX_FRAMES,
-    MAX_TOTAL_BYTES,
     Calibration,
     PatientIdentity,
     Series,
@@ -55,12 +59,6 @@ _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC
 _PIXEL_TAG = (0x7FE0, 0x0010)
 _SEQ_END = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD) little endian: the end of the fragments
 
-REINSTALL_FIX = (
-    "Install the decoders this project depends on: "
-    "`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg` (in the app's .venv)."
-)
-REEXPORT_FIX = "Re-export or re-copy the file from the scanner or PACS."
-
 
 @dataclass(frozen=True)
 class DicomInstance:
@@ -72,141 +70,6 @@ class DicomInstance:
     study_uid: str
     study_description: str
     study_date: date | None
-
-
-def parse_da(value: Any) -> date | None:
-    text = str(value or "").strip()
-    if len(text) < 8 or not text[:8].isdigit():
-        return None
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
-    except ValueError:
-        return None
-
-
-def _text(ds: Any, keyword: str) -> str:
-    value = ds.get(keyword)
-    return "" if value is None else str(value).strip()
-
-
-def _float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if np.isfinite(out) else None
-
-
-_GA_RE = re.compile(
-    r"\bGA\b\s*[:=]?\s*(\d{1,2}(?:\.\d+)?)\s*(?:w(?:ee)?ks?|w)?\s*(?:\+\s*|,\s*)?(?:(\d)\s*d(?:ays?)?|(?<=\+)\s*(\d))?",
-    re.IGNORECASE,
-)
-
-
-def ga_from_text(text: str) -> float | None:
-    """Gestational age in weeks from a note such as ``GA 22w3d``, ``GA: 22.4 weeks``."""
-    m = _GA_RE.search(text)
-    if m is None:
-        return None
-    weeks = float(m.group(1))
-    days = m.group(2) or m.group(3)
-    if days is not None:
-        weeks += int(days) / 7.0
-    return weeks if 4.0 <= weeks <= 45.0 else None
-
-
-def gestational_age_weeks(ds: Any) -> float | None:
-    """Gestational age from the header (see the module docstring for the sources)."""
-    lmp = parse_da(ds.get("LastMenstrualDate"))
-    when = (
-        parse_da(ds.get("AcquisitionDate"))
-        or parse_da(ds.get("ContentDate"))
-        or parse_da(ds.get("StudyDate"))
-    )
-    if lmp is not None and when is not None:
-        weeks = (when - lmp).days / 7.0
-        if 4.0 <= weeks <= 45.0:
-            return round(weeks, 2)
-    for keyword in (
-        "ImageComments",
-        "SeriesDescription",
-        "StudyDescription",
-        "AdditionalPatientHistory",
-    ):
-        ga = ga_from_text(_text(ds, keyword))
-        if ga is not None:
-            return round(ga, 2)
-    return None
-
-
-def frame_time_ms(ds: Any, n_frames: int) -> float | None:
-    """Cine frame interval: FrameTime, FrameTimeVector, then the recommended frame rates."""
-    if n_frames < 2:
-        return None
-    ft = _float(ds.get("FrameTime"))
-    if ft is not None and ft > 0:
-        return ft
-    vec = ds.get("FrameTimeVector")
-    if vec is not None:
-        try:
-            values = [float(v) for v in vec][1:]  # the first entry is 0 by definition
-        except (TypeError, ValueError):
-            values = []
-        positive = [v for v in values if v > 0]
-        if positive:
-            return float(np.mean(positive))
-    for keyword in ("RecommendedDisplayFrameRate", "CineRate"):
-        fps = _float(ds.get(keyword))
-        if fps is not None and fps > 0:
-            return 1000.0 / fps
-    return None
-
-
-def _burned_in(ds: Any) -> bool | None:
-    value = _text(ds, "BurnedInAnnotation").upper()
-    return True if value == "YES" else False if value == "NO" else None
-
-
-def _ts_name(ts: str) -> str:
-    from pydicom.uid import UID
-
-    name = UID(ts).name
-    return name if name != ts else f"unknown ({ts})"
-
-
-def check_decoder(ts: str, path: Path) -> None:
-    """Raise a StudyLoadError naming the package to install when ``ts`` cannot be decoded."""
-    from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
-    from pydicom.uid import UID
-
-    uid = UID(ts)
-    try:
-        decoder = get_decoder(uid)
-    except NotImplementedError:
-        kind = (
-            "a video transfer syntax"
-            if "MPEG" in uid.name or "HEVC" in uid.name
-            else (
-                "not a known transfer syntax"
-                if not uid.is_transfer_syntax
-                else "one pydicom cannot decode"
-            )
-        )
-        raise StudyLoadError(
-            f"unsupported transfer syntax {_ts_name(ts)}",
-            why=f"{ts} is {kind}; no installed decoder handles it",
-            fix="Export the images from the scanner or PACS uncompressed or as JPEG / JPEG 2000, "
-            "or convert them (e.g. `gdcmconv --raw in.dcm out.dcm`).",
-            path=path,
-        ) from None
-    if not decoder.is_available:
-        missing = "; ".join(decoder.missing_dependencies) or "no plug-in is available"
-        raise StudyLoadError(
-            f"no decoder installed for {_ts_name(ts)}",
-            why=f"pydicom's plug-ins for it are missing packages: {missing}",
-            fix=f"Install one plug-in's packages, e.g. {REINSTALL_FIX[REINSTALL_FIX.index('`') :]}",
-            path=path,
-        )
 
 
 def _read_element_header(f: Any, implicit: bool, little: bool) -> tuple[int, int, str]:
@@ -330,7 +193,7 @@ class DicomFrames:
             whole_number(header.get("BitsStored"), self.bits_allocated) or self.bits_allocated
         )
         self.signed = (whole_number(header.get("PixelRepresentation"), 0) or 0) == 1
-        self.photometric = _text(header, "PhotometricInterpretation").upper() or "MONOCHROME2"
+        self.photometric = tag_text(header, "PhotometricInterpretation").upper() or "MONOCHROME2"
         self.planar = whole_number(header.get("PlanarConfiguration"), 0) or 0
         self.n_frames = whole_number(header.get("NumberOfFrames"), 1) or 1
         self.extended_offsets = _extended_offsets(header, self.n_frames)
@@ -477,7 +340,7 @@ class DicomFrames:
         except Exception as exc:
             tried = ("OpenCV (libjpeg-turbo), then " if self.fast_jpeg else "") + "pydicom"
             raise StudyLoadError(
-                f"frame {index} could not be decoded ({_ts_name(self.ts)})",
+                f"frame {index} could not be decoded ({ts_name(self.ts)})",
                 why=f"tried {tried}: {type(exc).__name__}: {exc}",
                 fix="The compressed pixel data looks damaged. " + REEXPORT_FIX,
                 path=self.path,
@@ -492,33 +355,6 @@ class DicomFrames:
                 self._palette_shift = palette_shift(self.header)
         with collect_warnings():
             return to_display_rgb(raw, self.header, self._palette_shift)
-
-
-def _refuse_dimensions(
-    path: Path, rows: int, cols: int, spp: int, bits: int, n_frames: int
-) -> None:
-    problem = ""
-    if rows <= 0 or cols <= 0:
-        problem = f"Rows x Columns is {rows} x {cols}"
-    elif n_frames < 1 or n_frames > MAX_FRAMES:
-        problem = f"Number of Frames is {n_frames} (at most {MAX_FRAMES} are accepted)"
-    elif rows * cols > MAX_FRAME_PIXELS:
-        problem = f"a {cols} x {rows} frame has more than {MAX_FRAME_PIXELS} pixels"
-    elif spp not in (1, 3):
-        problem = f"Samples per Pixel is {spp} (1 or 3 are supported)"
-    elif bits not in (1, 8, 16, 32, 64):
-        problem = f"Bits Allocated is {bits}"
-    elif rows * cols * 3 * n_frames > MAX_TOTAL_BYTES:
-        problem = (
-            f"{n_frames} frames of {cols} x {rows} would need over {MAX_TOTAL_BYTES >> 30} GiB"
-        )
-    if problem:
-        raise StudyLoadError(
-            "the header declares absurd image dimensions; refused before decoding",
-            why=problem,
-            fix="The header is corrupt or not an image this viewer can show. " + REEXPORT_FIX,
-            path=path,
-        )
 
 
 def read_dicom(path: Path, force: bool = False) -> DicomInstance:
@@ -636,7 +472,7 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                 fix="The file is not a displayable image or its header is damaged. " + REEXPORT_FIX,
                 path=path,
             )
-        _refuse_dimensions(path, rows, cols, spp, bits, n_frames)
+        refuse_dimensions(path, rows, cols, spp, bits, n_frames)
         check_decoder(ts, path)
         items: list[int] | None = None
         bare_length: int | None = None
@@ -644,7 +480,7 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
             if ts in native:
                 raise StudyLoadError(
                     "the pixel data is encapsulated but the transfer syntax is uncompressed",
-                    why=f"transfer syntax {_ts_name(ts)} with undefined-length Pixel Data",
+                    why=f"transfer syntax {ts_name(ts)} with undefined-length Pixel Data",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
@@ -669,14 +505,14 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
             if n_frames != 1 or value_offset + length > file_size or length == 0:
                 raise StudyLoadError(
                     "the compressed pixel data is not encapsulated",
-                    why=f"{_ts_name(ts)} needs encapsulated fragments; found one {length}-byte "
+                    why=f"{ts_name(ts)} needs encapsulated fragments; found one {length}-byte "
                     f"value for {n_frames} frame(s)",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
             bare_length = length
         elif not deflated:
-            photometric = _text(ds, "PhotometricInterpretation").upper()
+            photometric = tag_text(ds, "PhotometricInterpretation").upper()
             samples = 2 if photometric == "YBR_FULL_422" and spp == 3 else spp
             expected = (rows * cols * samples * bits * n_frames + 7) // 8
             if length < expected or value_offset + expected > file_size:
@@ -690,35 +526,35 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                 )
 
     source = DicomFrames(path, ds, ts, value_offset, vr, items, bare_length)
-    modality = _text(ds, "Modality")
+    modality = tag_text(ds, "Modality")
     if modality == "US" or "SequenceOfUltrasoundRegions" in ds:
         calibration = calibration_from_regions(ds, rows, cols)
     else:
         calibration = Calibration.none(f"modality {modality or 'unknown'}: not an ultrasound image")
     series = Series(
-        uid=_text(ds, "SeriesInstanceUID") or f"file:{path.name}",
-        description=_text(ds, "SeriesDescription"),
+        uid=tag_text(ds, "SeriesInstanceUID") or f"file:{path.name}",
+        description=tag_text(ds, "SeriesDescription"),
         modality=modality,
-        manufacturer=_text(ds, "Manufacturer"),
-        model_name=_text(ds, "ManufacturerModelName"),
+        manufacturer=tag_text(ds, "Manufacturer"),
+        model_name=tag_text(ds, "ManufacturerModelName"),
         rows=rows,
         cols=cols,
         n_frames=n_frames,
         frame_time_ms=frame_time_ms(ds, n_frames),
         calibration=calibration,
-        burned_in_annotation=_burned_in(ds),
+        burned_in_annotation=burned_in(ds),
         ga_weeks=gestational_age_weeks(ds),
         source=path,
-        instance_uid=_text(ds, "SOPInstanceUID"),
+        instance_uid=tag_text(ds, "SOPInstanceUID"),
         instance_number=whole_number(ds.get("InstanceNumber")),
         series_number=whole_number(ds.get("SeriesNumber")),
-        transfer_syntax=_ts_name(ts),
+        transfer_syntax=ts_name(ts),
         photometric=source.photometric,
         _frames=source,
     )
-    patient_id = _text(ds, "PatientID")
-    patient_name = _text(ds, "PatientName")
-    study_uid = _text(ds, "StudyInstanceUID") or f"file:{path.parent}"
+    patient_id = tag_text(ds, "PatientID")
+    patient_name = tag_text(ds, "PatientName")
+    study_uid = tag_text(ds, "StudyInstanceUID") or f"file:{path.parent}"
     key = patient_id or patient_name or f"study:{study_uid}"
     return DicomInstance(
         series=series,
@@ -729,6 +565,6 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
             birth_date=parse_da(ds.get("PatientBirthDate")),
         ),
         study_uid=study_uid,
-        study_description=_text(ds, "StudyDescription"),
+        study_description=tag_text(ds, "StudyDescription"),
         study_date=parse_da(ds.get("StudyDate")),
     )
