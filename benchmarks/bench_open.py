@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 import warnings
@@ -23,48 +24,36 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # tests.factories writes the generated cine
+
 
 def make_cine(path: Path, n_frames: int = 200, rows: int = 600, cols: int = 800) -> Path:
     """An encapsulated JPEG baseline (YBR_FULL_422) cine of a moving synthetic sector."""
     import cv2
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit, UltrasoundMultiFrameImageStorage, generate_uid
+    from pydicom.uid import generate_uid
+
+    from tests.factories import write_jpeg_cine
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
     speckle = rng.gamma(2.0, 40.0, (rows, cols)).astype(np.float32)
-    params = [
-        cv2.IMWRITE_JPEG_QUALITY, 90,
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
-    ]  # fmt: skip
-    blobs = []
+    images = []
     for i in range(n_frames):
         r = np.hypot(x - cols / 2 - 40 * np.sin(i / 10), y - rows / 2)
         gray = np.clip(speckle * np.exp(-(((r - 180) / 60) ** 2)) + 10, 0, 255).astype(np.uint8)
         bgr = cv2.merge([gray, gray, np.clip(gray.astype(np.int16) + 30, 0, 255).astype(np.uint8)])
         cv2.putText(bgr, f"frame {i}", (20, 40), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
-        ok, buf = cv2.imencode(".jpg", bgr, params)
-        assert ok
-        blobs.append(buf.tobytes())
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = JPEGBaseline8Bit
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.PatientID, ds.Modality = "BENCH", "US"
-    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, n_frames
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL_422", 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.FrameTime = 33.3
-    ds.PixelData = encapsulate(blobs)
-    ds["PixelData"].VR = "OB"
-    ds.save_as(path, enforce_file_format=True)
-    return path
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return write_jpeg_cine(
+        path,
+        images,
+        quality=90,
+        PatientID="BENCH",
+        StudyInstanceUID=generate_uid(),
+        FrameTime=33.3,
+    )
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:

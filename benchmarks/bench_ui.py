@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # tests.factories writes the study
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 N_FRAMES = 120
 PROBE_MS = 5
@@ -29,8 +32,9 @@ GOAL_MS = 50.0
 
 
 def write_cine(path: Path, n: int, rows: int = 300, cols: int = 400) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
+
+    from tests.factories import write_rgb_cine
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:rows, 0:cols]
@@ -42,25 +46,14 @@ def write_cine(path: Path, n: int, rows: int = 300, cols: int = 400) -> Path:
         blob = 110 * np.exp(-(((xx - cols / 2 - i % 40) ** 2 + (yy - rows / 2) ** 2) / 600.0))
         grey = np.where(fan, (rng.gamma(2.0, 40.0, (rows, cols)) + blob).clip(0, 255), 0)
         frames[i] = grey.astype(np.uint8)[..., None]
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.PatientID, ds.PatientName = "BENCH-1", "Bench^Patient"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
-    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, n
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    ds.FrameTime = "33.3"
-    ds.PixelData = frames.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_rgb_cine(
+        path,
+        frames,
+        PatientID="BENCH-1",
+        PatientName="Bench^Patient",
+        StudyInstanceUID=generate_uid(),
+        FrameTime="33.3",
+    )
 
 
 class StallProbe:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,17 @@ def pydicom_data_dir() -> Path:
     import data_store  # type: ignore[import-not-found]  # the pydicom-data package
 
     return Path(data_store.__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _log_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Commands run by the tests (in subprocesses too) log into a temporary folder, not the
+    user's log folder."""
+    before = os.environ.get("FETAL_VIEWER_LOG_DIR")
+    folder = tmp_path_factory.mktemp("logs")
+    os.environ["FETAL_VIEWER_LOG_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("FETAL_VIEWER_LOG_DIR", None)
+    else:
+        os.environ["FETAL_VIEWER_LOG_DIR"] = before

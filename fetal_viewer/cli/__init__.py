@@ -58,10 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    from fetal_viewer.core.logsetup import log_to_console, log_to_file
+
+    # the terminal shows the app's own warnings and the typed error; everything else
+    # (pydicom's decoder errors with their tracebacks, stray warnings) goes to the log file
+    log_to_console(logging.DEBUG if args.verbose else logging.WARNING)
+    log_to_file(logging.DEBUG if args.verbose else logging.INFO)
     if args.command is None:
         parser.print_help()
         return 2

@@ -58,40 +58,35 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import csv
-    import json
 
-    from fetal_viewer.core.readerstudy import cases as case_lists
+    from fetal_viewer.core.readerstudy.coordination import (
+        NewStudy,
+        create_study,
+        enrol_reader,
+        recorded_ai,
+    )
     from fetal_viewer.core.readerstudy.export import export_all
-    from fetal_viewer.core.readerstudy.protocol import AIOutput, ReadingSession, study_progress
+    from fetal_viewer.core.readerstudy.protocol import ReadingSession, study_progress
     from fetal_viewer.core.store import open_store
-    from fetal_viewer.errors import DataError
 
     store = open_store(args.db)
     cmd = args.study_command
     if cmd == "create":
-        if args.folder is not None:
-            if args.reference is None:
-                raise DataError("--folder needs --reference (the reference-standard CSV).")
-            specs = case_lists.cases_from_reference(args.folder, args.reference)
-        else:
-            specs = case_lists.cases_from_manifest(args.manifest, args.reference)
-        card, sha, labels = case_lists.study_model(args.model_card, args.labels)
-        st = store.create_study(
-            args.name,
+        req = NewStudy(
+            name=args.name,
             design=args.design,
-            labels=labels,
-            cases=specs,
             seed=args.seed,
             washout_days=args.washout_days,
-            model_card=card,
-            model_sha256=sha,
+            labels=tuple(args.labels or ()),
+            folder=str(args.folder) if args.folder is not None else None,
+            manifest=str(args.manifest) if args.manifest is not None else None,
+            reference_csv=str(args.reference) if args.reference is not None else None,
+            model_card=str(args.model_card) if args.model_card is not None else None,
         )
+        st = create_study(store, req)
         print(f"created study {st.name!r}: {st.n_cases} cases, design {st.design}")
     elif cmd == "add-reader":
-        known = {r.pseudonym for r in store.list_readers()}
-        if args.reader not in known:
-            store.add_reader(args.reader, args.role, args.years)
-        e = store.enrol(args.study, args.reader)
+        e = enrol_reader(store, args.study, args.reader, args.role, args.years)
         print(f"reader {e.reader} enrolled in {e.study} (order seed {e.order_seed})")
     elif cmd == "list":
         for st in store.list_studies():
@@ -117,12 +112,7 @@ def run(args: argparse.Namespace) -> int:
         for c in rep.conflicts:
             print(f"conflict: {c}")
     elif cmd == "read":
-        ai = json.loads(args.ai_json.read_text()) if args.ai_json else {}
-
-        def provider(case: Any) -> AIOutput:
-            d = ai[case.pseudonym]
-            return AIOutput(d["model_sha"], {k: float(v) for k, v in d["probabilities"].items()})
-
+        provider = recorded_ai(args.ai_json)
         rs = ReadingSession(store, args.study, args.reader, ai_provider=provider)
         n = 0
         with open(args.answers, newline="") as f:

@@ -12,6 +12,7 @@ COMPONENTS: tuple[str, ...] = (
     "PySide6-Essentials",
     "shiboken6",
     "superqt",
+    "cachetools",
     "torch",
     "torchvision",
     "onnxruntime",

@@ -12,7 +12,6 @@ import logging
 import sys
 import threading
 import traceback
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from types import TracebackType
 
@@ -20,49 +19,22 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from fetal_viewer.core.appdirs import log_dir
-from fetal_viewer.core.redact import RedactingFormatter
+from fetal_viewer.core.logsetup import LOG_NAME as LOG_NAME  # the tests and About name it
+from fetal_viewer.core.logsetup import close_log_file, log_to_file
 from fetal_viewer.errors import CancelledError, FetalViewerError
 
 log = logging.getLogger("fetal_viewer.gui")
 
-#: environment variable that overrides the log folder (tests, portable installs)
-LOG_NAME = "fetal-viewer.log"
-
 
 def setup_logging(level: int = logging.INFO) -> Path:
-    """Log ``fetal_viewer.*`` to a rotating file in the user log folder; return its path.
-
-    Warnings that no block collects (:mod:`fetal_viewer.core.warncatch`) go to the same file
-    (``logging.captureWarnings``) rather than to a terminal nobody reads.
-    """
-    folder = log_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOG_NAME
-    root = logging.getLogger("fetal_viewer")
-    for handler in root.handlers:
-        if isinstance(handler, RotatingFileHandler) and Path(handler.baseFilename) == path:
-            return path
-    handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
-    # file and folder names often carry patient names and IDs: log them as tokens
-    handler.setFormatter(
-        RedactingFormatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
-    )
-    root.addHandler(handler)
-    root.setLevel(min(level, root.level or level))
-    logging.getLogger("py.warnings").addHandler(handler)
-    logging.captureWarnings(True)
-    return path
+    """Log to the rotating file in the user log folder (``core.logsetup.log_to_file``: the
+    app's records, stray warnings, other libraries' errors); return its path."""
+    return log_to_file(level)
 
 
 def close_logging() -> None:
-    """Detach and close the file handlers :func:`setup_logging` added."""
-    logging.captureWarnings(False)
-    for name in ("fetal_viewer", "py.warnings"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            if isinstance(handler, RotatingFileHandler):
-                logger.removeHandler(handler)
-                handler.close()
+    """Detach and close the log file's handler."""
+    close_log_file()
 
 
 def describe(exc: BaseException) -> tuple[str, str, str]:

@@ -1,7 +1,8 @@
 """Background work for the window. Workers never touch widgets; results arrive by signal.
 
 - :class:`FrameLoader` decodes frames (``series.frame(i)``) and thumbnails in a small thread
-  pool with superqt workers, keeps a byte-bounded LRU cache and prefetches cine neighbours.
+  pool with superqt workers, keeps a byte-bounded LRU cache (cachetools) and prefetches
+  cine neighbours.
 - :class:`ModelService` is the one serial model worker: a ``QThread`` draining a priority
   queue. Interactive frame requests go before "Analyse study" chunks, every request has an
   id, requests that became stale before they started are skipped, results that arrive
@@ -17,17 +18,15 @@ import logging
 import os
 import queue
 import threading
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 from superqt.utils import FunctionWorker, create_worker
-from superqt.utils import _qthreading as superqt_threading
 
 from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.core.warncatch import collect_warnings
@@ -35,25 +34,6 @@ from fetal_viewer.errors import CancelledError, InferenceError
 
 log = logging.getLogger("fetal_viewer.gui.workers")
 
-
-class _NoProcessWideWarnings:
-    """What superqt's ``WorkerBase.run`` sees as ``warnings``. It wraps every worker in
-    ``warnings.catch_warnings()`` and points ``showwarning`` at the worker's ``warned`` signal
-    (which nothing here listens to); that swaps process-wide state from each worker thread,
-    and a worker finishing while another thread collects warnings puts back filters and a
-    hook from before (see ``fetal_viewer.core.warncatch``). Without the swap, a worker's
-    warnings are collected by the core's blocks or shown as any other warning."""
-
-    catch_warnings = contextlib.nullcontext
-    warn = staticmethod(warnings.warn)
-    showwarning: Any = None  # superqt's per-worker hook lands here, unused
-
-    @staticmethod
-    def filterwarnings(*_args: Any, **_kwargs: Any) -> None:
-        return None
-
-
-superqt_threading.warnings = _NoProcessWideWarnings()  # type: ignore[attr-defined,assignment]
 
 SeriesKey = tuple[str, str]
 
@@ -77,19 +57,15 @@ class FrameLoader(QObject):
         super().__init__()
         self.pool = QThreadPool()
         self.pool.setMaxThreadCount(threads)
-        self._cache: OrderedDict[tuple[SeriesKey, int], np.ndarray] = OrderedDict()
-        self._cache_bytes = 0
-        self._limit = cache_bytes
+        self._cache: LRUCache[tuple[SeriesKey, int], np.ndarray] = LRUCache(
+            cache_bytes, getsizeof=lambda frame: frame.nbytes
+        )
         self._pending: set[tuple[SeriesKey, int]] = set()
         self._workers: set[FunctionWorker[Any]] = set()
         self._failed_keys: set[tuple[SeriesKey, int]] = set()
 
     def cached(self, series: Any, index: int) -> np.ndarray | None:
-        item = (series_key(series), index)
-        frame = self._cache.get(item)
-        if frame is not None:
-            self._cache.move_to_end(item)
-        return frame
+        return self._cache.get((series_key(series), index))
 
     def request(self, series: Any, index: int, prefetch: Iterable[int] = ()) -> None:
         """Decode ``index`` (and then ``prefetch``) unless cached or already pending."""
@@ -120,11 +96,8 @@ class FrameLoader(QObject):
     def _on_frame(self, result: tuple[SeriesKey, int, np.ndarray]) -> None:
         key, index, frame = result
         self._pending.discard((key, index))
-        self._cache[(key, index)] = frame
-        self._cache_bytes += frame.nbytes
-        while self._cache_bytes > self._limit and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= old.nbytes
+        with contextlib.suppress(ValueError):  # a frame larger than the whole cache
+            self._cache[(key, index)] = frame
         self.frame_ready.emit(key, index, frame)
 
     def _on_error(self, item: tuple[SeriesKey, int], exc: Exception) -> None:
@@ -150,7 +123,6 @@ class FrameLoader(QObject):
 
     def clear(self) -> None:
         self._cache.clear()
-        self._cache_bytes = 0
         self._failed_keys.clear()
 
 
@@ -284,9 +256,10 @@ class ModelService(QThread):
         self._seq = itertools.count()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[SeriesKey, int, str, str], FrameResult] = OrderedDict()
+        self._cache: LRUCache[tuple[SeriesKey, int, str, str], FrameResult] = LRUCache(
+            cache_entries
+        )
         self.methods: tuple[str, ...] = (FAST_METHOD,)
-        self._cache_entries = cache_entries
         self._loaded: Any = None
         self._predictor: Any = None
         self.info: ModelInfo | None = None
@@ -438,12 +411,12 @@ class ModelService(QThread):
             self.analysis_finished.emit(job.job_id, job.cancel.cancelled)
 
     def _load(self, card_path: str) -> None:
-        from fetal_viewer.core.model.checkpoint import load_checkpoint
+        from fetal_viewer.core.model.checkpoint import load_checkpoint, sha256_file
         from fetal_viewer.core.model.predictor import Predictor
 
         loaded = load_checkpoint(card_path)
         card = loaded.card
-        sha = getattr(card, "weights_sha256", "") or _file_sha(Path(card_path))
+        sha = getattr(card, "weights_sha256", "") or sha256_file(card_path)
         self._loaded = loaded
         self._predictor = Predictor(loaded)
         from fetal_viewer.core.cam.gradcam import CAM_METHODS
@@ -491,8 +464,6 @@ class ModelService(QThread):
                 )
                 self._cache[(skey, index, self.info.sha, method)] = result
                 results.append(result)
-            while len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
         return results
 
     def _library_cams(
@@ -522,9 +493,3 @@ class ModelService(QThread):
         if not found:
             return None
         return np.stack([p for _, p in found]), [i for i, _ in found]
-
-
-def _file_sha(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()

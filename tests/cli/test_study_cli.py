@@ -26,29 +26,20 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def write_dicom(path: Path, i: int) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UltrasoundImageStorage
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.PatientName = f"{PHI['PatientName']}{i}"
-    ds.PatientID = f"{PHI['PatientID']}-{i}"
-    ds.PatientBirthDate = PHI["PatientBirthDate"]
-    ds.Modality = "US"
-    ds.Rows = ds.Columns = 8
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = np.full((8, 8), i, np.uint8).tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    from tests.factories import write_dicom as write
+
+    write(
+        path,
+        np.full((8, 8), i, np.uint8).tobytes(),
+        rows=8,
+        cols=8,
+        sop_class=UltrasoundImageStorage,
+        PatientName=f"{PHI['PatientName']}{i}",
+        PatientID=f"{PHI['PatientID']}-{i}",
+        PatientBirthDate=PHI["PatientBirthDate"],
+    )
 
 
 def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:

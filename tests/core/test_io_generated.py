@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import cv2
 import imagecodecs
@@ -20,84 +21,24 @@ from pydicom.uid import (
     HTJ2KLossless,
     JPEGBaseline8Bit,
     SecondaryCaptureImageStorage,
-    UltrasoundMultiFrameImageStorage,
     generate_uid,
 )
 
 from fetal_viewer.core.io import open_path, open_paths, read_frame
 from fetal_viewer.errors import StudyLoadError
+from tests.factories import write_dicom, write_jpeg_cine
+
+#: one patient and study, unless a test says otherwise
+IDENTITY = {"StudyInstanceUID": "1.2.3.4", "PatientID": "PID-1", "PatientName": "Doe^Jane"}
 
 
-def make_dicom(
-    path: Path,
-    pixels: bytes,
-    *,
-    rows: int,
-    cols: int,
-    photometric: str = "MONOCHROME2",
-    spp: int = 1,
-    bits: int = 8,
-    frames: int = 1,
-    ts: str = ExplicitVRLittleEndian,
-    encapsulated: bool = False,
-    **tags: object,
-) -> Path:
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ts
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = tags.pop("StudyInstanceUID", "1.2.3.4")
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientID = tags.pop("PatientID", "PID-1")
-    ds.PatientName = tags.pop("PatientName", "Doe^Jane")
-    ds.Modality = "US"
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel = spp
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = bits
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
-    ds.PixelRepresentation = 0
-    if spp > 1:
-        ds.PlanarConfiguration = tags.pop("PlanarConfiguration", 0)
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    for key, value in tags.items():
-        setattr(ds, key, value)
-    ds.PixelData = pixels
-    ds["PixelData"].VR = "OB" if bits <= 8 or encapsulated else "OW"
-    ds.save_as(path, enforce_file_format=True)
-    return path
+def make_dicom(path: Path, pixels: bytes, **kw: Any) -> Path:
+    return write_dicom(path, pixels, **{**IDENTITY, **kw})
 
 
 def jpeg_cine(path: Path, images: list[np.ndarray], **tags: object) -> Path:
     """Encapsulated JPEG baseline YBR_FULL_422 frames made with OpenCV (4:2:2 sampling)."""
-    params = [
-        cv2.IMWRITE_JPEG_QUALITY, 95,
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
-    ]  # fmt: skip
-    blobs = []
-    for rgb in images:
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
-        assert ok
-        blobs.append(buf.tobytes())
-    rows, cols = images[0].shape[:2]
-    return make_dicom(
-        path,
-        encapsulate(blobs),
-        rows=rows,
-        cols=cols,
-        photometric="YBR_FULL_422",
-        spp=3,
-        frames=len(images),
-        ts=JPEGBaseline8Bit,
-        encapsulated=True,
-        **tags,
-    )
+    return write_jpeg_cine(path, images, **{**IDENTITY, **tags})
 
 
 def gradient(rows: int, cols: int, seed: int = 0) -> np.ndarray:

@@ -79,3 +79,39 @@ def test_a_foreign_catch_warnings_on_another_thread_does_not_steal_a_block() -> 
         "after it closed",
     ]
     assert stolen == []
+
+
+def test_a_foreign_block_closing_inside_or_after_ours_leaves_the_filters_right() -> None:
+    """A foreign ``catch_warnings`` puts back the filter list it saw when it opened: inside
+    a block that list lacks the block's "always" (pytest's "error" would raise the next
+    warning), after the last block it has it (every repeat would show). Both are fixed."""
+    step = [threading.Event() for _ in range(4)]
+
+    def foreign(opens: int, closes: int) -> None:
+        step[opens].wait(5)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("always")
+            step[opens + 1].set()
+            step[closes].wait(5)
+
+    before = list(warnings.filters)
+    thread = threading.Thread(target=foreign, args=(0, 2))
+    thread.start()
+    step[0].set()
+    assert step[1].wait(5)  # the foreign block opened first ...
+    with collect_warnings() as caught:
+        step[2].set()
+        thread.join()  # ... and closed inside ours
+        warnings.warn("after it closed", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["after it closed"]
+    assert warnings.filters == before
+
+    step = [threading.Event() for _ in range(4)]
+    thread = threading.Thread(target=foreign, args=(0, 2))
+    with collect_warnings():
+        thread.start()
+        step[0].set()
+        assert step[1].wait(5)  # opened inside ours, closes after it
+    step[2].set()
+    thread.join()
+    assert warnings.filters == before

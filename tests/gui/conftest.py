@@ -16,8 +16,7 @@ from PySide6.QtWidgets import QApplication
 from fetal_viewer.gui.error_sink import ErrorSink, close_logging
 from fetal_viewer.gui.main_window import MainWindow
 from fetal_viewer.gui.workers import ModelService
-
-US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+from tests.factories import write_rgb_cine
 
 
 def us_frames(n: int, rows: int = 96, cols: int = 128, seed: int = 0) -> np.ndarray:
@@ -50,56 +49,24 @@ def write_us_dicom(
 ) -> Path:
     """A multi-frame RGB ultrasound DICOM file, with a Sequence of Ultrasound Regions
     (physical deltas in cm) when ``calibrated``."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
-    n, rows, cols, _ = frames.shape
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = US_MULTIFRAME
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = US_MULTIFRAME
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.PatientID = patient_id
-    ds.PatientName = patient_name
-    ds.PatientBirthDate = "19900101"
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = series_uid or generate_uid()
-    ds.StudyDate = "20240101"
-    ds.StudyDescription = "Fetal CNS"
-    ds.SeriesDescription = description
-    ds.Manufacturer = "Test"
-    ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
-    ds.PlanarConfiguration = 0
-    ds.Rows, ds.Columns = rows, cols
-    ds.NumberOfFrames = n
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.FrameTime = f"{frame_time_ms:.1f}"
-    ds.BurnedInAnnotation = "NO"
-    if calibrated:
-        region = Dataset()
-        region.RegionSpatialFormat = 1
-        region.RegionDataType = 1
-        region.RegionFlags = 0
-        region.RegionLocationMinX0 = 0
-        region.RegionLocationMinY0 = 0
-        region.RegionLocationMaxX1 = cols - 1
-        region.RegionLocationMaxY1 = rows - 1
-        region.PhysicalUnitsXDirection = 3  # cm
-        region.PhysicalUnitsYDirection = 3
-        region.PhysicalDeltaX = spacing_mm / 10.0
-        region.PhysicalDeltaY = spacing_mm / 10.0
-        ds.SequenceOfUltrasoundRegions = [region]
-    ds.PixelData = np.ascontiguousarray(frames, dtype=np.uint8).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return write_rgb_cine(
+        path,
+        frames,
+        region_cm=spacing_mm / 10.0 if calibrated else None,
+        PatientID=patient_id,
+        PatientName=patient_name,
+        PatientBirthDate="19900101",
+        StudyInstanceUID=study_uid or generate_uid(),
+        SeriesInstanceUID=series_uid or generate_uid(),
+        StudyDate="20240101",
+        StudyDescription="Fetal CNS",
+        SeriesDescription=description,
+        Manufacturer="Test",
+        FrameTime=f"{frame_time_ms:.1f}",
+        BurnedInAnnotation="NO",
+    )
 
 
 @pytest.fixture

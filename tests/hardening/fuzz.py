@@ -90,49 +90,22 @@ def _phantom_frames(n: int, rows: int, cols: int, seed: int) -> np.ndarray:
 
 
 def _write_native_cine(path: Path, frames: np.ndarray, implicit: bool = False) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-    n, rows, cols, _ = frames.shape
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.PatientID = "FUZZ-1"
-    ds.PatientName = "Fuzz^Seed"
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.StudyDate = "20240101"
-    ds.LastMenstrualDate = "20230801"
-    ds.SamplesPerPixel = 3
-    ds.PhotometricInterpretation = "RGB"
-    ds.PlanarConfiguration = 0
-    ds.Rows, ds.Columns = rows, cols
-    ds.NumberOfFrames = n
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.FrameTime = "33.3"
-    region = Dataset()
-    region.RegionSpatialFormat = 1
-    region.RegionDataType = 1
-    region.RegionFlags = 0
-    region.RegionLocationMinX0 = 0
-    region.RegionLocationMinY0 = 0
-    region.RegionLocationMaxX1 = cols - 1
-    region.RegionLocationMaxY1 = rows - 1
-    region.PhysicalUnitsXDirection = 3
-    region.PhysicalUnitsYDirection = 3
-    region.PhysicalDeltaX = 0.02
-    region.PhysicalDeltaY = 0.02
-    ds.SequenceOfUltrasoundRegions = [region]
-    ds.PixelData = frames.tobytes()
-    ds.save_as(path, enforce_file_format=True, implicit_vr=implicit)
+    from tests.factories import write_rgb_cine
+
+    write_rgb_cine(
+        path,
+        frames,
+        region_cm=0.02,
+        ts=ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian,
+        PatientID="FUZZ-1",
+        PatientName="Fuzz^Seed",
+        StudyInstanceUID=generate_uid(),
+        StudyDate="20240101",
+        LastMenstrualDate="20230801",
+        FrameTime="33.3",
+    )
 
 
 def make_seeds(folder: Path, pydicom_data_dir: Path | None = None) -> list[Path]:

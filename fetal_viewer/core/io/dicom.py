@@ -2,9 +2,10 @@
 
 Opening a file (:func:`read_dicom`) parses the header with ``stop_before_pixels``, then
 locates the Pixel Data element and checks it against the header without reading it: a
-native frame's byte range, or the item headers of encapsulated fragments (so truncated
-files and absurd dimensions are refused before any allocation). A frame is decoded only
-when asked for:
+native frame's byte range, or the item headers of encapsulated fragments (pydicom's
+``encaps.parse_fragments``; so truncated files and absurd dimensions are refused before any
+allocation). A frame is decoded only when asked for; an encapsulated frame's bytes are read
+with pydicom's ``encaps`` helpers, that frame's fragments only:
 
 - encapsulated JPEG baseline with YBR_FULL(_422) or monochrome data: the frame's fragments
   are read and handed to OpenCV's libjpeg-turbo (``cv2.imdecode``), which applies the JPEG
@@ -14,17 +15,13 @@ when asked for:
   at the pixel data, for that frame only (pydicom returns RGB for YBR; no second
   conversion happens).
 
-Gestational age (``Series.ga_weeks``) comes from, in order: Last Menstrual Date
-(0010,21D0) against the acquisition/content/study date (LMP dating); a ``GA 22w3d`` /
-``GA: 22.4 weeks`` / ``GA 20+3`` note in ImageComments, SeriesDescription,
-StudyDescription or AdditionalPatientHistory. Obstetric measurements proper live in
-Structured Reports, which this loader does not read.
+The facts read from the header alone (dates, gestational age, cine timing, which decoder
+is needed) are in :mod:`fetal_viewer.core.io.header`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import struct
 import threading
 from dataclasses import dataclass
@@ -36,10 +33,18 @@ import numpy as np
 
 from fetal_viewer.core.io.calibration import calibration_from_regions
 from fetal_viewer.core.io.display import palette_shift, to_display_rgb
+from fetal_viewer.core.io.header import (
+    REEXPORT_FIX,
+    burned_in,
+    check_decoder,
+    frame_time_ms,
+    gestational_age_weeks,
+    parse_da,
+    refuse_dimensions,
+    tag_text,
+    ts_name,
+)
 from fetal_viewer.core.io.study import (
-    MAX_FRAME_PIXELS,
-    MAX_FRAMES,
-    MAX_TOTAL_BYTES,
     Calibration,
     PatientIdentity,
     Series,
@@ -50,23 +55,9 @@ from fetal_viewer.errors import StudyLoadError
 
 log = logging.getLogger(__name__)
 
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-EXPLICIT_BE = "1.2.840.10008.1.2.2"
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
-_NATIVE = {IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE}
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"}
 _PIXEL_TAG = (0x7FE0, 0x0010)
-_ITEM = (0xFFFE, 0xE000)
-_SEQ_END = (0xFFFE, 0xE0DD)
-
-REINSTALL_FIX = (
-    "Install the decoders this project depends on: "
-    "`pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg` (in the app's .venv)."
-)
-REEXPORT_FIX = "Re-export or re-copy the file from the scanner or PACS."
+_SEQ_END = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD) little endian: the end of the fragments
 
 
 @dataclass(frozen=True)
@@ -79,141 +70,6 @@ class DicomInstance:
     study_uid: str
     study_description: str
     study_date: date | None
-
-
-def parse_da(value: Any) -> date | None:
-    text = str(value or "").strip()
-    if len(text) < 8 or not text[:8].isdigit():
-        return None
-    try:
-        return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
-    except ValueError:
-        return None
-
-
-def _text(ds: Any, keyword: str) -> str:
-    value = ds.get(keyword)
-    return "" if value is None else str(value).strip()
-
-
-def _float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if np.isfinite(out) else None
-
-
-_GA_RE = re.compile(
-    r"\bGA\b\s*[:=]?\s*(\d{1,2}(?:\.\d+)?)\s*(?:w(?:ee)?ks?|w)?\s*(?:\+\s*|,\s*)?(?:(\d)\s*d(?:ays?)?|(?<=\+)\s*(\d))?",
-    re.IGNORECASE,
-)
-
-
-def ga_from_text(text: str) -> float | None:
-    """Gestational age in weeks from a note such as ``GA 22w3d``, ``GA: 22.4 weeks``."""
-    m = _GA_RE.search(text)
-    if m is None:
-        return None
-    weeks = float(m.group(1))
-    days = m.group(2) or m.group(3)
-    if days is not None:
-        weeks += int(days) / 7.0
-    return weeks if 4.0 <= weeks <= 45.0 else None
-
-
-def gestational_age_weeks(ds: Any) -> float | None:
-    """Gestational age from the header (see the module docstring for the sources)."""
-    lmp = parse_da(ds.get("LastMenstrualDate"))
-    when = (
-        parse_da(ds.get("AcquisitionDate"))
-        or parse_da(ds.get("ContentDate"))
-        or parse_da(ds.get("StudyDate"))
-    )
-    if lmp is not None and when is not None:
-        weeks = (when - lmp).days / 7.0
-        if 4.0 <= weeks <= 45.0:
-            return round(weeks, 2)
-    for keyword in (
-        "ImageComments",
-        "SeriesDescription",
-        "StudyDescription",
-        "AdditionalPatientHistory",
-    ):
-        ga = ga_from_text(_text(ds, keyword))
-        if ga is not None:
-            return round(ga, 2)
-    return None
-
-
-def frame_time_ms(ds: Any, n_frames: int) -> float | None:
-    """Cine frame interval: FrameTime, FrameTimeVector, then the recommended frame rates."""
-    if n_frames < 2:
-        return None
-    ft = _float(ds.get("FrameTime"))
-    if ft is not None and ft > 0:
-        return ft
-    vec = ds.get("FrameTimeVector")
-    if vec is not None:
-        try:
-            values = [float(v) for v in vec][1:]  # the first entry is 0 by definition
-        except (TypeError, ValueError):
-            values = []
-        positive = [v for v in values if v > 0]
-        if positive:
-            return float(np.mean(positive))
-    for keyword in ("RecommendedDisplayFrameRate", "CineRate"):
-        fps = _float(ds.get(keyword))
-        if fps is not None and fps > 0:
-            return 1000.0 / fps
-    return None
-
-
-def _burned_in(ds: Any) -> bool | None:
-    value = _text(ds, "BurnedInAnnotation").upper()
-    return True if value == "YES" else False if value == "NO" else None
-
-
-def _ts_name(ts: str) -> str:
-    from pydicom.uid import UID
-
-    name = UID(ts).name
-    return name if name != ts else f"unknown ({ts})"
-
-
-def check_decoder(ts: str, path: Path) -> None:
-    """Raise a StudyLoadError naming the package to install when ``ts`` cannot be decoded."""
-    from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
-    from pydicom.uid import UID
-
-    uid = UID(ts)
-    try:
-        decoder = get_decoder(uid)
-    except NotImplementedError:
-        kind = (
-            "a video transfer syntax"
-            if "MPEG" in uid.name or "HEVC" in uid.name
-            else (
-                "not a known transfer syntax"
-                if not uid.is_transfer_syntax
-                else "one pydicom cannot decode"
-            )
-        )
-        raise StudyLoadError(
-            f"unsupported transfer syntax {_ts_name(ts)}",
-            why=f"{ts} is {kind}; no installed decoder handles it",
-            fix="Export the images from the scanner or PACS uncompressed or as JPEG / JPEG 2000, "
-            "or convert them (e.g. `gdcmconv --raw in.dcm out.dcm`).",
-            path=path,
-        ) from None
-    if not decoder.is_available:
-        missing = "; ".join(decoder.missing_dependencies) or "no plug-in is available"
-        raise StudyLoadError(
-            f"no decoder installed for {_ts_name(ts)}",
-            why=f"pydicom's plug-ins for it are missing packages: {missing}",
-            fix=f"Install one plug-in's packages, e.g. {REINSTALL_FIX[REINSTALL_FIX.index('`') :]}",
-            path=path,
-        )
 
 
 def _read_element_header(f: Any, implicit: bool, little: bool) -> tuple[int, int, str]:
@@ -238,75 +94,64 @@ def _read_element_header(f: Any, implicit: bool, little: bool) -> tuple[int, int
     return start + 8, length, vr.decode("ascii", "replace")
 
 
-def _scan_fragments(
-    f: Any, offset: int, file_size: int, path: Path
-) -> tuple[list[int], list[tuple[int, int]]]:
-    """Basic Offset Table and (offset, length) of every fragment, reading item headers only."""
+def _fragment_items(f: Any, offset: int, file_size: int, path: Path) -> list[int]:
+    """File offsets of the fragment items after the Basic Offset Table.
+
+    pydicom parses the items (their headers only); this checks that the last fragment and
+    the sequence delimiter are in the file, so a truncated file is refused at open.
+    """
+    from pydicom.encaps import parse_basic_offsets, parse_fragments
+
     f.seek(offset)
-    bot: list[int] | None = None
-    fragments: list[tuple[int, int]] = []
-    while True:
-        head = f.read(8)
-        if len(head) < 8:
+    try:
+        parse_basic_offsets(f)
+        _count, items = parse_fragments(f)
+    except (ValueError, struct.error) as exc:
+        if f.tell() >= file_size:  # pydicom stopped at the end of the file
             raise StudyLoadError(
                 "the file is truncated inside its compressed pixel data",
-                why=f"the encapsulated pixel data ends after {len(fragments)} fragment(s) without "
-                "a sequence delimiter",
+                why=f"the encapsulated pixel data ends at byte {file_size} without a sequence "
+                f"delimiter ({exc})",
                 fix=REEXPORT_FIX,
                 path=path,
-            )
-        group, element, length = struct.unpack("<HHI", head)
-        if (group, element) == _SEQ_END:
-            break
-        if (group, element) != _ITEM or length == 0xFFFFFFFF:
-            raise StudyLoadError(
-                "the compressed pixel data is malformed",
-                why=f"expected an item tag (FFFE,E000) at byte {f.tell() - 8}, found "
-                f"({group:04X},{element:04X})",
-                fix=REEXPORT_FIX,
-                path=path,
-            )
-        pos = f.tell()
-        if pos + length > file_size:
+            ) from None
+        raise StudyLoadError(
+            "the compressed pixel data is malformed",
+            why=str(exc),
+            fix=REEXPORT_FIX,
+            path=path,
+        ) from None
+    end = f.tell()  # parse_fragments returns to the first fragment item
+    if items:
+        f.seek(items[-1] + 4)
+        (length,) = struct.unpack("<I", f.read(4))
+        end = items[-1] + 8 + length
+        if end > file_size:
             raise StudyLoadError(
                 "the file is truncated inside its compressed pixel data",
-                why=f"a fragment of {length} bytes at byte {pos} runs past the end of the "
-                f"{file_size}-byte file",
+                why=f"a fragment of {length} bytes at byte {items[-1] + 8} runs past the end "
+                f"of the {file_size}-byte file",
                 fix=REEXPORT_FIX,
                 path=path,
             )
-        if bot is None:
-            raw = f.read(length)
-            bot = list(struct.unpack(f"<{length // 4}I", raw[: length // 4 * 4]))
-        else:
-            fragments.append((pos, length))
-            f.seek(pos + length)
-    return bot or [], fragments
+    f.seek(end)
+    if f.read(4) != _SEQ_END:
+        raise StudyLoadError(
+            "the file is truncated inside its compressed pixel data",
+            why=f"the encapsulated pixel data ends after {len(items)} fragment(s) without "
+            "a sequence delimiter",
+            fix=REEXPORT_FIX,
+            path=path,
+        )
+    return items
 
 
-def _group_frames(
-    bot: list[int], fragments: list[tuple[int, int]], n_frames: int, eot: list[int] | None
-) -> list[list[tuple[int, int]]] | None:
-    """Fragments of each frame, or None when only pydicom's heuristics can tell."""
-    if not fragments:
+def _extended_offsets(ds: Any, n_frames: int) -> tuple[bytes, bytes] | None:
+    """The Extended Offset Table (offsets, lengths) when it lists every frame."""
+    offsets, lengths = ds.get("ExtendedOffsetTable"), ds.get("ExtendedOffsetTableLengths")
+    if not isinstance(offsets, bytes) or not isinstance(lengths, bytes):
         return None
-    if n_frames == 1:
-        return [fragments]
-    offsets = eot if eot else (bot if bot else None)
-    if offsets is not None and len(offsets) == n_frames:
-        first = fragments[0][0] - 8
-        frames: list[list[tuple[int, int]]] = [[] for _ in range(n_frames)]
-        k = 0
-        for pos, length in fragments:
-            rel = pos - 8 - first
-            while k + 1 < n_frames and rel >= offsets[k + 1]:
-                k += 1
-            frames[k].append((pos, length))
-        if all(frames):
-            return frames
-    if len(fragments) == n_frames:
-        return [[frag] for frag in fragments]
-    return None
+    return (offsets, lengths) if len(offsets) == len(lengths) == 8 * n_frames else None
 
 
 class DicomFrames:
@@ -319,16 +164,27 @@ class DicomFrames:
         ts: str,
         value_offset: int,
         vr: str,
-        frames: list[list[tuple[int, int]]] | None,
-        encapsulated: bool,
+        items: list[int] | None,
+        bare_length: int | None = None,
     ) -> None:
+        """``items``: the fragment items of encapsulated pixel data; ``bare_length``: a
+        compressed frame stored as one defined-length value at ``value_offset``."""
+        from pydicom.uid import (
+            DeflatedExplicitVRLittleEndian,
+            ExplicitVRLittleEndian,
+            ImplicitVRLittleEndian,
+            JPEGBaseline8Bit,
+        )
+
         self.path = path
         self.header = header
         self.ts = ts
         self.value_offset = value_offset
         self.vr = vr
-        self.fragments = frames
-        self.encapsulated = encapsulated
+        self.items = items
+        self.bare_length = bare_length
+        self.encapsulated = items is not None or bare_length is not None
+        self.deflated = ts == DeflatedExplicitVRLittleEndian
         self.rows = int(header.Rows)
         self.cols = int(header.Columns)
         self.spp = whole_number(header.get("SamplesPerPixel"), 1) or 1
@@ -337,16 +193,24 @@ class DicomFrames:
             whole_number(header.get("BitsStored"), self.bits_allocated) or self.bits_allocated
         )
         self.signed = (whole_number(header.get("PixelRepresentation"), 0) or 0) == 1
-        self.photometric = _text(header, "PhotometricInterpretation").upper() or "MONOCHROME2"
+        self.photometric = tag_text(header, "PhotometricInterpretation").upper() or "MONOCHROME2"
         self.planar = whole_number(header.get("PlanarConfiguration"), 0) or 0
         self.n_frames = whole_number(header.get("NumberOfFrames"), 1) or 1
+        self.extended_offsets = _extended_offsets(header, self.n_frames)
+        # frames whose fragments are known without pydicom's JPEG-marker heuristics
+        indexed = (
+            bare_length is not None
+            or self.n_frames == 1
+            or (items is not None and len(items) == self.n_frames)
+            or self.extended_offsets is not None
+        )
         self._deflated: Any = None
         self._palette_shift: int | None = None
         self._lock = threading.Lock()
         self.fast_jpeg = (
-            encapsulated
-            and ts == JPEG_BASELINE
-            and frames is not None
+            self.encapsulated
+            and ts == JPEGBaseline8Bit
+            and indexed
             and self.bits_allocated == 8
             and (
                 (self.spp == 3 and self.photometric in {"YBR_FULL_422", "YBR_FULL"})
@@ -354,8 +218,8 @@ class DicomFrames:
             )
         )
         self.fast_native = (
-            not encapsulated
-            and ts in {IMPLICIT_LE, EXPLICIT_LE}
+            not self.encapsulated
+            and ts in {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
             and self.bits_allocated == 8
             and self.bits_stored == 8
             and not self.signed
@@ -365,13 +229,24 @@ class DicomFrames:
     # -- decoding paths -------------------------------------------------------------------
     def frame_bytes(self, index: int) -> bytes:
         """The compressed bytes of one encapsulated frame (its fragments joined)."""
-        assert self.fragments is not None
+        from pydicom.encaps import generate_fragments, get_frame
+
         with open(self.path, "rb") as f:
-            parts = []
-            for pos, length in self.fragments[index]:
-                f.seek(pos)
-                parts.append(f.read(length))
-        return b"".join(parts)
+            if self.bare_length is not None:
+                f.seek(self.value_offset)
+                return f.read(self.bare_length)
+            assert self.items is not None
+            if self.n_frames == 1:  # every fragment, whatever the offset tables say
+                f.seek(self.items[0])
+                return b"".join(generate_fragments(f))
+            if len(self.items) == self.n_frames:  # one fragment per frame
+                f.seek(self.items[index])
+                return next(generate_fragments(f))
+            # the offset tables, else pydicom's search for JPEG end-of-image markers
+            f.seek(self.value_offset)
+            return get_frame(
+                f, index, number_of_frames=self.n_frames, extended_offsets=self.extended_offsets
+            )
 
     def _decode_jpeg_cv2(self, index: int) -> np.ndarray | None:
         import cv2
@@ -422,12 +297,6 @@ class DicomFrames:
         }
         if self.spp > 1:
             opts["planar_configuration"] = self.planar
-        eot = self.header.get("ExtendedOffsetTable")
-        if eot is not None and self.encapsulated:
-            opts["extended_offsets"] = (
-                eot.value if hasattr(eot, "value") else eot,
-                self.header.get("ExtendedOffsetTableLengths"),
-            )
         return opts
 
     def _decode_pydicom(self, index: int) -> np.ndarray:
@@ -435,19 +304,18 @@ class DicomFrames:
 
         decoder = get_decoder(self.ts)
         with collect_warnings():
-            if self.ts == DEFLATED_LE:
+            if self.deflated:
                 with self._lock:
                     if self._deflated is None:
                         from pydicom import dcmread
 
                         self._deflated = dcmread(self.path)
                 return decoder.as_array(self._deflated, index=index)[0]
-            if self.fragments is not None:
+            if self.encapsulated:
                 from pydicom.encaps import encapsulate
 
                 opts = self._options()
                 opts["number_of_frames"] = 1
-                opts.pop("extended_offsets", None)
                 src = encapsulate([self.frame_bytes(index)])
                 arr, _meta = decoder.as_array(src, index=0, **opts)
                 return arr
@@ -472,7 +340,7 @@ class DicomFrames:
         except Exception as exc:
             tried = ("OpenCV (libjpeg-turbo), then " if self.fast_jpeg else "") + "pydicom"
             raise StudyLoadError(
-                f"frame {index} could not be decoded ({_ts_name(self.ts)})",
+                f"frame {index} could not be decoded ({ts_name(self.ts)})",
                 why=f"tried {tried}: {type(exc).__name__}: {exc}",
                 fix="The compressed pixel data looks damaged. " + REEXPORT_FIX,
                 path=self.path,
@@ -487,33 +355,6 @@ class DicomFrames:
                 self._palette_shift = palette_shift(self.header)
         with collect_warnings():
             return to_display_rgb(raw, self.header, self._palette_shift)
-
-
-def _refuse_dimensions(
-    path: Path, rows: int, cols: int, spp: int, bits: int, n_frames: int
-) -> None:
-    problem = ""
-    if rows <= 0 or cols <= 0:
-        problem = f"Rows x Columns is {rows} x {cols}"
-    elif n_frames < 1 or n_frames > MAX_FRAMES:
-        problem = f"Number of Frames is {n_frames} (at most {MAX_FRAMES} are accepted)"
-    elif rows * cols > MAX_FRAME_PIXELS:
-        problem = f"a {cols} x {rows} frame has more than {MAX_FRAME_PIXELS} pixels"
-    elif spp not in (1, 3):
-        problem = f"Samples per Pixel is {spp} (1 or 3 are supported)"
-    elif bits not in (1, 8, 16, 32, 64):
-        problem = f"Bits Allocated is {bits}"
-    elif rows * cols * 3 * n_frames > MAX_TOTAL_BYTES:
-        problem = (
-            f"{n_frames} frames of {cols} x {rows} would need over {MAX_TOTAL_BYTES >> 30} GiB"
-        )
-    if problem:
-        raise StudyLoadError(
-            "the header declares absurd image dimensions; refused before decoding",
-            why=problem,
-            fix="The header is corrupt or not an image this viewer can show. " + REEXPORT_FIX,
-            path=path,
-        )
 
 
 def read_dicom(path: Path, force: bool = False) -> DicomInstance:
@@ -541,7 +382,21 @@ def read_dicom(path: Path, force: bool = False) -> DicomInstance:
 def _read_dicom(path: Path, force: bool) -> DicomInstance:
     from pydicom import dcmread
     from pydicom.errors import InvalidDicomError
+    from pydicom.uid import (
+        UID,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+        MediaStorageDirectoryStorage,
+    )
 
+    native = {
+        ImplicitVRLittleEndian,
+        ExplicitVRLittleEndian,
+        DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
+    }
     path = Path(path)
     file_size = path.stat().st_size
     with open(path, "rb") as f:
@@ -564,8 +419,12 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
         )
         if not ts:
             implicit, little = getattr(ds, "original_encoding", (True, True))
-            ts = IMPLICIT_LE if implicit else (EXPLICIT_LE if little else EXPLICIT_BE)
-        if sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
+            ts = (
+                ImplicitVRLittleEndian
+                if implicit
+                else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+            )
+        if sop_class == MediaStorageDirectoryStorage or "DirectoryRecordSequence" in ds:
             raise StudyLoadError(
                 "this is a DICOMDIR index, not an image",
                 why="a DICOMDIR lists the files of a disc or folder",
@@ -573,22 +432,23 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                 path=path,
             )
         value_offset, length, vr = -1, 0, ""
-        if ts != DEFLATED_LE:
+        deflated = ts == DeflatedExplicitVRLittleEndian
+        if not deflated:
             f.seek(after_header)
             implicit, little = getattr(
-                ds, "original_encoding", (ts == IMPLICIT_LE, ts != EXPLICIT_BE)
+                ds,
+                "original_encoding",
+                (ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian),
             )
             if implicit is None:
-                implicit, little = ts == IMPLICIT_LE, ts != EXPLICIT_BE
+                implicit, little = ts == ImplicitVRLittleEndian, ts != ExplicitVRBigEndian
             value_offset, length, vr = _read_element_header(f, bool(implicit), bool(little))
-        if ts == DEFLATED_LE:
+        if deflated:
             full = dcmread(path, force=force)
             has_pixels = "PixelData" in full
         else:
             has_pixels = value_offset >= 0
         if not has_pixels:
-            from pydicom.uid import UID
-
             kind = UID(sop_class).name if sop_class else "an object of unknown class"
             raise StudyLoadError(
                 "the DICOM file has no image (no Pixel Data element)",
@@ -612,51 +472,47 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                 fix="The file is not a displayable image or its header is damaged. " + REEXPORT_FIX,
                 path=path,
             )
-        _refuse_dimensions(path, rows, cols, spp, bits, n_frames)
+        refuse_dimensions(path, rows, cols, spp, bits, n_frames)
         check_decoder(ts, path)
-        encapsulated = length == 0xFFFFFFFF
-        frames: list[list[tuple[int, int]]] | None = None
-        if encapsulated:
-            if ts in _NATIVE:
+        items: list[int] | None = None
+        bare_length: int | None = None
+        if length == 0xFFFFFFFF:
+            if ts in native:
                 raise StudyLoadError(
                     "the pixel data is encapsulated but the transfer syntax is uncompressed",
-                    why=f"transfer syntax {_ts_name(ts)} with undefined-length Pixel Data",
+                    why=f"transfer syntax {ts_name(ts)} with undefined-length Pixel Data",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
-            bot, fragments = _scan_fragments(f, value_offset, file_size, path)
-            if len(fragments) == 0:
+            items = _fragment_items(f, value_offset, file_size, path)
+            if len(items) == 0:
                 raise StudyLoadError(
                     "the compressed pixel data holds no frames",
                     why="no fragment follows the offset table",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
-            eot_raw = ds.get("ExtendedOffsetTable")
-            eot = list(np.frombuffer(bytes(eot_raw), "<u8").tolist()) if eot_raw else None
-            frames = _group_frames(bot, fragments, n_frames, eot)
-            if frames is None and len(fragments) < n_frames:
+            if len(items) < n_frames:
                 raise StudyLoadError(
                     f"the header declares {n_frames} frames but the compressed pixel data holds "
-                    f"only {len(fragments)} fragment(s)",
+                    f"only {len(items)} fragment(s)",
                     why="frames are missing (a truncated or inconsistent file)",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
-        elif ts not in _NATIVE:
+        elif ts not in native:
             # compressed transfer syntax, but one defined-length value: a single bare frame
             if n_frames != 1 or value_offset + length > file_size or length == 0:
                 raise StudyLoadError(
                     "the compressed pixel data is not encapsulated",
-                    why=f"{_ts_name(ts)} needs encapsulated fragments; found one {length}-byte "
+                    why=f"{ts_name(ts)} needs encapsulated fragments; found one {length}-byte "
                     f"value for {n_frames} frame(s)",
                     fix=REEXPORT_FIX,
                     path=path,
                 )
-            frames = [[(value_offset, length)]]
-            encapsulated = True
-        elif ts != DEFLATED_LE:
-            photometric = _text(ds, "PhotometricInterpretation").upper()
+            bare_length = length
+        elif not deflated:
+            photometric = tag_text(ds, "PhotometricInterpretation").upper()
             samples = 2 if photometric == "YBR_FULL_422" and spp == 3 else spp
             expected = (rows * cols * samples * bits * n_frames + 7) // 8
             if length < expected or value_offset + expected > file_size:
@@ -669,36 +525,36 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                     path=path,
                 )
 
-    source = DicomFrames(path, ds, ts, value_offset, vr, frames, encapsulated)
-    modality = _text(ds, "Modality")
+    source = DicomFrames(path, ds, ts, value_offset, vr, items, bare_length)
+    modality = tag_text(ds, "Modality")
     if modality == "US" or "SequenceOfUltrasoundRegions" in ds:
         calibration = calibration_from_regions(ds, rows, cols)
     else:
         calibration = Calibration.none(f"modality {modality or 'unknown'}: not an ultrasound image")
     series = Series(
-        uid=_text(ds, "SeriesInstanceUID") or f"file:{path.name}",
-        description=_text(ds, "SeriesDescription"),
+        uid=tag_text(ds, "SeriesInstanceUID") or f"file:{path.name}",
+        description=tag_text(ds, "SeriesDescription"),
         modality=modality,
-        manufacturer=_text(ds, "Manufacturer"),
-        model_name=_text(ds, "ManufacturerModelName"),
+        manufacturer=tag_text(ds, "Manufacturer"),
+        model_name=tag_text(ds, "ManufacturerModelName"),
         rows=rows,
         cols=cols,
         n_frames=n_frames,
         frame_time_ms=frame_time_ms(ds, n_frames),
         calibration=calibration,
-        burned_in_annotation=_burned_in(ds),
+        burned_in_annotation=burned_in(ds),
         ga_weeks=gestational_age_weeks(ds),
         source=path,
-        instance_uid=_text(ds, "SOPInstanceUID"),
+        instance_uid=tag_text(ds, "SOPInstanceUID"),
         instance_number=whole_number(ds.get("InstanceNumber")),
         series_number=whole_number(ds.get("SeriesNumber")),
-        transfer_syntax=_ts_name(ts),
+        transfer_syntax=ts_name(ts),
         photometric=source.photometric,
         _frames=source,
     )
-    patient_id = _text(ds, "PatientID")
-    patient_name = _text(ds, "PatientName")
-    study_uid = _text(ds, "StudyInstanceUID") or f"file:{path.parent}"
+    patient_id = tag_text(ds, "PatientID")
+    patient_name = tag_text(ds, "PatientName")
+    study_uid = tag_text(ds, "StudyInstanceUID") or f"file:{path.parent}"
     key = patient_id or patient_name or f"study:{study_uid}"
     return DicomInstance(
         series=series,
@@ -709,6 +565,6 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
             birth_date=parse_da(ds.get("PatientBirthDate")),
         ),
         study_uid=study_uid,
-        study_description=_text(ds, "StudyDescription"),
+        study_description=tag_text(ds, "StudyDescription"),
         study_date=parse_da(ds.get("StudyDate")),
     )

@@ -34,8 +34,6 @@ from numpy.typing import NDArray
 
 from fetal_viewer.core.phantoms.styles import ScannerStyle
 
-US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
-US_MULTIFRAME_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.3.1"
 GA_CONCEPT = ("18185-9", "LN", "Gestational age")
 
 
@@ -97,14 +95,16 @@ def write_us_dicom(
         UID,
         ExplicitVRLittleEndian,
         JPEGBaseline8Bit,
+        UltrasoundImageStorage,
+        UltrasoundMultiFrameImageStorage,
     )
 
     multi = len(frames) > 1
     rows, cols = frames[0].shape[:2]
-    sop_class = US_MULTIFRAME_IMAGE_STORAGE if multi else US_IMAGE_STORAGE
+    sop_class = UltrasoundMultiFrameImageStorage if multi else UltrasoundImageStorage
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = JPEGBaseline8Bit if jpeg_quality else ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID

@@ -8,15 +8,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.phantoms.anatomy import (
-    FLUID,
-    Case,
-    draw_case,
-    draw_surroundings,
-    sample_case,
-    sample_pose,
-)
+from fetal_viewer.core.phantoms.anatomy import FLUID, Case, sample_case, sample_pose
 from fetal_viewer.core.phantoms.bmode import SectorGeometry, form_image, geometry_for
+from fetal_viewer.core.phantoms.body import draw_case, draw_surroundings
 from fetal_viewer.core.phantoms.canvas import Canvas
 from fetal_viewer.core.phantoms.overlay import Annotation, draw_overlay
 from fetal_viewer.core.phantoms.styles import ScannerStyle, get_style

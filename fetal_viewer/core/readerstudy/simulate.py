@@ -15,10 +15,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from fetal_viewer.core.model.labels import CLASSES
 from fetal_viewer.core.readerstudy.protocol import AIOutput, CaseView, ReadingSession
 from fetal_viewer.core.store import CaseSpec, Store, utcnow
-
-LABELS = ("normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis")
 
 
 @dataclass(frozen=True)
@@ -54,24 +53,24 @@ def simulate_study(
 ) -> SimTruth:
     rng = np.random.default_rng(seed)
     truth_label = [
-        LABELS[0] if rng.random() < 0.5 else LABELS[1 + int(rng.integers(4))]
+        CLASSES[0] if rng.random() < 0.5 else CLASSES[1 + int(rng.integers(4))]
         for _ in range(n_cases)
     ]
     specs = [CaseSpec(f"/sim/case_{i:05d}.dcm", lab) for i, lab in enumerate(truth_label)]
     store.create_study(
-        name, design=design, labels=LABELS, cases=specs, seed=seed, washout_days=28.0
+        name, design=design, labels=CLASSES, cases=specs, seed=seed, washout_days=28.0
     )
     ref = {c.pseudonym: c.reference_label for c in store.list_cases(name)}
     u_case = {p: rng.normal(0, case_sd) for p in ref}
     ai_rng = np.random.default_rng(seed + 1)
     ai_label = {
-        p: lab if ai_rng.random() < ai_accuracy else LABELS[int(ai_rng.integers(5))]
+        p: lab if ai_rng.random() < ai_accuracy else CLASSES[int(ai_rng.integers(5))]
         for p, lab in ref.items()
     }
 
     def provider(case: CaseView) -> AIOutput:
         top = ai_label[case.pseudonym]
-        probs = {lab: (0.8 if lab == top else 0.05) for lab in LABELS}
+        probs = {lab: (0.8 if lab == top else 0.05) for lab in CLASSES}
         return AIOutput("sim-model-sha", probs)
 
     now = [utcnow()]
@@ -125,7 +124,9 @@ def _read_all(
             if aided and ai_label[p] != "normal" and rng.random() < 0.8:
                 label = ai_label[p]
             else:
-                label = ref[p] if truth and rng.random() < 0.7 else LABELS[1 + int(rng.integers(4))]
+                label = (
+                    ref[p] if truth and rng.random() < 0.7 else CLASSES[1 + int(rng.integers(4))]
+                )
         else:
             label = "normal"
         median = t_a if aided else t_u

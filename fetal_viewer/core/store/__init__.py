@@ -8,7 +8,7 @@ the default file in the user data folder); it upgrades the schema to the newest 
 from __future__ import annotations
 
 from fetal_viewer.core.store.engine import default_db_path, head_revision
-from fetal_viewer.core.store.repository import (
+from fetal_viewer.core.store.records import (
     CONDITIONS,
     DESIGNS,
     AuditEntry,
@@ -20,11 +20,10 @@ from fetal_viewer.core.store.repository import (
     Read,
     Reader,
     ReadingSessionInfo,
-    Store,
     Study,
-    open_store,
     utcnow,
 )
+from fetal_viewer.core.store.repository import Store, open_store
 
 __all__ = [
     "CONDITIONS",

@@ -17,11 +17,9 @@ import functools
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -39,215 +37,26 @@ from fetal_viewer.core.store.models import (
     SessionRow,
     StudyRow,
 )
+from fetal_viewer.core.store.records import (
+    DESIGNS,
+    AuditEntry,
+    Case,
+    CaseSpec,
+    Enrolment,
+    MergeReport,
+    NewRead,
+    Read,
+    Reader,
+    ReadingSessionInfo,
+    Study,
+    new_uid,
+    record,
+    row_values,
+    utcnow,
+)
 from fetal_viewer.errors import ProtocolError, StoreError
 
 log = logging.getLogger(__name__)
-
-DESIGNS = ("sequential", "crossover")
-CONDITIONS = ("unaided", "aided")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _utc_opt(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
-
-
-@dataclass(frozen=True)
-class Reader:
-    id: int
-    pseudonym: str
-    role: str
-    years_experience: float
-
-
-@dataclass(frozen=True)
-class Study:
-    id: int
-    name: str
-    design: str
-    labels: tuple[str, ...]
-    confidence_scale: tuple[int, int]
-    seed: int
-    washout_days: float
-    model_card: dict[str, Any] | None
-    model_sha256: str | None
-    created_at: datetime
-    n_cases: int
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    """A case to add to a new study (coordinator input)."""
-
-    source_path: str
-    reference_label: str
-    reference_source: str = "reference standard"
-    frame: int = 0
-    ga_weeks: float | None = None
-    center: str | None = None
-
-
-@dataclass(frozen=True)
-class Case:
-    """A case as the coordinator sees it (with the reference; never shown to readers)."""
-
-    id: int
-    pseudonym: str
-    source_path: str
-    frame: int
-    reference_label: str
-    reference_source: str
-    ga_weeks: float | None
-    center: str | None
-
-
-@dataclass(frozen=True)
-class Enrolment:
-    study: str
-    reader: str
-    order_seed: int
-
-
-@dataclass(frozen=True)
-class ReadingSessionInfo:
-    id: int
-    uid: str
-    study_id: int
-    reader_id: int
-    arm: int
-    condition: str
-    order_seed: int
-    started_at: datetime
-    ended_at: datetime | None
-
-
-@dataclass(frozen=True)
-class NewRead:
-    """What a reader submitted, as the protocol hands it to the store."""
-
-    session_id: int
-    case_id: int
-    condition: str
-    label: str
-    confidence: int
-    anomaly_prob: int
-    started_at: datetime
-    submitted_at: datetime
-    active_ms: int
-    position: int
-    free_text: str | None = None
-    ai_model_sha: str | None = None
-    ai_probs: dict[str, float] | None = None
-    ai_heatmap_visible: bool | None = None
-    changed_from_unaided: bool | None = None
-    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-@dataclass(frozen=True)
-class Read:
-    id: int
-    uid: str
-    session_id: int
-    study_id: int
-    reader_id: int
-    case_id: int
-    condition: str
-    label: str
-    confidence: int
-    anomaly_prob: int
-    free_text: str | None
-    started_at: datetime
-    submitted_at: datetime
-    active_ms: int
-    position: int
-    ai_model_sha: str | None
-    ai_probs: dict[str, float] | None
-    ai_heatmap_visible: bool | None
-    changed_from_unaided: bool | None
-    supersedes_id: int | None
-    correction_reason: str | None
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    at: datetime
-    actor: str
-    action: str
-    study_id: int | None
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class MergeReport:
-    readers_added: int = 0
-    sessions_added: int = 0
-    reads_added: int = 0
-    reads_already_present: int = 0
-    conflicts: tuple[str, ...] = ()
-
-
-def _reader(row: ReaderRow) -> Reader:
-    return Reader(row.id, row.pseudonym, row.role, row.years_experience)
-
-
-def _case(row: CaseRow) -> Case:
-    return Case(
-        row.id,
-        row.pseudonym,
-        row.source_path,
-        row.frame,
-        row.reference_label,
-        row.reference_source,
-        row.ga_weeks,
-        row.center,
-    )
-
-
-def _session(row: SessionRow) -> ReadingSessionInfo:
-    return ReadingSessionInfo(
-        row.id,
-        row.uid,
-        row.study_id,
-        row.reader_id,
-        row.arm,
-        row.condition,
-        row.order_seed,
-        _utc(row.started_at),
-        _utc_opt(row.ended_at),
-    )
-
-
-def _read(row: ReadRow) -> Read:
-    return Read(
-        id=row.id,
-        uid=row.uid,
-        session_id=row.session_id,
-        study_id=row.study_id,
-        reader_id=row.reader_id,
-        case_id=row.case_id,
-        condition=row.condition,
-        label=row.label,
-        confidence=row.confidence,
-        anomaly_prob=row.anomaly_prob,
-        free_text=row.free_text,
-        started_at=_utc(row.started_at),
-        submitted_at=_utc(row.submitted_at),
-        active_ms=row.active_ms,
-        position=row.position,
-        ai_model_sha=row.ai_model_sha,
-        ai_probs=dict(row.ai_probs) if row.ai_probs is not None else None,
-        ai_heatmap_visible=row.ai_heatmap_visible,
-        changed_from_unaided=row.changed_from_unaided,
-        supersedes_id=row.supersedes_id,
-        correction_reason=row.correction_reason,
-    )
 
 
 def _case_pseudonym(seed: int, index: int) -> str:
@@ -345,7 +154,7 @@ class Store:
                 s.add(row)
                 s.flush()
                 self._audit(s, "coordinator", "add_reader", None, reader=row.pseudonym)
-                return _reader(row)
+                return record(Reader, row)
         except StoreError as exc:
             if not isinstance(exc.__cause__, IntegrityError):
                 raise
@@ -363,12 +172,12 @@ class Store:
                     f"No reader named {pseudonym!r}.",
                     fix="Add the reader first (fetal-viewer study add-reader).",
                 )
-            return _reader(row)
+            return record(Reader, row)
 
     @_retrying
     def list_readers(self) -> list[Reader]:
         with self.unit_of_work("listing readers") as s:
-            return [_reader(r) for r in s.scalars(select(ReaderRow).order_by(ReaderRow.id))]
+            return [record(Reader, r) for r in s.scalars(select(ReaderRow).order_by(ReaderRow.id))]
 
     # -- studies and cases ----------------------------------------------------------------
     @_retrying
@@ -441,17 +250,12 @@ class Store:
     @staticmethod
     def _study(row: StudyRow, n_cases: int) -> Study:
         scale = row.confidence_scale
-        return Study(
-            id=row.id,
-            name=row.name,
-            design=row.design,
+        return record(
+            Study,
+            row,
             labels=tuple(row.labels),
             confidence_scale=(int(scale["min"]), int(scale["max"])),
-            seed=row.seed,
-            washout_days=row.washout_days,
             model_card=row.model_card,
-            model_sha256=row.model_sha256,
-            created_at=_utc(row.created_at),
             n_cases=n_cases,
         )
 
@@ -488,7 +292,7 @@ class Store:
         with self.unit_of_work("listing cases") as s:
             row = self._study_row(s, study)
             q = select(CaseRow).where(CaseRow.study_id == row.id).order_by(CaseRow.pseudonym)
-            return [_case(c) for c in s.scalars(q)]
+            return [record(Case, c) for c in s.scalars(q)]
 
     # -- enrolment and sessions -----------------------------------------------------------
     @_retrying
@@ -538,7 +342,7 @@ class Store:
                 .where(SessionRow.study_id == study_id, SessionRow.reader_id == reader_id)
                 .order_by(SessionRow.arm)
             )
-            return [_session(r) for r in s.scalars(q)]
+            return [record(ReadingSessionInfo, r) for r in s.scalars(q)]
 
     @_retrying
     def start_session(
@@ -555,7 +359,7 @@ class Store:
             )
             if row is None:
                 row = SessionRow(
-                    uid=str(uuid.uuid4()),
+                    uid=new_uid(),
                     study_id=study_id,
                     reader_id=reader_id,
                     arm=arm,
@@ -566,7 +370,7 @@ class Store:
                 s.add(row)
                 s.flush()
                 self._audit(s, f"reader:{reader_id}", "start_session", study_id, arm=arm)
-            return _session(row)
+            return record(ReadingSessionInfo, row)
 
     @_retrying
     def end_session(self, session_id: int, at: datetime | None = None) -> ReadingSessionInfo:
@@ -577,7 +381,7 @@ class Store:
             if row.ended_at is None:
                 row.ended_at = at or utcnow()
                 self._audit(s, f"reader:{row.reader_id}", "end_session", row.study_id, arm=row.arm)
-            return _session(row)
+            return record(ReadingSessionInfo, row)
 
     # -- reads ----------------------------------------------------------------------------
     @_retrying
@@ -586,7 +390,7 @@ class Store:
     ) -> Read:
         """Store one read durably; returns it as a :class:`Read`."""
         with self.unit_of_work("saving a read") as s:
-            return _read(self._insert_read(s, new, supersedes, reason))
+            return record(Read, self._insert_read(s, new, supersedes, reason))
 
     def _insert_read(
         self, s: Session, new: NewRead, supersedes: int | None, reason: str | None
@@ -609,25 +413,14 @@ class Store:
                     why=f"Read {dup} was submitted before (another window or process?).",
                     fix="Reload the session; a stored read can only be corrected.",
                 )
+        values = row_values(new, exclude=("session_id",))
+        for name in ("confidence", "anomaly_prob", "active_ms", "position"):
+            values[name] = int(values[name])
         row = ReadRow(
-            uid=new.uid,
+            **values,
             session_id=sess.id,
             study_id=sess.study_id,
             reader_id=sess.reader_id,
-            case_id=new.case_id,
-            condition=new.condition,
-            label=new.label,
-            confidence=int(new.confidence),
-            anomaly_prob=int(new.anomaly_prob),
-            free_text=new.free_text,
-            started_at=new.started_at,
-            submitted_at=new.submitted_at,
-            active_ms=int(new.active_ms),
-            position=int(new.position),
-            ai_model_sha=new.ai_model_sha,
-            ai_probs=new.ai_probs,
-            ai_heatmap_visible=new.ai_heatmap_visible,
-            changed_from_unaided=new.changed_from_unaided,
             supersedes_id=supersedes,
             correction_reason=reason,
         )
@@ -648,7 +441,7 @@ class Store:
             q = select(ReadRow).where(ReadRow.study_id == study_id)
             if reader_id is not None:
                 q = q.where(ReadRow.reader_id == reader_id)
-            rows = [_read(r) for r in s.scalars(q.order_by(ReadRow.id))]
+            rows = [record(Read, r) for r in s.scalars(q.order_by(ReadRow.id))]
         if include_superseded:
             return rows
         superseded = {r.supersedes_id for r in rows if r.supersedes_id is not None}
@@ -673,31 +466,27 @@ class Store:
             old_row = s.get(ReadRow, read_id)
             if old_row is None:
                 raise StoreError(f"No read {read_id}.")
-            old = _read(old_row)
+            old = record(Read, old_row)
             later = s.scalar(select(ReadRow.id).where(ReadRow.supersedes_id == read_id))
             if later is not None:
                 raise StoreError(
                     f"Read {read_id} was already corrected by read {later}.",
                     fix="Correct the newest read instead.",
                 )
-            new = NewRead(
-                session_id=old.session_id,
-                case_id=old.case_id,
-                condition=old.condition,
-                label=label if label is not None else old.label,
-                confidence=confidence if confidence is not None else old.confidence,
-                anomaly_prob=anomaly_prob if anomaly_prob is not None else old.anomaly_prob,
-                started_at=old.started_at,
+            changes = {
+                "label": label,
+                "confidence": confidence,
+                "anomaly_prob": anomaly_prob,
+                "free_text": free_text,
+            }
+            new = record(
+                NewRead,
+                old,
+                uid=new_uid(),
                 submitted_at=utcnow(),
-                active_ms=old.active_ms,
-                position=old.position,
-                free_text=free_text if free_text is not None else old.free_text,
-                ai_model_sha=old.ai_model_sha,
-                ai_probs=old.ai_probs,
-                ai_heatmap_visible=old.ai_heatmap_visible,
-                changed_from_unaided=old.changed_from_unaided,
+                **{k: v for k, v in changes.items() if v is not None},
             )
-            out = _read(self._insert_read(s, new, read_id, reason))
+            out = record(Read, self._insert_read(s, new, read_id, reason))
             self._audit(s, actor, "correct_read", old.study_id, read=read_id, new=out.id)
             return out
 
@@ -707,10 +496,7 @@ class Store:
             q = select(AuditRow).order_by(AuditRow.id)
             if study_id is not None:
                 q = q.where(AuditRow.study_id == study_id)
-            return [
-                AuditEntry(_utc(r.at), r.actor, r.action, r.study_id, dict(r.detail))
-                for r in s.scalars(q)
-            ]
+            return [record(AuditEntry, r) for r in s.scalars(q)]
 
     def readers_by_id(self) -> dict[int, Reader]:
         return {r.id: r for r in self.list_readers()}
@@ -722,168 +508,11 @@ class Store:
 
         Idempotent: rows already present (same uid) are skipped. A read that disagrees with
         an effective read already here for the same reader, case and condition is not
-        imported and is listed as a conflict.
+        imported and is listed as a conflict (:func:`fetal_viewer.core.store.merge.merge`).
         """
-        src_study = other.get_study(study)
-        dst_study = self.get_study(study)
-        src_cases = {c.id: c for c in other.list_cases(study)}
-        dst_cases = {c.pseudonym: c for c in self.list_cases(study)}
-        conflicts: list[str] = []
-        if src_study.seed != dst_study.seed or {c.pseudonym for c in src_cases.values()} != set(
-            dst_cases
-        ):
-            raise StoreError(
-                f"The study {study!r} in the other database is not the same study.",
-                why="Its seed or case list differs.",
-                fix="Give each reader a copy of the coordinator's database to read into.",
-            )
-        for c in src_cases.values():
-            if dst_cases[c.pseudonym].reference_label != c.reference_label:
-                conflicts.append(f"case {c.pseudonym}: reference label differs; kept ours")
-        src_readers = other.readers_by_id()
-        readers_added = sessions_added = reads_added = present = 0
-        with self.unit_of_work("merging a reader database") as s:
-            dst_readers = {r.pseudonym: r for r in s.scalars(select(ReaderRow))}
-            reader_map: dict[int, int] = {}
-            for rid, rdr in src_readers.items():
-                rrow = dst_readers.get(rdr.pseudonym)
-                if rrow is None:
-                    rrow = ReaderRow(
-                        pseudonym=rdr.pseudonym,
-                        role=rdr.role,
-                        years_experience=rdr.years_experience,
-                        created_at=utcnow(),
-                    )
-                    s.add(rrow)
-                    s.flush()
-                    readers_added += 1
-                reader_map[rid] = rrow.id
-            for e in other.enrolments(study):
-                rid = reader_map[other_reader_id(src_readers, e.reader)]
-                if (
-                    s.scalar(
-                        select(EnrolmentRow).where(
-                            EnrolmentRow.study_id == dst_study.id, EnrolmentRow.reader_id == rid
-                        )
-                    )
-                    is None
-                ):
-                    s.add(
-                        EnrolmentRow(
-                            study_id=dst_study.id,
-                            reader_id=rid,
-                            order_seed=e.order_seed,
-                            created_at=utcnow(),
-                        )
-                    )
-            session_map: dict[int, int] = {}
-            for src_rid in src_readers:
-                for sess in other.sessions(src_study.id, src_rid):
-                    row_s = s.scalar(select(SessionRow).where(SessionRow.uid == sess.uid))
-                    if row_s is None:
-                        row_s = s.scalar(
-                            select(SessionRow).where(
-                                SessionRow.study_id == dst_study.id,
-                                SessionRow.reader_id == reader_map[src_rid],
-                                SessionRow.arm == sess.arm,
-                            )
-                        )
-                        if row_s is not None:
-                            conflicts.append(
-                                f"reader {src_readers[src_rid].pseudonym} arm {sess.arm}: "
-                                "session exists here with another id; reads merged into it"
-                            )
-                    if row_s is None:
-                        row_s = SessionRow(
-                            uid=sess.uid,
-                            study_id=dst_study.id,
-                            reader_id=reader_map[src_rid],
-                            arm=sess.arm,
-                            condition=sess.condition,
-                            order_seed=sess.order_seed,
-                            started_at=sess.started_at,
-                            ended_at=sess.ended_at,
-                        )
-                        s.add(row_s)
-                        s.flush()
-                        sessions_added += 1
-                    elif row_s.ended_at is None and sess.ended_at is not None:
-                        row_s.ended_at = sess.ended_at
-                    session_map[sess.id] = row_s.id
-            src_reads = other.reads(src_study.id, include_superseded=True)
-            id_map: dict[int, int] = {}
-            existing = {
-                r.uid: r for r in s.scalars(select(ReadRow).where(ReadRow.study_id == dst_study.id))
-            }
-            superseded_here = {r.supersedes_id for r in existing.values() if r.supersedes_id}
-            effective_here = {
-                (r.reader_id, r.case_id, r.condition): r
-                for r in existing.values()
-                if r.id not in superseded_here
-            }
-            for r in src_reads:
-                if r.uid in existing:
-                    present += 1
-                    id_map[r.id] = existing[r.uid].id
-                    continue
-                case = dst_cases[src_cases[r.case_id].pseudonym]
-                key = (reader_map[r.reader_id], case.id, r.condition)
-                if r.supersedes_id is None and key in effective_here:
-                    here = effective_here[key]
-                    if (here.label, here.confidence, here.anomaly_prob) != (
-                        r.label,
-                        r.confidence,
-                        r.anomaly_prob,
-                    ):
-                        conflicts.append(
-                            f"reader {src_readers[r.reader_id].pseudonym} case "
-                            f"{case.pseudonym} {r.condition}: read {r.uid} differs from "
-                            f"{here.uid} already here; not imported"
-                        )
-                    else:
-                        present += 1
-                    continue
-                row = ReadRow(
-                    uid=r.uid,
-                    session_id=session_map[r.session_id],
-                    study_id=dst_study.id,
-                    reader_id=reader_map[r.reader_id],
-                    case_id=case.id,
-                    condition=r.condition,
-                    label=r.label,
-                    confidence=r.confidence,
-                    anomaly_prob=r.anomaly_prob,
-                    free_text=r.free_text,
-                    started_at=r.started_at,
-                    submitted_at=r.submitted_at,
-                    active_ms=r.active_ms,
-                    position=r.position,
-                    ai_model_sha=r.ai_model_sha,
-                    ai_probs=r.ai_probs,
-                    ai_heatmap_visible=r.ai_heatmap_visible,
-                    changed_from_unaided=r.changed_from_unaided,
-                    supersedes_id=id_map.get(r.supersedes_id) if r.supersedes_id else None,
-                    correction_reason=r.correction_reason,
-                )
-                s.add(row)
-                s.flush()
-                id_map[r.id] = row.id
-                effective_here[key] = row
-                reads_added += 1
-            self._audit(
-                s,
-                "coordinator",
-                "merge",
-                dst_study.id,
-                source=other.url,
-                reads_added=reads_added,
-                conflicts=len(conflicts),
-            )
-        return MergeReport(readers_added, sessions_added, reads_added, present, tuple(conflicts))
+        from fetal_viewer.core.store.merge import merge
 
-
-def other_reader_id(readers: dict[int, Reader], pseudonym: str) -> int:
-    return next(rid for rid, r in readers.items() if r.pseudonym == pseudonym)
+        return merge(self, other, study)
 
 
 def open_store(

@@ -5,7 +5,8 @@ out or grouped k-fold; patients never split), saves each fold's checkpoint, scor
 held-out fold through the product's own :class:`~fetal_viewer.core.model.predictor.Predictor`
 (so what is measured is what the viewer runs), then writes the report.
 :func:`score_model` scores an existing checkpoint on a manifest without training.
-:func:`pool_scored` writes one report over the predictions of several earlier runs.
+:func:`pool_scored` (:mod:`.pool`) writes one report over the predictions of several
+earlier runs.
 """
 
 from __future__ import annotations
@@ -32,18 +33,19 @@ from fetal_viewer.core.model.checkpoint import (
 from fetal_viewer.core.model.labels import ANOMALY_CLASSES, CLASSES
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
+from fetal_viewer.core.training.cards import headline, make_card
 from fetal_viewer.core.training.data import read_frame_mask, read_mask, read_record_frame
 from fetal_viewer.core.training.folds import make_folds
 from fetal_viewer.core.training.guard_fit import fit_and_store_guard
-from fetal_viewer.core.training.manifest import Indices, Manifest, Record
+from fetal_viewer.core.training.manifest import Indices, Manifest
 from fetal_viewer.core.training.metrics import energy_inside, pointing_distance, pointing_game
+from fetal_viewer.core.training.pool import manifest_paths, pool_scored
 from fetal_viewer.core.training.report import HeatmapExample, ReportInputs, write_report
 from fetal_viewer.core.training.summary import PredictionTable, summarise
 from fetal_viewer.core.training.train import (
     STATE_DIR,
     LogFn,
     TrainConfig,
-    TrainResult,
     dist_info,
     train_model,
 )
@@ -60,48 +62,6 @@ def restrict(manifest: Manifest, classes: Sequence[str]) -> Manifest:
     if not keep:
         raise DataError("No manifest rows have the requested classes.", why=str(list(classes)))
     return manifest.subset(keep)
-
-
-def make_card(
-    result: TrainResult,
-    config: TrainConfig,
-    manifest: Manifest,
-    indices: Indices,
-    name: str,
-    metrics: dict[str, Any] | None = None,
-    notes: str = "",
-) -> ModelCard:
-    """A model card describing a training run (data, settings, validation figures)."""
-    data = manifest.subset(indices).describe()
-    card_metrics: dict[str, Any] = {
-        "inner_validation": {
-            "best_epoch": result.best_epoch,
-            **{k: round(v, 6) for k, v in result.best_val.items()},
-            "patients": result.n_val_patients,
-            "images": result.n_val_images,
-        },
-        "class_weights": {k: round(v, 6) for k, v in result.class_weights.items()},
-        "training": {
-            "epochs_run": len(result.history),
-            "images": result.n_train_images,
-            "patients": result.n_train_patients,
-            "seconds": round(result.seconds, 1),
-            "config": {k: v for k, v in config.fingerprint().items() if k != "classes"},
-        },
-    }
-    if result.extra.get("initialised_from"):
-        card_metrics["training"]["initialised_from"] = result.extra["initialised_from"]
-    if metrics:
-        card_metrics.update(metrics)
-    return ModelCard(
-        name=name,
-        version="1",
-        classes=tuple(config.classes),
-        input_size=config.input_size,
-        training_data=json.dumps(data, sort_keys=True),
-        metrics=card_metrics,
-        notes=notes,
-    )
 
 
 @dataclass
@@ -227,7 +187,7 @@ def score(
         classes=classes,
         # as the manifest names them (relative to its folder), so the table joins with the
         # manifest and a results folder that is passed on does not show the local folders
-        paths=_manifest_paths(manifest, rows),
+        paths=manifest_paths(manifest, rows),
         frames=[r.frame for r in rows],
         patient_ids=[r.patient_id for r in rows],
         centers=[r.center for r in rows],
@@ -580,182 +540,13 @@ def guard_vs_ood(
     }
 
 
-def pool_scored(
-    manifest: Manifest,
-    sources: Sequence[str | Path],
-    out_dir: str | Path,
-    *,
-    classes: Sequence[str] = CLASSES,
-    n_boot: int = 1000,
-    figure_dir: str | Path | None = None,
-    log: LogFn = print,
-) -> dict[str, Any]:
-    """One report over the per-case predictions of earlier ``evaluate`` runs (each source
-    folder's predictions.csv and metrics.json), without running a model: for example each
-    center's held-out scoring by the model that never saw it, pooled into one
-    leave-one-center-out report with CIs over all their patients.
-
-    Every row must be a frame of ``manifest`` with the same patient and label, no patient may
-    come from two sources (it would count twice), and the sources' heatmaps must be made the
-    same way, so the pooled localisation figures mean one thing. A held-out scoring's rows
-    are named after their folder in the report's by-fold table.
-    """
-    if not sources:
-        raise DataError("Nothing to pool.", fix="Name the output folders of earlier evaluate runs.")
-    classes = tuple(classes)
-    paths = _manifest_paths(manifest, manifest.records)
-    known = {(path, r.frame): r for path, r in zip(paths, manifest.records, strict=True)}
-    tables: list[PredictionTable] = []
-    described: list[dict[str, Any]] = []
-    folders = [Path(src) for src in sources]
-    owner: dict[str, int] = {}  # patient -> index of the folder it came from
-    for n, src in enumerate(folders):
-        csv_path, metrics_path = src / "predictions.csv", src / "metrics.json"
-        if not csv_path.is_file() or not metrics_path.is_file():
-            raise DataError(
-                f"{src} holds no scored predictions.",
-                why="A folder to pool needs the predictions.csv and metrics.json that "
-                "evaluate writes.",
-                fix="Name the --out folder of an earlier evaluate run.",
-            )
-        setup = json.loads(metrics_path.read_text(encoding="utf-8")).get("setup", {})
-        scored_classes = tuple(c.strip() for c in str(setup.get("classes", "")).split(","))
-        if scored_classes != classes:
-            raise DataError(
-                f"{src} was scored on the classes {', '.join(scored_classes)}; this manifest "
-                f"and task have {', '.join(classes)}.",
-                fix="Pool runs of one task (--task) on this manifest's classes.",
-            )
-        table = PredictionTable.read_csv(csv_path, classes)
-        for path, frame, patient, y in zip(
-            table.paths, table.frames, table.patient_ids, table.y.tolist(), strict=True
-        ):
-            record = known.get((path, frame))
-            if record is None or record.patient_id != patient or record.label != classes[y]:
-                raise DataError(
-                    f"{src}: {path} (frame {frame}) is not in {manifest.source.name} as "
-                    f"patient {patient}, {classes[y]}.",
-                    fix="Pool runs scored on frames of this manifest.",
-                )
-            first = owner.setdefault(patient, n)
-            if first != n:
-                raise DataError(
-                    f"Patient {patient} is in both {folders[first].name} and {src.name}.",
-                    why="A pooled report counts each patient once.",
-                    fix="Pool runs over disjoint patients (one held-out set per run).",
-                )
-        table.folds = [src.name if f == "held-out" else f for f in table.folds]
-        tables.append(table)
-        described.append(
-            {
-                "folder": str(src),
-                "what": setup.get("model") or setup.get("protocol", ""),
-                "heatmap": setup.get("heatmap", FAST_METHOD),
-                # runs from before the rule was recorded all used the mean
-                "rule": setup.get("patient_aggregation", DEFAULT_RULE),
-                "patients": len(set(table.patient_ids)),
-            }
-        )
-    heatmaps = sorted({d["heatmap"] for d in described})
-    if len(heatmaps) > 1:
-        raise DataError(
-            f"The runs to pool made their heatmaps in different ways ({', '.join(heatmaps)}).",
-            fix="Pool runs scored with one --cam-method.",
-        )
-    rules = sorted({d["rule"] for d in described})
-    if len(rules) > 1:
-        raise DataError(
-            f"The runs to pool aggregated a patient's frames by different rules "
-            f"({', '.join(rules)}).",
-            why="Pooled patient-level figures need one rule; it comes from each model's card.",
-            fix="Pool runs of models whose cards name the same aggregation rule.",
-        )
-    log(
-        f"pooling {len(owner)} of the manifest's {len(manifest.patients)} patients "
-        f"from {len(tables)} runs"
-    )
-    table = PredictionTable.concat(tables)
-    metrics, curves = summarise(table, rule=rules[0], n_boot=n_boot)
-    setup = {
-        "protocol": f"pooled predictions of {len(described)} runs",
-        "classes": ", ".join(classes),
-        "heatmap": heatmaps[0],
-        "patient_aggregation": rules[0],
-        "manifest": str(manifest.source),
-        **{
-            f"run {k}": f"{d['folder']}: {d['what']}, {d['patients']} patients"
-            for k, d in enumerate(described, start=1)
-        },
-    }
-    write_report(
-        ReportInputs(
-            title="fetal-viewer evaluation: pooled predictions",
-            table=table,
-            metrics=metrics,
-            curves=curves,
-            setup=setup,
-        ),
-        out_dir,
-        figure_dir=figure_dir,
-    )
-    return {"setup": setup, **metrics}
-
-
-def _manifest_paths(manifest: Manifest, records: Sequence[Record]) -> list[str]:
-    """The records' paths as prediction tables name them (relative to the manifest's folder)."""
-    base = manifest.source.resolve().parent
-    return [
-        str(r.path.relative_to(base)) if r.path.is_relative_to(base) else str(r.path)
-        for r in records
-    ]
-
-
-def headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The few figures a model card and a README quote."""
-    p = metrics["patient_level"]
-    i = metrics["image_level"]
-    loc = metrics.get("localisation", {}).get("all", {})
-    setup = metrics.get("setup", {})
-    recipe = (
-        "folds",
-        "input_size",
-        "epochs",
-        "batch_size",
-        "optimizer",
-        "lr",
-        "weight_decay",
-        "val_fraction",
-        "patience",
-        "seed",
-        "augment",
-        "max_frames_per_patient",
-    )
-    return {
-        "protocol": setup.get("protocol", ""),
-        "settings": {k: setup[k] for k in recipe if k in setup},
-        "patients": metrics["patients"],
-        "images": metrics["images"],
-        "patient_accuracy": p["accuracy"],
-        "patient_accuracy_ci95": p.get("accuracy_ci95"),
-        "image_accuracy": i["accuracy"],
-        "patient_macro_auroc": p["macro_auroc"],
-        "patient_macro_auroc_ci95": p.get("macro_auroc_ci95"),
-        "patient_micro_auroc": p["micro_auroc"],
-        "image_macro_auroc": i["macro_auroc"],
-        "pointing_game": loc.get("pointing_game"),
-        "pointing_game_ceiling": loc.get("pointing_ceiling"),
-        "pointing_game_15px": loc.get("pointing_game_15px"),
-        "energy_inside_mask": loc.get("energy_inside_mask"),
-        "images_flagged_by_guard": metrics.get("domain_guard", {}).get("images_flagged"),
-    }
-
-
 __all__ = [
     "TASKS",
     "Scored",
     "cross_validate",
     "headline",
     "make_card",
+    "pool_scored",
     "restrict",
     "score",
     "score_model",

@@ -7,30 +7,43 @@ continues exactly as if it had not stopped. Under ``torchrun`` (``WORLD_SIZE > 1
 process trains on its shard of every epoch (``DistributedSampler``), gradients are averaged
 by ``DistributedDataParallel`` (NCCL on CUDA, gloo on the CPU) and only rank 0 writes files.
 
-The resume state is a safetensors file (model, best model and optimiser tensors) plus a JSON
-file (epoch, schedule, history); nothing is pickled.
+``train_model`` runs in steps: check the configuration (:mod:`.config`), split the rows and
+weigh the classes, build the loaders, the network and its optimiser, resume, then one epoch at
+a time.
+Processes and devices are in :mod:`.distributed`, the resume state (safetensors + JSON,
+nothing pickled) in :mod:`.state`, the Grad-CAM loss terms in :mod:`.camloss`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fetal_viewer.core.model.labels import CLASSES
-from fetal_viewer.core.model.preprocess import PreprocessSpec
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.training.augment import AugmentSpec
+from fetal_viewer.core.training.camloss import cam_miss, cam_outside
+from fetal_viewer.core.training.config import TrainConfig, TrainResult, check_config
 from fetal_viewer.core.training.data import FrameDataset, SquareCache, collate
+from fetal_viewer.core.training.distributed import (
+    DistInfo,
+    all_sum,
+    autocast_dtype,
+    dist_info,
+    finish_distributed,
+    init_dist,
+    pick_device,
+)
 from fetal_viewer.core.training.folds import inner_split
 from fetal_viewer.core.training.manifest import Indices, Manifest
+from fetal_viewer.core.training.state import STATE_DIR
+from fetal_viewer.core.training.state import load_state as _load_state
+from fetal_viewer.core.training.state import save_state as _save_state
 from fetal_viewer.errors import DataError
 
 if TYPE_CHECKING:
@@ -39,71 +52,20 @@ if TYPE_CHECKING:
     from fetal_viewer.core.model.checkpoint import LoadedModel
 
 LogFn = Callable[[str], None]
-STATE_DIR = "state"
-_STATE_TENSORS = "last.safetensors"
-_STATE_JSON = "last.json"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    classes: tuple[str, ...] = CLASSES
-    input_size: int = 224
-    epochs: int = 30
-    batch_size: int = 32
-    optimizer: str = "adamw"  # or "sgd" (momentum 0.9, nesterov)
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.2
-    patience: int = 5  # epochs without a better validation loss before stopping
-    seed: int = 0
-    pretrained: bool = False
-    #: model card of a checkpoint to start from (fine-tuning; loaded through the verified safe
-    #: path, its classes must match); "" starts from random (or ImageNet) weights
-    init: str = ""
-    augment: bool = True
-    num_workers: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # mixed precision: float16 on CUDA, bfloat16 on CPUs that support it
-    max_frames_per_patient: int = 0  # 0: all; else evenly spaced frames (cine is redundant)
-    #: weight of the Grad-CAM guidance loss (0: labels only, as in the paper); see cam_outside
-    cam_guidance: float = 0.0
-    #: weight of the pointing term: the peak of the true class's map outside the lesion (or
-    #: zero) against the peak inside it; see cam_miss
-    cam_pointing: float = 0.0
-    #: highest grey level of the augmentation's depth-rising noise floor (0: off); see augment
-    noise_floor: float = 0.0
-
-    @property
-    def spec(self) -> PreprocessSpec:
-        return PreprocessSpec(input_size=self.input_size)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the run it continues."""
-        data = asdict(self)
-        data.pop("num_workers")
-        data.pop("device")
-        data["classes"] = list(self.classes)
-        if not self.cam_pointing:
-            data.pop("cam_pointing")  # runs saved before the term existed resume as they were
-        if not self.noise_floor:
-            data.pop("noise_floor")  # likewise for runs saved before the noise floor
-        return data
-
-
-@dataclass
-class TrainResult:
-    model: torch.nn.Module  # best-validation weights, CPU, eval mode
-    class_weights: dict[str, float]
-    history: list[dict[str, float]]
-    best_epoch: int
-    best_val: dict[str, float]
-    n_train_images: int
-    n_val_images: int
-    n_train_patients: int
-    n_val_patients: int
-    seconds: float
-    rank: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+__all__ = [  # names other modules import from here
+    "STATE_DIR",
+    "LogFn",
+    "TrainConfig",
+    "TrainResult",
+    "autocast_dtype",
+    "cam_miss",
+    "cam_outside",
+    "cap_frames",
+    "class_weights",
+    "dist_info",
+    "finish_distributed",
+    "train_model",
+]
 
 
 def cap_frames(records: Sequence[Any], indices: Indices, cap: int) -> np.ndarray:
@@ -136,225 +98,34 @@ def class_weights(targets: Sequence[int], n_classes: int) -> np.ndarray:
     return (counts.sum() / (n_classes * counts)).astype(np.float64)
 
 
-# --------------------------------------------------------------------------- distributed
+# --------------------------------------------------------------------------- steps
 
 
 @dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    local_rank: int
+class _Split:
+    """The rows a run trains on and stops early on, and the class weights of its loss."""
 
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    train: np.ndarray
+    val: np.ndarray
+    weights: np.ndarray
+    n_train_patients: int
+    n_val_patients: int
 
 
-def dist_info() -> DistInfo:
-    """Rank and world size as ``torchrun`` sets them (a single process otherwise)."""
-    return DistInfo(
-        rank=int(os.environ.get("RANK", "0")),
-        world_size=int(os.environ.get("WORLD_SIZE", "1")),
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
-
-
-def _init_dist(info: DistInfo, use_cuda: bool) -> None:
-    import torch.distributed as dist
-
-    if info.enabled and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-
-
-def _all_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:
-    if not info.enabled:
-        return values
-    import torch
-    import torch.distributed as dist
-
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return [float(v) for v in t.cpu()]
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The mixed-precision type for ``device``: float16 on CUDA, bfloat16 on a CPU with
-    native bfloat16 instructions (AVX512-BF16 or AMX; 1.6-1.8x faster ResNet34 steps there),
-    and ``None`` (full precision) elsewhere: oneDNN runs bfloat16 on any AVX-512 CPU, but
-    emulated, at half the speed of float32 (Ice Lake Xeon, ``benchmarks/bench_train.py``)."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu" and any(
-        getattr(torch.cpu, probe, lambda: False)()
-        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    ):
-        return torch.bfloat16
-    return None
-
-
-def _pick_device(name: str, info: DistInfo) -> torch.device:
-    import torch
-
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise DataError(
-                "CUDA was requested but no CUDA device is available.", fix="--device cpu"
-            )
-        torch.cuda.set_device(info.local_rank)
-        return torch.device("cuda", info.local_rank)
-    return torch.device("cpu")
-
-
-# --------------------------------------------------------------------------- state
-
-
-def _state_paths(out_dir: Path) -> tuple[Path, Path]:
-    return out_dir / STATE_DIR / _STATE_TENSORS, out_dir / STATE_DIR / _STATE_JSON
-
-
-def _save_state(
-    out_dir: Path,
-    model: torch.nn.Module,
-    best_state: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    meta: dict[str, Any],
-) -> None:
-    from safetensors.torch import save_file
-
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
-    for k, v in best_state.items():
-        tensors[f"best.{k}"] = v.contiguous()
-    opt = optimizer.state_dict()
-    opt_scalars: dict[str, dict[str, Any]] = {}
-    for pid, slots in opt["state"].items():
-        for name, value in slots.items():
-            if hasattr(value, "detach"):
-                tensors[f"optim.{pid}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                opt_scalars.setdefault(str(pid), {})[name] = value
-    tensor_path, json_path = _state_paths(out_dir)
-    tensor_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tensor_path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(tensor_path)
-    payload = dict(meta)
-    payload["optimizer_param_groups"] = opt["param_groups"]
-    payload["optimizer_scalars"] = opt_scalars
-    payload["scheduler"] = scheduler.state_dict()
-    tmpj = json_path.with_suffix(".tmp")
-    tmpj.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    tmpj.replace(json_path)
-
-
-def _load_state(
-    out_dir: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    fingerprint: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
-    from safetensors.torch import load_file
-
-    tensor_path, json_path = _state_paths(out_dir)
-    if not (tensor_path.is_file() and json_path.is_file()):
-        return None
-    meta = json.loads(json_path.read_text(encoding="utf-8"))
-    if meta.get("config") != fingerprint:
-        raise DataError(
-            "Cannot resume: the saved run used other training settings.",
-            why=f"saved {meta.get('config')}, now {fingerprint}",
-            fix="Resume with the same options, or train into a new --out folder.",
-            path=json_path,
-        )
-    tensors = load_file(str(tensor_path), device="cpu")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    state: dict[Any, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    for pid, scalars in meta.get("optimizer_scalars", {}).items():
-        state.setdefault(int(pid), {}).update(scalars)
-    groups = meta["optimizer_param_groups"]
-    for group in groups:  # JSON turned tuples into lists
-        if isinstance(group.get("betas"), list):
-            group["betas"] = tuple(group["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    scheduler.load_state_dict(meta["scheduler"])
-    return meta, best
-
-
-# --------------------------------------------------------------------------- loop
-
-
-def train_model(
+def _split(
     manifest: Manifest,
     indices: Indices,
+    targets: np.ndarray,
     config: TrainConfig,
-    out_dir: str | Path,
-    *,
-    resume: bool = False,
-    log: LogFn = print,
-    progress: ProgressFn = no_progress,
-    cancel: CancelToken | None = None,
-    cache: SquareCache | None = None,
-) -> TrainResult:
-    """Train one model on the manifest rows ``indices``; see the module docstring."""
-    import torch
-    from torch.utils.data import DataLoader, DistributedSampler
-
-    from fetal_viewer.core.model.network import build_resnet34
-
-    started = time.perf_counter()
-    out = Path(out_dir)
-    info = dist_info()
-    device = _pick_device(config.device, info)
-    use_cuda = device.type == "cuda"
-    _init_dist(info, use_cuda)
-    say: LogFn = log if info.is_main else (lambda _msg: None)
-    tick: ProgressFn = progress if info.is_main else no_progress
-
+    say: LogFn,
+    device: torch.device,
+    info: DistInfo,
+) -> _Split:
     records = manifest.records
-    class_index = {c: k for k, c in enumerate(config.classes)}
-    unknown = sorted({records[i].label for i in indices} - set(class_index))
-    if unknown:
-        raise DataError(
-            f"Labels {unknown} are not among the model's classes {list(config.classes)}.",
-            fix="Filter the manifest or pass the matching class list.",
-        )
-    targets = np.array([class_index[r.label] for r in records], dtype=np.int64)
-    guided = config.cam_guidance > 0 or config.cam_pointing > 0
-    if min(config.cam_guidance, config.cam_pointing) < 0 or (
-        guided and all(records[i].mask_path is None for i in indices)
-    ):
-        raise DataError(
-            "Grad-CAM guidance needs a positive weight and lesion masks.",
-            why=f"The weights are {config.cam_guidance:g} (--cam-guidance) and "
-            f"{config.cam_pointing:g} (--cam-pointing); the manifest's mask_path column "
-            "gives the masks.",
-            fix="Add masks to the manifest, or train without --cam-guidance and --cam-pointing.",
-        )
-    if not 0.0 <= config.noise_floor <= 1.0:
-        raise DataError(
-            f"The noise floor is a grey level from 0 to 1, not {config.noise_floor:g}.",
-            fix="Pass --noise-floor between 0 (off) and 1; the demo model's recipe uses 0.7.",
-        )
-    start = _start_from(config, say)
     tr_idx, val_idx = inner_split(records, indices, config.val_fraction, config.seed)
     tr_idx = cap_frames(records, tr_idx, config.max_frames_per_patient)
     val_idx = cap_frames(records, val_idx, config.max_frames_per_patient)
     weights = class_weights(targets[tr_idx], len(config.classes))
-    named_weights = {c: float(w) for c, w in zip(config.classes, weights)}
     counts = np.bincount(targets[tr_idx], minlength=len(config.classes))
     say(
         "class weights (training images per class -> weight): "
@@ -369,20 +140,37 @@ def train_model(
         f"{len(val_idx)} images of {n_val_pat} held-out patients; device {device}"
         + (f", {info.world_size} processes" if info.enabled else "")
     )
+    return _Split(tr_idx, val_idx, weights, n_tr_pat, n_val_pat)
 
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % (2**32))
-    cache = cache or SquareCache(records, config.input_size, masks=guided)
-    if cache.size != config.input_size or (guided and not cache.masks):
-        raise ValueError("the cache's input size or masks differ from the configuration")
-    my_val = val_idx[info.rank :: info.world_size]
-    cache.preload(np.concatenate([tr_idx, my_val]), tick, cancel)
 
+@dataclass
+class _Loaders:
+    train_ds: FrameDataset
+    sampler: Any  # DistributedSampler under torchrun, else None
+    generator: torch.Generator
+    train: Any  # DataLoader
+    val: Any  # DataLoader
+
+
+def _loaders(
+    cache: SquareCache,
+    split: _Split,
+    targets: np.ndarray,
+    config: TrainConfig,
+    info: DistInfo,
+    guided: bool,
+) -> _Loaders:
+    """The shuffled, augmented training loader (this process's shard under ``torchrun``)
+    and the validation loader over this process's share of the validation rows."""
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    my_val = split.val[info.rank :: info.world_size]
     spec = config.spec
     train_ds = FrameDataset(
         cache,
-        tr_idx,
-        targets[tr_idx],
+        split.train,
+        targets[split.train],
         spec,
         augment_spec=AugmentSpec(noise_floor=config.noise_floor) if config.augment else None,
         seed=config.seed,
@@ -419,16 +207,13 @@ def train_model(
         num_workers=0,
         collate_fn=collate,
     )
+    return _Loaders(train_ds, sampler, generator, loader, val_loader)
 
-    # channels-last activations: 1.35x faster ResNet34 steps on the CPU (oneDNN's native
-    # layout) and what tensor cores want on CUDA; saved weights are made contiguous again
-    model = build_resnet34(len(config.classes), pretrained=config.pretrained)
-    source: dict[str, str] = {}
-    if start is not None:
-        model.load_state_dict(start.model.state_dict())
-        source = {"name": start.card.name, "weights_sha256": start.card.weights_sha256}
-        del start
-    model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+def _optimiser(model: torch.nn.Module, config: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW or SGD (momentum 0.9, Nesterov) with a cosine schedule to 1% of the rate."""
+    import torch
+
     if config.optimizer == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -446,25 +231,181 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(1, config.epochs), eta_min=config.lr * 0.01
     )
+    return optimizer, scheduler
 
-    start_epoch = 0
-    best_loss = math.inf
-    best_epoch = -1
-    bad_epochs = 0
-    history: list[dict[str, float]] = []
-    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+@dataclass
+class _Progress:
+    """Where a run stands between epochs: what the resume state saves."""
+
+    best_state: dict[str, torch.Tensor]
+    start_epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def meta(self, epoch: int, stopped: bool, config: TrainConfig) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "stopped": stopped,
+            "config": config.fingerprint(),
+        }
+
+
+def _resume(
+    out: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    config: TrainConfig,
+    say: LogFn,
+) -> _Progress:
+    """The progress saved in ``out``, or a fresh start from the model's weights."""
+    progress = _Progress({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+    loaded = _load_state(out, model, optimizer, scheduler, config.fingerprint())
+    if loaded is None:
+        return progress
+    meta, progress.best_state = loaded
+    progress.start_epoch = int(meta["epoch"]) + 1
+    progress.best_loss = float(meta["best_loss"])
+    progress.best_epoch = int(meta["best_epoch"])
+    progress.bad_epochs = int(meta["bad_epochs"])
+    progress.history = list(meta["history"])
+    say(f"resuming after epoch {progress.start_epoch} of {config.epochs}")
+    if meta.get("stopped"):
+        progress.start_epoch = config.epochs
+    return progress
+
+
+@dataclass
+class _Step:
+    """What one training epoch needs besides its data."""
+
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Any  # torch.amp.GradScaler
+    loss_fn: torch.nn.Module
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    features: list[torch.Tensor]  # layer4 outputs, when guided
+    guided: bool
+
+
+def _train_epoch(
+    step: _Step,
+    loader: Any,
+    epoch: int,
+    config: TrainConfig,
+    tick: ProgressFn,
+    cancel: CancelToken | None,
+) -> tuple[list[float], float]:
+    """One pass over the training loader: ([loss, correct, seen, outside, miss] sums of this
+    process, seconds)."""
+    import torch
+
+    amp = step.amp_dtype is not None
+    step.net.train()
+    seen = correct = 0
+    loss_sum = outside_sum = miss_sum = 0.0
+    steps = len(loader)
+    t0 = time.perf_counter()
+    for i, batch in enumerate(loader, start=1):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        x = batch[0].to(step.device, non_blocking=True, memory_format=torch.channels_last)
+        y = batch[1].to(step.device, non_blocking=True)
+        step.optimizer.zero_grad(set_to_none=True)
+        step.features.clear()
+        with torch.autocast(step.device.type, dtype=step.amp_dtype, enabled=amp):
+            logits = step.net(x)
+            loss = step.loss_fn(logits.float(), y)
+        if step.guided:
+            fc: Any = step.model.fc
+            feats, fc_w = step.features[0].float(), fc.weight.float()
+            masks = batch[2].to(step.device)
+            outside = cam_outside(feats, fc_w, y, masks)
+            miss = cam_miss(feats, fc_w, y, masks)
+            loss = loss + config.cam_guidance * outside + config.cam_pointing * miss
+            outside_sum += float(outside.detach()) * len(y)
+            miss_sum += float(miss.detach()) * len(y)
+        step.scaler.scale(loss).backward()
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+        seen += len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        loss_sum += float(loss.detach()) * len(y)
+        tick(
+            i,
+            steps,
+            f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.3f} "
+            f"acc {correct / seen:.3f}",
+        )
+    seconds = time.perf_counter() - t0  # the training pass alone, not validation
+    return [loss_sum, correct, seen, outside_sum, miss_sum], seconds
+
+
+# --------------------------------------------------------------------------- loop
+
+
+def train_model(
+    manifest: Manifest,
+    indices: Indices,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    log: LogFn = print,
+    progress: ProgressFn = no_progress,
+    cancel: CancelToken | None = None,
+    cache: SquareCache | None = None,
+) -> TrainResult:
+    """Train one model on the manifest rows ``indices``; see the module docstring."""
+    import torch
+
+    from fetal_viewer.core.model.network import build_resnet34
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    info = dist_info()
+    device = pick_device(config.device, info)
+    use_cuda = device.type == "cuda"
+    init_dist(info, use_cuda)
+    say: LogFn = log if info.is_main else (lambda _msg: None)
+    tick: ProgressFn = progress if info.is_main else no_progress
+
+    targets, guided = check_config(manifest, indices, config)
+    start = _start_from(config, say)
+    split = _split(manifest, indices, targets, config, say, device, info)
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % (2**32))
+    cache = cache or SquareCache(manifest.records, config.input_size, masks=guided)
+    if cache.size != config.input_size or (guided and not cache.masks):
+        raise ValueError("the cache's input size or masks differ from the configuration")
+    my_val = split.val[info.rank :: info.world_size]
+    cache.preload(np.concatenate([split.train, my_val]), tick, cancel)
+    loaders = _loaders(cache, split, targets, config, info, guided)
+
+    # channels-last activations: 1.35x faster ResNet34 steps on the CPU (oneDNN's native
+    # layout) and what tensor cores want on CUDA; saved weights are made contiguous again
+    model = build_resnet34(len(config.classes), pretrained=config.pretrained)
+    source: dict[str, str] = {}
+    if start is not None:
+        model.load_state_dict(start.model.state_dict())
+        source = {"name": start.card.name, "weights_sha256": start.card.weights_sha256}
+        del start
+    model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer, scheduler = _optimiser(model, config)
     if resume:
-        loaded = _load_state(out, model, optimizer, scheduler, config.fingerprint())
-        if loaded is not None:
-            meta, best_state = loaded
-            start_epoch = int(meta["epoch"]) + 1
-            best_loss = float(meta["best_loss"])
-            best_epoch = int(meta["best_epoch"])
-            bad_epochs = int(meta["bad_epochs"])
-            history = list(meta["history"])
-            say(f"resuming after epoch {start_epoch} of {config.epochs}")
-            if meta.get("stopped"):
-                start_epoch = config.epochs
+        run = _resume(out, model, optimizer, scheduler, config, say)
+    else:
+        run = _Progress({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
 
     net: torch.nn.Module = model
     if info.enabled:
@@ -477,7 +418,7 @@ def train_model(
     if amp:
         say(f"mixed precision: {str(amp_dtype).removeprefix('torch.')} autocast on {device.type}")
     loss_fn = torch.nn.CrossEntropyLoss(
-        weight=torch.as_tensor(weights, dtype=torch.float32, device=device)
+        weight=torch.as_tensor(split.weights, dtype=torch.float32, device=device)
     )
     features: list[torch.Tensor] = []
     if guided:
@@ -486,54 +427,18 @@ def train_model(
             f"{config.cam_pointing:g} on the map's peak missing them"
         )
         model.layer4.register_forward_hook(lambda _m, _i, out: features.append(out))  # type: ignore[union-attr]
+    step = _Step(net, model, optimizer, scaler, loss_fn, device, amp_dtype, features, guided)
 
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(run.start_epoch, config.epochs):
         torch.manual_seed(config.seed * 1000 + epoch)
-        train_ds.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        generator.manual_seed(config.seed * 1000 + epoch)
-        net.train()
-        seen = correct = 0
-        loss_sum = outside_sum = miss_sum = 0.0
-        steps = len(loader)
-        t0 = time.perf_counter()
-        for step, batch in enumerate(loader, start=1):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            x = batch[0].to(device, non_blocking=True, memory_format=torch.channels_last)
-            y = batch[1].to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            features.clear()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                logits = net(x)
-                loss = loss_fn(logits.float(), y)
-            if guided:
-                fc: Any = model.fc
-                feats, fc_w, masks = features[0].float(), fc.weight.float(), batch[2].to(device)
-                outside = cam_outside(feats, fc_w, y, masks)
-                miss = cam_miss(feats, fc_w, y, masks)
-                loss = loss + config.cam_guidance * outside + config.cam_pointing * miss
-                outside_sum += float(outside.detach()) * len(y)
-                miss_sum += float(miss.detach()) * len(y)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            seen += len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            loss_sum += float(loss.detach()) * len(y)
-            tick(
-                step,
-                steps,
-                f"epoch {epoch + 1}/{config.epochs} loss {loss_sum / seen:.3f} "
-                f"acc {correct / seen:.3f}",
-            )
-        train_seconds = time.perf_counter() - t0  # the training pass alone, not validation
+        loaders.train_ds.set_epoch(epoch)
+        if loaders.sampler is not None:
+            loaders.sampler.set_epoch(epoch)
+        loaders.generator.manual_seed(config.seed * 1000 + epoch)
+        sums, train_seconds = _train_epoch(step, loaders.train, epoch, config, tick, cancel)
         scheduler.step()
-        train_loss, train_acc, train_n, outside_total, miss_total = _all_sum(
-            [loss_sum, correct, seen, outside_sum, miss_sum], info, device
-        )
-        val = _validate(net, val_loader, loss_fn, device, amp_dtype, info)
+        train_loss, train_acc, train_n, outside_total, miss_total = all_sum(sums, info, device)
+        val = _validate(net, loaders.val, loss_fn, device, amp_dtype, info)
         row = {
             "epoch": float(epoch + 1),
             "lr": float(optimizer.param_groups[0]["lr"]),
@@ -546,16 +451,16 @@ def train_model(
         if guided:
             row["train_cam_outside"] = outside_total / max(train_n, 1)
             row["train_cam_miss"] = miss_total / max(train_n, 1)
-        history.append(row)
+        run.history.append(row)
         monitored = val["val_loss"] if not math.isnan(val["val_loss"]) else row["train_loss"]
-        if monitored < best_loss - 1e-4:
-            best_loss = monitored
-            best_epoch = epoch + 1
-            bad_epochs = 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if monitored < run.best_loss - 1e-4:
+            run.best_loss = monitored
+            run.best_epoch = epoch + 1
+            run.bad_epochs = 0
+            run.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:
-            bad_epochs += 1
-        stop = bad_epochs >= config.patience
+            run.bad_epochs += 1
+        stop = run.bad_epochs >= config.patience
         say(
             f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} acc "
             f"{row['train_acc']:.3f}"
@@ -569,39 +474,25 @@ def train_model(
             f"| {row['images_per_s']:.1f} img/s" + (" | early stop" if stop else "")
         )
         if info.is_main:
-            _save_state(
-                out,
-                model,
-                best_state,
-                optimizer,
-                scheduler,
-                {
-                    "epoch": epoch,
-                    "best_loss": best_loss,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "history": history,
-                    "stopped": stop,
-                    "config": config.fingerprint(),
-                },
-            )
+            meta = run.meta(epoch, stop, config)
+            _save_state(out, model, run.best_state, optimizer, scheduler, meta)
         if stop:
             break
 
-    model.load_state_dict(best_state)
+    model.load_state_dict(run.best_state)
     model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model.eval()
-    best_row = next((h for h in history if int(h["epoch"]) == best_epoch), {})
+    best_row = next((h for h in run.history if int(h["epoch"]) == run.best_epoch), {})
     return TrainResult(
         model=model,
-        class_weights=named_weights,
-        history=history,
-        best_epoch=best_epoch,
+        class_weights={c: float(w) for c, w in zip(config.classes, split.weights)},
+        history=run.history,
+        best_epoch=run.best_epoch,
         best_val={k: v for k, v in best_row.items() if k.startswith("val_")},
-        n_train_images=len(tr_idx),
-        n_val_images=len(val_idx),
-        n_train_patients=n_tr_pat,
-        n_val_patients=n_val_pat,
+        n_train_images=len(split.train),
+        n_val_images=len(split.val),
+        n_train_patients=split.n_train_patients,
+        n_val_patients=split.n_val_patients,
         seconds=time.perf_counter() - started,
         rank=info.rank,
         extra={"initialised_from": source} if source else {},
@@ -632,82 +523,6 @@ def _start_from(config: TrainConfig, say: LogFn) -> LoadedModel | None:
     return loaded
 
 
-def cam_outside(
-    features: torch.Tensor, fc_weight: torch.Tensor, y: torch.Tensor, masks: torch.Tensor
-) -> torch.Tensor:
-    """Share of the true class's Grad-CAM heat that falls outside the lesion mask, averaged
-    over the samples whose mask is not empty (0 when none is).
-
-    ``features`` is the ``layer4`` output (B, K, h, w) and ``fc_weight`` the final layer's
-    (C, K): for this network Grad-CAM is ``relu(sum_k w_ck A_k)`` up to a positive factor
-    (the viewer's analytic Grad-CAM), so the term is cheap and differentiable. The heat is
-    taken through softplus instead of ReLU: with ReLU a map pushed below zero everywhere has
-    no heat outside the mask, a perfect score, and a fine-tune at weight 2 learned to erase
-    the maps of hard frames (half of center D's encephaloceles) instead of moving them. With
-    softplus a map below zero still weighs its cells (as a softmax would), and where the map
-    is well above zero (tens, in trained models) softplus and ReLU agree. ``masks``
-    (B, S, S) in [0, 1] are pooled to the (h, w) grid with the weights that draw each cell
-    onto the input (:func:`~fetal_viewer.core.cam.gradcam.cell_weights`), so "inside" means
-    inside where the viewer shows the heat.
-    """
-    import torch
-
-    from fetal_viewer.core.cam.gradcam import cell_weights
-
-    raw = torch.einsum("bkhw,bk->bhw", features, fc_weight[y]).float()
-    # log softplus, exactly enough and without log(0): softplus(c) = e^c (1 + O(e^c)) below -15
-    log_heat = torch.where(
-        raw < -15.0, raw, torch.log(torch.nn.functional.softplus(raw.clamp(min=-15.0)))
-    )
-    h, w = (int(n) for n in features.shape[-2:])
-    wy = torch.from_numpy(cell_weights(int(masks.shape[-2]), h)).to(masks)
-    wx = torch.from_numpy(cell_weights(int(masks.shape[-1]), w)).to(masks)
-    inside = torch.einsum("bst,sj,tk->bjk", masks, wy, wx) / torch.outer(wy.sum(0), wx.sum(0))
-    has = masks.flatten(1).amax(1) > 0
-    if not bool(has.any()):
-        return raw.sum() * 0.0
-    # each cell's share of the heat: a softmax of the log heat (no constant in a denominator
-    # that a map of tiny heat could hide behind)
-    weight = torch.softmax(log_heat.flatten(1), dim=1)
-    share = (weight * (1.0 - inside).flatten(1)).sum(1)
-    return share[has].mean()
-
-
-def cam_miss(
-    features: torch.Tensor, fc_weight: torch.Tensor, y: torch.Tensor, masks: torch.Tensor
-) -> torch.Tensor:
-    """A smooth pointing-game miss: how far the peak of the true class's Grad-CAM lies below
-    the higher of the map's peak outside the lesion and zero, in units of the map's spread
-    (``softplus`` of that gap over the cells' standard deviation, which is not trained),
-    averaged over the samples whose lesion holds a cell centre (0 when none does).
-
-    The viewer draws a map linearly between the cells' centres, so its maximum lies on the
-    centre of its highest cell and the pointing game is won when that centre is inside the
-    mask and the map is not empty (:func:`~fetal_viewer.core.cam.gradcam.is_empty`): the
-    term compares the raw map (as in :func:`cam_outside`) at the centres inside the mask with
-    those outside, and with zero, so an erased map misses as it does in ``evaluate``. A lesion
-    between centres cannot be hit at this resolution and does not count.
-    """
-    import torch
-
-    from fetal_viewer.core.cam.gradcam import cell_weights
-
-    raw = torch.einsum("bkhw,bk->bhw", features, fc_weight[y]).float()
-    h, w = (int(n) for n in features.shape[-2:])
-    cy = torch.from_numpy(cell_weights(int(masks.shape[-2]), h).argmax(0)).to(masks.device)
-    cx = torch.from_numpy(cell_weights(int(masks.shape[-1]), w).argmax(0)).to(masks.device)
-    inside = masks[:, cy][:, :, cx] > 0.5  # (B, h, w): the mask at each cell's centre
-    has = inside.flatten(1).any(1)
-    if not bool(has.any()):
-        return raw.sum() * 0.0
-    low = torch.finfo(raw.dtype).min
-    peak_in = raw.masked_fill(~inside, low).flatten(1).amax(1)
-    peak_out = raw.masked_fill(inside, low).flatten(1).amax(1).clamp(min=0.0)
-    spread = raw.detach().flatten(1).std(1).clamp(min=1e-3)
-    gap = torch.nn.functional.softplus((peak_out - peak_in) / spread)
-    return gap[has].mean()
-
-
 def _validate(
     net: torch.nn.Module,
     loader: Any,
@@ -730,16 +545,7 @@ def _validate(
             loss_sum += float(loss_fn(logits, y)) * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
-    loss_sum, correct, seen = _all_sum([loss_sum, float(correct), float(seen)], info, device)
+    loss_sum, correct, seen = all_sum([loss_sum, float(correct), float(seen)], info, device)
     if seen == 0:
         return {"val_loss": float("nan"), "val_acc": float("nan")}
     return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
-
-
-def finish_distributed() -> None:
-    """Tear the process group down (call once at the end of a ``torchrun`` process)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer import INTENDED_USE
+from fetal_viewer.core.model.labels import CLASSES
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.readerstudy.jobs import (
     Lane,
@@ -50,7 +51,7 @@ from fetal_viewer.gui.readerstudy.jobs import (
 from fetal_viewer.gui.readerstudy.reader import remember_model
 
 REFRESH_MS = 3000
-DEFAULT_LABELS = ("normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis")
+DEFAULT_LABELS = CLASSES
 
 
 def open_url(url: QUrl) -> bool:

@@ -7,8 +7,6 @@ little state) is only ever used by one thread, and a submit can never overtake a
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +16,18 @@ import numpy as np
 from PySide6.QtCore import QObject, QThreadPool
 from superqt.utils import FunctionWorker, create_worker
 
-from fetal_viewer.core.io.loader import open_series
-from fetal_viewer.errors import DataError, ModelLoadError
+from fetal_viewer.core.model.checkpoint import sha256_file
+from fetal_viewer.core.readerstudy.coordination import (
+    NewStudy,
+    StudyModel,
+    create_study,
+    enrol_reader,
+    read_case_frame,
+)
+from fetal_viewer.errors import DataError
 from fetal_viewer.gui.workers import release_worker
+
+__all__ = ["NewStudy", "StudyModel", "read_case_frame"]  # the windows import them from here
 
 
 class Lane(QObject):
@@ -94,12 +101,6 @@ class CaseImage:
     calibration_note: str
 
 
-def read_case_frame(path: str | Path, index: int = 0) -> tuple[np.ndarray, Any]:
-    """(frame as uint8 RGB, calibration) of one frame of one file, through the study loader."""
-    series = open_series(path)
-    return series.frame(index), series.calibration
-
-
 def load_case_image(pseudonym: str, path: str, index: int) -> CaseImage:
     frame, calibration = read_case_frame(path, index)
     spacing = getattr(calibration, "spacing_mm", None)
@@ -108,60 +109,9 @@ def load_case_image(pseudonym: str, path: str, index: int) -> CaseImage:
 
 
 # ---------------------------------------------------------------------------------------
-# the study's model, as the protocol's AI provider
+# the study's model, as the protocol's AI provider: StudyModel (core.readerstudy.coordination)
 # ---------------------------------------------------------------------------------------
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-class StudyModel:
-    """The protocol's ``AIProvider``: the study's model run on a case's frame, with the
-    Grad-CAM heatmap of the top class. Loading and inference hold one lock, so all model
-    work is serial. The reading mode only ever calls it through the core's blinded
-    ``ReadingSession.get_ai``."""
-
-    def __init__(self, card_path: str | Path, expected_sha: str | None = None) -> None:
-        self.card_path = Path(card_path)
-        self.sha = file_sha256(self.card_path)
-        if expected_sha and expected_sha != self.sha:
-            raise ModelLoadError(
-                "This model card is not the study's model.",
-                why=f"The study was created with model sha256 {expected_sha[:12]}…, this card "
-                f"has {self.sha[:12]}….",
-                fix="Choose the model card the coordinator used for this study.",
-                path=self.card_path,
-            )
-        self._lock = threading.Lock()
-        self._predictor: Any = None
-        self.classes: tuple[str, ...] = ()
-
-    def ensure_loaded(self) -> StudyModel:
-        with self._lock:
-            if self._predictor is None:
-                from fetal_viewer.core.model.checkpoint import load_checkpoint
-                from fetal_viewer.core.model.predictor import Predictor
-
-                loaded = load_checkpoint(self.card_path)
-                self.classes = tuple(loaded.card.classes)
-                self._predictor = Predictor(loaded)
-        return self
-
-    def __call__(self, case: Any) -> Any:
-        from fetal_viewer.core.readerstudy.protocol import AIOutput
-
-        self.ensure_loaded()
-        frame, _ = read_case_frame(case.source_path, case.frame)
-        with self._lock:
-            preds = self._predictor.predict([frame], batch_size=1, with_cam=True)
-            probs = np.asarray(preds.probs[0], dtype=np.float64)
-            top = int(np.argmax(probs))
-            heatmap = preds.heatmap(0, top) if preds.cams is not None else None
-        return AIOutput(
-            model_sha=self.sha,
-            probabilities={c: float(p) for c, p in zip(preds.classes, probs)},
-            heatmap=None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
-            input_size=self._predictor.spec.input_size,
-        )
+file_sha256 = sha256_file  # the name the reading window imports
 
 
 # ---------------------------------------------------------------------------------------
@@ -206,54 +156,12 @@ def submit_job(session: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
     return read, session.begin()
 
 
-@dataclass(frozen=True)
-class NewStudy:
-    """The coordinator's new-study form."""
-
-    name: str
-    design: str
-    seed: int
-    washout_days: float
-    labels: tuple[str, ...]
-    folder: str | None = None
-    manifest: str | None = None
-    reference_csv: str | None = None
-    model_card: str | None = None
-
-
 def create_study_job(store: Any, req: NewStudy) -> Any:
-
-    from fetal_viewer.core.readerstudy import cases as case_lists
-
-    if req.folder:
-        if not req.reference_csv:
-            raise DataError(
-                "A folder needs a reference-standard CSV (path,label).",
-                fix="Choose the reference CSV, or create the study from a manifest.",
-            )
-        specs = case_lists.cases_from_reference(Path(req.folder), Path(req.reference_csv))
-    elif req.manifest:
-        ref = Path(req.reference_csv) if req.reference_csv else None
-        specs = case_lists.cases_from_manifest(Path(req.manifest), ref)
-    else:
-        raise DataError("Choose a folder (with a reference CSV) or a manifest.")
-    card, sha, labels = case_lists.study_model(req.model_card, list(req.labels))
-    return store.create_study(
-        req.name,
-        design=req.design,
-        labels=labels,
-        cases=specs,
-        seed=req.seed,
-        washout_days=req.washout_days,
-        model_card=card,
-        model_sha256=sha,
-    )
+    return create_study(store, req)
 
 
 def add_reader_job(store: Any, study: str, pseudonym: str, role: str, years: float) -> Any:
-    if pseudonym not in {r.pseudonym for r in store.list_readers()}:
-        store.add_reader(pseudonym, role, years)
-    return store.enrol(study, pseudonym)
+    return enrol_reader(store, study, pseudonym, role, years)
 
 
 def export_job(store: Any, study: str, out_dir: str) -> dict[str, Path]:

@@ -6,7 +6,7 @@ does and reports how far its maximum lies from the mask, in heatmap cells (a cel
 of view's width over the grid side, 4 at 128 px), and where it lies against the mask's centre.
 ``--figure`` saves eight frames with the mask outline (green) and the maximum (red cross).
 
-.venv/bin/python docs/cam_peaks.py --model resources/models/demo/card.json \\
+.venv/bin/python experiments/cam_peaks.py --model resources/models/demo/card.json \\
     --manifest out/demo-phantoms/manifest.csv --center D --label anencephaly --frames 40
 """
 

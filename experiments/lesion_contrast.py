@@ -6,7 +6,7 @@ both taken inside the ultrasound fan (the frame as stored, 8-bit grey). A patien
 that of its most visible frame. Patients are then binned by contrast and each bin's misses
 counted (the patient's frames aggregated as ``evaluate`` scores them). No model runs.
 
-.venv/bin/python docs/lesion_contrast.py --manifest out/demo-phantoms/manifest.csv \\
+.venv/bin/python experiments/lesion_contrast.py --manifest out/demo-phantoms/manifest.csv \\
     --predictions out/loco-shipped/gradcam/predictions.csv --label encephalocele
 """
 

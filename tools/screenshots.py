@@ -1,7 +1,7 @@
 """Take the README screenshots of the running app under a virtual X server.
 
     Xvfb :99 -screen 0 1500x900x24 &
-    DISPLAY=:99 QT_QPA_PLATFORM=xcb .venv/bin/python docs/screenshots.py [viewer|reader]
+    DISPLAY=:99 QT_QPA_PLATFORM=xcb .venv/bin/python tools/screenshots.py [viewer|reader]
 
 viewer: opens the demo studies with the demo model (what `fetal-viewer --demo` does), shows
 the encephalocele patient's cine and analyses the study. reader: makes a reader study of the
@@ -26,7 +26,7 @@ from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.main_window import MainWindow
 from fetal_viewer.resources import DEMO_MODEL_CARD
 
-OUT = Path(__file__).resolve().parent / "images"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images"
 WANTED = "encephalocele"
 
 

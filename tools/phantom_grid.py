@@ -1,6 +1,6 @@
 """Draw docs/images/phantom-grid.png: one phantom per class (rows) and center (columns).
 
-.venv/bin/python docs/phantom_grid.py
+.venv/bin/python tools/phantom_grid.py
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from fetal_viewer.core.model.labels import CLASSES
 from fetal_viewer.core.phantoms import render
 
-OUT = Path(__file__).resolve().parent / "images" / "phantom-grid.png"
+OUT = Path(__file__).resolve().parents[1] / "docs" / "images" / "phantom-grid.png"
 CENTERS = "ABCD"
 TILE_W, TILE_H, TITLE_H = 240, 196, 22
 

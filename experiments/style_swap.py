@@ -5,7 +5,7 @@ byte-identical to the generated data set) with one field of the center's scanner
 from a training center at a time, and scores every variant with one model. A setting whose
 swap lifts accuracy is one the model did not learn to ignore: a gap in the augmentation.
 
-.venv/bin/python docs/style_swap.py --model out/p160-loco/folds/center_D/card.json \\
+.venv/bin/python experiments/style_swap.py --model out/p160-loco/folds/center_D/card.json \\
     --patients-per-class 160 --seed 2026 --center D --label normal --patients 60
 """
 

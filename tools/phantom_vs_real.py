@@ -3,7 +3,7 @@
 The real images are read from ``../shared/real-samples`` (CC BY 4.0, see the README's licence
 section); they are never copied into the project, only drawn small into this figure.
 
-.venv/bin/python docs/phantom_vs_real.py [REAL_SAMPLES_DIR]
+.venv/bin/python tools/phantom_vs_real.py [REAL_SAMPLES_DIR]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from fetal_viewer.core.phantoms import render
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "images" / "phantom-vs-real.png"
+OUT = HERE.parent / "docs" / "images" / "phantom-vs-real.png"
 REAL = {
     "normal": "hc18/010_HC.png",
     "encephalocele": "brain_anomaly/encephalocele-20a.jpg",

@@ -10,7 +10,7 @@ does (``fetal_viewer.core.cam.gradcam.to_input_size``; cell ``j`` of ``layer3`` 
 input pixel ``16 j``), then maps it onto the frame. Each block's pointing-game ceiling (the
 share of masks that hold any cell's peak, ``evaluate.pointing_reachable``) is printed beside it.
 
-.venv/bin/python docs/cam_layers.py --model resources/models/demo/card.json \\
+.venv/bin/python experiments/cam_layers.py --model resources/models/demo/card.json \\
     --manifest out/demo-phantoms/manifest.csv --center D --per-class 100
 """
 
@@ -64,7 +64,7 @@ def masked_sample(
 ) -> tuple[list[Record], list[Preprocessed], list[np.ndarray]]:
     """``args.per_class`` frames of each class at ``args.center`` whose mask is not empty
     (as ``evaluate``: an empty mask is no case), drawn with ``args.seed``; their
-    preprocessing and masks. ``docs/cam_targets.py`` draws the same frames."""
+    preprocessing and masks. ``experiments/cam_targets.py`` draws the same frames."""
     records = [
         r
         for r in read_manifest(args.manifest, classes).records

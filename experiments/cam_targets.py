@@ -14,7 +14,7 @@ shifted passes of ``gradcam-stitch`` once, and scores the stitched map of each s
   against it, ``sum_k p_k (z_c - z_k)``;
 - ``vs-mean``: ``z_c`` minus the mean logit.
 
-.venv/bin/python docs/cam_targets.py --model resources/models/demo/card.json \\
+.venv/bin/python experiments/cam_targets.py --model resources/models/demo/card.json \\
     --manifest out/demo-phantoms/manifest.csv --center D --per-class 100
 """
 

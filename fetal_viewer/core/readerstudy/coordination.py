@@ -1,0 +1,152 @@
+"""A coordinator's use cases, written once for both faces: ``fetal-viewer study`` and the
+Coordinator and reading windows call these.
+
+- :func:`create_study`: cases from a folder plus a reference-standard CSV, or a manifest;
+  the study's model card pinned by its sha256; the study stored.
+- :func:`enrol_reader`: add the reader if new, then enrol them (their case order is seeded).
+- The AI provider for a study: :class:`StudyModel` runs the study's model on a case (the
+  reading window, and anything that reads with the real model); :func:`recorded_ai` replays
+  AI outputs saved in a JSON file (``study read --ai-json``, headless reading). Both are only
+  ever called through the blinded :meth:`ReadingSession.get_ai`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fetal_viewer.core.model.checkpoint import sha256_file
+from fetal_viewer.core.readerstudy import cases as case_lists
+from fetal_viewer.core.readerstudy.protocol import AIOutput, AIProvider, CaseView
+from fetal_viewer.core.store import Enrolment, Store, Study
+from fetal_viewer.errors import DataError, ModelLoadError
+
+
+@dataclass(frozen=True)
+class NewStudy:
+    """What a coordinator asks for when creating a study (the CLI's arguments, the GUI's
+    new-study form)."""
+
+    name: str
+    design: str
+    seed: int
+    washout_days: float
+    labels: tuple[str, ...]  # empty: the model card's classes, else the five classes
+    folder: str | None = None
+    manifest: str | None = None
+    reference_csv: str | None = None
+    model_card: str | None = None
+
+
+def create_study(store: Store, req: NewStudy) -> Study:
+    """Read the case list, pin the model card, store the study."""
+    if req.folder:
+        if not req.reference_csv:
+            raise DataError(
+                "A folder needs a reference-standard CSV (path,label).",
+                fix="Choose the reference CSV (`study create --reference`), or create the "
+                "study from a manifest.",
+            )
+        specs = case_lists.cases_from_reference(Path(req.folder), Path(req.reference_csv))
+    elif req.manifest:
+        ref = Path(req.reference_csv) if req.reference_csv else None
+        specs = case_lists.cases_from_manifest(Path(req.manifest), ref)
+    else:
+        raise DataError("Choose a folder (with a reference CSV) or a manifest.")
+    card, sha, labels = case_lists.study_model(req.model_card, list(req.labels))
+    return store.create_study(
+        req.name,
+        design=req.design,
+        labels=labels,
+        cases=specs,
+        seed=req.seed,
+        washout_days=req.washout_days,
+        model_card=card,
+        model_sha256=sha,
+    )
+
+
+def enrol_reader(
+    store: Store, study: str, pseudonym: str, role: str = "radiologist", years: float = 0.0
+) -> Enrolment:
+    """Enrol ``pseudonym`` in ``study``, adding the reader first when they are new (an
+    existing reader keeps their role and years)."""
+    if pseudonym not in {r.pseudonym for r in store.list_readers()}:
+        store.add_reader(pseudonym, role, years)
+    return store.enrol(study, pseudonym)
+
+
+# ---------------------------------------------------------------------------------------
+# the AI provider for a study
+# ---------------------------------------------------------------------------------------
+def read_case_frame(path: str | Path, index: int = 0) -> tuple[np.ndarray, Any]:
+    """(frame as uint8 RGB, calibration) of one frame of one file, through the study loader."""
+    from fetal_viewer.core.io.loader import open_series
+
+    series = open_series(path)
+    return series.frame(index), series.calibration
+
+
+class StudyModel:
+    """The protocol's ``AIProvider`` from the study's model card: the model run on a case's
+    frame, with the Grad-CAM heatmap of the top class. Loading and inference hold one lock,
+    so all model work is serial. ``expected_sha`` (the study's ``model_sha256``) refuses any
+    other card."""
+
+    def __init__(self, card_path: str | Path, expected_sha: str | None = None) -> None:
+        self.card_path = Path(card_path)
+        self.sha = sha256_file(self.card_path)
+        if expected_sha and expected_sha != self.sha:
+            raise ModelLoadError(
+                "This model card is not the study's model.",
+                why=f"The study was created with model sha256 {expected_sha[:12]}…, this card "
+                f"has {self.sha[:12]}….",
+                fix="Choose the model card the coordinator used for this study.",
+                path=self.card_path,
+            )
+        self._lock = threading.Lock()
+        self._predictor: Any = None
+        self.classes: tuple[str, ...] = ()
+
+    def ensure_loaded(self) -> StudyModel:
+        with self._lock:
+            if self._predictor is None:
+                from fetal_viewer.core.model.checkpoint import load_checkpoint
+                from fetal_viewer.core.model.predictor import Predictor
+
+                loaded = load_checkpoint(self.card_path)
+                self.classes = tuple(loaded.card.classes)
+                self._predictor = Predictor(loaded)
+        return self
+
+    def __call__(self, case: CaseView) -> AIOutput:
+        self.ensure_loaded()
+        frame, _ = read_case_frame(case.source_path, case.frame)
+        with self._lock:
+            preds = self._predictor.predict([frame], batch_size=1, with_cam=True)
+            probs = np.asarray(preds.probs[0], dtype=np.float64)
+            top = int(np.argmax(probs))
+            heatmap = preds.heatmap(0, top) if preds.cams is not None else None
+        return AIOutput(
+            model_sha=self.sha,
+            probabilities={c: float(p) for c, p in zip(preds.classes, probs)},
+            heatmap=None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
+            input_size=self._predictor.spec.input_size,
+        )
+
+
+def recorded_ai(path: str | Path | None) -> AIProvider:
+    """AI outputs saved as JSON ``{case pseudonym: {model_sha, probabilities}}`` (no file:
+    none saved)."""
+    saved = json.loads(Path(path).read_text()) if path else {}
+
+    def provider(case: CaseView) -> AIOutput:
+        d = saved[case.pseudonym]
+        return AIOutput(d["model_sha"], {k: float(v) for k, v in d["probabilities"].items()})
+
+    return provider
