@@ -42,11 +42,13 @@ def test_threshold_passes_the_percentile_of_fresh_in_domain_frames() -> None:
     assert not guard.in_domain(guard.score(far)).any()
 
 
-def test_score_is_the_smallest_class_mahalanobis_distance() -> None:
+def test_score_is_the_smallest_class_mahalanobis_distance_of_unit_features() -> None:
     rng = np.random.default_rng(1)
     x, y = _clusters(rng, 500, d=4)
     guard = fit_guard(x, y, x[:50], percentile=90)
-    q = rng.normal(size=(7, 4))
+    raw = rng.normal(size=(7, 4))
+    np.testing.assert_allclose(guard.score(raw), guard.score(3.0 * raw), rtol=1e-5)
+    q = raw / np.linalg.norm(raw, axis=1, keepdims=True)
     p = guard.precision.astype(np.float64)
     expected = [
         min(float(np.sqrt((v - m) @ p @ (v - m))) for m in guard.means.astype(np.float64))

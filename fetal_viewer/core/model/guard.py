@@ -3,10 +3,11 @@
 A classifier answers every input with some class, however foreign the input is: the phantom
 model calls an echocardiogram "rachischisis 0.96". The guard scores each frame from the
 pass the prediction already made, with no second network: the ``layer4`` activations,
-average-pooled to the 512 features the final linear layer reads, are compared with the
-training frames' features by the class-conditional Mahalanobis distance with one tied
-covariance (Lee et al., NeurIPS 2018)::
+average-pooled to the 512 features the final linear layer reads and scaled to unit length,
+are compared with the training frames' features by the class-conditional Mahalanobis
+distance with one tied covariance (Lee et al., NeurIPS 2018)::
 
+    x = pooled / |pooled|
     score(x) = min over classes c of sqrt((x - mu_c)^T P (x - mu_c))
 
 where ``mu_c`` is the mean feature of class ``c`` over the training frames and ``P`` the
@@ -34,8 +35,9 @@ from fetal_viewer.errors import InferenceError, ModelLoadError
 #: the artifact name in the model card, and its file name beside the weights
 GUARD_ARTIFACT = "guard"
 GUARD_FILE = "guard.safetensors"
-#: the only method so far; stored in the file so that another can follow
-METHOD = "mahalanobis"
+#: the only method so far (on unit-length pooled features); stored in the file so that
+#: another can follow
+METHOD = "mahalanobis-l2"
 #: default percentile of the in-domain validation scores that sets the threshold
 DEFAULT_PERCENTILE = 99.0
 #: covariance shrinkage towards the mean variance (fraction of it added to the diagonal)
@@ -75,7 +77,7 @@ class DomainGuard:
 
     def score(self, pooled: NDArray) -> NDArray[np.float32]:
         """Out-of-domain scores ``(N,)`` of pooled features ``(N, D)``: higher is further."""
-        x = np.asarray(pooled, dtype=np.float64)
+        x = _unit(np.asarray(pooled, dtype=np.float64))
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise InferenceError(
                 f"The domain guard expects (frames, {self.n_features}) features, got {x.shape}.",
@@ -102,6 +104,14 @@ class DomainGuard:
         }
 
 
+def _unit(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Rows scaled to unit length: the guard compares directions of feature vectors, which
+    separates foreign images better than their raw values (docs/domain-guard.md)."""
+    if x.ndim != 2:
+        return x
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def pool(features: NDArray) -> NDArray[np.float32]:
     """``(N, D, h, w)`` layer4 activations -> ``(N, D)``, as the network's average pool."""
     f = np.asarray(features, dtype=np.float32)
@@ -116,7 +126,7 @@ def fit_guard(
 ) -> DomainGuard:
     """Fit class means and the tied covariance on ``train`` pooled features ``(N, D)`` with
     integer ``labels``; set the threshold at ``percentile`` of the ``val`` frames' scores."""
-    x = np.asarray(train, dtype=np.float64)
+    x = _unit(np.asarray(train, dtype=np.float64))
     y = np.asarray(labels)
     v = np.asarray(val, dtype=np.float64)
     if not 50.0 <= percentile < 100.0:
