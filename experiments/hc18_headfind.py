@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fetal_viewer.core.measure.head import detect_head, ga_weeks_hadlock, head_circumference_mm
+from fetal_viewer.core.measure.head import detect_head, head_circumference_mm
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -122,6 +122,76 @@ def summary(recs: list[dict[str, Any]], title: str) -> dict[str, Any]:
     return res
 
 
+def border_study(recs: list[dict[str, Any]], data: Path) -> dict[str, Any]:
+    """Which edge of the skull echo do HC18's experts measure? For each head found within
+    12 % of the expert's HC, profiles along the fit's normals give the echo's peak (its
+    middle) and candidate outer borders beyond it: the steepest fall, or the half-way
+    level between the peak and the lowest grey, within R pixels. HC is recomputed with the
+    fit moved to each (median over the ring) and compared with the expert's."""
+    from fetal_viewer.core.measure.hadlock import ellipse_perimeter
+    from fetal_viewer.core.measure.head import _profiles
+
+    rules = ["echo middle (peak)"]
+    rules += [f"steepest fall within {r} px" for r in (8, 16, 24)]
+    rules += [f"half-max within {r} px" for r in (8, 16, 24)]
+    errs: dict[str, dict[str, list[float]]] = {"tune": {}, "report": {}}
+    step = 0.5
+    offsets = np.arange(-40.0, 40.01, step)
+    zero = round(40.0 / step)
+    for r in recs:
+        f = r["fit"]
+        if f is None or abs(r["err_mm"]) > 0.12 * r["hc_mm"]:
+            continue
+        grey = cv2.imread(str(data / "images" / r["file"]), cv2.IMREAD_GRAYSCALE)
+        img = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 1.0)
+        e = (f["cx"], f["cy"], f["a"], f["b"], np.radians(f["angle_deg"]))
+        _, _, _, _, vals = _profiles(img, e, offsets)
+        vals = vals[(vals >= 0).all(axis=1)]
+        if len(vals) < 12:
+            continue
+        # the echo's peak: just inside the fitted outer border
+        lo = zero - round((f["skull_px"] + 4.0) / step)
+        j = lo + np.argmax(vals[:, lo : zero + 5], axis=1)
+        peak = vals[np.arange(len(j)), j]
+        strong = peak > np.percentile(peak, 30)
+        pos = {"echo middle (peak)": offsets[j]}
+        diff = np.diff(vals, axis=1)
+        cols = np.arange(vals.shape[1])[None, :]
+        for reach in (8, 16, 24):
+            end = j + int(reach / step)
+            after = np.where(
+                (cols[:, :-1] >= j[:, None]) & (cols[:, :-1] < end[:, None]), diff, np.inf
+            )
+            pos[f"steepest fall within {reach} px"] = (
+                offsets[0] + (after.argmin(axis=1) + 0.5) * step
+            )
+            window = (cols >= j[:, None]) & (cols <= end[:, None])
+            low = np.where(window, vals, np.inf).min(axis=1)
+            level = low + 0.5 * (peak - low)
+            below = window & (cols > j[:, None]) & (vals < level[:, None])
+            first = np.where(below.any(axis=1), below.argmax(axis=1), end)
+            pos[f"half-max within {reach} px"] = offsets[np.minimum(first, len(offsets) - 1)]
+        for rule in rules:
+            d = float(np.median(pos[rule][strong]))
+            hc = ellipse_perimeter(f["a"] + d, f["b"] + d) * r["pixel_mm"]
+            errs[r["half"]].setdefault(rule, []).append(100.0 * (hc - r["hc_mm"]) / r["hc_mm"])
+    out: dict[str, Any] = {}
+    print("\n== which border do the experts measure? (heads found within 12 %)")
+    for half in ("tune", "report"):
+        if not errs[half]:
+            continue
+        n = len(next(iter(errs[half].values())))
+        print(f"  {half} half, {n} heads:   MAE %   median signed %")
+        for rule in rules:
+            e = np.array(errs[half][rule])
+            out.setdefault(half, {})[rule] = {
+                "mae_pct": float(np.abs(e).mean()),
+                "bias_pct": float(np.median(e)),
+            }
+            print(f"    {rule:28s} {np.abs(e).mean():6.2f}   {np.median(e):+6.2f}")
+    return out
+
+
 def negative_crops(recs: list[dict[str, Any]], data: Path) -> list[dict[str, Any]]:
     """Head-free negatives from HC18 itself: strips of each frame beside a head that was
     found within 5 % of the expert's HC, clear of 1.15 x its ellipse, at least 30 % of the
@@ -165,35 +235,31 @@ def negative_crops(recs: list[dict[str, Any]], data: Path) -> list[dict[str, Any
 
 def run_samples(folder: Path) -> list[dict[str, Any]]:
     from fetal_viewer.core.io import open_paths
+    from fetal_viewer.core.measure.head import measure_head
 
     result = open_paths([folder])
     out = []
     print(f"\n== real samples in {folder}")
+    # HC18 samples come with their pixel size and the expert's HC
+    known: dict[str, tuple[float, float]] = {}
+    for table in folder.rglob("pixel_size_and_hc.csv"):
+        with open(table, newline="") as fh:
+            for r in csv.DictReader(fh):
+                name = Path(r["path"]).name
+                known[name] = (float(r["pixel_size_mm"]), float(r["hc_mm"]))
     for series in result.series:
+        cal = series.calibration
+        spacing, expert = cal.spacing_mm, None
+        if spacing is None and series.source.name in known:
+            spacing, expert = known[series.source.name]
         for i in range(series.n_frames):
-            search = detect_head(series.frame(i))
+            m = measure_head(series.frame(i), spacing, cal.region)
             name = f"{series.source.parent.name}/{series.source.name}"
             if series.n_frames > 1:
                 name += f" frame {i}"
-            best = search.best
-            rec: dict[str, Any] = {
-                "file": name,
-                "found": search.fit is not None,
-                "reason": search.reason,
-                "score": best.score if best else None,
-            }
-            line = f"  {name}: "
-            if search.fit is not None:
-                line += f"head, score {search.fit.score:.2f}"
-                spacing = series.calibration.spacing_mm
-                if spacing:
-                    hc = head_circumference_mm(search.fit, spacing)
-                    line += f", HC {hc:.1f} mm, Hadlock {ga_weeks_hadlock(hc):.1f} weeks"
-                    rec["hc_mm"] = hc
-            else:
-                line += f"none ({search.reason})"
-            print(line)
-            out.append(rec)
+            note = f" [expert HC {expert:.1f} mm]" if expert is not None else ""
+            print(f"  {name}: {m.text()}{note}")
+            out.append({"file": name, "head": m.to_dict(), "reason": m.reason, "expert": expert})
     return out
 
 
@@ -205,12 +271,12 @@ def figure(recs: list[dict[str, Any]], data: Path, out: Path) -> None:
     for t in (1, 2, 3):
         sub = [r for r in found if r["trimester"] == t and abs(r["err_mm"]) / r["hc_mm"] < 0.03]
         picks += [sub[k] for k in rng.choice(len(sub), size=min(2, len(sub)), replace=False)]
-    worst = sorted(found, key=lambda r: -abs(r["err_mm"]) / r["hc_mm"])[:3]
+    worst = sorted(found, key=lambda r: -abs(r["err_mm"]) / r["hc_mm"])[:4]
     picks += worst
-    fails = [r for r in recs if "est_mm" not in r][:1]
+    fails = [r for r in recs if "est_mm" not in r][:2]
     picks += fails
     tiles = []
-    tw, th = 300, 203
+    tw, th = 280, 189
     for r in picks:
         grey = cv2.imread(str(data / "images" / r["file"]), cv2.IMREAD_GRAYSCALE)
         img = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
@@ -231,8 +297,24 @@ def figure(recs: list[dict[str, Any]], data: Path, out: Path) -> None:
     while len(tiles) % 4:
         tiles.append(np.zeros_like(tiles[0]))
     grid = np.vstack([np.hstack(tiles[i : i + 4]) for i in range(0, len(tiles), 4)])
+    foot = np.zeros((36, grid.shape[1], 3), np.uint8)
+    lines = (
+        "green: head found (automatic fit, outer skull border); red: best ring, rejected."
+        " Label: automatic/expert HC.",
+        "Images: HC18 (van den Heuvel et al., PLoS ONE 2018; Zenodo 1327317), CC BY 4.0.",
+    )
+    for k, text in enumerate(lines):
+        cv2.putText(foot, text, (4, 14 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+    grid = np.vstack([grid, foot])
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), grid, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    from PIL import Image
+
+    # a fixed palette of 128 greys and the two line colours: a third of the bytes
+    colours = [(2 * k, 2 * k, 2 * k) for k in range(128)] + [(60, 220, 60), (230, 60, 60)]
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([v for c in colours for v in c] + [0] * 3 * (256 - len(colours)))
+    rgb = Image.fromarray(np.ascontiguousarray(grid[:, :, ::-1]))
+    rgb.quantize(palette=palette, dither=Image.Dither.NONE).save(out, optimize=True)
     print(f"\nwrote {out} ({out.stat().st_size // 1024} KB)")
 
 
@@ -246,6 +328,9 @@ def main() -> None:
     ap.add_argument("--figure", type=Path, default=None, help="write the fits grid PNG here")
     ap.add_argument(
         "--negatives", action="store_true", help="also run on head-free crops of the frames"
+    )
+    ap.add_argument(
+        "--borders", action="store_true", help="compare skull borders with the experts' HC"
     )
     args = ap.parse_args()
     if not (args.data / "index.csv").is_file():
@@ -272,6 +357,8 @@ def main() -> None:
             f" median {1000 * np.median(secs):.0f} ms, 95th pct"
             f" {1000 * np.percentile(secs, 95):.0f} ms, max {1000 * secs.max():.0f} ms"
         )
+    if args.borders:
+        doc["borders"] = border_study(recs, args.data)
     if args.negatives:
         print("\n== head-free crops of HC18 frames (no head should be found)")
         doc["negatives"] = negative_crops(recs, args.data)
