@@ -236,10 +236,10 @@ def run(args: argparse.Namespace) -> int:
                         if not args.no_head:
                             from fetal_viewer.core.measure.head import measure_head
 
-                            head = measure_head(frames[i], spacing, region)
-                            entry["head"] = head.to_dict()
-                            entry["head_reason"] = head.reason
-                            entry["head_text"] = head.text()
+                            measured = measure_head(frames[i], spacing, region)
+                            entry["head"] = measured.to_dict()
+                            entry["head_reason"] = measured.reason
+                            entry["head_text"] = measured.text()
                         frames_out.append(entry)
                     series_out.append(
                         {
@@ -325,11 +325,12 @@ def run(args: argparse.Namespace) -> int:
                             f"{head}[OUT OF DOMAIN] {WITHHELD_NOTE} (score "
                             f"{f['domain_score']:.2f} > {f['domain_threshold']:.2f})"
                         )
-                        continue
-                    line = f"{head}{f['top_class']} ({f['top_probability']:.3f})"
-                    if "heatmap" in f:
-                        line += f" -> {f['heatmap']}"
-                    print(line)
+                    else:
+                        line = f"{head}{f['top_class']} ({f['top_probability']:.3f})"
+                        if "heatmap" in f:
+                            line += f" -> {f['heatmap']}"
+                        print(line)
+                    # the head measurement does not depend on the classifier's domain
                     if "head_text" in f:
                         print(f"      {f['head_text']}")
     return 0
