@@ -2,21 +2,23 @@
 
 :func:`find_head` returns a :class:`HeadFit` (the outer border of the skull as an ellipse in
 frame pixels, with a score) or ``None``; :func:`detect_head` says why when it finds none.
-The method is classical (numpy + OpenCV), about 0.1 s per 800 x 540 frame on one core:
+The method is classical (numpy + OpenCV), about 70 ms of CPU per 800 x 540 frame on one
+core (``docs/head-finding.md`` has the method, its calibration on HC18 and the results):
 
 1. **Clean-up.** The frame's darkest channel is its grey: colour overlays (calipers,
    traced ellipses, Doppler) have one dark channel and drop out. Thin bright strokes
    (burned-in text, dotted caliper lines) are replaced by the local opening. The image is
    worked on at most ``_WORK_SIDE`` pixels wide.
-2. **Field of view.** :func:`fetal_viewer.core.model.preprocess.fov_mask` gives the fan; its
-   convex hull (dark fluid at the fan's edge belongs to it), eroded, is where echoes count.
+2. **Field of view.** :func:`fetal_viewer.core.model.preprocess.fov_mask` and the dark but
+   not flat pixels just above the black outside give the fan; its convex hull (dark fluid
+   at the fan's edge belongs to it), eroded, is where echoes count.
 3. **Ridge map.** The skull is a bright band: a pixel scores ``min(I - I(+d n), I - I(-d n))``
    for the best of 8 directions ``n`` and two widths ``d``, so bright lines score and steps
    (the fan's border, shadows) do not.
-4. **Centres.** Every strong ridge pixel votes along its normal, both ways, at all head
-   radii; the peaks of the vote map are candidate centres.
+4. **Rings.** Every strong ridge pixel votes along its normal, both ways, at all head
+   radii; the peaks of the vote map over centre and (log) radius are candidate rings.
 5. **Ring.** Around each centre, a dynamic programme finds the brightest closed path on the
-   log-polar ridge map; an ellipse is fitted to it with outlier rejection, re-centred once,
+   log-polar ridge map near the voted radius; an ellipse is fitted to it with outlier rejection, re-centred once,
    fitted again leaving out each pair of neighbouring 45-degree sectors in turn (a stretch
    that follows some other echo), the best kept, then pulled onto the ridge in shrinking
    bands.
