@@ -25,6 +25,20 @@ def add_parser(subparsers: Any) -> None:
         "--check", action="store_true", help="decode every frame and report each that fails"
     )
     p.add_argument(
+        "--head",
+        action="store_true",
+        help="find the fetal head in every frame and report its circumference and Hadlock "
+        "age (automatic, a measurement aid to check before use); needs pixel spacing from "
+        "the DICOM's ultrasound regions or --pixel-size",
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="pixel size in mm for frames without a calibration (plain images); implies --head",
+    )
+    p.add_argument(
         "--show-phi",
         action="store_true",
         help="show patient IDs, names and birth dates (hidden by default)",
@@ -75,8 +89,37 @@ def _check(series: Any) -> list[tuple[int, Any]]:
     return failures
 
 
+def _heads(series: Any, pixel_size: float | None) -> list[dict[str, Any]]:
+    """The automatic head measurement of each frame of ``series``."""
+    from fetal_viewer.core.measure.head import measure_head
+    from fetal_viewer.errors import StudyLoadError
+
+    cal = series.calibration
+    spacing = cal.spacing_mm if cal.spacing_mm else pixel_size
+    region = cal.region if cal.spacing_mm else None
+    out: list[dict[str, Any]] = []
+    for i in range(series.n_frames):
+        try:
+            frame = series.frame(i)
+        except StudyLoadError as exc:
+            out.append({"frame": i, "head": None, "reason": f"frame failed to decode: {exc.what}"})
+            continue
+        m = measure_head(frame, spacing, region)
+        out.append({"frame": i, "head": m.to_dict(), "reason": m.reason, "text": m.text()})
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.io import open_paths
+
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        from fetal_viewer.errors import DataError
+
+        raise DataError(
+            f"--pixel-size must be a positive number of millimetres, got {args.pixel_size}.",
+            fix="Pass the image's pixel size, e.g. --pixel-size 0.13.",
+        )
+    want_head = args.head or args.pixel_size is not None
 
     result = open_paths(args.paths)
     doc: dict[str, Any] = {"patients": [], "problems": [], "frame_failures": []}
@@ -106,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
                     doc["frame_failures"].extend(
                         {"frame": i, **_error_dict(e)} for i, e in failures
                     )
+                if want_head:
+                    entry["heads"] = _heads(series, args.pixel_size)
                 sdoc["series"].append(entry)
             pdoc["studies"].append(sdoc)
         doc["patients"].append(pdoc)
@@ -120,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
         "frames_failed": len(doc["frame_failures"]),
     }
     if args.json:
+        for sdoc in (st for pd in doc["patients"] for st in pd["studies"]):
+            for entry in sdoc["series"]:
+                for h in entry.get("heads", []):
+                    h.pop("text", None)  # the terminal's line; JSON has the figures
         print(json.dumps(doc, indent=2))
     else:
         _print_text(doc, args.show_phi)
@@ -162,6 +211,9 @@ def _print_text(doc: dict[str, Any], show_phi: bool) -> None:
                 print(f"      {spacing}", file=out)
                 if s.get("frames_failed"):
                     print(f"      {s['frames_failed']} frame(s) failed to decode", file=out)
+                for h in s.get("heads", []):
+                    text = h.get("text") or f"head (automatic): none ({h['reason']})"
+                    print(f"      frame {h['frame']}: {text}", file=out)
     sm = doc["summary"]
     print(
         f"{sm['patients']} patient(s), {sm['studies']} study(ies), {sm['series']} series, "

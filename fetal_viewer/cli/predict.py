@@ -64,6 +64,20 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--backend", choices=("auto", "onnxruntime", "torch"), default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument(
+        "--no-head",
+        action="store_true",
+        help="skip the automatic head measurement (head circumference and Hadlock age, a "
+        "measurement aid marked automatic)",
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="pixel size in mm for frames without a DICOM calibration (plain images), for "
+        "the head circumference",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -108,6 +122,13 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.model.preprocess import preprocess
     from fetal_viewer.core.progress import tqdm_progress
 
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        from fetal_viewer.errors import DataError
+
+        raise DataError(
+            f"--pixel-size must be a positive number of millimetres, got {args.pixel_size}.",
+            fix="Pass the image's pixel size, e.g. --pixel-size 0.13.",
+        )
     loaded = load_checkpoint(_model_card(args))
     predictor = Predictor(loaded, backend=args.backend)
     card = loaded.card
@@ -158,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
                     assessable = pred.assessable()
                     patient_ok.append(assessable)
                     frames_out = []
+                    cal = series.calibration
+                    spacing = cal.spacing_mm if cal.spacing_mm else args.pixel_size
+                    region = cal.region if cal.spacing_mm else None
                     for i in range(len(frames)):
                         top, p = pred.top(i)
                         entry: dict[str, Any] = {
@@ -209,6 +233,13 @@ def run(args: argparse.Namespace) -> int:
                                 )
                             entry["heatmap"] = str(png)
                             entry["heatmap_box"] = [x0, y0, x1, y1]
+                        if not args.no_head:
+                            from fetal_viewer.core.measure.head import measure_head
+
+                            measured = measure_head(frames[i], spacing, region)
+                            entry["head"] = measured.to_dict()
+                            entry["head_reason"] = measured.reason
+                            entry["head_text"] = measured.text()
                         frames_out.append(entry)
                     series_out.append(
                         {
@@ -260,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
         "problems": [p.message for p in result.problems],
     }
     if args.json:
+        for f in (f for pat in patients_out for s in pat["series"] for f in s["frames"]):
+            f.pop("head_text", None)  # the terminal's line; JSON has the figures
         print(json.dumps(doc, indent=2))
     else:
         guard = (
@@ -292,9 +325,12 @@ def run(args: argparse.Namespace) -> int:
                             f"{head}[OUT OF DOMAIN] {WITHHELD_NOTE} (score "
                             f"{f['domain_score']:.2f} > {f['domain_threshold']:.2f})"
                         )
-                        continue
-                    line = f"{head}{f['top_class']} ({f['top_probability']:.3f})"
-                    if "heatmap" in f:
-                        line += f" -> {f['heatmap']}"
-                    print(line)
+                    else:
+                        line = f"{head}{f['top_class']} ({f['top_probability']:.3f})"
+                        if "heatmap" in f:
+                            line += f" -> {f['heatmap']}"
+                        print(line)
+                    # the head measurement does not depend on the classifier's domain
+                    if "head_text" in f:
+                        print(f"      {f['head_text']}")
     return 0

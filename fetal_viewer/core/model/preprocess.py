@@ -136,9 +136,7 @@ def as_rgb(frame: NDArray) -> NDArray[np.uint8]:
     return np.ascontiguousarray(arr)
 
 
-def _fov_pieces(
-    frame: NDArray,
-) -> tuple[tuple[int, int], float, NDArray[np.int32], NDArray[np.int32], NDArray[np.int64]] | None:
+def _fov_pieces(frame: NDArray) -> tuple[tuple[int, int], float, NDArray, NDArray, NDArray] | None:
     """The pieces of the field of view, found on a working copy at most ``_WORK_SIDE`` wide.
 
     Returns ``((h, w), scale, labels, stats, keep)``: the frame's shape, the working copy's
@@ -190,7 +188,7 @@ def _fov_pieces(
     # a fan split by dark fluid or shadows falls into a few large pieces: keep every piece
     # of at least a fraction of the largest one; text and icons are far smaller
     keep = 1 + np.flatnonzero(areas >= _PIECE_FRACTION * largest)
-    return (h, w), scale, labels, stats, keep
+    return (int(h), int(w)), scale, np.asarray(labels), np.asarray(stats), keep
 
 
 def find_fov(frame: NDArray) -> tuple[int, int, int, int]:

@@ -3,13 +3,10 @@
 Hadlock FP, Deter RL, Harrist RB, Park SK. "Estimating fetal age: computer-assisted
 analysis of multiple fetal growth parameters." Radiology 1984;152(2):497-501.
 
-The paper gives gestational age (weeks) as a function of each measurement (in cm):
-
-* biparietal diameter: ``GA = 9.54 + 1.482 * BPD + 0.1676 * BPD**2``
-* head circumference:  ``GA = 8.96 + 0.540 * HC + 0.0003 * HC**3``
-
-The phantoms need the inverse (size from age), so both are inverted here: the BPD one in
-closed form (a quadratic), the HC one by bisection (the cubic is increasing). The
+The regressions themselves (age from size) live in :mod:`fetal_viewer.core.measure.hadlock`,
+which the automatic head measurement uses too. The phantoms need the inverse (size from
+age), so both are inverted here: the BPD one in closed form (a quadratic), the HC one by
+bisection (the cubic is increasing). The
 occipito-frontal diameter follows from HC and BPD through Ramanujan's perimeter of an
 ellipse, which is how HC is measured (an ellipse fitted to the outer skull).
 """
@@ -19,19 +16,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fetal_viewer.core.measure.hadlock import ellipse_perimeter, ga_from_bpd, ga_from_hc
+
+__all__ = [
+    "GA_MAX_WEEKS",
+    "GA_MIN_WEEKS",
+    "HeadSize",
+    "bpd_from_ga",
+    "ellipse_perimeter",
+    "ga_from_bpd",
+    "ga_from_hc",
+    "hc_from_ga",
+    "head_size",
+]
+
 #: gestational ages the phantoms cover (weeks)
 GA_MIN_WEEKS = 14.0
 GA_MAX_WEEKS = 40.0
-
-
-def ga_from_bpd(bpd_cm: float) -> float:
-    """Hadlock 1984: gestational age (weeks) from biparietal diameter (cm)."""
-    return 9.54 + 1.482 * bpd_cm + 0.1676 * bpd_cm**2
-
-
-def ga_from_hc(hc_cm: float) -> float:
-    """Hadlock 1984: gestational age (weeks) from head circumference (cm)."""
-    return 8.96 + 0.540 * hc_cm + 0.0003 * hc_cm**3
 
 
 def bpd_from_ga(ga_weeks: float) -> float:
@@ -50,12 +51,6 @@ def hc_from_ga(ga_weeks: float) -> float:
         else:
             hi = mid
     return 0.5 * (lo + hi)
-
-
-def ellipse_perimeter(a: float, b: float) -> float:
-    """Ramanujan's second approximation of the perimeter of an ellipse (semi-axes a, b)."""
-    h = ((a - b) / (a + b)) ** 2
-    return math.pi * (a + b) * (1.0 + 3.0 * h / (10.0 + math.sqrt(4.0 - 3.0 * h)))
 
 
 @dataclass(frozen=True)
