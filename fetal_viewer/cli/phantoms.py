@@ -62,6 +62,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         metavar="N",
         help="processes drawing patients (default: one per core); the files do not depend on it",
     )
+    p.add_argument(
+        "--backgrounds",
+        metavar="DIR",
+        default=None,
+        help="instead of drawing heads: real normal head scans; each becomes a normal patient "
+        "(with lesion-free sham edits) and the four anomalies synthesised into its anatomy",
+    )
+    p.add_argument(
+        "--backgrounds-index",
+        metavar="CSV",
+        default=None,
+        help="with --backgrounds: filename, subject (or subject_prefix), optional "
+        "pixel_size_mm and ga_weeks per scan (HC18's index.csv has them); splits keep a "
+        "subject's patients together",
+    )
+    p.add_argument("--center", default="R", help="with --backgrounds: the center name (default R)")
+    p.add_argument(
+        "--limit", type=int, default=0, metavar="N", help="with --backgrounds: at most N scans"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -73,6 +92,33 @@ def run(args: argparse.Namespace) -> int:
     if args.jpeg is not None and not 1 <= args.jpeg <= 100:
         raise DataError(f"--jpeg {args.jpeg} is out of range.", fix="Use a quality of 1-100.")
     progress, close = tqdm_progress("phantoms", disable=args.no_progress)
+    if args.backgrounds is not None:
+        from fetal_viewer.core.phantoms.backgrounds import generate_on_backgrounds
+
+        try:
+            manifest = generate_on_backgrounds(
+                args.backgrounds,
+                args.out,
+                index=args.backgrounds_index,
+                center=args.center,
+                seed=args.seed,
+                fmt=args.fmt,
+                workers=args.workers,
+                limit=args.limit,
+                progress=progress,
+            )
+        finally:
+            close()
+        with (manifest.parent / "no_head.csv").open(encoding="utf-8") as fh:
+            missed = sum(1 for _ in fh) - 1
+        if missed:
+            print(
+                f"{missed} scan(s) without a skull found were left out: "
+                f"{manifest.parent / 'no_head.csv'}",
+                file=sys.stderr,
+            )
+        print(manifest, file=sys.stdout)
+        return 0
     try:
         manifest = generate_dataset(
             args.out,
