@@ -61,6 +61,11 @@ class DataError(FetalViewerError):
     """A manifest, reference CSV or data set is malformed."""
 
 
+class NetworkError(FetalViewerError):
+    """A DICOM node or DICOMweb server could not be reached, refused us, or broke off a
+    transfer; or the node configuration is invalid."""
+
+
 class CancelledError(FetalViewerError):
     """A long-running job was cancelled by the user."""
 

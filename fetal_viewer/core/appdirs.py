@@ -2,7 +2,8 @@
 
 Each can be moved with an environment variable, which tests, portable installs and
 multi-user workstations use: ``FETAL_VIEWER_DATA_DIR`` (reader-study databases),
-``FETAL_VIEWER_CACHE_DIR`` (demo studies), ``FETAL_VIEWER_LOG_DIR`` (log files).
+``FETAL_VIEWER_CACHE_DIR`` (demo studies, studies retrieved from PACS),
+``FETAL_VIEWER_LOG_DIR`` (log files), ``FETAL_VIEWER_CONFIG_DIR`` (DICOM node settings).
 Settings live where Qt's QSettings puts them for organisation/application "fetal-viewer".
 """
 
@@ -34,3 +35,7 @@ def cache_dir() -> Path:
 
 def log_dir() -> Path:
     return _dir("FETAL_VIEWER_LOG_DIR", "log")
+
+
+def config_dir() -> Path:
+    return _dir("FETAL_VIEWER_CONFIG_DIR", "config")
