@@ -27,6 +27,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "guard",
     "study",
     "analyze",
+    "pacs",
 )
 
 

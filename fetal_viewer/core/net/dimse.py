@@ -177,6 +177,45 @@ def _not_established(assoc: Association, node: Node, local: LocalAE) -> NetworkE
     )
 
 
+def close_failed_sockets() -> None:
+    """Make pynetdicom close a socket whose ``shutdown()`` fails.
+
+    pynetdicom 3.0's ``AssociationSocket._shutdown_socket`` calls ``close()`` only after a
+    successful ``shutdown()``; a connection that was refused was never connected, its
+    shutdown fails, and the socket is left to the garbage collector (a ResourceWarning for
+    every refused association). Upstream still has it (pynetdicom commit 81e5319); this
+    wraps the method so the socket is closed either way. Idempotent."""
+    from pynetdicom import transport
+
+    cls: Any = transport.AssociationSocket
+    if getattr(cls._shutdown_socket, "_closes_always", False):
+        return
+
+    def _shutdown_socket(self: Any) -> None:
+        sock = self.socket
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    _shutdown_socket._closes_always = True  # type: ignore[attr-defined]
+    cls._shutdown_socket = _shutdown_socket
+
+
+def _drop_socket(assoc: Any) -> None:
+    """Close the association's TCP socket if pynetdicom left it open: after an abort in
+    the middle of association (a peer that sent garbage), its state machine waits for the
+    peer to close while the association is already killed, and the socket would leak."""
+    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
 @contextlib.contextmanager
 def associate(
     node: Node,
@@ -195,6 +234,7 @@ def associate(
 
     if node.kind != "dimse":
         raise NetworkError(f"{node.address} is a DICOMweb node, not a DIMSE one.")
+    close_failed_sockets()
     ae = AE(ae_title=local.ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = node.timeout_s
     ae.connection_timeout = node.timeout_s
@@ -216,7 +256,10 @@ def associate(
             fix="Check the host name of the node (or use its IP address).",
         ) from exc
     if not assoc.is_established:
-        raise _not_established(assoc, node, local)
+        error = _not_established(assoc, node, local)
+        ae.shutdown()
+        _drop_socket(assoc)
+        raise error
     stop = threading.Event()
     watcher = None
     if cancel is not None:
@@ -225,6 +268,9 @@ def associate(
             while not stop.wait(0.05):
                 if cancel.cancelled:
                     assoc.abort()
+                    # a peer's abort wakes a DIMSE wait with (None, None); our own does
+                    # not, so the waiting request would sit out dimse_timeout
+                    assoc.dimse.msg_queue.put((None, None))
                     return
 
         watcher = threading.Thread(target=watch, name="dimse-cancel", daemon=True)
@@ -238,6 +284,7 @@ def associate(
         if assoc.is_established:
             assoc.release()
         ae.shutdown()
+        _drop_socket(assoc)
 
 
 def _contexts(*abstract: str) -> list[PresentationContext]:

@@ -21,7 +21,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fetal_viewer.core.net.dimse import VERIFICATION, Tally, store_handler
+from fetal_viewer.core.net.dimse import (
+    VERIFICATION,
+    Tally,
+    close_failed_sockets,
+    store_handler,
+)
 from fetal_viewer.core.net.nodes import LocalAE
 from fetal_viewer.core.net.storage import StoredInstance, StudyStore
 from fetal_viewer.errors import NetworkError
@@ -83,6 +88,7 @@ class Listener:
 
         if self._server is not None:
             return
+        close_failed_sockets()
         ae = AE(ae_title=self.local.ae_title)
         ae.maximum_associations = MAX_ASSOCIATIONS
         ae.network_timeout = 60

@@ -90,9 +90,12 @@ def parse_date(text: str) -> dt.date:
     if not _DATE.match(t):
         raise NetworkError(f"{text!r} is not a date.", fix="Write dates as YYYYMMDD or YYYY-MM-DD.")
     try:
-        return dt.date(int(t[:4]), int(t[-4:-2]), int(t[-2:]))
+        digits = t.replace("-", "")
+        return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
     except ValueError as exc:
-        raise NetworkError(f"{text!r} is not a date.", why=str(exc)) from exc
+        raise NetworkError(
+            f"{text!r} is not a date.", why=str(exc), fix="Write dates as YYYYMMDD or YYYY-MM-DD."
+        ) from exc
 
 
 def parse_date_range(text: str) -> tuple[dt.date | None, dt.date | None]:
@@ -459,7 +462,9 @@ def retrieve_study(
     def arrived(item: StoredInstance, *_: Any) -> None:
         if on_instance is not None:
             on_instance(item)
-        progress(len(held0) + tally.received, max(total[0], len(held0) + tally.received))
+        progress(
+            len(held0) + tally.received, max(total[0], len(held0) + tally.received), "receiving"
+        )
 
     def announced(n: int) -> None:
         total[0] = max(total[0], len(held0) + n)

@@ -33,7 +33,11 @@ def client(node: Node) -> Any:
     if node.kind != "dicomweb":
         raise NetworkError(f"{node.address} is a DIMSE node, not a DICOMweb one.")
     session = requests.Session()
-    return DICOMwebClient(url=node.url, session=session, timeout=node.timeout_s)
+    c = DICOMwebClient(url=node.url, session=session, timeout=node.timeout_s)
+    # its retrying wrapper retries every exception up to 5 times with exponential waits:
+    # a refused connection would take half a minute to report
+    c.set_http_retry_params(retry=False)
+    return c
 
 
 def _call(node: Node, what: str, fn: Callable[[], T]) -> T:
