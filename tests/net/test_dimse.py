@@ -109,6 +109,10 @@ def test_find_studies_then_series(orthanc: OrthancServer, phantoms: Phantoms) ->
     (series,) = pacs.find_series(node, local, uid)
     assert series.modality == "US"
     assert series.n_instances == len(phantoms.studies[uid])
+    # Orthanc answers echoes from anyone but aborts a search from an AE title it does not know
+    with pytest.raises(NetworkError, match="ended during the search") as exc:
+        pacs.find_studies(node, LocalAE("STRANGER"), pacs.StudyQuery())
+    assert "does not know (STRANGER)" in exc.value.why
 
 
 def _by_instance(store: StudyStore, uid: str) -> dict[str, bytes]:
@@ -151,6 +155,27 @@ def test_get_keeps_the_bytes_and_resumes_a_partial_study(
     (patient,) = loaded.patients
     assert patient.identity.patient_id == phantoms.patients[uid]
     assert sum(len(s) for s in patient.studies[0].series) == n
+
+
+def test_get_asks_again_for_classes_it_did_not_propose(
+    orthanc: OrthancServer, phantoms: Phantoms, tmp_path: Path
+) -> None:
+    """A C-GET proposes the classes of an obstetric study; an object of another class (here
+    one labelled CT) fails that sub-operation, and the retrieve asks again naming it."""
+    us, other = copies_of(phantoms.studies[phantoms.still_study()][0], 2, tmp_path / "src")
+    ds = dcmread(other)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.save_as(other, enforce_file_format=True)
+    orthanc.upload([us, other])
+    uid = str(ds.StudyInstanceUID)
+    store = StudyStore(tmp_path / "cache")
+    result = pacs.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
+    assert result.complete and result.held == 2 and result.expected == 2
+    classes = {
+        str(dcmread(p, stop_before_pixels=True).SOPClassUID)
+        for p in store.study_dir(uid).glob("*/*.dcm")
+    }
+    assert "1.2.840.10008.5.1.4.1.1.2" in classes
 
 
 def test_get_brings_jpeg_as_jpeg(
@@ -203,13 +228,13 @@ def test_unknown_study_and_move_to_an_unknown_port(
         pacs.retrieve_study(orthanc.node(), orthanc.local(), "1.2.3.4.5", store=store)
     with pytest.raises(NetworkError, match="not a Study Instance UID"):
         pacs.retrieve_study(orthanc.node(), orthanc.local(), "../etc", store=store)
-    # our AE title on a port Orthanc does not know: Orthanc's sub-operations fail
+    # our AE title on a port Orthanc does not know: Orthanc cannot send
     local = LocalAE(OUR_AE, free_port(), "127.0.0.1")
-    result = pacs.retrieve_study(
-        orthanc.node(), local, phantoms.still_study(), store=store, method="move"
-    )
-    assert not result.complete and result.held == 0
-    assert "failed" in result.problem or "0 of" in result.problem
+    with pytest.raises(NetworkError, match="could not send it to us") as exc:
+        pacs.retrieve_study(
+            orthanc.node(), local, phantoms.still_study(), store=store, method="move"
+        )
+    assert OUR_AE in exc.value.fix and "C-GET" in exc.value.fix
     state = store.state(phantoms.still_study())
     assert state is not None and not state.complete and state.error
 
@@ -228,7 +253,7 @@ def test_node_killed_mid_transfer_keeps_what_arrived_and_resumes(
         if server.proc is not None:
             server.stop(kill=True)
 
-    with pytest.raises(NetworkError, match="lost") as exc:
+    with pytest.raises(NetworkError, match="ended during the retrieve") as exc:
         pacs.retrieve_study(
             server.node(timeout=5), server.local(), uid, store=store, on_instance=kill_after_first
         )

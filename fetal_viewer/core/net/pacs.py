@@ -329,11 +329,11 @@ def find_series(node: Node, local: LocalAE, study_uid: str) -> list[SeriesMatch]
     )
 
 
-def find_instances(node: Node, local: LocalAE, study_uid: str) -> dict[str, list[str]]:
-    """``{series UID: [SOP Instance UID, ...]}`` of the study on the node."""
+def find_instances(node: Node, local: LocalAE, study_uid: str) -> dict[str, dict[str, str]]:
+    """``{series UID: {SOP Instance UID: SOP Class UID}}`` of the study on the node."""
     from pydicom.dataset import Dataset
 
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, str]] = {}
     for series in find_series(node, local, study_uid):
         if node.kind == "dicomweb":
             found = web.find_instances(node, study_uid, series.series_uid)
@@ -343,8 +343,13 @@ def find_instances(node: Node, local: LocalAE, study_uid: str) -> dict[str, list
             ds.StudyInstanceUID = study_uid
             ds.SeriesInstanceUID = series.series_uid
             ds.SOPInstanceUID = ""
+            ds.SOPClassUID = ""
             found = dimse.find(node, local, ds)
-        out[series.series_uid] = sorted({str(d.get("SOPInstanceUID", "")) for d in found} - {""})
+        out[series.series_uid] = {
+            str(d.get("SOPInstanceUID", "")): str(d.get("SOPClassUID", ""))
+            for d in found
+            if d.get("SOPInstanceUID")
+        }
     return out
 
 
@@ -395,10 +400,17 @@ class RetrieveResult:
         }
 
 
-def _missing(remote: dict[str, list[str]], held: set[str]) -> tuple[dict[str, list[str]], int]:
-    missing = {s: [u for u in sops if u not in held] for s, sops in remote.items()}
-    missing = {s: sops for s, sops in missing.items() if sops}
-    return missing, sum(len(v) for v in remote.values())
+def _missing(
+    remote: dict[str, dict[str, str]], held: set[str]
+) -> tuple[dict[str, list[str]], int, set[str]]:
+    """(missing instances by series, instances on the node, SOP classes of the missing)."""
+    missing = {s: sorted(u for u in sops if u not in held) for s, sops in remote.items()}
+    classes = {remote[s][u] for s, sops in missing.items() for u in sops} - {""}
+    return (
+        {s: sops for s, sops in missing.items() if sops},
+        sum(len(v) for v in remote.values()),
+        classes,
+    )
 
 
 def retrieve_study(
@@ -436,22 +448,21 @@ def retrieve_study(
     # what the node holds: the whole study, or (resuming) the instances still missing
     wanted: dict[str, list[str]] | None = None
     expected: int | None
+    classes: set[str] = set()
     if held0:
         remote = find_instances(node, local, study_uid)
-        wanted, expected = _missing(remote, held0)
+        wanted, expected, classes = _missing(remote, held0)
         if not remote:
-            raise NetworkError(
-                f"{node.address} has no study {study_uid}.",
-                fix="Search again with `fetal-viewer pacs find`; it may have been deleted.",
-            )
-    else:
+            raise _no_such_study(node, study_uid)
+    elif node.kind == "dicomweb":
         match = find_study(node, local, study_uid)
         if match is None:
-            raise NetworkError(
-                f"{node.address} has no study {study_uid}.",
-                fix="Search with `fetal-viewer pacs find` and copy the Study Instance UID.",
-            )
+            raise _no_such_study(node, study_uid)
         expected = match.n_instances
+    else:
+        # no C-FIND first: the C-GET/C-MOVE responses count the sub-operations, and an
+        # association less is a tenth of a second less on a short transfer
+        expected = None
 
     state = TransferState(study_uid, node.name, kind, expected=expected, received=len(held0))
     store.save_state(state)
@@ -491,9 +502,24 @@ def retrieve_study(
                 local,
                 dimse.retrieve_query(study_uid, wanted),
                 handler,
+                sop_classes=classes,
                 on_total=announced,
                 cancel=cancel,
             )
+            if any(s.failed for s in subops):
+                # instances of classes we did not propose: ask for those, naming them
+                remote = find_instances(node, local, study_uid)
+                again, expected, classes = _missing(remote, store.held(study_uid))
+                if again and classes:
+                    subops = dimse.c_get(
+                        node,
+                        local,
+                        dimse.retrieve_query(study_uid, again),
+                        handler,
+                        sop_classes=classes,
+                        on_total=announced,
+                        cancel=cancel,
+                    )
         else:
             subops = _move(
                 node, local, study_uid, wanted, store, listener, tally, arrived, announced, cancel
@@ -527,6 +553,25 @@ def retrieve_study(
     held_now = store.held(study_uid)
     failed = sum(s.failed for s in subops)
     bad_status = [s for s in subops if s.status != dimse.SUCCESS]
+    if subops and expected is None:
+        expected = sum(s.completed + s.failed + s.warning for s in subops)
+        state = replace(state, expected=expected)
+        if expected == 0 and not held_now:
+            # nothing came and nothing was counted: no such study, or (a failure status)
+            # the node could not send at all; a search tells which
+            status = ""
+            if bad_status:
+                s0 = bad_status[0]
+                status = f"status 0x{s0.status:04X}" + (f" ({s0.comment})" if s0.comment else "")
+            if bad_status and find_study(node, local, study_uid) is not None:
+                error = _could_not_send(node, local, method, status)
+                store.save_state(replace(state, error=_one_line(error)))
+                raise error
+            store.forget(study_uid)  # leave no empty study folder behind
+            error = _no_such_study(node, study_uid)
+            if status:
+                error.why = f"it answered the retrieve with {status} and sent nothing"
+            raise error
     if tally.disk_error is not None:
         err = no_space_error(store.root, tally.disk_error)
         store.save_state(replace(state, received=len(held_now), error=_one_line(err)))
@@ -567,6 +612,32 @@ def retrieve_study(
         nbytes=tally.nbytes,
         seconds=time.perf_counter() - t0,
         problem=problem,
+    )
+
+
+def _no_such_study(node: Node, study_uid: str) -> NetworkError:
+    return NetworkError(
+        f"{node.address} has no study {study_uid} (or refuses to send it).",
+        fix="Search with `fetal-viewer pacs find` and copy the Study Instance UID; the study "
+        "may have been deleted.",
+    )
+
+
+def _could_not_send(node: Node, local: LocalAE, method: str, status: str) -> NetworkError:
+    if method == "move":
+        return NetworkError(
+            f"{node.address} has the study but could not send it to us (C-MOVE).",
+            why=f"it answered {status} without sending anything: it cannot reach our "
+            f"listener, or does not know our AE title {local.ae_title!r}",
+            fix=f"Ask its administrator to add AE title {local.ae_title!r} with this "
+            f"computer's address and port {local.port}, check that no firewall blocks that "
+            "port, or retrieve by C-GET (without --move).",
+        )
+    return NetworkError(
+        f"{node.address} has the study but refused to send it.",
+        why=f"it answered the C-GET with {status} and sent nothing",
+        fix="Try C-MOVE (--move), or ask the node's administrator whether it allows C-GET "
+        f"from our AE title {local.ae_title!r}.",
     )
 
 

@@ -202,6 +202,18 @@ class StudyStore:
         finally:
             Path(tmp).unlink(missing_ok=True)
 
+    def forget(self, study_uid: str) -> None:
+        """Remove the state of a study that holds no instance (and its empty folder)."""
+        folder = self.study_dir(study_uid)
+        if self.held(study_uid):
+            return
+        (folder / STATE_NAME).unlink(missing_ok=True)
+        for sub in sorted(folder.glob("**/*"), reverse=True):
+            if sub.is_dir():
+                sub.rmdir()
+        if folder.is_dir():
+            folder.rmdir()
+
     def studies(self) -> list[Path]:
         """Study folders under the root, newest first."""
         if not self.root.is_dir():
