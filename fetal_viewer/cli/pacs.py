@@ -429,6 +429,7 @@ def run_send(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from fetal_viewer.cli.predict import _model_card
     from fetal_viewer.core.io import open_paths
+    from fetal_viewer.core.model.aggregation import NO_ASSESSABLE
     from fetal_viewer.core.model.checkpoint import load_checkpoint
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.net import results
@@ -463,13 +464,15 @@ def run_report(args: argparse.Namespace) -> int:
             objects = results.build_results(analysis, sources)
             folder = args.out / patient.pseudonym / f"study{k + 1:02d}"
             files = results.write_results(objects, folder)
-            top, p = analysis.top
+            top = analysis.top
             entry: dict[str, Any] = {
                 "pseudonym": patient.pseudonym,
                 "study_uid": study.uid,
-                "top_class": top,
-                "top_probability": round(p, 6),
+                "assessment": NO_ASSESSABLE if top is None else "assessed",
+                "top_class": None if top is None else top[0],
+                "top_probability": None if top is None else round(top[1], 6),
                 "frames": len(analysis.frames),
+                "assessable_frames": analysis.n_assessable,
                 "files": [str(f) for f in files],
             }
             if node is not None and cfg is not None:
@@ -492,15 +495,33 @@ def run_report(args: argparse.Namespace) -> int:
                         "version": card.version,
                         "weights_sha256": card.weights_sha256,
                     },
+                    "domain_guard": (
+                        loaded.guard.summary()
+                        if loaded.guard is not None
+                        else {"note": loaded.guard_note}
+                    ),
                     "studies": out_doc,
                 },
                 indent=2,
             )
         )
     else:
-        print(f"model: {card.name} {card.version}. {INTENDED_USE}")
+        guard = (
+            f"domain guard: threshold {loaded.guard.threshold:.2f}"
+            if loaded.guard is not None
+            else loaded.guard_note
+        )
+        print(f"model: {card.name} {card.version}; {guard}. {INTENDED_USE}")
         for e in out_doc:
-            line = f"{e['pseudonym']}: {e['top_class']} ({e['top_probability']:.3f}) over {e['frames']} frame(s) -> {Path(e['files'][0]).parent}"
+            what = (
+                f"{e['top_class']} ({e['top_probability']:.3f})"
+                if e["top_class"] is not None
+                else NO_ASSESSABLE
+            )
+            line = (
+                f"{e['pseudonym']}: {what} over {e['assessable_frames']} of {e['frames']} "
+                f"frame(s) -> {Path(e['files'][0]).parent}"
+            )
             if "sent" in e:
                 line += f"; sent {e['sent']['sent']} object(s) to {args.send}"
             print(line)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -101,6 +102,63 @@ def test_cine_result_round_trip(
     assert results.read_sr(back_sr) == back
     modalities = {s.modality for s in pacs.find_series(orthanc.node(), orthanc.local(), uid)}
     assert {"US", "SR", "OT"} <= modalities
+
+
+def _guarded(
+    predictor: Predictor, folder: Path, frames: list[np.ndarray], percentile: float
+) -> Predictor:
+    """The tiny model with a domain guard fitted on ``frames`` themselves: about
+    ``percentile`` % of them fall inside its threshold (none with 0)."""
+    import shutil
+
+    from fetal_viewer.core.model.guard import DomainGuard, fit_guard
+    from fetal_viewer.core.training.guard_fit import store_guard
+
+    card = shutil.copytree(predictor.loaded.card_path.parent, folder) / "card.json"
+    feats = predictor.predict(frames, with_features=True).features
+    assert feats is not None
+    guard = fit_guard(feats, np.arange(len(frames)) % 2, feats, percentile=max(percentile, 50))
+    if percentile == 0:  # nothing passes
+        guard = DomainGuard(guard.means, guard.precision, -1.0, 0.0, guard.n_train, guard.n_val)
+    store_guard(SimpleNamespace(card_path=card), guard)  # type: ignore[arg-type]  # needs only the card
+    return Predictor(load_checkpoint(card), backend="torch")
+
+
+def test_the_domain_guard_withholds_frames_outside_it(
+    phantoms: Phantoms, predictor: Predictor, tmp_path: Path
+) -> None:
+    from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
+
+    (patient,) = open_path(phantoms.studies[phantoms.cine_study()][0]).patients
+    study = patient.studies[0]
+    series = study.series[0]
+    frames = [series.frame(i) for i in range(len(series))]
+    sources = results.read_sources([series.source])
+
+    guarded = _guarded(predictor, tmp_path / "half", frames, 50)
+    analysis = results.analyse_study(study, guarded)
+    inside = [f.in_domain for f in analysis.frames]
+    assert True in inside and False in inside and analysis.domain_threshold is not None
+    probs = np.array([f.probs for f in analysis.frames])
+    want = aggregate_assessable(probs, np.array(inside), guarded.card.aggregation)
+    assert want is not None and analysis.study_probs is not None
+    np.testing.assert_allclose(analysis.study_probs, want, atol=1e-5)
+    (key,) = analysis.key_frames
+    assert analysis.frames[key.frame_number - 1].in_domain
+    files = results.write_results(results.build_results(analysis, sources), tmp_path / "a")
+    assert all(dciodvfy_errors(f) == [] for f in files)
+    back = results.read_sr(files[0])
+    for got, frame in zip(back.frames, analysis.frames):
+        assert got[3] is frame.in_domain and got[4] == pytest.approx(frame.domain_score)
+        assert bool(got[2]) is frame.in_domain  # the class output of a flagged frame is withheld
+    assert f"domain guard threshold {analysis.domain_threshold:.6g}" in back.algorithm_parameters
+
+    nobody = results.analyse_study(study, _guarded(predictor, tmp_path / "none", frames, 0))
+    assert nobody.study_probs is None and nobody.top is None and nobody.key_frames == ()
+    files = results.write_results(results.build_results(nobody, sources), tmp_path / "b")
+    assert len(files) == 1 and dciodvfy_errors(files[0]) == []
+    back = results.read_sr(files[0])
+    assert back.study_probs == {} and NO_ASSESSABLE in back.text
 
 
 def test_domain_guard_fields_and_multi_series_study(phantoms: Phantoms, tmp_path: Path) -> None:

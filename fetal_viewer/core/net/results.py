@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fetal_viewer import INTENDED_USE
+from fetal_viewer.core.model.aggregation import NO_ASSESSABLE
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.errors import StudyLoadError
 
@@ -84,16 +85,24 @@ class StudyAnalysis:
     weights_sha256: str
     classes: tuple[str, ...]
     aggregation: str
-    study_probs: Sequence[float]
+    #: aggregated over the assessable frames; ``None`` when the domain guard let none through
+    study_probs: Sequence[float] | None
     frames: tuple[FrameResult, ...]
     key_frames: tuple[KeyFrame, ...] = ()
     domain_threshold: float | None = None
     heatmap_method: str = "gradcam"
 
     @property
-    def top(self) -> tuple[str, float]:
+    def top(self) -> tuple[str, float] | None:
+        """The study's most probable class, or ``None`` (no assessable frames)."""
+        if self.study_probs is None:
+            return None
         j = int(np.argmax(np.asarray(self.study_probs)))
         return self.classes[j], float(self.study_probs[j])
+
+    @property
+    def n_assessable(self) -> int:
+        return sum(1 for f in self.frames if f.in_domain is not False)
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ def _concepts() -> dict[str, Any]:
         "domain_score": CodedConcept("DOMAIN-SCORE", SCHEME, "Domain guard score"),
         "threshold": CodedConcept("DOMAIN-THRESH", SCHEME, "Domain guard threshold"),
         "frames": CodedConcept("N-FRAMES", SCHEME, "Frames analysed"),
+        "assessable": CodedConcept("N-ASSESSABLE", SCHEME, "Frames within the model's domain"),
     }
 
 
@@ -252,20 +262,29 @@ def build_sr(
         name = analysis.classes[int(np.argmax(np.asarray(probs)))]
         return QualitativeEvaluation(concept["top"], class_code(name))
 
-    top_name, _ = analysis.top
+    top = analysis.top
+    counts = [
+        Measurement(concept["frames"], float(len(analysis.frames)), unit),
+        Measurement(concept["assessable"], float(analysis.n_assessable), unit),
+    ]
     study_group = MeasurementsAndQualitativeEvaluations(
         tracking_identifier=TrackingIdentifier(uid=generate_uid(), identifier="Study (aggregated)"),
         algorithm_id=algorithm,
         measurements=[
-            *probabilities(analysis.study_probs),
-            Measurement(concept["frames"], float(len(analysis.frames)), codes.UCUM.NoUnits),
+            *(probabilities(analysis.study_probs) if analysis.study_probs is not None else []),
+            *counts,
         ],
-        qualitative_evaluations=[top_class(analysis.study_probs)],
+        qualitative_evaluations=(
+            [top_class(analysis.study_probs)] if analysis.study_probs is not None else None
+        ),
     )
     groups = [study_group]
     for k, frame in enumerate(analysis.frames):
-        measurements = probabilities(frame.probs)
-        qualitative = [top_class(frame.probs)]
+        # a frame the domain guard flags keeps its verdict and score; its class output is
+        # withheld, as the viewer withholds it
+        shown = frame.in_domain is not False
+        measurements = probabilities(frame.probs) if shown else []
+        qualitative = [top_class(frame.probs)] if shown else []
         if frame.domain_score is not None:
             measurements.append(
                 Measurement(concept["domain_score"], float(frame.domain_score), unit)
@@ -288,8 +307,8 @@ def build_sr(
                     uid=generate_uid(), identifier=f"Frame {k + 1}"
                 ),
                 algorithm_id=algorithm,
-                measurements=measurements,
-                qualitative_evaluations=qualitative,
+                measurements=measurements or None,
+                qualitative_evaluations=qualitative or None,
                 source_images=[
                     SourceImageForMeasurementGroup.from_source_image(
                         source,
@@ -328,7 +347,13 @@ def build_sr(
             TextContentItem(
                 name=codes.DCM.Comment,
                 value=f"{INTENDED_USE} AI output of {analysis.model_name} "
-                f"{analysis.model_version}; most probable class of the study: {top_name}.",
+                f"{analysis.model_version}; "
+                + (
+                    f"most probable class of the study: {top[0]}."
+                    if top is not None
+                    else f"{NO_ASSESSABLE}: every frame lies outside the model's training "
+                    "domain, so no class is given."
+                ),
                 relationship_type=RelationshipTypeValues.CONTAINS,
             )
         ]
@@ -551,13 +576,14 @@ def analyse_study(
     cancel: CancelToken | None = None,
 ) -> StudyAnalysis:
     """Run ``predictor`` (:class:`fetal_viewer.core.model.predictor.Predictor`) over every
-    frame of a DICOM study, aggregate by the model card's rule, and pick key frames: in
-    each series the frame most probable for the study's top class, best first.
+    frame of a DICOM study, aggregate the assessable frames by the model card's rule, and
+    pick key frames: in each series the assessable frame most probable for the study's
+    top class, best first.
 
-    The domain guard is read when the predictions carry it (``domain_scores`` and
-    ``in_domain`` arrays, and the predictor's ``guard.threshold``); otherwise the frames'
-    guard fields stay ``None``."""
-    from fetal_viewer.core.model.predictor import aggregate
+    With a domain guard in the model, each frame carries its score and verdict; frames
+    outside the domain are left out of the aggregate and of the key frames, and a study
+    with none inside has no class (``study_probs`` is ``None``)."""
+    from fetal_viewer.core.model.aggregation import aggregate_assessable
 
     card = predictor.card
     series_list = [s for s in study.series if len(s) > 0]
@@ -574,7 +600,8 @@ def analyse_study(
     frames: list[FrameResult] = []
     per_series: list[tuple[Any, Any]] = []
     all_probs = []
-    guard = getattr(predictor, "guard", None)
+    all_ok = []
+    threshold: float | None = None
     for series in series_list:
         offset = done
 
@@ -586,8 +613,9 @@ def analyse_study(
             seq, batch_size=batch_size, progress=report, cancel=cancel, with_cam=True
         )
         done += len(seq)
-        scores = getattr(pred, "domain_scores", None)
-        inside = getattr(pred, "in_domain", None)
+        scores = pred.domain_scores
+        inside = pred.in_domain
+        threshold = pred.domain_threshold
         for i in range(len(seq)):
             frames.append(
                 FrameResult(
@@ -595,42 +623,49 @@ def analyse_study(
                     frame_number=i + 1,
                     probs=tuple(round(float(p), 6) for p in pred.probs[i]),
                     in_domain=None if inside is None else bool(inside[i]),
-                    domain_score=None if scores is None else float(scores[i]),
+                    domain_score=None if scores is None else round(float(scores[i]), 6),
                 )
             )
         all_probs.append(pred.probs)
+        all_ok.append(pred.assessable())
         per_series.append((series, pred))
     if not frames:
         raise StudyLoadError("The study has no frames to analyse.")
     classes = tuple(card.classes)
-    study_probs = aggregate(np.concatenate(all_probs), card.aggregation)
-    top = int(np.argmax(study_probs))
-    candidates = []
-    for series, pred in per_series:
-        i = int(np.argmax(pred.probs[:, top]))
-        candidates.append((float(pred.probs[i, top]), series, pred, i))
-    candidates.sort(key=lambda c: -c[0])
-    keys = tuple(
-        KeyFrame(
-            sop_instance_uid=series.instance_uid,
-            frame_number=i + 1,
-            class_name=classes[top],
-            probability=p,
-            image=np.asarray(series.frame(i), dtype=np.uint8),
-            heatmap=pred.heatmap(i, top),
-        )
-        for p, series, pred, i in candidates[:max_key_frames]
+    study_probs = aggregate_assessable(
+        np.concatenate(all_probs), np.concatenate(all_ok), card.aggregation
     )
+    keys: tuple[KeyFrame, ...] = ()
+    if study_probs is not None:
+        top = int(np.argmax(study_probs))
+        candidates = []
+        for series, pred in per_series:
+            p = np.where(pred.assessable(), pred.probs[:, top], -1.0)
+            i = int(np.argmax(p))
+            if p[i] >= 0:
+                candidates.append((float(p[i]), series, pred, i))
+        candidates.sort(key=lambda c: -c[0])
+        keys = tuple(
+            KeyFrame(
+                sop_instance_uid=series.instance_uid,
+                frame_number=i + 1,
+                class_name=classes[top],
+                probability=p,
+                image=np.asarray(series.frame(i), dtype=np.uint8),
+                heatmap=pred.heatmap(i, top),
+            )
+            for p, series, pred, i in candidates[:max_key_frames]
+        )
     return StudyAnalysis(
         model_name=card.name,
         model_version=card.version,
         weights_sha256=card.weights_sha256,
         classes=classes,
         aggregation=card.aggregation,
-        study_probs=tuple(round(float(p), 6) for p in study_probs),
+        study_probs=None if study_probs is None else tuple(round(float(p), 6) for p in study_probs),
         frames=tuple(frames),
         key_frames=keys,
-        domain_threshold=None if guard is None else float(guard.threshold),
+        domain_threshold=threshold,
     )
 
 
