@@ -154,3 +154,7 @@ def copies_of(path: Path, n: int, folder: Path) -> list[Path]:
         ds.save_as(p, enforce_file_format=True)
         out.append(p)
     return out
+
+
+# the main window factory of the GUI tests, for the PACS dock's test
+from tests.gui.conftest import make_main_window  # noqa: E402, F401

@@ -449,7 +449,8 @@ def store_handler(
                 tally.refused += 1
             return PROCESSING_FAILURE
         try:
-            item = store.write_parts(study, series, sop, file_parts(event))
+            sop_class = str(event.request.AffectedSOPClassUID or "")
+            item = store.write_parts(study, series, sop, file_parts(event), sop_class)
         except OSError as exc:
             if exc.errno in _NO_SPACE:
                 with tally._lock:

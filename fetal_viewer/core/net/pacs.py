@@ -491,7 +491,9 @@ def retrieve_study(
                 if str(ds.get("StudyInstanceUID", "")) != study_uid or not is_uid(series):
                     tally.refused += 1
                     continue
-                item = store.write(study_uid, series, sop, web.encode(ds))
+                item = store.write(
+                    study_uid, series, sop, web.encode(ds), str(ds.get("SOPClassUID", ""))
+                )
                 tally.add(item)
                 arrived(item)
         elif method == "get":

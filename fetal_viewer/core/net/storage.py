@@ -46,6 +46,14 @@ CONFLICTS = ".conflicts"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 Buffer = bytes | bytearray | memoryview
+#: SOP class prefixes of objects without pixels to show: structured reports, key objects,
+#: presentation states, encapsulated documents, raw data
+NOT_IMAGES = (
+    "1.2.840.10008.5.1.4.1.1.88.",
+    "1.2.840.10008.5.1.4.1.1.11.",
+    "1.2.840.10008.5.1.4.1.1.104.",
+    "1.2.840.10008.5.1.4.1.1.66",
+)
 
 
 def is_uid(value: str) -> bool:
@@ -67,6 +75,12 @@ class StoredInstance:
     path: Path
     outcome: Outcome
     nbytes: int
+    sop_class: str = ""
+
+    @property
+    def is_image(self) -> bool:
+        """Whether a viewer can show it: not a report, document or presentation state."""
+        return not self.sop_class.startswith(NOT_IMAGES)
 
 
 def _same(a: Path, b: Path, chunk: int = 1 << 20) -> bool:
@@ -116,15 +130,22 @@ class StudyStore:
         folder = self.study_dir(study_uid)
         return {p.stem for p in folder.glob("*/*.dcm")} if folder.is_dir() else set()
 
-    def write(self, study_uid: str, series_uid: str, sop_uid: str, data: bytes) -> StoredInstance:
+    def write(
+        self, study_uid: str, series_uid: str, sop_uid: str, data: bytes, sop_class: str = ""
+    ) -> StoredInstance:
         """Write one instance (a whole DICOM file: preamble, meta, data set).
 
         Raises ``ValueError`` for UIDs that cannot name a file and ``OSError`` when the
         disk refuses (``errno`` ENOSPC/EDQUOT/EFBIG when it is full)."""
-        return self.write_parts(study_uid, series_uid, sop_uid, [data])
+        return self.write_parts(study_uid, series_uid, sop_uid, [data], sop_class)
 
     def write_parts(
-        self, study_uid: str, series_uid: str, sop_uid: str, parts: Sequence[Buffer]
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        parts: Sequence[Buffer],
+        sop_class: str = "",
     ) -> StoredInstance:
         """:meth:`write` for a file given in pieces (no copy of a large received buffer)."""
         final = self.path_for(study_uid, series_uid, sop_uid)
@@ -144,7 +165,7 @@ class StudyStore:
         finally:
             Path(tmp).unlink(missing_ok=True)
         where = final if outcome is not Outcome.CONFLICT else self._conflict_path(sop_uid, parts)
-        return StoredInstance(study_uid, series_uid, sop_uid, where, outcome, nbytes)
+        return StoredInstance(study_uid, series_uid, sop_uid, where, outcome, nbytes, sop_class)
 
     def _conflict_path(self, sop_uid: str, parts: Sequence[Buffer]) -> Path:
         digest = hashlib.sha256()
