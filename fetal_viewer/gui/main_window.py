@@ -44,6 +44,7 @@ from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
 from fetal_viewer.gui.imaging import heatmap_rgba
+from fetal_viewer.gui.pacs import attach_pacs
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.workers import (
     FrameLoader,
@@ -156,6 +157,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_menus()
         self._connect()
+        attach_pacs(self)  # PACS dock and menu; its arrivals go through open_paths
         self.setAcceptDrops(True)
         self._restore_settings()
         if not self.settings.contains("window/geometry"):
