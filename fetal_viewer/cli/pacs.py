@@ -428,11 +428,11 @@ def run_send(args: argparse.Namespace) -> int:
 # ---- report ---------------------------------------------------------------------------------
 def run_report(args: argparse.Namespace) -> int:
     from fetal_viewer.cli.predict import _model_card
+    from fetal_viewer.core import report_dicom as results
     from fetal_viewer.core.io import open_paths
     from fetal_viewer.core.model.aggregation import NO_ASSESSABLE
     from fetal_viewer.core.model.checkpoint import load_checkpoint
     from fetal_viewer.core.model.predictor import Predictor
-    from fetal_viewer.core.net import results
     from fetal_viewer.core.progress import tqdm_progress
 
     _quiet(args)

@@ -14,10 +14,11 @@ import pytest
 from pydicom import dcmread
 
 from fetal_viewer import INTENDED_USE
+from fetal_viewer.core import report_dicom as results
 from fetal_viewer.core.io import open_path
 from fetal_viewer.core.model.checkpoint import load_checkpoint
 from fetal_viewer.core.model.predictor import Predictor
-from fetal_viewer.core.net import pacs, results
+from fetal_viewer.core.net import pacs
 from fetal_viewer.core.net.storage import StudyStore
 from fetal_viewer.errors import StudyLoadError
 from tests.net.conftest import OrthancServer, Phantoms, copies_of

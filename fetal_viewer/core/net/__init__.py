@@ -1,6 +1,7 @@
-"""DICOM networking: nodes, query/retrieve, the storage listener, DICOMweb, and AI results
-sent back as DICOM. No Qt here: the CLI (``fetal-viewer pacs``) and the GUI call the same
-use cases in :mod:`fetal_viewer.core.net.pacs`.
+"""DICOM networking: nodes, query/retrieve, the storage listener and DICOMweb. No Qt here:
+the CLI (``fetal-viewer pacs``) and the GUI call the same use cases in
+:mod:`fetal_viewer.core.net.pacs`. The AI result as DICOM objects is
+:mod:`fetal_viewer.core.report_dicom` (a layer up: it uses the model and CAM).
 
 Public API:
 
@@ -10,7 +11,5 @@ Public API:
   ``retrieve_study`` (C-GET, C-MOVE or WADO-RS, resumable), ``send`` (C-STORE or STOW-RS);
 * :mod:`~fetal_viewer.core.net.listener`: ``Listener`` (storage SCP);
 * :mod:`~fetal_viewer.core.net.storage`: ``StudyStore`` (atomic, never overwrites),
-  ``TransferState``;
-* :mod:`~fetal_viewer.core.net.results`: the AI result as a Comprehensive SR and secondary
-  captures.
+  ``TransferState``.
 """
