@@ -4,7 +4,14 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench package demo-model loco-report clean
+.PHONY: run test lint bench package demo-model loco-report real-check clean
+
+# real data outside the repository (never copied into it): HC18's training set and the samples
+SHARED  ?= ../shared
+HC18    ?= $(SHARED)/hc18-train
+SAMPLES ?= $(SHARED)/real-samples
+# HC18 subjects whose number is a multiple of 5 are held out of training for real-check
+HELD_OUT = split($$8, g, "-") && g[2] % 5 == 0
 
 # set up once (and again when pyproject.toml changes)
 $(STAMP): pyproject.toml
@@ -35,7 +42,9 @@ bench: $(STAMP)
 ## them (5 to 8 hours on two CPU cores, resumable), fine-tune the
 ## center-D fold's model (trained on centers A-C) with Grad-CAM guidance, then with the
 ## pointing term too, then with the noise-floor augmentation, on the same centers (about 55
-## minutes), score it on center D and ship it to resources/models/demo/
+## minutes); then synthesise the four lesions into HC18's real scans ($(HC18), about 40
+## minutes), fine-tune on phantoms A-C plus 4 in 5 HC18 subjects (train also fits the
+## domain guard), score it on phantom center D and ship it to resources/models/demo/
 DEMO_ARGS = --input-size 128 --batch-size 32 --patience 6 --seed 0
 FOLD_D = The center-D fold of the demo leave-one-center-out run (trained on centers A-C), then \
 5 epochs at lr 2e-4 with --cam-guidance 2
@@ -44,6 +53,11 @@ POINTING_D = $(FOLD_D), then 5 more with --cam-guidance 2 --cam-pointing 1
 POINTING_NOTES = $(POINTING_D), on the same centers (train --init).
 FLOOR_NOTES = $(POINTING_D), then 3 more like those with --noise-floor 0.7, on the same centers \
 (train --init).
+REAL_NAME = fetal-viewer demo (phantoms and lesions synthesised into real HC18 scans), center D held out
+REAL_NOTES = The center-D phantom model (stages above) fine-tuned 8 epochs at lr 3e-4 on phantom \
+centers A-C (2 frames a patient) and on the HC18 scans of 4 in 5 subjects, each as a sham-edited \
+normal and with the four anomalies synthesised into it (phantoms --backgrounds). HC18: van den \
+Heuvel et al., PLoS ONE 2018, Zenodo 1327317, CC BY 4.0. Research use only, not for clinical use.
 demo-model: $(STAMP)
 	test -f out/demo-phantoms/manifest.csv || $(BIN)/fetal-viewer phantoms --out out/demo-phantoms \
 	    --patients-per-class 160 --centers 4 --seed 2026 --format png
@@ -64,11 +78,47 @@ demo-model: $(STAMP)
 	    --init out/demo-pointing/card.json $(DEMO_ARGS) --epochs 3 --lr 2e-4 \
 	    --cam-guidance 2 --cam-pointing 1 --noise-floor 0.7 --fp16 --resume --notes "$(FLOOR_NOTES)" \
 	    --name "fetal-viewer demo (phantoms), center D held out, Grad-CAM-guided fine-tune with the pointing term and the noise floor"
-	$(BIN)/fetal-viewer evaluate --model out/demo-floor/card.json \
-	    --manifest out/demo-phantoms/manifest_D.csv --out out/demo-floor/center_D \
-	    --figures out/demo-floor/center_D/figures --update-card out/demo-floor/card.json
+	test -f out/demo-floor/center_D/metrics.json || $(BIN)/fetal-viewer evaluate \
+	    --model out/demo-floor/card.json --manifest out/demo-phantoms/manifest_D.csv \
+	    --out out/demo-floor/center_D --figures out/demo-floor/center_D/figures \
+	    --update-card out/demo-floor/card.json
+	test -f out/hc18-synth/manifest.csv || $(BIN)/fetal-viewer phantoms --backgrounds $(HC18)/images \
+	    --backgrounds-index $(HC18)/index.csv --out out/hc18-synth --center H --seed 2026
+	{ echo "path,frame,patient_id,center,label,ga_weeks,mask_path,group"; \
+	  awk -F, -v OFS=, 'NR > 1 && $$4 != "D" {$$1 = "demo-phantoms/" $$1; \
+	      if ($$7 != "") $$7 = "demo-phantoms/" $$7; print $$0 ","}' out/demo-phantoms/manifest.csv; \
+	  awk -F, -v OFS=, 'NR > 1 && !($(HELD_OUT)) {$$1 = "hc18-synth/" $$1; \
+	      if ($$7 != "") $$7 = "hc18-synth/" $$7; print}' out/hc18-synth/manifest.csv; \
+	} > out/demo-real-train.csv
+	$(BIN)/fetal-viewer train --manifest out/demo-real-train.csv --out out/demo-real \
+	    --init out/demo-floor/card.json --input-size 128 --batch-size 32 --patience 3 --seed 0 \
+	    --epochs 8 --lr 3e-4 --max-frames-per-patient 2 --noise-floor 0.7 --fp16 --resume \
+	    --name "$(REAL_NAME)" --notes "$(REAL_NOTES)"
+	$(BIN)/fetal-viewer evaluate --model out/demo-real/card.json \
+	    --manifest out/demo-phantoms/manifest_D.csv --out out/demo-real/center_D \
+	    --figures out/demo-real/center_D/figures --update-card out/demo-real/card.json
 	mkdir -p resources/models/demo
-	cp out/demo-floor/card.json out/demo-floor/weights.safetensors resources/models/demo/
+	cp out/demo-real/card.json out/demo-real/weights.safetensors out/demo-real/guard.safetensors \
+	    resources/models/demo/
+
+## real-check: the demo model on real scans it never trained on: the held-out HC18 subjects
+## (untouched, as normals, and with the four lesions synthesised into them) and the real
+## samples, with the domain guard against real DICOM files that show no fetal head
+## (pydicom-data). Needs $(HC18) and $(SAMPLES); writes out/real-check/
+real-check: $(STAMP)
+	mkdir -p out/real-check
+	awk -F, 'NR == 1 {print "path,patient_id,center,label,group"; next} $$2 % 5 == 0 \
+	    {print "$(abspath $(HC18))/images/" $$1 ",HC18-" $$1 ",H,normal,H-" $$2}' \
+	    $(HC18)/index.csv > out/real-check/hc18_heldout.csv
+	awk -F, 'NR == 1 || ($(HELD_OUT))' out/hc18-synth/manifest.csv > out/hc18-synth/manifest_heldout.csv
+	$(BIN)/fetal-viewer evaluate --model resources/models/demo/card.json \
+	    --manifest out/real-check/hc18_heldout.csv --out out/real-check/hc18-untouched \
+	    --ood $$($(BIN)/python -c 'import data_store, pathlib; print(pathlib.Path(data_store.__file__).parent / "data")') \
+	    $(SAMPLES)/fetal_planes/Patient00168_Plane2_1_of_2.png $(SAMPLES)/fetal_planes/Patient00168_Plane5_2_of_2.png
+	$(BIN)/fetal-viewer evaluate --model resources/models/demo/card.json \
+	    --manifest out/hc18-synth/manifest_heldout.csv --out out/real-check/hc18-synth
+	$(BIN)/fetal-viewer predict --model resources/models/demo/card.json --no-progress \
+	    $(SAMPLES)/brain_anomaly $(SAMPLES)/fetal_planes $(SAMPLES)/hc18 | tee out/real-check/samples.txt
 
 ## loco-report: the shipped model's recipe on every center, pooled into one leave-one-center-out
 ## report: the three fine-tunes of each of the A, B and C folds (as demo-model does for D; about
