@@ -14,6 +14,7 @@ from typing import Any
 
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES
+from fetal_viewer.core.runtime.backends import CHOICES as BACKEND_CHOICES
 from fetal_viewer.errors import ModelLoadError, StudyLoadError
 
 CAM_CHOICES = (
@@ -62,7 +63,13 @@ def add_parser(subparsers: Any) -> None:
         help="patient-level rule (default: the card's)",
     )
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "torch"), default="auto")
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="inference runtime and precision (default auto: the fastest measured on this "
+        "machine whose outputs agree with float32; measured once, then cached)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument(
         "--no-head",
@@ -281,6 +288,9 @@ def run(args: argparse.Namespace) -> int:
             "classes": list(card.classes),
             "card": str(loaded.card_path),
             "backend": predictor.backend,
+            "precision": predictor.precision,
+            "backend_choice": predictor.choice.how,
+            "runtime": predictor.runtime_description,
             "domain_guard": (
                 loaded.guard.summary() if loaded.guard is not None else {"note": loaded.guard_note}
             ),
@@ -301,8 +311,8 @@ def run(args: argparse.Namespace) -> int:
             else loaded.guard_note
         )
         print(
-            f"model: {card.name} {card.version} ({predictor.backend}); aggregation: {rule}; "
-            f"{guard}. {INTENDED_USE}"
+            f"model: {card.name} {card.version}; aggregation: {rule}; {guard}. {INTENDED_USE}\n"
+            f"runtime: {predictor.runtime_description}"
         )
         for pat in patients_out:
             if pat["top_class"] is None:

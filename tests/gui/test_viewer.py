@@ -180,7 +180,9 @@ def test_analyse_study_matches_predictor_and_export(
     assert done.args[1] is False  # not cancelled
     wait_until(lambda: window._job is None)
     # patient bars = aggregate of an independent run of the predictor on every frame
-    reference = Predictor(load_checkpoint(model_service.info.card_path))
+    reference = Predictor(
+        load_checkpoint(model_service.info.card_path), backend=model_service._predictor.runtime.name
+    )
     all_frames = [s.frame(i) for s in window.study.series for i in range(len(s))]
     expected = aggregate(reference.predict(all_frames).probs, "mean")
     np.testing.assert_allclose(window.ai_panel.patient_bars.values, expected, atol=1e-4)
