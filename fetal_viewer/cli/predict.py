@@ -15,7 +15,7 @@ from typing import Any
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES
 from fetal_viewer.core.runtime.backends import CHOICES as BACKEND_CHOICES
-from fetal_viewer.errors import ModelLoadError, StudyLoadError
+from fetal_viewer.errors import InferenceError, ModelLoadError, StudyLoadError
 
 CAM_CHOICES = (
     "gradcam",
@@ -119,7 +119,6 @@ def _model_card(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
-    import torch
 
     from fetal_viewer.core.cam.overlay import blend
     from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
@@ -128,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.model.preprocess import preprocess
     from fetal_viewer.core.progress import tqdm_progress
+    from fetal_viewer.core.runtime.backends import torch_available
 
     if args.pixel_size is not None and not args.pixel_size > 0:
         from fetal_viewer.errors import DataError
@@ -135,6 +135,13 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(
             f"--pixel-size must be a positive number of millimetres, got {args.pixel_size}.",
             fix="Pass the image's pixel size, e.g. --pixel-size 0.13.",
+        )
+    fast_methods = ("gradcam", "gradcam-stitch")
+    if args.heatmaps is not None and args.cam_method not in fast_methods and not torch_available():
+        raise InferenceError(
+            f"--cam-method {args.cam_method} needs torch, which is not installed.",
+            why="The pytorch-grad-cam methods run the torch model; this install has none.",
+            fix="Use --cam-method gradcam or gradcam-stitch, or install torch.",
         )
     loaded = load_checkpoint(_model_card(args))
     predictor = Predictor(loaded, backend=args.backend)
@@ -210,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
                             if with_cam:
                                 heat = pred.heatmap(i, c)
                             else:
+                                import torch
+
                                 from fetal_viewer.core.cam.gradcam import (
                                     frame_heatmap,
                                     library_cams,

@@ -97,15 +97,6 @@ class Predictions:
         return frame_heatmap(self.cams[i, class_index], self.geometries[i])
 
 
-def _fc_weight(loaded: LoadedModel) -> NDArray[np.float32]:
-    import torch
-
-    fc = getattr(loaded.model, "fc", None)
-    if not isinstance(fc, torch.nn.Linear):
-        raise InferenceError("The model has no linear fc layer; it is not a ResNet.")
-    return fc.weight.detach().cpu().numpy().astype(np.float32)
-
-
 _HOW = {
     "measured": "measured now as the fastest that agrees with the float32 reference",
     "cached": "measured on this machine as the fastest that agrees with the float32 reference",
@@ -137,13 +128,14 @@ class Predictor:
         self.card = loaded.card
         self.classes = tuple(loaded.card.classes)
         self.spec = loaded.card.spec
-        self.fc_weight = _fc_weight(loaded)
+        self.fc_weight = loaded.fc_weight
         self.guard = loaded.guard
         self.guard_note = loaded.guard_note
         source = ModelSource(
             weights_sha256=loaded.card.weights_sha256,
             spec=self.spec,
             fc_weight=self.fc_weight,
+            graph=loaded.onnx_path,
             torch_model=(lambda: loaded.model) if torch_available() else None,
         )
         self.runtime, self.choice = select(source, backend, num_threads, cache_dir)

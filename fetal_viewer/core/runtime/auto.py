@@ -406,6 +406,9 @@ def select(
     def make(name: str) -> Backend:
         return build(name, graph, source.torch_model, n_threads, root / "openvino")
 
+    if source.torch_model is None:
+        graph()  # without torch the graph is all there is: say at once when it is missing
+
     if requested != AUTO:
         parse(requested)
         return make(requested), Choice(backend=requested, how="forced")
