@@ -359,12 +359,8 @@ class ModelService(QThread):
     _done = Signal()
 
     def run(self) -> None:  # the model thread
-        from fetal_viewer.core.runtime.backends import torch_available
-
-        if torch_available():  # torch runs here only: the torch backend, library CAMs
-            import torch
-
-            torch.set_num_threads(model_threads())
+        # no torch import here: with a cached ONNX runtime the viewer never loads torch
+        # (2 s); the torch backend and the library heatmaps set its threads when they run
         while True:
             task = self._queue.get()
             if task.kind == "stop":
@@ -443,6 +439,11 @@ class ModelService(QThread):
         methods = CAM_METHODS if torch_available() else (FAST_METHOD, STITCH_METHOD)
         default = self._predictor.default_cam_method
         self.methods = (default, *(m for m in methods if m != default))
+        # a first pass sets the runtime up for this shape (OpenVINO: a third of a second
+        # here), while the study is still being opened rather than when its frame is asked
+        size = card.spec.input_size
+        warm = np.zeros((1, 3, size, size), np.float32)
+        self._predictor.run_arrays(warm, with_cam=True, stitch=default == STITCH_METHOD)
         self.info = ModelInfo(
             name=card.name,
             version=card.version,
@@ -497,6 +498,7 @@ class ModelService(QThread):
         from fetal_viewer.core.cam.gradcam import library_cams
         from fetal_viewer.core.model.preprocess import preprocess
 
+        torch.set_num_threads(model_threads())
         spec = self._loaded.card.spec
         x = torch.from_numpy(np.stack([preprocess(f, spec).array for f in frames]))
         return library_cams(self._loaded.model, x, method, cancel=cancel)

@@ -74,11 +74,13 @@ def parse(name: str) -> tuple[str, str]:
 
 
 def version(distribution: str) -> str:
-    """Installed version of a distribution, or ``""``."""
+    """Installed version of a distribution (or of its imported module, where a bundle
+    carries no metadata), or ``""``."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
-        return ""
+        module = sys.modules.get(distribution)
+        return str(getattr(module, "__version__", "")) if module is not None else ""
 
 
 def torch_available() -> bool:
@@ -242,11 +244,11 @@ def resnet_forward(model: Any, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 class TorchBackend(Backend):
     """Torch eager on the CPU: channels-last, inference mode, optionally bfloat16 autocast.
-    Uses torch's own thread setting."""
+    Sets torch's (process-wide) thread count to ``threads`` when given."""
 
     runtime = "torch"
 
-    def __init__(self, model: torch.nn.Module, precision: str) -> None:
+    def __init__(self, model: torch.nn.Module, precision: str, threads: int | None = None) -> None:
         try:
             import torch
         except ImportError as exc:
@@ -258,6 +260,8 @@ class TorchBackend(Backend):
                 fix="Use backend 'torch' (float32).",
             )
         self.precision = precision
+        if threads:
+            torch.set_num_threads(int(threads))
         self._model = model.eval().to(memory_format=torch.channels_last)
 
     def run(self, batch: NDArray[np.float32]) -> Outputs:
@@ -293,7 +297,7 @@ def build(
     if runtime == "torch":
         if torch_model is None or not torch_available():
             raise _missing("torch", ImportError("torch is not installed"))
-        return TorchBackend(torch_model(), precision)
+        return TorchBackend(torch_model(), precision, threads)
     if importlib.util.find_spec(RUNTIMES[runtime][1]) is None:
         raise _missing(runtime, ImportError(f"no module named {runtime}"))
     if runtime == "openvino":

@@ -1,7 +1,11 @@
 """The ONNX graph of the classifier that OpenVINO and ONNX Runtime run.
 
-:func:`export_onnx` writes it from the torch module (float32, dynamic batch, outputs
-``logits`` and ``features`` = the ``layer4`` activations). A checkpoint may carry the graph
+:func:`export_onnx` writes it from the torch module (float32 arithmetic, dynamic batch,
+outputs ``logits`` and ``features`` = the ``layer4`` activations). Batch norms are left
+unfolded, so every weight is stored as the checkpoint holds it: weights that float16
+represents exactly (all of them, for a checkpoint saved in float16) are stored in float16
+behind a ``Cast`` to float32, which halves the file and changes no value; the runtimes fold
+the casts and batch norms when they load the graph. A checkpoint may carry the graph
 next to its weights; otherwise :func:`cached_graph` exports it once into the user cache,
 keyed by the weights' sha256, with a ``.sha256`` file beside it that is checked on every
 later use, so a later start does not export again and a damaged copy is replaced.
@@ -10,12 +14,14 @@ later use, so a later start does not export again and a damaged copy is replaced
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from fetal_viewer.core.runtime.backends import FEATURES, INPUT, LOGITS, resnet_forward
 from fetal_viewer.core.warncatch import collect_warnings
@@ -36,8 +42,31 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _float16_storage(proto: Any) -> int:
+    """Store every float32 initializer that float16 holds exactly as float16 behind a
+    ``Cast`` back to float32 (lossless); returns how many were converted."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(init)
+        half = values.astype(np.float16)
+        if values.size < 16 or not np.array_equal(half.astype(np.float32), values):
+            continue
+        graph.initializer.remove(init)
+        graph.initializer.append(numpy_helper.from_array(half, f"{init.name}.float16"))
+        casts.append(helper.make_node("Cast", [f"{init.name}.float16"], [init.name], to=1))
+    for i, node in enumerate(casts):
+        graph.node.insert(i, node)
+    return len(casts)
+
+
 def export_onnx(model: Any, input_size: int, path: Path) -> str:
     """Write ``model``'s ONNX graph to ``path`` (atomically); returns its sha256."""
+    import onnx
     import torch
 
     class Both(torch.nn.Module):
@@ -48,28 +77,31 @@ def export_onnx(model: Any, input_size: int, path: Path) -> str:
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return resnet_forward(self.model, x)
 
+    buf = io.BytesIO()
+    with collect_warnings(), torch.inference_mode(False), torch.no_grad():
+        # the TorchScript-based exporter is deprecated but needs no extra packages
+        torch.onnx.export(
+            Both().eval(),
+            (torch.zeros(1, 3, input_size, input_size),),
+            buf,  # type: ignore[arg-type]  # the legacy exporter takes a file object
+            dynamo=False,
+            input_names=[INPUT],
+            output_names=[LOGITS, FEATURES],
+            dynamic_axes={INPUT: {0: "n"}, LOGITS: {0: "n"}, FEATURES: {0: "n"}},
+            opset_version=OPSET,
+            do_constant_folding=False,  # keep batch norms apart: weights stay as stored
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    _float16_storage(proto)
+    data = proto.SerializeToString()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with collect_warnings(), torch.inference_mode(False), torch.no_grad():
-            # the TorchScript-based exporter is deprecated but needs no extra packages
-            torch.onnx.export(
-                Both().eval(),
-                (torch.zeros(1, 3, input_size, input_size),),
-                str(tmp),
-                dynamo=False,
-                input_names=[INPUT],
-                output_names=[LOGITS, FEATURES],
-                dynamic_axes={INPUT: {0: "n"}, LOGITS: {0: "n"}, FEATURES: {0: "n"}},
-                opset_version=OPSET,
-            )
-        digest = sha256_of(tmp)
+        tmp.write_bytes(data)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
-    return digest
+    return hashlib.sha256(data).hexdigest()
 
 
 def cached_graph(
