@@ -503,4 +503,10 @@ def test_about_shows_version_intended_use_model_and_licences(make_main_window, m
     assert __version__ in text and INTENDED_USE in text
     assert model_service.info.name in text
     assert "pylibjpeg-libjpeg" in text and "GPL" in text
+    # the inference runtime, as the model thread chose it (forced to ONNX Runtime in tests)
+    assert "Runtime: ONNX Runtime" in text and "chosen by hand" in text
+    assert "openvino" in text
     box.close()
+    window._on_model_loaded(model_service.info)
+    label = window.ai_panel.model_label.text()
+    assert f"Runtime: {model_service.info.runtime}" in label
