@@ -111,14 +111,22 @@ class _Skewed(Backend):
 
 
 def test_the_agreement_rule(loaded: LoadedModel, cache: Path) -> None:
+    from fetal_viewer.core.cam.gradcam import cams_from_features
+    from fetal_viewer.core.model.probe import probe_batch, probe_frames
+
     reference = Predictor(loaded, backend="onnxruntime", cache_dir=cache)
-    probe = auto.probe_batch(loaded.card.spec)
+    frames = probe_frames()  # shipped phantoms of every class
+    assert len(frames) == 8 and all(f.dtype == np.uint8 and f.shape[2] == 3 for f in frames)
+    probe = probe_batch(loaded.card.spec)
     assert probe.shape == (8, 3, 64, 64)
-    np.testing.assert_array_equal(probe, auto.probe_batch(loaded.card.spec))  # deterministic
     logits, feats = reference.runtime.run(probe)
     probs = softmax(logits)
     w = reference.fc_weight
-    peaks = auto._peaks(feats, w, probs.argmax(axis=1))
+    top = probs.argmax(axis=1)
+    peaks = auto._peaks(feats, w, top)
+    # the peak is the hottest cell of the Grad-CAM the viewer draws
+    cams = cams_from_features(feats, w)[np.arange(8), top].reshape(8, -1)
+    np.testing.assert_array_equal(peaks, np.where(cams.max(1) > 0, cams.argmax(1), -1))
 
     def check(precision: str, change: str) -> tuple[bool, str]:
         skewed = _Skewed(reference.runtime, precision, change)

@@ -34,7 +34,7 @@ block so its hooks are released.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,7 +45,16 @@ from fetal_viewer.errors import InferenceError
 if TYPE_CHECKING:
     import torch
 
-    from fetal_viewer.core.model.preprocess import Geometry
+
+class Geometry(Protocol):
+    """How a frame was mapped onto the network input (``preprocess.Geometry``): the CAM
+    package needs only this much of it, and does not depend on the model package."""
+
+    @property
+    def input_size(self) -> int: ...
+
+    def to_frame(self, heatmap: NDArray) -> NDArray[np.float32]: ...
+
 
 #: the fast all-class path
 FAST_METHOD = "gradcam"

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from fetal_viewer.core.cam.gradcam import (
     FAST_METHOD,
+    STITCH,
     STITCH_METHOD,
     cams_from_features,
     frame_heatmap,
@@ -33,6 +34,7 @@ from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE,
 from fetal_viewer.core.model.checkpoint import LoadedModel
 from fetal_viewer.core.model.guard import pool
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
+from fetal_viewer.core.model.probe import probe_batch
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.runtime.auto import ModelSource, select
 from fetal_viewer.core.runtime.backends import CHOICES, Outputs, softmax, torch_available
@@ -131,10 +133,13 @@ class Predictor:
         self.fc_weight = loaded.fc_weight
         self.guard = loaded.guard
         self.guard_note = loaded.guard_note
+        spec = self.spec
         source = ModelSource(
             weights_sha256=loaded.card.weights_sha256,
-            spec=self.spec,
+            input_size=spec.input_size,
             fc_weight=self.fc_weight,
+            probe=lambda: probe_batch(spec),
+            stitch_batch=STITCH * STITCH,
             graph=loaded.onnx_path,
             torch_model=(lambda: loaded.model) if torch_available() else None,
         )
@@ -163,7 +168,7 @@ class Predictor:
     def default_cam_method(self) -> str:
         """The stitched heatmap where it was measured to cost no more on this machine than
         the plain one did on the ONNX Runtime predictor, else the plain one."""
-        return STITCH_METHOD if self.choice.stitch_is_cheaper else FAST_METHOD
+        return STITCH_METHOD if self.choice.stitch_is_cheaper(STITCH * STITCH) else FAST_METHOD
 
     def run_arrays(
         self, x: NDArray[np.float32], with_cam: bool = False, stitch: bool = False

@@ -5,15 +5,16 @@ CPU has AMX or AVX-512 BF16, ONNX Runtime on some AMD parts without them...), so
 measured, not written in code. On the first use of a model on a machine, :func:`select`:
 
 1. builds every backend available here (:data:`~.backends.NAMES`);
-2. runs each on a fixed probe batch (:func:`probe_batch`: rendered phantoms of every class
-   on every scanner style) and keeps those that agree with the float32 reference (torch,
+2. runs each on a fixed probe batch (``ModelSource.probe``: the predictor gives eight
+   phantoms of every class on every scanner style, :mod:`fetal_viewer.core.model.probe`)
+   and keeps those that agree with the float32 reference (torch,
    or ONNX Runtime where torch is not installed): a float32 backend within
    :data:`FLOAT32_TOLERANCE` of every probability; a bfloat16 one within
    :data:`BFLOAT16_TOLERANCE`, with the same top class and the same peak cell of that
    class's heatmap on every probe frame;
 3. drops those more than :data:`PRUNE` times slower than the best on a second pass over
    the probe batch, times the rest at batch 1 (a frame in the viewer), at
-   :data:`STITCH_BATCH` (one frame's stitched heatmap) and at :data:`ANALYSIS_BATCH`,
+   ``ModelSource.stitch_batch`` (one frame's stitched heatmap) and at :data:`ANALYSIS_BATCH`,
    interleaved so that load on a shared machine hits them alike, and keeps the one whose
    worse ratio to the best at batch 1 and at the analysis batch is smallest.
 
@@ -41,8 +42,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.cam.gradcam import STITCH, cams_from_features
-from fetal_viewer.core.model.preprocess import PreprocessSpec, preprocess
 from fetal_viewer.core.runtime.backends import (
     AUTO,
     BFLOAT16,
@@ -67,27 +66,28 @@ CHOICE_FORMAT = 1
 FLOAT32_TOLERANCE = 1e-4
 BFLOAT16_TOLERANCE = 0.01
 ANALYSIS_BATCH = 16
-STITCH_BATCH = STITCH * STITCH
-#: timed passes per batch size, after one untimed pass
-REPEATS: dict[int, int] = {1: 5, STITCH_BATCH: 3, ANALYSIS_BATCH: 3}
+#: timed passes at batch 1, at the stitched heatmap's batch and at the analysis batch
+REPEATS = (5, 3, 3)
 #: candidates this many times slower than the best on a first timed pass are not timed on
 PRUNE = 2.0
-PROBE_SEED = 43
 #: the backend the stitched heatmap is compared with (the predictor's plain map before auto)
 PLAIN_BASELINE = "onnxruntime"
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """What a runtime needs of a checkpoint: the weights' sha256 (the cache key), the
-    preprocessing, the final layer's weight (heatmaps), a verified ONNX graph when the
-    checkpoint carries one, and the torch module (``None`` without torch)."""
+    """What a runtime needs of a checkpoint: the weights' sha256 (the cache key), the input
+    size, the final layer's weight (heatmap peaks), the probe batch ``(N, 3, S, S)`` the
+    backends are checked on, a verified ONNX graph when the checkpoint carries one, the
+    torch module (``None`` without torch), and the batch of one frame's stitched heatmap."""
 
     weights_sha256: str
-    spec: PreprocessSpec
+    input_size: int
     fc_weight: NDArray[np.float32]
+    probe: Callable[[], NDArray[np.float32]]
     graph: Path | None = None
     torch_model: Callable[[], Any] | None = None
+    stitch_batch: int = 4
 
 
 @dataclass
@@ -113,15 +113,15 @@ class Choice:
     trials: dict[str, Trial] = field(default_factory=dict)
     measured_at: str = ""
 
-    @property
-    def stitch_is_cheaper(self) -> bool:
-        """Whether one frame's stitched heatmap on the chosen backend cost less than its
-        plain heatmap on :data:`PLAIN_BASELINE` when measured (False when not measured)."""
+    def stitch_is_cheaper(self, stitch_batch: int) -> bool:
+        """Whether one frame's stitched heatmap (a pass at ``stitch_batch``) on the chosen
+        backend cost no more than its plain heatmap on :data:`PLAIN_BASELINE` when measured
+        (False when not measured)."""
         chosen = self.trials.get(self.backend)
         base = self.trials.get(PLAIN_BASELINE)
         if chosen is None or base is None:
             return False
-        stitched, plain = chosen.ms.get(str(STITCH_BATCH)), base.ms.get("1")
+        stitched, plain = chosen.ms.get(str(stitch_batch)), base.ms.get("1")
         return stitched is not None and plain is not None and stitched <= plain
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,7 +202,7 @@ def cache_key(source: ModelSource, threads: int) -> dict[str, Any]:
         "threads": threads,
         "versions": versions,
         "weights_sha256": source.weights_sha256,
-        "input_size": source.spec.input_size,
+        "input_size": source.input_size,
         "graph": "checkpoint" if source.graph is not None else "exported",
     }
 
@@ -239,28 +239,13 @@ def write_choice(path: Path, key: dict[str, Any], choice: Choice) -> None:
         log.warning("Could not cache the runtime choice (%s); it will be measured again.", exc)
 
 
-def probe_frames() -> list[NDArray[np.uint8]]:
-    """Eight deterministic ultrasound-like frames: phantoms of every class, on every
-    scanner style, at several gestational ages."""
-    from fetal_viewer.core.model.labels import CLASSES
-    from fetal_viewer.core.phantoms import render
-
-    rng = np.random.default_rng(PROBE_SEED)
-    return [
-        render(CLASSES[i % len(CLASSES)], 18.0 + 2.5 * i, "ABCD"[i % 4], rng, (192, 144)).image
-        for i in range(8)
-    ]
-
-
-def probe_batch(spec: PreprocessSpec) -> NDArray[np.float32]:
-    """:func:`probe_frames` preprocessed for the model: ``(8, 3, S, S)``."""
-    return np.stack([preprocess(f, spec).array for f in probe_frames()])
-
-
 def _peaks(feats: NDArray, fc_weight: NDArray, classes: NDArray) -> NDArray[np.int64]:
-    """Flat index of the hottest cell of each frame's map of ``classes[i]`` (-1: empty)."""
-    cams = cams_from_features(feats, fc_weight)
-    maps = cams[np.arange(len(classes)), classes].reshape(len(classes), -1)
+    """Flat index of the hottest cell of each frame's Grad-CAM of ``classes[i]``, -1 where
+    it is empty. The map is ``relu(W_c . A)`` up to a positive scale and a min-max
+    (:func:`fetal_viewer.core.cam.gradcam.cams_from_features`), which keep its peak."""
+    a = np.asarray(feats, dtype=np.float32)
+    w = np.asarray(fc_weight, dtype=np.float32)[np.asarray(classes)]  # (N, K)
+    maps = np.einsum("nk,nkp->np", w, a.reshape(a.shape[0], a.shape[1], -1))
     return np.where(maps.max(axis=1) > 0, maps.argmax(axis=1), -1)
 
 
@@ -311,7 +296,7 @@ def measure(source: ModelSource, make: Callable[[str], Backend]) -> tuple[Backen
                 )
         return built.get(name)
 
-    probe = probe_batch(source.spec)
+    probe = np.ascontiguousarray(source.probe(), dtype=np.float32)
     order = ["torch", "onnxruntime", "openvino"]
     if not torch_available() or source.torch_model is None:
         order.remove("torch")
@@ -346,12 +331,13 @@ def measure(source: ModelSource, make: Callable[[str], Backend]) -> tuple[Backen
             trials[name].status = "slower"
             trials[name].ms[str(len(probe))] = round(t * 1e3, 3)
     timed = [n for n in built if trials[n].status == "ok"]
-    batches = {n: np.resize(probe, (n, *probe.shape[1:])) for n in REPEATS}
+    sizes = dict(zip((1, source.stitch_batch, ANALYSIS_BATCH), REPEATS, strict=True))
+    batches = {n: np.resize(probe, (n, *probe.shape[1:])) for n in sizes}
     for name in timed:
         for x in batches.values():
             built[name].run(x)  # a first pass at a new shape sets up kernels and buffers
-    samples: dict[tuple[str, int], list[float]] = {(n, b): [] for n in timed for b in REPEATS}
-    for b, reps in REPEATS.items():
+    samples: dict[tuple[str, int], list[float]] = {(n, b): [] for n in timed for b in sizes}
+    for b, reps in sizes.items():
         for r in range(reps):
             for name in timed[r % len(timed) :] + timed[: r % len(timed)]:  # rotate the order
                 samples[name, b].append(_time(built[name], batches[b]))
@@ -401,7 +387,7 @@ def select(
     def graph() -> Path:
         if source.graph is not None:
             return source.graph
-        return cached_graph(source.weights_sha256, source.spec.input_size, source.torch_model, root)
+        return cached_graph(source.weights_sha256, source.input_size, source.torch_model, root)
 
     def make(name: str) -> Backend:
         return build(name, graph, source.torch_model, n_threads, root / "openvino")
