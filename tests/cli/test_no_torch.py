@@ -126,7 +126,7 @@ def test_viewer_smoke_test_and_reader_study_ai_run_without_torch(
 
     script = (
         "import sys, types\n"
-        "from fetal_viewer.gui.readerstudy.jobs import StudyModel\n"
+        "from fetal_viewer.core.readerstudy.coordination import StudyModel\n"
         "model = StudyModel(sys.argv[1])\n"
         "out = model(types.SimpleNamespace(source_path=sys.argv[2], frame=0))\n"
         "print(round(sum(out.probabilities.values()), 4), out.heatmap.shape)\n"
