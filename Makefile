@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: run test lint bench package demo-model loco-report real-check clean
+.PHONY: run test lint bench package package-full demo-model loco-report real-check clean
 
 # real data outside the repository (never copied into it): HC18's training set and the samples
 SHARED  ?= ../shared
@@ -157,9 +157,13 @@ loco-report: $(STAMP)
 	    --pool out/A-floor/center_A_stitch out/B-floor/center_B_stitch \
 	    out/C-floor/center_C_stitch out/demo-floor/center_D_stitch
 
-## package: one-folder desktop bundle under dist/
+## package: the lean one-folder desktop bundle (no torch) in dist/fetal-viewer/
 package: $(STAMP)
-	bash packaging/build.sh
+	bash packaging/build.sh lean
+
+## package-full: the bundle with torch (training, pytorch-grad-cam) in dist/fetal-viewer-full/
+package-full: $(STAMP)
+	bash packaging/build.sh full
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache

@@ -29,3 +29,5 @@ def resources_dir() -> Path:
 RESOURCES = resources_dir()
 #: model card of the demo model trained on phantoms (research use only)
 DEMO_MODEL_CARD = RESOURCES / "models" / "demo" / "card.json"
+#: the frames auto checks every inference runtime on (tools/probe_frames.py writes them)
+PROBE_DIR = RESOURCES / "probe"

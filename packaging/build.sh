@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# Build the one-folder desktop bundle (dist/fetal-viewer/) and smoke-test it offscreen.
+# Build a one-folder desktop bundle and smoke-test it offscreen.
+#   packaging/build.sh [lean|full]
+# lean (default, `make package`): dist/fetal-viewer/, without torch: the model runs from its
+#   ONNX graph on OpenVINO or ONNX Runtime; the pytorch-grad-cam methods are not offered.
+# full (`make package-full`): dist/fetal-viewer-full/, with torch, torchvision and grad-cam.
+# SKIP_INSTALL=1 uses the environment as it is (no `pip install -e .[package]`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+KIND=${1:-lean}
+case "$KIND" in lean) NAME=fetal-viewer ;; full) NAME=fetal-viewer-full ;;
+  *) echo "usage: $0 [lean|full]" >&2; exit 2 ;; esac
 BIN=${BIN:-.venv/bin}
-"$BIN/python" -m pip install --quiet -e '.[package]'
-"$BIN/pyinstaller" --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
-  packaging/fetal-viewer.spec
-cp packaging/fetal-viewer.desktop dist/fetal-viewer/
-cp resources/icons/app/fetal-viewer.svg dist/fetal-viewer/fetal-viewer.svg
+[ "${SKIP_INSTALL:-0}" = 1 ] || "$BIN/python" -m pip install --quiet -e '.[package]'
+FETAL_VIEWER_BUNDLE=$KIND "$BIN/pyinstaller" --noconfirm --log-level WARN --distpath dist \
+  --workpath "build/pyinstaller-$KIND" packaging/fetal-viewer.spec
+cp packaging/fetal-viewer.desktop "dist/$NAME/"
+cp resources/icons/app/fetal-viewer.svg "dist/$NAME/fetal-viewer.svg"
+echo "== the demo model's ONNX graph, named in the bundled card (exported with this torch)"
+"$BIN/python" -m fetal_viewer onnx export --model "dist/$NAME/_internal/resources/models/demo/card.json"
 echo "== smoke test: open the demo study offscreen, run one prediction, exit"
-QT_QPA_PLATFORM=offscreen timeout 300 dist/fetal-viewer/fetal-viewer --demo --smoke-test
+CACHE=$(mktemp -d)
+trap 'rm -rf "$CACHE"' EXIT
+QT_QPA_PLATFORM=offscreen FETAL_VIEWER_CACHE_DIR=$CACHE FETAL_VIEWER_LOG_DIR=$CACHE/logs \
+  timeout 300 "dist/$NAME/fetal-viewer" --demo --smoke-test
+grep -ho "Inference backend: .*" "$CACHE"/logs/*.log | tail -1
 echo "== bundle size"
-du -sh dist/fetal-viewer
-du -sh dist/fetal-viewer/_internal/torch dist/fetal-viewer/_internal/nvidia 2>/dev/null || true
+du -sh "dist/$NAME"
+du -sh "dist/$NAME/_internal/torch" "dist/$NAME/_internal/nvidia" "dist/$NAME/_internal/openvino" 2>/dev/null || true

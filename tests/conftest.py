@@ -17,6 +17,13 @@ SHARED_SAMPLES = Path(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The user cache (runtime choices, exported graphs, demo studies) in a session folder,
+    not the developer's own; subprocesses inherit it."""
+    os.environ.setdefault("FETAL_VIEWER_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
+
+
 @pytest.fixture(scope="session")
 def real_samples() -> Path:
     """``../shared/real-samples`` when this checkout has it (never copied into the repo)."""

@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "train",
     "evaluate",
     "guard",
+    "onnx",
     "study",
     "analyze",
     "pacs",

@@ -19,6 +19,7 @@ CV_CHOICES = ("leave-one-center-out", "leave-one-patient-out", "grouped-kfold")
 
 def add_parser(subparsers: Any) -> None:
     from fetal_viewer.cli.train import add_training_options
+    from fetal_viewer.core.runtime.backends import CHOICES as BACKEND_CHOICES
 
     p = subparsers.add_parser(
         "evaluate",
@@ -51,9 +52,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument(
         "--backend",
-        choices=("auto", "onnxruntime", "torch"),
+        choices=BACKEND_CHOICES,
         default="auto",
-        help="inference backend of the predictor",
+        help="inference backend of the predictor (default auto: the fastest measured on this "
+        "machine whose outputs agree with float32 torch; name one to force it)",
     )
     p.add_argument(
         "--cam-method",

@@ -14,7 +14,8 @@ from typing import Any
 
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES
-from fetal_viewer.errors import ModelLoadError, StudyLoadError
+from fetal_viewer.core.runtime.backends import CHOICES as BACKEND_CHOICES
+from fetal_viewer.errors import InferenceError, ModelLoadError, StudyLoadError
 
 CAM_CHOICES = (
     "gradcam",
@@ -62,7 +63,13 @@ def add_parser(subparsers: Any) -> None:
         help="patient-level rule (default: the card's)",
     )
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "torch"), default="auto")
+    p.add_argument(
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="auto",
+        help="inference runtime and precision (default auto: the fastest measured on this "
+        "machine whose outputs agree with float32; measured once, then cached)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument(
         "--no-head",
@@ -112,7 +119,6 @@ def _model_card(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
-    import torch
 
     from fetal_viewer.core.cam.overlay import blend
     from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
@@ -121,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.model.preprocess import preprocess
     from fetal_viewer.core.progress import tqdm_progress
+    from fetal_viewer.core.runtime.backends import torch_available
 
     if args.pixel_size is not None and not args.pixel_size > 0:
         from fetal_viewer.errors import DataError
@@ -128,6 +135,13 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(
             f"--pixel-size must be a positive number of millimetres, got {args.pixel_size}.",
             fix="Pass the image's pixel size, e.g. --pixel-size 0.13.",
+        )
+    fast_methods = ("gradcam", "gradcam-stitch")
+    if args.heatmaps is not None and args.cam_method not in fast_methods and not torch_available():
+        raise InferenceError(
+            f"--cam-method {args.cam_method} needs torch, which is not installed.",
+            why="The pytorch-grad-cam methods run the torch model; this install has none.",
+            fix="Use --cam-method gradcam or gradcam-stitch, or install torch.",
         )
     loaded = load_checkpoint(_model_card(args))
     predictor = Predictor(loaded, backend=args.backend)
@@ -203,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
                             if with_cam:
                                 heat = pred.heatmap(i, c)
                             else:
+                                import torch
+
                                 from fetal_viewer.core.cam.gradcam import (
                                     frame_heatmap,
                                     library_cams,
@@ -281,6 +297,9 @@ def run(args: argparse.Namespace) -> int:
             "classes": list(card.classes),
             "card": str(loaded.card_path),
             "backend": predictor.backend,
+            "precision": predictor.precision,
+            "backend_choice": predictor.choice.how,
+            "runtime": predictor.runtime_description,
             "domain_guard": (
                 loaded.guard.summary() if loaded.guard is not None else {"note": loaded.guard_note}
             ),
@@ -301,8 +320,8 @@ def run(args: argparse.Namespace) -> int:
             else loaded.guard_note
         )
         print(
-            f"model: {card.name} {card.version} ({predictor.backend}); aggregation: {rule}; "
-            f"{guard}. {INTENDED_USE}"
+            f"model: {card.name} {card.version}; aggregation: {rule}; {guard}. {INTENDED_USE}\n"
+            f"runtime: {predictor.runtime_description}"
         )
         for pat in patients_out:
             if pat["top_class"] is None:

@@ -177,7 +177,7 @@ def progress_for(args: argparse.Namespace, desc: str) -> tuple[Any, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fetal_viewer.core.model.checkpoint import save_checkpoint
+    from fetal_viewer.core.model.checkpoint import add_onnx, save_checkpoint
     from fetal_viewer.core.training.evaluate import make_card
     from fetal_viewer.core.training.guard_fit import fit_and_store_guard
     from fetal_viewer.core.training.train import dist_info, finish_distributed, train_model
@@ -201,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
             result, config, manifest, range(len(manifest)), args.name, notes=args.notes
         )
         card_path = save_checkpoint(result.model, card, args.out, fp16=args.fp16)
+        # the graph of the weights as saved (float16 ones too), for runtimes without torch
+        add_onnx(card_path)
         guard = fit_and_store_guard(card_path, manifest, split=(config.val_fraction, config.seed))
         if guard is None:
             print(

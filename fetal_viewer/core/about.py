@@ -15,6 +15,7 @@ COMPONENTS: tuple[str, ...] = (
     "cachetools",
     "torch",
     "torchvision",
+    "openvino",
     "onnxruntime",
     "onnx",
     "grad-cam",

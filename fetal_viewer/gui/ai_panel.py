@@ -184,6 +184,7 @@ class AIPanel(QWidget):
         intended_use: str = INTENDED_USE,
         *,
         input_size: int | None = None,
+        runtime: str = "",
     ) -> None:
         loaded = name is not None
         self._input_size = input_size
@@ -192,6 +193,8 @@ class AIPanel(QWidget):
             self.heat_note.setText(resolution_note(input_size, self.method_combo.currentText()))
         if loaded:
             self.model_label.setText(f"Model: <b>{name}</b> v{version} · sha256 {sha[:10]}")
+            if runtime:
+                self.model_label.setText(f"{self.model_label.text()}<br>Runtime: {runtime}")
             extra = intended_use.strip()
             same = extra.lower().rstrip(".") in INTENDED_USE.lower()
             self.banner.setText(INTENDED_USE if same or not extra else f"{INTENDED_USE}\n{extra}")

@@ -495,6 +495,7 @@ class MainWindow(QMainWindow):
             info.classes,
             info.intended_use,
             input_size=info.input_size,
+            runtime=info.runtime,
         )
         self.ai_panel.set_methods(self.model.methods)
         self.settings.setValue("model/card", info.card_path)
@@ -747,7 +748,7 @@ class MainWindow(QMainWindow):
             f"<p><b>Model:</b> {escape(info.name)} {escape(info.version)} "
             f"(weights sha256 {escape(info.sha[:16])}…)<br>Classes: "
             f"{escape(', '.join(info.classes))}<br>Intended use: {escape(info.intended_use)}"
-            f"<br>Card: {escape(info.card_path)}</p>"
+            f"<br>Card: {escape(info.card_path)}<br>Runtime: {escape(info.runtime)}</p>"
             if info
             else "<p><b>Model:</b> none loaded</p>"
         )

@@ -210,6 +210,8 @@ class ModelInfo:
     card_path: str
     aggregation: str
     input_size: int
+    #: the inference runtime, its precision and how it was chosen, in words
+    runtime: str = ""
 
 
 @dataclass
@@ -236,6 +238,15 @@ FAST_METHOD = "gradcam"
 #: the same on a finer grid (fetal_viewer.core.cam.gradcam.STITCH_METHOD)
 STITCH_METHOD = "gradcam-stitch"
 PRIORITY_STOP, PRIORITY_LOAD, PRIORITY_FRAME, PRIORITY_ANALYSIS = -1, 0, 1, 2
+#: frames per "Analyse study" chunk: the analysis batch the runtimes are measured at
+ANALYSIS_BATCH = 16
+#: environment variable forcing the viewer's inference backend (default: auto)
+BACKEND_ENV = "FETAL_VIEWER_BACKEND"
+
+
+def model_threads() -> int:
+    """Threads for inference in the viewer: every core but one, left to the GUI thread."""
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class ModelService(QThread):
@@ -249,7 +260,7 @@ class ModelService(QThread):
     failed = Signal(int, object, str)  # request/job id (0 = load), exception, context
     busy_changed = Signal(bool)
 
-    def __init__(self, batch_size: int = 8, cache_entries: int = 20_000) -> None:
+    def __init__(self, batch_size: int = ANALYSIS_BATCH, cache_entries: int = 20_000) -> None:
         super().__init__()
         self.setObjectName("ModelService")
         self._queue: queue.PriorityQueue[_Task] = queue.PriorityQueue()
@@ -348,9 +359,8 @@ class ModelService(QThread):
     _done = Signal()
 
     def run(self) -> None:  # the model thread
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        # no torch import here: with a cached ONNX runtime the viewer never loads torch
+        # (2 s); the torch backend and the library heatmaps set its threads when they run
         while True:
             task = self._queue.get()
             if task.kind == "stop":
@@ -418,10 +428,22 @@ class ModelService(QThread):
         card = loaded.card
         sha = getattr(card, "weights_sha256", "") or sha256_file(card_path)
         self._loaded = loaded
-        self._predictor = Predictor(loaded)
+        self._predictor = Predictor(
+            loaded, backend=os.environ.get(BACKEND_ENV) or "auto", num_threads=model_threads()
+        )
         from fetal_viewer.core.cam.gradcam import CAM_METHODS
+        from fetal_viewer.core.runtime.backends import torch_available
 
-        self.methods = tuple(CAM_METHODS)
+        # the pytorch-grad-cam methods need torch; the default (first) is the stitched map
+        # where it was measured to cost no more than the plain one used to
+        methods = CAM_METHODS if torch_available() else (FAST_METHOD, STITCH_METHOD)
+        default = self._predictor.default_cam_method
+        self.methods = (default, *(m for m in methods if m != default))
+        # a first pass sets the runtime up for this shape (OpenVINO: a third of a second
+        # here), while the study is still being opened rather than when its frame is asked
+        size = card.spec.input_size
+        warm = np.zeros((1, 3, size, size), np.float32)
+        self._predictor.run_arrays(warm, with_cam=True, stitch=default == STITCH_METHOD)
         self.info = ModelInfo(
             name=card.name,
             version=card.version,
@@ -431,6 +453,7 @@ class ModelService(QThread):
             card_path=str(card_path),
             aggregation=getattr(card, "aggregation", "mean"),
             input_size=card.spec.input_size,
+            runtime=self._predictor.runtime_description,
         )
         self.model_loaded.emit(self.info)
 
@@ -475,6 +498,7 @@ class ModelService(QThread):
         from fetal_viewer.core.cam.gradcam import library_cams
         from fetal_viewer.core.model.preprocess import preprocess
 
+        torch.set_num_threads(model_threads())
         spec = self._loaded.card.spec
         x = torch.from_numpy(np.stack([preprocess(f, spec).array for f in frames]))
         return library_cams(self._loaded.model, x, method, cancel=cancel)

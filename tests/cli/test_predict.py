@@ -63,6 +63,11 @@ def test_predict_json_and_heatmaps(card: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["model"]["name"] == "tiny-test" and doc["model"]["version"] == "9.9"
+    # the runtime, its precision and how it was chosen (auto: measured or cached)
+    model = doc["model"]
+    assert model["backend"] in ("openvino", "onnxruntime", "torch")
+    assert model["precision"] in ("float32", "bfloat16")
+    assert model["backend_choice"] in ("measured", "cached") and model["runtime"]
     frames = [f for p in doc["patients"] for s in p["series"] for f in s["frames"]]
     assert len(frames) == 2
     for p in doc["patients"]:
@@ -75,6 +80,8 @@ def test_predict_json_and_heatmaps(card: Path, tmp_path: Path) -> None:
         assert png is not None and png.shape == (60, 70, 3)
     res = _cli(data, "--model", card)
     assert res.returncode == 0 and "tiny-test 9.9" in res.stdout
+    # measured once: this run used the cached choice
+    assert "runtime: " in res.stdout and "measured on this machine" in res.stdout
 
 
 def test_bad_input_gives_non_zero_exit(card: Path, tmp_path: Path) -> None:

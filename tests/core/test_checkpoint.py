@@ -164,3 +164,47 @@ def test_pretrained_without_cache_never_downloads(tmp_path: Path) -> None:
         assert "never downloads" in info.value.why
     finally:
         torch.hub.set_dir(old)
+
+
+def test_weights_load_as_arrays_and_torch_only_when_asked(tmp_path: Path) -> None:
+    from fetal_viewer.core.model.network import resnet34_shapes
+
+    torch.manual_seed(1)
+    model = build_resnet34(5)
+    assert resnet34_shapes(5) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    loaded = load_checkpoint(save_checkpoint(model, ModelCard(name="t", version="1"), tmp_path))
+    assert loaded.arrays is not None and loaded._model is None  # no torch module yet
+    assert torch.equal(torch.from_numpy(loaded.fc_weight), model.fc.weight.detach())
+    built = loaded.model
+    assert loaded.model is built and not built.training and loaded.arrays is None
+    assert torch.equal(torch.from_numpy(loaded.fc_weight), model.fc.weight.detach())
+
+
+def test_onnx_graph_is_named_verified_and_run(tmp_path: Path) -> None:
+    from fetal_viewer.core.model.checkpoint import ONNX_ARTIFACT, add_onnx
+    from fetal_viewer.core.model.predictor import Predictor
+
+    card_path = _save(tmp_path, fp16=True)
+    graph = add_onnx(card_path)
+    card = json.loads(card_path.read_text())
+    assert card["artifacts"][ONNX_ARTIFACT]["file"] == graph.name == "model.onnx"
+    assert len(card["artifacts"][ONNX_ARTIFACT]["sha256"]) == 64
+    loaded = load_checkpoint(card_path)
+    assert loaded.onnx_path == graph.resolve()
+    # the graph is the weights as stored (float16 here): it matches the loaded torch model
+    cache = tmp_path / "cache"
+    predictor = Predictor(loaded, backend="onnxruntime", cache_dir=cache)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = loaded.model(x).softmax(1).numpy()
+    assert abs(predictor.run_arrays(x.numpy())[0] - ref).max() < 1e-4
+    assert not (cache / "graphs").exists()  # the card's graph ran: nothing was exported
+
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="onnx file does not match the card's sha256"):
+        load_checkpoint(card_path)
+    graph.unlink()
+    with pytest.raises(ModelLoadError, match="onnx file named by the card is missing"):
+        load_checkpoint(card_path)

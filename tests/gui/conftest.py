@@ -4,6 +4,7 @@ and ultrasound DICOM files written into ``tmp_path``."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,10 @@ from fetal_viewer.gui.error_sink import ErrorSink, close_logging
 from fetal_viewer.gui.main_window import MainWindow
 from fetal_viewer.gui.workers import ModelService
 from tests.factories import write_rgb_cine
+
+# One fixed backend, so that the default heatmap (which ``auto`` picks from timings) is the
+# same on every machine; test_runtime_ui.py runs the viewer with ``auto``.
+os.environ.setdefault("FETAL_VIEWER_BACKEND", "onnxruntime")
 
 
 def us_frames(n: int, rows: int = 96, cols: int = 128, seed: int = 0) -> np.ndarray:

@@ -180,7 +180,9 @@ def test_analyse_study_matches_predictor_and_export(
     assert done.args[1] is False  # not cancelled
     wait_until(lambda: window._job is None)
     # patient bars = aggregate of an independent run of the predictor on every frame
-    reference = Predictor(load_checkpoint(model_service.info.card_path))
+    reference = Predictor(
+        load_checkpoint(model_service.info.card_path), backend=model_service._predictor.runtime.name
+    )
     all_frames = [s.frame(i) for s in window.study.series for i in range(len(s))]
     expected = aggregate(reference.predict(all_frames).probs, "mean")
     np.testing.assert_allclose(window.ai_panel.patient_bars.values, expected, atol=1e-4)
@@ -501,4 +503,10 @@ def test_about_shows_version_intended_use_model_and_licences(make_main_window, m
     assert __version__ in text and INTENDED_USE in text
     assert model_service.info.name in text
     assert "pylibjpeg-libjpeg" in text and "GPL" in text
+    # the inference runtime, as the model thread chose it (forced to ONNX Runtime in tests)
+    assert "Runtime: ONNX Runtime" in text and "chosen by hand" in text
+    assert "openvino" in text
     box.close()
+    window._on_model_loaded(model_service.info)
+    label = window.ai_panel.model_label.text()
+    assert f"Runtime: {model_service.info.runtime}" in label

@@ -34,7 +34,7 @@ block so its hooks are released.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -45,7 +45,16 @@ from fetal_viewer.errors import InferenceError
 if TYPE_CHECKING:
     import torch
 
-    from fetal_viewer.core.model.preprocess import Geometry
+
+class Geometry(Protocol):
+    """How a frame was mapped onto the network input (``preprocess.Geometry``): the CAM
+    package needs only this much of it, and does not depend on the model package."""
+
+    @property
+    def input_size(self) -> int: ...
+
+    def to_frame(self, heatmap: NDArray) -> NDArray[np.float32]: ...
+
 
 #: the fast all-class path
 FAST_METHOD = "gradcam"
@@ -137,6 +146,38 @@ def shifted(x: NDArray, dy: int, dx: int, fill: NDArray) -> NDArray[np.float32]:
     return out
 
 
+def shifted_batch(x: NDArray, fill: NDArray, k: int = STITCH) -> NDArray[np.float32]:
+    """The ``k * k`` copies of the batch ``x`` (N, 3, S, S) that shift-and-stitch runs, as one
+    batch ``(k*k*N, 3, S, S)``: copy ``(a, b)`` (row-major, ``(0, 0)`` = ``x`` itself) moved up
+    by ``32 a / k`` and left by ``32 b / k`` pixels, uncovered edges filled with ``fill``."""
+    if k < 1 or STRIDE % k:
+        raise InferenceError(f"Shift-and-stitch needs a divisor of {STRIDE}, got {k}.")
+    step = STRIDE // k
+    x = np.asarray(x, dtype=np.float32)
+    return np.concatenate(
+        [
+            x if a == b == 0 else shifted(x, a * step, b * step, fill)
+            for a in range(k)
+            for b in range(k)
+        ]
+    )
+
+
+def stitch_features(features: NDArray, fc_weight: NDArray, k: int = STITCH) -> NDArray[np.float32]:
+    """All-class Grad-CAM ``(N, C, k h, k w)`` from the ``layer4`` activations
+    ``(k*k*N, K, h, w)`` of a :func:`shifted_batch`: each copy's ReLU'd maps interleaved into
+    one grid ``k`` times finer, normalised once."""
+    raw = _raw_cams(features, fc_weight)
+    kk, c, h, w = raw.shape
+    n = kk // (k * k)
+    if n * k * k != kk:
+        raise InferenceError(f"{kk} feature maps are not {k * k} shifted copies of a batch.")
+    out = np.empty((n, c, h * k, w * k), dtype=np.float32)
+    for i, (a, b) in enumerate((a, b) for a in range(k) for b in range(k)):
+        out[:, :, a::k, b::k] = raw[i * n : (i + 1) * n]
+    return _minmax(out)
+
+
 def stitched_cams(
     features_of: Callable[[NDArray[np.float32]], NDArray],
     x: NDArray,
@@ -146,26 +187,16 @@ def stitched_cams(
     unshifted: NDArray | None = None,
 ) -> NDArray[np.float32]:
     """All-class Grad-CAM ``(N, C, k h, k w)`` of the batch ``x`` by shift-and-stitch (module
-    notes): ``features_of`` returns the ``layer4`` activations of a batch (``unshifted``:
-    those of ``x`` itself, when already computed); ``fill`` is the normalised value of a
-    black pixel, what the preprocessing pads with."""
-    if k < 1 or STRIDE % k:
-        raise InferenceError(f"Shift-and-stitch needs a divisor of {STRIDE}, got {k}.")
-    step = STRIDE // k
-    out: NDArray[np.float32] | None = None
-    for a in range(k):
-        for b in range(k):
-            if a == b == 0 and unshifted is not None:
-                feats = unshifted
-            else:
-                feats = features_of(shifted(x, a * step, b * step, fill))
-            raw = _raw_cams(feats, fc_weight)
-            if out is None:
-                n, c, h, w = raw.shape
-                out = np.empty((n, c, h * k, w * k), dtype=np.float32)
-            out[:, :, a::k, b::k] = raw
-    assert out is not None
-    return _minmax(out)
+    notes): ``features_of`` returns the ``layer4`` activations of a batch and is called once,
+    on every copy still needed (``unshifted``: those of ``x`` itself, when already
+    computed); ``fill`` is the normalised value of a black pixel, what the preprocessing
+    pads with."""
+    copies = shifted_batch(x, fill, k)
+    n = len(x)
+    if unshifted is None:
+        return stitch_features(features_of(copies), fc_weight, k)
+    rest = np.asarray(features_of(copies[n:]))
+    return stitch_features(np.concatenate([np.asarray(unshifted), rest]), fc_weight, k)
 
 
 def interp_weights(at: NDArray, n: int) -> NDArray[np.float32]:

@@ -76,7 +76,7 @@ def blend(
     where :meth:`Geometry.to_frame` gives 0) and black background pixels
     (:func:`echo_mask`) keep the frame unchanged.
     """
-    from fetal_viewer.core.model.preprocess import as_rgb
+    from fetal_viewer.core.pixels import as_rgb
 
     rgb = as_rgb(frame)
     hm = np.asarray(heatmap, dtype=np.float32)

@@ -459,7 +459,7 @@ def _grey(frame: NDArray) -> NDArray[np.uint8]:
     """Darkest channel (colour overlays drop out), thin bright strokes opened away."""
     import cv2
 
-    from fetal_viewer.core.model.preprocess import as_rgb
+    from fetal_viewer.core.pixels import as_rgb
 
     arr = np.asarray(frame)
     if arr.dtype == np.uint8 and arr.ndim == 2:

@@ -4,10 +4,14 @@ A checkpoint is a folder::
 
     card.json            ModelCard (what the model is, how to feed it, how it was made)
     weights.safetensors  the state dict, float32 or float16 (loaded back as float32)
-    guard.safetensors    optional artifacts beside the weights (here: the domain guard),
-    ...                  each named in the card's ``artifacts`` with its sha256
+    guard.safetensors    optional artifacts beside the weights (the domain guard, the
+    model.onnx           ONNX graph that the OpenVINO and ONNX Runtime backends run), each
+    ...                  named in the card's ``artifacts`` with its sha256
 
-Nothing is ever unpickled. :func:`load_checkpoint` refuses pickles (``.pt``/``.pth`` or a
+Nothing is ever unpickled. Torch is needed only to train or to run the torch backend:
+:func:`load_checkpoint` reads the weights as numpy arrays and builds the torch module on
+first use of :attr:`LoadedModel.model`, so a viewer running the ONNX graph never imports
+torch. :func:`load_checkpoint` refuses pickles (``.pt``/``.pth`` or a
 pickle renamed ``.safetensors``), checks the safetensors header, the weights' sha256 against
 the card, that the weights file lies inside the card's folder, and that tensor names,
 shapes and the class list agree with the architecture. Every refusal is a
@@ -20,14 +24,18 @@ import hashlib
 import json
 import logging
 import struct
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE
 from fetal_viewer.core.model.labels import CLASSES
-from fetal_viewer.core.model.network import ARCHITECTURE
+from fetal_viewer.core.model.network import ARCHITECTURE, resnet34_shapes
 from fetal_viewer.core.model.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -45,6 +53,9 @@ log = logging.getLogger(__name__)
 
 CARD_NAME = "card.json"
 WEIGHTS_NAME = "weights.safetensors"
+#: the ONNX graph of the network, an artifact of the card (``train`` writes it)
+ONNX_ARTIFACT = "onnx"
+ONNX_FILE = "model.onnx"
 CARD_FORMAT = 1
 RESEARCH_USE = "research use only"
 _PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".tar"}
@@ -215,20 +226,77 @@ def _triple(value: Any) -> tuple[float, float, float]:
     return vals[0], vals[1], vals[2]
 
 
-@dataclass
 class LoadedModel:
-    """A verified checkpoint: the network in eval mode (float32, CPU) and its card.
+    """A verified checkpoint: its card, the weights as float32 numpy ``arrays``, the verified
+    ONNX graph (``onnx_path``, or ``None`` when the card names none) and the domain guard.
 
     ``guard`` is the verified domain guard, or ``None``; then ``guard_note`` says why (the
     card names none, or its file was missing or tampered with: the model still loads).
+    :attr:`model`, the torch module in eval mode (float32, CPU), is built from the arrays on
+    first use; without torch it raises :class:`ModelLoadError`.
     """
 
-    model: torch.nn.Module
-    card: ModelCard
-    card_path: Path
-    weights_path: Path
-    guard: DomainGuard | None = None
-    guard_note: str = ""
+    def __init__(
+        self,
+        card: ModelCard,
+        card_path: Path,
+        weights_path: Path,
+        arrays: dict[str, NDArray] | None = None,
+        model: torch.nn.Module | None = None,
+        guard: DomainGuard | None = None,
+        guard_note: str = "",
+        onnx_path: Path | None = None,
+    ) -> None:
+        if arrays is None and model is None:
+            raise ValueError("a LoadedModel needs its weights as arrays or as a torch module")
+        self.card = card
+        self.card_path = card_path
+        self.weights_path = weights_path
+        self.arrays = arrays
+        self.guard = guard
+        self.guard_note = guard_note
+        self.onnx_path = onnx_path
+        self._model = model
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The torch module, built from the arrays on first use (then the arrays are let go)."""
+        with self._lock:
+            if self._model is None:
+                assert self.arrays is not None
+                self._model = _torch_model(self.card, self.arrays, self.weights_path)
+                self.arrays = None
+            return self._model
+
+    @property
+    def fc_weight(self) -> NDArray[np.float32]:
+        """The final layer's weight ``(C, 512)``, which every heatmap is computed from."""
+        if self._model is None and self.arrays is not None:
+            return np.asarray(self.arrays["fc.weight"], dtype=np.float32)
+        fc = getattr(self.model, "fc", None)
+        weight = getattr(fc, "weight", None)
+        if weight is None:
+            raise ModelLoadError("The model has no linear fc layer; it is not a ResNet.")
+        return np.asarray(weight.detach().cpu().numpy(), dtype=np.float32)
+
+
+def _torch_model(card: ModelCard, arrays: dict[str, NDArray], weights: Path) -> torch.nn.Module:
+    try:
+        import torch
+
+        from fetal_viewer.core.model.network import build_resnet34
+    except ImportError as exc:
+        raise ModelLoadError(
+            "This needs torch, which is not installed.",
+            why=f"{type(exc).__name__}: {exc}",
+            fix="Install torch (the full bundle or `pip install torch`), or use what runs "
+            "without it: the ONNX runtimes and the gradcam / gradcam-stitch heatmaps.",
+            path=weights,
+        ) from exc
+    model = build_resnet34(len(card.classes))
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()}, strict=True)
+    return model.eval()
 
 
 def sha256_file(path: str | Path) -> str:
@@ -360,10 +428,12 @@ def _resolve_card(card_path: str | Path) -> Path:
     return path
 
 
-def _verified_file(card_path: Path, name: str, sha256: str, what: str) -> Path:
+def _verified_file(
+    card_path: Path, name: str, sha256: str, what: str, safetensors: bool = True
+) -> Path:
     """The file ``name`` beside the card, after checking that it stays in the card's folder,
-    is no pickle, exists, is safetensors and matches ``sha256``; ``what`` names it in errors
-    ("weights", "domain guard" ...)."""
+    is no pickle, exists, is safetensors (unless ``safetensors`` is False: an ONNX graph) and
+    matches ``sha256``; ``what`` names it in errors ("weights", "domain guard" ...)."""
     folder = card_path.resolve().parent
     file = (folder / name).resolve()
     if not file.is_relative_to(folder) or file == folder:
@@ -386,7 +456,8 @@ def _verified_file(card_path: Path, name: str, sha256: str, what: str) -> Path:
             fix="Copy the whole checkpoint folder (card.json and every file it names).",
             path=file,
         )
-    _check_weights_format(file)
+    if safetensors:
+        _check_weights_format(file)
     if not sha256:
         raise ModelLoadError(
             f"The model card has no sha256 for the {what} file, so it cannot be verified.",
@@ -405,13 +476,16 @@ def _verified_file(card_path: Path, name: str, sha256: str, what: str) -> Path:
     return file
 
 
-def artifact_path(card_path: str | Path, card: ModelCard, name: str) -> Path | None:
+def artifact_path(
+    card_path: str | Path, card: ModelCard, name: str, safetensors: bool = True
+) -> Path | None:
     """The verified file of the card's artifact ``name``, or ``None`` when the card names
-    none; raises :class:`ModelLoadError` when it is missing, unsafe or tampered with."""
+    none; raises :class:`ModelLoadError` when it is missing, unsafe or tampered with.
+    ``safetensors``: the file must be safetensors (False for the ONNX graph)."""
     entry = card.artifacts.get(name)
     if entry is None:
         return None
-    return _verified_file(Path(card_path), entry["file"], entry["sha256"], name)
+    return _verified_file(Path(card_path), entry["file"], entry["sha256"], name, safetensors)
 
 
 def add_artifact(card_path: str | Path, name: str, file: str | Path) -> ModelCard:
@@ -432,12 +506,12 @@ def add_artifact(card_path: str | Path, name: str, file: str | Path) -> ModelCar
 
 
 def load_checkpoint(card_path: str | Path) -> LoadedModel:
-    """Load and verify a checkpoint from its card (or the folder holding ``card.json``)."""
-    import torch
+    """Load and verify a checkpoint from its card (or the folder holding ``card.json``):
+    the card, the weights (sha256, format, names and shapes against the architecture,
+    finite values), the ONNX graph when the card names one (sha256) and the domain guard.
+    Needs no torch; the torch module is built when :attr:`LoadedModel.model` is first used."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from fetal_viewer.core.model.network import build_resnet34
+    from safetensors.numpy import load_file
 
     path = _resolve_card(card_path)
     try:
@@ -448,7 +522,7 @@ def load_checkpoint(card_path: str | Path) -> LoadedModel:
 
     weights = _verified_file(path, card.weights_file, card.weights_sha256, "weights")
     try:
-        state = load_file(str(weights), device="cpu")
+        state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelLoadError(
             "The safetensors weights cannot be read.",
@@ -458,14 +532,13 @@ def load_checkpoint(card_path: str | Path) -> LoadedModel:
             path=weights,
         ) from exc
 
-    model = build_resnet34(len(card.classes))
-    expected = model.state_dict()
+    expected = resnet34_shapes(len(card.classes))
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
+        f"{k} {tuple(state[k].shape)} != {shape}"
+        for k, shape in expected.items()
+        if k in state and tuple(state[k].shape) != shape
     ]
     if missing or unexpected or wrong:
         why = []
@@ -486,10 +559,19 @@ def load_checkpoint(card_path: str | Path) -> LoadedModel:
             fix="Use the card that was saved with these weights.",
             path=weights,
         )
-    converted = {
-        k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in state.items()
-    }
-    bad = [k for k, v in converted.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    arrays: dict[str, NDArray] = {}
+    for k, v in state.items():
+        if k.endswith("num_batches_tracked"):
+            arrays[k] = np.array(v, dtype=np.int64)
+        elif not np.issubdtype(v.dtype, np.floating):
+            raise ModelLoadError(
+                f"The weights hold {v.dtype} values in {k}, not floating point.",
+                fix="Use the weights.safetensors written by save_checkpoint.",
+                path=weights,
+            )
+        else:
+            arrays[k] = np.array(v, dtype=np.float32)  # float16 files load as float32
+    bad = [k for k, v in arrays.items() if v.dtype == np.float32 and not np.isfinite(v).all()]
     if bad:
         raise ModelLoadError(
             "The weights contain NaN or infinite values.",
@@ -497,12 +579,41 @@ def load_checkpoint(card_path: str | Path) -> LoadedModel:
             fix="Use a checkpoint from a training run that converged.",
             path=weights,
         )
-    model.load_state_dict(converted, strict=True)
-    model.eval()
+    onnx = artifact_path(path, card, ONNX_ARTIFACT, safetensors=False)
     guard, note = load_card_guard(path, card)
     return LoadedModel(
-        model=model, card=card, card_path=path, weights_path=weights, guard=guard, guard_note=note
+        card=card,
+        card_path=path,
+        weights_path=weights,
+        arrays=arrays,
+        guard=guard,
+        guard_note=note,
+        onnx_path=onnx,
     )
+
+
+def add_onnx(card_path: str | Path, loaded: LoadedModel | None = None) -> Path:
+    """Write the checkpoint's ONNX graph (:data:`ONNX_FILE`) beside its weights and name it
+    in the card as artifact :data:`ONNX_ARTIFACT` with its sha256; needs torch. Returns the
+    graph's path. ``loaded``: the checkpoint, when already loaded."""
+    from fetal_viewer.core.runtime.graph import export_onnx
+
+    path = _resolve_card(card_path)
+    loaded = loaded if loaded is not None else load_checkpoint(path)
+    graph = path.parent / ONNX_FILE
+    try:
+        export_onnx(loaded.model, loaded.card.input_size, graph)
+    except OSError as exc:
+        raise ModelLoadError(
+            "Could not write the ONNX graph beside the weights.",
+            why=str(exc),
+            fix="Check that the checkpoint folder is writable.",
+            path=graph,
+        ) from exc
+    card = add_artifact(path, ONNX_ARTIFACT, graph)
+    loaded.card.artifacts = card.artifacts
+    loaded.onnx_path = graph
+    return graph
 
 
 def load_card_guard(card_path: Path, card: ModelCard) -> tuple[DomainGuard | None, str]:

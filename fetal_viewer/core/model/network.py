@@ -18,6 +18,33 @@ if TYPE_CHECKING:
 ARCHITECTURE = "resnet34"
 
 
+def resnet34_shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a ResNet34's state dict with ``num_classes``
+    outputs, as torchvision names them, worked out without torch (so a checkpoint can be
+    checked where torch is not installed)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv_bn(conv: str, bn: str, cout: int, cin: int, k: int) -> None:
+        shapes[f"{conv}.weight"] = (cout, cin, k, k)
+        for stat in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{bn}.{stat}"] = (cout,)
+        shapes[f"{bn}.num_batches_tracked"] = ()
+
+    conv_bn("conv1", "bn1", 64, 3, 7)
+    cin = 64
+    for layer, (planes, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), 1):
+        for b in range(blocks):
+            p = f"layer{layer}.{b}"
+            conv_bn(f"{p}.conv1", f"{p}.bn1", planes, cin if b == 0 else planes, 3)
+            conv_bn(f"{p}.conv2", f"{p}.bn2", planes, planes, 3)
+            if b == 0 and cin != planes:
+                conv_bn(f"{p}.downsample.0", f"{p}.downsample.1", planes, cin, 1)
+        cin = planes
+    shapes["fc.weight"] = (num_classes, 512)
+    shapes["fc.bias"] = (num_classes,)
+    return shapes
+
+
 def imagenet_weights_path() -> Path:
     """Where torchvision keeps ResNet34's ImageNet weights in the local torch hub cache."""
     import torch

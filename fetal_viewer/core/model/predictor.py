@@ -1,36 +1,44 @@
 """Batched inference: per-class probabilities per frame, all-class Grad-CAM, aggregation.
 
-The :class:`Predictor` builds the fastest honest CPU path for the loaded weights once, at
-start: an ONNX Runtime session exported from the very same float32 weights (about 1.4x
-faster than torch eager on CPU at batch 1 here), with torch eager (channels_last,
-inference mode) as the fallback when ONNX Runtime or the exporter is unavailable. Both
-paths return the logits and the ``layer4`` activations from one pass, so all-class
-Grad-CAM (:mod:`fetal_viewer.core.cam.gradcam`) costs a matrix product on top of the
-prediction. Results agree with the torch model within 1e-4 (tested).
+The :class:`Predictor` runs a loaded checkpoint on one backend of
+:mod:`fetal_viewer.core.runtime`: OpenVINO, ONNX Runtime or torch, in float32 or bfloat16.
+``auto`` (the default) is the fastest of them measured on this machine among those whose
+outputs agree with the float32 reference, measured once and then cached
+(:mod:`fetal_viewer.core.runtime.auto`). Every backend returns the logits and the ``layer4``
+activations from one pass, so all-class Grad-CAM (:mod:`fetal_viewer.core.cam.gradcam`)
+costs a matrix product on top of the prediction, and the stitched map one pass over the
+shifted copies of the batch.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.cam.gradcam import cams_from_features, frame_heatmap, stitched_cams
+from fetal_viewer.core.cam.gradcam import (
+    FAST_METHOD,
+    STITCH,
+    STITCH_METHOD,
+    cams_from_features,
+    frame_heatmap,
+    shifted_batch,
+    stitch_features,
+)
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE, aggregate
 from fetal_viewer.core.model.checkpoint import LoadedModel
 from fetal_viewer.core.model.guard import pool
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
+from fetal_viewer.core.model.probe import probe_batch
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
-from fetal_viewer.core.warncatch import collect_warnings
+from fetal_viewer.core.runtime.auto import ModelSource, select
+from fetal_viewer.core.runtime.backends import CHOICES, Outputs, softmax, torch_available
 from fetal_viewer.errors import InferenceError
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = [
     "AGGREGATION_RULES",
@@ -44,14 +52,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: "auto" picks onnxruntime when it can be built, else torch
-BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "torch")
-
-
-def softmax(logits: NDArray) -> NDArray[np.float32]:
-    z = np.asarray(logits, dtype=np.float64)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+#: what ``backend=`` accepts: "auto" measures (see the module notes), the rest are forced
+BACKENDS: tuple[str, ...] = CHOICES
 
 
 @dataclass
@@ -97,45 +99,29 @@ class Predictions:
         return frame_heatmap(self.cams[i, class_index], self.geometries[i])
 
 
-class _Features:
-    """Torch forward that returns (logits, layer4 activations) of a torchvision ResNet."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.m: Any = model
-
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-
-        m = self.m
-        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
-        a = m.layer4(m.layer3(m.layer2(m.layer1(x))))
-        return m.fc(torch.flatten(m.avgpool(a), 1)), a
-
-
-def _module(model: torch.nn.Module) -> torch.nn.Module:
-    import torch
-
-    features = _Features(model)
-
-    class Both(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return features(x)
-
-    return Both().eval()
+_HOW = {
+    "measured": "measured now as the fastest that agrees with the float32 reference",
+    "cached": "measured on this machine as the fastest that agrees with the float32 reference",
+    "forced": "chosen by hand",
+}
 
 
 class Predictor:
-    """Runs a :class:`LoadedModel` on frames; see the module docstring for the backends."""
+    """Runs a :class:`LoadedModel` on frames; see the module docstring for the backends.
+
+    ``backend`` is ``"auto"`` or one of :data:`BACKENDS`; ``num_threads`` the threads of the
+    ONNX backends (default: torch's setting when torch is imported, else every core);
+    ``cache_dir`` where ``auto`` keeps its choice and the exported graph (default: the user
+    cache's ``runtime`` folder).
+    """
 
     def __init__(
-        self, loaded: LoadedModel, backend: str = "auto", num_threads: int | None = None
+        self,
+        loaded: LoadedModel,
+        backend: str = "auto",
+        num_threads: int | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
-        import torch
-
         if backend not in BACKENDS:
             raise InferenceError(
                 f"Unknown backend {backend!r}.", fix=f"Use one of: {', '.join(BACKENDS)}."
@@ -144,65 +130,54 @@ class Predictor:
         self.card = loaded.card
         self.classes = tuple(loaded.card.classes)
         self.spec = loaded.card.spec
-        self.model = loaded.model.eval()
-        self.num_threads = num_threads or torch.get_num_threads()
-        fc = getattr(self.model, "fc", None)
-        if not isinstance(fc, torch.nn.Linear):
-            raise InferenceError("The model has no linear fc layer; it is not a ResNet.")
-        self.fc_weight = fc.weight.detach().cpu().numpy().astype(np.float32)
+        self.fc_weight = loaded.fc_weight
         self.guard = loaded.guard
         self.guard_note = loaded.guard_note
-        self._torch_fn = _Features(self.model)
-        self._session: Any = None
-        self.backend = "torch"
-        self.backend_note = ""
-        if backend in ("auto", "onnxruntime"):
-            try:
-                self._session = self._build_onnx()
-                self.backend = "onnxruntime"
-            except Exception as exc:
-                if backend == "onnxruntime":
-                    raise InferenceError(
-                        "Could not build the ONNX Runtime session.",
-                        why=str(exc),
-                        fix="Install onnxruntime, or use backend='torch'.",
-                    ) from exc
-                self.backend_note = f"onnxruntime unavailable ({exc}); using torch"
-                log.info(self.backend_note)
-        if self.backend == "torch":
-            self.model.to(memory_format=torch.channels_last)
+        spec = self.spec
+        source = ModelSource(
+            weights_sha256=loaded.card.weights_sha256,
+            input_size=spec.input_size,
+            fc_weight=self.fc_weight,
+            probe=lambda: probe_batch(spec),
+            stitch_batch=STITCH * STITCH,
+            graph=loaded.onnx_path,
+            torch_model=(lambda: loaded.model) if torch_available() else None,
+        )
+        self.runtime, self.choice = select(source, backend, num_threads, cache_dir)
+        #: the runtime ("openvino", "onnxruntime" or "torch") and its precision
+        self.backend = self.runtime.runtime
+        self.precision = self.runtime.precision
+        self.backend_note = f"{self.runtime.name} ({self.choice.how})"
+        log.info("Inference backend: %s", self.runtime_description)
 
-    def _build_onnx(self) -> Any:
-        import onnxruntime as ort
-        import torch
+    @property
+    def model(self) -> Any:
+        """The torch module (built on first use where the checkpoint loads it lazily)."""
+        return self.loaded.model
 
-        size = self.spec.input_size
-        buf = io.BytesIO()
-        dummy = torch.zeros(1, 3, size, size)
-        with collect_warnings():  # the TorchScript-based exporter is deprecated
-            torch.onnx.export(
-                _module(self.model),
-                (dummy,),
-                buf,  # type: ignore[arg-type]  # the legacy exporter takes a file object
-                dynamo=False,
-                input_names=["x"],
-                output_names=["logits", "features"],
-                dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}},
-                opset_version=17,
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.num_threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        return ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+    @property
+    def runtime_description(self) -> str:
+        """One line for people: runtime, version, precision and how it was chosen."""
+        text = f"{self.runtime.description}; {_HOW.get(self.choice.how, self.choice.how)}"
+        chosen = self.choice.trials.get(self.choice.backend)
+        if chosen is not None and "1" in chosen.ms:
+            text += f" ({chosen.ms['1']:.1f} ms a frame)"
+        return text
+
+    @property
+    def default_cam_method(self) -> str:
+        """The stitched heatmap where it was measured to cost no more on this machine than
+        the plain one did on the ONNX Runtime predictor, else the plain one."""
+        return STITCH_METHOD if self.choice.stitch_is_cheaper(STITCH * STITCH) else FAST_METHOD
 
     def run_arrays(
         self, x: NDArray[np.float32], with_cam: bool = False, stitch: bool = False
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
         """Probabilities ``(N, C)`` and optionally all-class CAMs ``(N, C, h, w)`` for a
         preprocessed batch ``(N, 3, S, S)``; with ``stitch``, the CAMs come from
-        :data:`~fetal_viewer.core.cam.gradcam.STITCH` squared shifted passes on a grid that
-        many times finer (:func:`~fetal_viewer.core.cam.gradcam.stitched_cams`)."""
+        :data:`~fetal_viewer.core.cam.gradcam.STITCH` squared shifted copies run in the same
+        pass, on a grid that many times finer
+        (:func:`~fetal_viewer.core.cam.gradcam.stitch_features`)."""
         probs, cams, _ = self.run_batch(x, with_cam=with_cam, stitch=stitch)
         return probs, cams
 
@@ -216,38 +191,22 @@ class Predictor:
         """:meth:`run_arrays` plus the pooled ``layer4`` features ``(N, D)`` of the same
         pass, computed when the model has a domain guard or ``with_features`` asks."""
         batch = np.ascontiguousarray(x, dtype=np.float32)
-        need_pooled = with_features or self.guard is not None
-        logits, feats = self._forward(batch, with_cam or need_pooled)
-        probs = softmax(logits)
-        pooled = pool(feats) if need_pooled and feats is not None else None
-        if feats is None or not with_cam:
-            return probs, None, pooled
-        if not stitch:
-            return probs, cams_from_features(feats, self.fc_weight), pooled
-        black = -np.asarray(self.spec.mean, np.float32) / np.asarray(self.spec.std, np.float32)
-        cams = stitched_cams(self._layer4, batch, self.fc_weight, black, unshifted=feats)
-        return probs, cams, pooled
+        n = len(batch)
+        if with_cam and stitch:
+            black = -np.asarray(self.spec.mean, np.float32) / np.asarray(self.spec.std, np.float32)
+            logits, feats = self._forward(shifted_batch(batch, black))
+            cams: NDArray[np.float32] | None = stitch_features(feats, self.fc_weight)
+            logits, feats = logits[:n], feats[:n]  # the unshifted copy comes first
+        else:
+            logits, feats = self._forward(batch)
+            cams = cams_from_features(feats, self.fc_weight) if with_cam else None
+        pooled = pool(feats) if with_features or self.guard is not None else None
+        return softmax(logits), cams, pooled
 
-    def _layer4(self, batch: NDArray[np.float32]) -> NDArray:
-        feats = self._forward(batch, True)[1]
-        assert feats is not None
-        return feats
-
-    def _forward(
-        self, batch: NDArray[np.float32], with_features: bool
-    ) -> tuple[NDArray, NDArray | None]:
-        """Logits and (optionally) ``layer4`` activations of one batch on the backend."""
-        import torch
-
+    def _forward(self, batch: NDArray[np.float32]) -> Outputs:
+        """Logits and ``layer4`` activations of one batch on the backend."""
         try:
-            if self._session is not None:
-                names = ["logits", "features"] if with_features else ["logits"]
-                outs = self._session.run(names, {"x": batch})
-                return outs[0], (outs[1] if with_features else None)
-            with torch.inference_mode():
-                t = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-                lt, ft = self._torch_fn(t)
-                return lt.numpy(), (ft.contiguous().numpy() if with_features else None)
+            return self.runtime.run(batch)
         except Exception as exc:
             raise InferenceError(
                 "The model failed on a batch of frames.", why=f"{type(exc).__name__}: {exc}"
