@@ -82,8 +82,10 @@ def fit_model_guard(
             fix="Use a manifest with several patients per class.",
             path=manifest.source,
         )
-    # the guard's own scores are not needed while fitting it
-    predictor = Predictor(loaded)
+    # float32 whatever `auto` would pick on this machine, so that the statistics and the
+    # threshold do not depend on where the guard was fitted; the guard's own scores are not
+    # needed while fitting it
+    predictor = Predictor(loaded, backend="onnxruntime")
     predictor.guard = None
     n_all = len(train_idx) + len(val_idx)
 
