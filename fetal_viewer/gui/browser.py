@@ -12,8 +12,8 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
+from fetal_viewer.core.viewer.results import SeriesKey, series_key
 from fetal_viewer.gui.imaging import rgb_to_qimage
-from fetal_viewer.gui.workers import SeriesKey, series_key
 
 ROLE = Qt.ItemDataRole.UserRole
 

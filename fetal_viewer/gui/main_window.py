@@ -1,7 +1,9 @@
 """The main window: study browser (left), viewer pane (centre), AI panel (right).
 
-The :class:`ViewerPane` holds the calibration banner, the :class:`ImageView` (which the
-reader-study window also uses) and the :class:`CineControls`.
+The window displays a headless :class:`~fetal_viewer.core.viewer.state.ViewerState` (what
+is selected, the frame wanted and shown, the AI request and result, the heatmap layer) and
+runs the workers that feed it. The :class:`ViewerPane` holds the calibration banner, the
+:class:`ImageView` (which the reader-study window also uses) and the :class:`CineControls`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
@@ -35,26 +36,24 @@ from PySide6.QtWidgets import (
 from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer import INTENDED_USE, __version__
-from fetal_viewer.core.cam.gradcam import is_empty
-from fetal_viewer.core.cam.overlay import HEATMAP_FLOOR, echo_mask
+from fetal_viewer.core.io.study import Calibration, LoadResult, Patient, Series, Study
+from fetal_viewer.core.viewer.overlay import OverlaySettings
+from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
+from fetal_viewer.core.viewer.state import Selection, ViewerState
 from fetal_viewer.errors import StudyLoadError
 from fetal_viewer.gui.ai_panel import AIPanel
 from fetal_viewer.gui.browser import StudyBrowser
 from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
-from fetal_viewer.gui.imaging import heatmap_rgba
 from fetal_viewer.gui.pacs import attach_pacs
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
+from fetal_viewer.gui.view_tools import bind_view, view_commands
 from fetal_viewer.gui.workers import (
     FrameLoader,
-    FrameResult,
-    ModelInfo,
     ModelService,
-    SeriesKey,
     open_paths_job,
     release_worker,
-    series_key,
 )
 from fetal_viewer.resources import RESOURCES
 
@@ -83,11 +82,11 @@ class ViewerPane(QWidget):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.cine)
 
-    def set_calibration(self, calibration: Any) -> None:
-        spacing = getattr(calibration, "spacing_mm", None)
+    def set_calibration(self, calibration: Calibration) -> None:
+        spacing = calibration.spacing_mm
         self.view.set_calibration(spacing)
         if spacing is None:
-            reason = getattr(calibration, "reason", "") or "no Sequence of Ultrasound Regions"
+            reason = calibration.reason or "no Sequence of Ultrasound Regions"
             self.calibration_banner.setText(
                 f"⚠ Not calibrated ({reason}): measurements are in pixels, not millimetres."
             )
@@ -119,6 +118,7 @@ class MainWindow(QMainWindow):
         self._owns_model = model_service is None
         self._workers: set[FunctionWorker[Any]] = set()
         self._closed = False
+        self.state = ViewerState(self._saved_overlay())
 
         self.pane = ViewerPane(self)
         self.view = self.pane.view
@@ -128,7 +128,7 @@ class MainWindow(QMainWindow):
         self.browser = StudyBrowser(self)
         self.browser_dock = self._dock("Studies", "browserDock", self.browser)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
-        self.ai_panel = AIPanel(self)
+        self.ai_panel = AIPanel(self.state, self)
         self.ai_dock = self._dock("AI", "aiDock", self.ai_panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ai_dock)
 
@@ -142,15 +142,6 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.zoom_label)
         self.statusBar().addPermanentWidget(self.status_progress)
 
-        # state
-        self.patient: Any = None
-        self.study: Any = None
-        self.series: Any = None
-        self.index = 0
-        self.result: FrameResult | None = None
-        self._wanted: tuple[SeriesKey, int] | None = None
-        self._ai_request = 0
-        self._job: int | None = None
         self._loading = 0
 
         self.commands: dict[str, QAction] = {}
@@ -165,6 +156,27 @@ class MainWindow(QMainWindow):
             self.resizeDocks(
                 [self.browser_dock, self.ai_dock], [300, 340], Qt.Orientation.Horizontal
             )
+
+    # ----- the state, as the tests and the harnesses read it -------------------------------
+    @property
+    def patient(self) -> Patient | None:
+        return self.state.patient
+
+    @property
+    def study(self) -> Study | None:
+        return self.state.study
+
+    @property
+    def series(self) -> Series | None:
+        return self.state.series
+
+    @property
+    def index(self) -> int:
+        return self.state.index
+
+    @property
+    def result(self) -> FrameResult | None:
+        return self.state.result
 
     # ==================================================================================
     # construction
@@ -181,8 +193,9 @@ class MainWindow(QMainWindow):
         return dock
 
     def _build_actions(self) -> None:
-        v, c, a = self.view, self.cine, self.ai_panel
-        slots = {
+        c, state = self.cine, self.state
+        slots: dict[str, Any] = {
+            **view_commands(self.view),
             "open_file": self.open_file_dialog,
             "open_folder": self.open_folder_dialog,
             "export_view": lambda: self.export_view_dialog(True),
@@ -198,30 +211,18 @@ class MainWindow(QMainWindow):
             "prev_series": lambda: self.browser.step_series(-1),
             "next_case": lambda: self.browser.step_patient(1),
             "prev_case": lambda: self.browser.step_patient(-1),
-            "fit": v.fit,
-            "actual_size": v.actual_size,
-            "zoom_in": v.zoom_in,
-            "zoom_out": v.zoom_out,
-            "rotate": v.rotate_right,
-            "flip_h": v.toggle_flip_h,
-            "flip_v": v.toggle_flip_v,
-            "reset_view": v.reset_view,
-            "brighter": lambda: v.set_window(v.brightness + 10, v.contrast),
-            "darker": lambda: v.set_window(v.brightness - 10, v.contrast),
-            "more_contrast": lambda: v.set_window(v.brightness, v.contrast * 1.1),
-            "less_contrast": lambda: v.set_window(v.brightness, v.contrast / 1.1),
             "show_identities": lambda: self.browser.set_show_identities(
                 self.commands["show_identities"].isChecked()
             ),
             "tool_navigate": lambda: self.set_tool(Tool.NAVIGATE),
             "tool_distance": lambda: self.set_tool(Tool.DISTANCE),
             "tool_ellipse": lambda: self.set_tool(Tool.ELLIPSE),
-            "clear_measurements": v.clear_measurements,
-            "toggle_overlay": lambda: a.overlay_check.setChecked(not a.overlay_check.isChecked()),
-            "next_class": lambda: a.cycle_class(1),
-            "prev_class": lambda: a.cycle_class(-1),
-            "more_opacity": lambda: a.opacity_slider.setValue(a.opacity_slider.value() + 10),
-            "less_opacity": lambda: a.opacity_slider.setValue(a.opacity_slider.value() - 10),
+            "clear_measurements": self.view.clear_measurements,
+            "toggle_overlay": state.overlay.toggle,
+            "next_class": lambda: state.cycle_heat_class(1),
+            "prev_class": lambda: state.cycle_heat_class(-1),
+            "more_opacity": lambda: state.overlay.step_opacity(0.1),
+            "less_opacity": lambda: state.overlay.step_opacity(-0.1),
             "analyse": self.analyse_study,
             "cancel": self.cancel_analysis,
             "load_model": self.load_model_dialog,
@@ -273,9 +274,15 @@ class MainWindow(QMainWindow):
         panels.addAction(self.ai_dock.toggleViewAction())
 
     def _connect(self) -> None:
-        self.browser.series_activated.connect(self._on_series_activated)
+        state = self.state
+        self.browser.series_activated.connect(state.select)
+        state.selection_changed.connect(self._on_selection)
+        state.frame_shown.connect(self._on_frame_shown)
+        state.method_changed.connect(self._on_method_changed)
+        state.model_changed.connect(lambda _info: self._update_patient_bars())
+        self._unbind_view = bind_view(self.view, state.overlay)
         self.cine.index_changed.connect(self.show_frame)
-        self.loader.frame_ready.connect(self._on_frame_ready)
+        self.loader.frame_ready.connect(state.frame_decoded)
         self.loader.thumbnail_ready.connect(self.browser.set_thumbnail)
         self.loader.failed.connect(self.sink.report)
         self.model.model_loaded.connect(self._on_model_loaded)
@@ -285,13 +292,10 @@ class MainWindow(QMainWindow):
         self.model.analysis_finished.connect(self._on_analysis_finished)
         self.model.failed.connect(self._on_model_failed)
         self.model.busy_changed.connect(self._update_busy)
-        self.ai_panel.overlay_toggled.connect(self.view.set_overlay_visible)
-        self.ai_panel.display_changed.connect(self._on_display_changed)
         self.ai_panel.analyse_requested.connect(self.analyse_study)
         self.ai_panel.cancel_requested.connect(self.cancel_analysis)
         self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f} %"))
         self.view.measurement_added.connect(self._on_measurement)
-        self.view.set_overlay_opacity(self.ai_panel.opacity)
 
     # ==================================================================================
     # opening
@@ -352,7 +356,7 @@ class MainWindow(QMainWindow):
             self.status_label.setText(message)
         self._update_busy()
 
-    def _on_opened(self, paths: list[str], result: Any) -> None:
+    def _on_opened(self, paths: list[str], result: LoadResult) -> None:
         if self._closed:
             return
         added = self.browser.add_patients(list(result.patients))
@@ -431,12 +435,12 @@ class MainWindow(QMainWindow):
     # ==================================================================================
     # showing frames
     # ==================================================================================
-    def _on_series_activated(self, patient: Any, study: Any, series: Any) -> None:
-        self.patient, self.study, self.series = patient, study, series
-        self.result = None
+    def _on_selection(self, selection: Selection) -> None:
+        patient, series = selection.patient, selection.series
+        if patient is None or series is None:
+            return
         self.pane.set_calibration(series.calibration)
         self.view.clear_measurements()
-        self.view.set_overlay(None)
         self.cine.set_series(len(series), series.frame_time_ms)
         self.setWindowTitle(
             f"{self.browser.patient_label(patient)} — "
@@ -446,30 +450,22 @@ class MainWindow(QMainWindow):
         self.show_frame(0)
 
     def show_frame(self, index: int) -> None:
-        if self.series is None:
+        series = self.state.series
+        if series is None:
             return
-        if self.cine.index != index and 0 <= index < self.cine.n_frames == len(self.series):
+        if self.cine.index != index and 0 <= index < self.cine.n_frames == len(series):
             self.cine.set_index(index)  # the slider is the source of truth: comes back here
             return
-        self.index = index
-        frame = self.loader.cached(self.series, index)
+        frame = self.loader.cached(series, index)
         ahead = range(index + 1, index + 1 + PREFETCH)
-        prefetch = [i % len(self.series) for i in ahead] + [index - 1]
-        self.loader.request(self.series, index, prefetch)
-        if frame is None:
-            self._wanted = (series_key(self.series), index)
+        prefetch = [i % len(series) for i in ahead] + [index - 1]
+        self.loader.request(series, index, prefetch)
+        if not self.state.want_frame(index, frame):
             self.cine.frame_pending = True
-            return
-        self._display(index, frame)
 
-    def _on_frame_ready(self, key: SeriesKey, index: int, frame: np.ndarray) -> None:
-        if self._wanted == (key, index):
-            self._display(index, frame)
-
-    def _display(self, index: int, frame: np.ndarray) -> None:
-        self._wanted = None
+    def _on_frame_shown(self, index: int) -> None:
         self.cine.frame_pending = False
-        self.view.set_frame(frame)
+        self.view.set_frame(self.state.frame)
         self.frame_shown.emit(index)
         self._request_ai()
 
@@ -488,109 +484,53 @@ class MainWindow(QMainWindow):
         self.model.load_model(card_path)
 
     def _on_model_loaded(self, info: ModelInfo) -> None:
-        self.ai_panel.set_model(
-            info.name,
-            info.version,
-            info.sha,
-            info.classes,
-            info.intended_use,
-            input_size=info.input_size,
-        )
         self.ai_panel.set_methods(self.model.methods)
+        self.state.set_model(info)
         self.settings.setValue("model/card", info.card_path)
         self.status_label.setText(f"Model {info.name} v{info.version} loaded.")
-        self.result = None
-        self._update_patient_bars()
         self._request_ai()
 
     def _request_ai(self) -> None:
-        if self.series is None or self.model.info is None:
+        want = self.state.ai_wanted()
+        if want is None:
             return
-        method = self.ai_panel.method or "gradcam"
-        hit = self.model.cached(self.series, self.index, method)
+        hit = self.model.cached(want.series, want.index, want.method)
         if hit is not None:
-            self._apply_result(self.index, hit)
+            self._apply_result(want.index, hit)
             return
-        self._ai_request = self.model.request_frame(self.series, self.index, method)
+        self.state.request_sent(self.model.request_frame(want.series, want.index, want.method))
 
     def _on_frame_result(self, req: int, key: SeriesKey, index: int, result: FrameResult) -> None:
-        if req != self._ai_request or self.series is None:
-            return  # stale: the reader has moved on
-        if key != series_key(self.series) or index != self.index:
-            return
-        self._apply_result(index, result)
+        if self.state.offer_result(req, key, index, result):
+            self.ai_shown.emit(index)
 
     def _apply_result(self, index: int, result: FrameResult) -> None:
-        self.result = result
-        self.ai_panel.frame_bars.set_values(result.probs, f"Frame {index + 1}")
-        self._update_overlay()
+        self.state.set_result(index, result)
         self.ai_shown.emit(index)
 
-    def _update_overlay(self) -> None:
-        result = self.result
-        frame = self.view.frame
-        if result is None or frame is None:
-            self.ai_panel.show_empty_heat(None)
-            self.view.set_overlay(None)
-            return
-        c = self.ai_panel.chosen_class(result.probs)
-        heat = result.heatmap(c) if c is not None else None
-        empty = c is not None and result.cams is not None and is_empty(result.cams[c])
-        self.ai_panel.show_empty_heat(c if empty else None)
-        if heat is None or heat.shape != frame.shape[:2]:
-            self.view.set_overlay(None)
-            return
-        # only over echo content: the black background around the fan stays untouched
-        mask = echo_mask(frame)
-        self.view.set_overlay(heatmap_rgba(heat, self.ai_panel.colormap, HEATMAP_FLOOR, mask))
-
-    def _on_display_changed(self) -> None:
-        self.view.set_overlay_opacity(self.ai_panel.opacity)
-        method = self.ai_panel.method
-        if self.result is not None and self.series is not None:
-            cached = self.model.cached(self.series, self.index, method)
-            if cached is None:
-                self._request_ai()
-                return
-            self.result = cached
-        self._update_overlay()
+    def _on_method_changed(self, _method: str) -> None:
+        if self.state.result is not None:
+            self._request_ai()  # the cached maps of this method, or a new request
 
     def _update_patient_bars(self) -> None:
-        if self.patient is None or self.model.info is None:
-            self.ai_panel.patient_bars.set_values(None)
-            return
-        from fetal_viewer.core.model.aggregation import aggregate
-
-        probs, n_done, n_all = [], 0, 0
-        for study in self.patient.studies:
-            for series in study.series:
-                n_all += len(series)
-                found = self.model.series_probs(series)
-                if found is not None:
-                    probs.append(found[0])
-                    n_done += len(found[1])
-        if not probs:
-            self.ai_panel.patient_bars.set_values(None, "Not analysed yet (Analyse study: A)")
-            return
-        agg = aggregate(np.concatenate(probs), self.model.info.aggregation)
-        self.ai_panel.patient_bars.set_values(
-            agg, f"{n_done} of {n_all} frames, {self.model.info.aggregation} rule"
-        )
+        summary = self.state.patient_summary(self.model.series_probs)
+        self.ai_panel.patient_bars.set_values(summary.probs, summary.note)
 
     def analyse_study(self) -> None:
-        if self.study is None or self.model.info is None or self._job is not None:
+        study = self.state.study
+        if study is None or self.model.info is None or self.state.job is not None:
             return
-        self._job = self.model.analyse(list(self.study.series))
+        self.state.set_job(self.model.analyse(list(study.series)))
         self.ai_panel.set_analysing(True)
         self.status_label.setText("Analysing study…")
 
     def cancel_analysis(self) -> None:
-        if self._job is not None:
-            self.model.cancel(self._job)
+        if self.state.job is not None:
+            self.model.cancel(self.state.job)
             self.status_label.setText("Cancelling…")
 
     def _on_analysis_progress(self, job: int, done: int, total: int) -> None:
-        if job != self._job:
+        if job != self.state.job:
             return
         self.ai_panel.set_progress(done, total)
         self.status_progress.setRange(0, max(1, total))
@@ -598,29 +538,30 @@ class MainWindow(QMainWindow):
 
     def _on_analysis_frames(self, job: int, key: SeriesKey, indices: list[int]) -> None:
         self._update_patient_bars()
-        current = self.series is not None and key == series_key(self.series)
-        if current and self.index in indices and self.result is None:
+        want = self.state.ai_wanted()
+        fresh = want is not None and key == series_key(want.series) and want.index in indices
+        if fresh and self.state.result is None:
             self._request_ai()
 
     def _on_analysis_finished(self, job: int, cancelled: bool) -> None:
-        if job != self._job:
+        if job != self.state.job:
             return
-        self._job = None
+        self.state.set_job(None)
         self.ai_panel.set_analysing(False)
         self._update_patient_bars()
         self._update_busy()
         self.status_label.setText("Analysis cancelled." if cancelled else "Analysis finished.")
 
     def _on_model_failed(self, req: int, exc: BaseException, context: str) -> None:
-        if self._job is not None and req == self._job:
-            self._job = None
+        if self.state.job is not None and req == self.state.job:
+            self.state.set_job(None)
             self.ai_panel.set_analysing(False)
         self.sink.report(exc, context)
 
     def _update_busy(self, *_args: object) -> None:
         busy = self._loading > 0 or self.model.is_busy()
         self.status_progress.setVisible(busy)
-        if busy and self._job is None:
+        if busy and self.state.job is None:
             self.status_progress.setRange(0, 0)  # indeterminate
 
     # ==================================================================================
@@ -665,7 +606,7 @@ class MainWindow(QMainWindow):
         if not self.view.has_image:
             return
         suffix = "overlay" if with_overlay else "frame"
-        default = str(Path(self._last_dir()) / f"view-{self.index + 1}-{suffix}.png")
+        default = str(Path(self._last_dir()) / f"view-{self.state.index + 1}-{suffix}.png")
         path, _ = QFileDialog.getSaveFileName(self, "Export image", default, "PNG (*.png)")
         if path:
             try:
@@ -675,16 +616,17 @@ class MainWindow(QMainWindow):
 
     def export_summary(self, path: str | Path) -> FunctionWorker[Any] | None:
         """Write the per-study AI summary in a worker; returns it (None if nothing to do)."""
-        if self.study is None or self.model.info is None:
+        study, patient, info = self.state.study, self.state.patient, self.model.info
+        if study is None or patient is None or info is None:
             return None
         from fetal_viewer.gui.summary import SeriesSummaryInput, build_summary
 
         inputs = []
-        for series in self.study.series:
+        for series in study.series:
             found = self.model.series_probs(series)
             indices = [] if found is None else found[1]
-            results = [self.model.cached(series, i) for i in indices]
-            inputs.append(SeriesSummaryInput(series, indices, [r for r in results if r]))
+            results = [r for i in indices if (r := self.model.cached(series, i)) is not None]
+            inputs.append(SeriesSummaryInput(series, indices, results))
         if not any(i.results for i in inputs):
             self.sink.report(
                 StudyLoadError(
@@ -697,10 +639,10 @@ class MainWindow(QMainWindow):
         worker = create_worker(
             build_summary,
             path,
-            self.patient.pseudonym,
-            self.study,
+            patient.pseudonym,
+            study,
             inputs,
-            self.model.info,
+            info,
             self.ai_panel.colormap,
             self.ai_panel.opacity,
             _start_thread=False,
@@ -739,10 +681,10 @@ class MainWindow(QMainWindow):
         """Version, intended use, the loaded model's card and the bundled licences."""
         from html import escape
 
-        from fetal_viewer.core.about import components
-        from fetal_viewer.core.appdirs import log_dir
+        from fetal_viewer.core.about import about
 
-        info = self.model.info
+        a = about(self.model.info)
+        info = a.model
         model = (
             f"<p><b>Model:</b> {escape(info.name)} {escape(info.version)} "
             f"(weights sha256 {escape(info.sha[:16])}…)<br>Classes: "
@@ -754,16 +696,15 @@ class MainWindow(QMainWindow):
         rows = "".join(
             f"<tr><td>{escape(c.name)}</td><td>{escape(c.version)}</td>"
             f"<td>{escape(c.licence)}</td></tr>"
-            for c in components()
+            for c in a.components
         )
         box = QMessageBox(self)
         box.setWindowTitle("About fetal-viewer")
         box.setTextFormat(Qt.TextFormat.RichText)
         box.setText(
-            f"<h3>fetal-viewer {__version__}</h3><p><b>{escape(INTENDED_USE)}</b></p>"
-            "<p>Prenatal ultrasound viewer with fetal CNS anomaly classification, Grad-CAM "
-            "heatmaps and reader studies. Not a medical device.</p>"
-            f"{model}<p>Log folder: {escape(str(log_dir()))}</p>"
+            f"<h3>fetal-viewer {escape(a.version)}</h3><p><b>{escape(a.intended_use)}</b></p>"
+            f"<p>{escape(a.summary)}</p>"
+            f"{model}<p>Log folder: {escape(str(a.log_folder))}</p>"
             "<p><b>Bundled components</b></p><table cellspacing='4'>"
             f"<tr><th align='left'>Package</th><th align='left'>Version</th>"
             f"<th align='left'>Licence</th></tr>{rows}</table>"
@@ -788,19 +729,28 @@ class MainWindow(QMainWindow):
         state = s.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
-        self.ai_panel.opacity_slider.setValue(int(str(s.value("ai/opacity", 45))))
-        cmap = str(s.value("ai/colormap", "jet"))
-        idx = self.ai_panel.colormap_combo.findText(cmap)
-        if idx >= 0:
-            self.ai_panel.colormap_combo.setCurrentIndex(idx)
         self._rebuild_recent_menu()
+
+    def _saved_overlay(self) -> OverlaySettings:
+        from fetal_viewer.core.cam.overlay import COLORMAPS
+
+        s = self.settings
+        try:
+            opacity = int(str(s.value("ai/opacity", 45))) / 100.0
+        except ValueError:
+            opacity = 0.45
+        cmap = str(s.value("ai/colormap", "jet"))
+        return OverlaySettings(
+            True, min(1.0, max(0.0, opacity)), cmap if cmap in COLORMAPS else "jet"
+        )
 
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
-        s.setValue("ai/opacity", self.ai_panel.opacity_slider.value())
-        s.setValue("ai/colormap", self.ai_panel.colormap)
+        overlay = self.state.overlay.settings
+        s.setValue("ai/opacity", round(overlay.opacity * 100))
+        s.setValue("ai/colormap", overlay.colormap)
         s.sync()
 
     def running_workers(self) -> int:
@@ -816,8 +766,9 @@ class MainWindow(QMainWindow):
         for worker in list(self._workers):
             worker.quit()
         self.loader.shutdown()
-        if self._job is not None:
-            self.model.cancel(self._job)
+        self._unbind_view()
+        if self.state.job is not None:
+            self.model.cancel(self.state.job)
         if self._owns_model:
             self.model.shutdown()
         from superqt.utils import WorkerBase

@@ -29,18 +29,11 @@ from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer.core.progress import CancelToken
+from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
 from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import CancelledError, InferenceError
 
 log = logging.getLogger("fetal_viewer.gui.workers")
-
-
-SeriesKey = tuple[str, str]
-
-
-def series_key(series: Any) -> SeriesKey:
-    """Stable key of a series: (source path, series uid)."""
-    return (str(series.source), str(series.uid))
 
 
 # ---------------------------------------------------------------------------------------
@@ -182,36 +175,6 @@ def demo_studies_job() -> str:
 # ---------------------------------------------------------------------------------------
 # the serial model worker
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FrameResult:
-    """Model output for one frame: class probabilities and the low-resolution class maps
-    of every class, with the geometry that maps them back onto the frame."""
-
-    probs: np.ndarray  # (C,)
-    cams: np.ndarray | None  # (C, h, w)
-    geometry: Any  # preprocess.Geometry
-
-    def heatmap(self, class_index: int) -> np.ndarray | None:
-        """(H, W) float32 in [0, 1] over the frame for one class, or None."""
-        if self.cams is None:
-            return None
-        from fetal_viewer.core.cam.gradcam import frame_heatmap
-
-        return frame_heatmap(self.cams[class_index], self.geometry)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    sha: str
-    classes: tuple[str, ...]
-    intended_use: str
-    card_path: str
-    aggregation: str
-    input_size: int
-
-
 @dataclass
 class AnalysisJob:
     job_id: int
@@ -416,22 +379,13 @@ class ModelService(QThread):
 
         loaded = load_checkpoint(card_path)
         card = loaded.card
-        sha = getattr(card, "weights_sha256", "") or sha256_file(card_path)
+        sha = card.weights_sha256 or sha256_file(card_path)
         self._loaded = loaded
         self._predictor = Predictor(loaded)
         from fetal_viewer.core.cam.gradcam import CAM_METHODS
 
         self.methods = tuple(CAM_METHODS)
-        self.info = ModelInfo(
-            name=card.name,
-            version=card.version,
-            sha=sha,
-            classes=tuple(card.classes),
-            intended_use=card.intended_use,
-            card_path=str(card_path),
-            aggregation=getattr(card, "aggregation", "mean"),
-            input_size=card.spec.input_size,
-        )
+        self.info = ModelInfo.from_card(card, card_path, sha)
         self.model_loaded.emit(self.info)
 
     def _infer(

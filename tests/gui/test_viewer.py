@@ -19,6 +19,7 @@ from superqt.utils import create_worker
 
 from fetal_viewer.core.cam.overlay import echo_mask
 from fetal_viewer.core.redact import path_token
+from fetal_viewer.core.viewer.results import series_key
 from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import StudyLoadError
 from fetal_viewer.gui.error_sink import (
@@ -31,7 +32,6 @@ from fetal_viewer.gui.error_sink import (
 )
 from fetal_viewer.gui.imaging import qimage_to_rgb
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog, markdown_table
-from fetal_viewer.gui.workers import series_key
 
 from .conftest import us_frames, wait_until, write_us_dicom
 
@@ -53,7 +53,7 @@ def show_series_with(window, n_frames: int) -> None:
             if len(item.data(0, Qt.ItemDataRole.UserRole)[3]) == n_frames
         )
         window.browser.select_series(target)
-        wait_until(lambda: window.series is target and window._wanted is None)
+        wait_until(lambda: window.series is target and window.state.pending is None)
 
 
 def test_open_study_browse_and_step_frames(qtbot, make_main_window, study_dir):
@@ -178,7 +178,7 @@ def test_analyse_study_matches_predictor_and_export(
     with qtbot.waitSignal(window.model.analysis_finished, timeout=60_000) as done:
         qtbot.keyClick(window.view, Qt.Key.Key_A)
     assert done.args[1] is False  # not cancelled
-    wait_until(lambda: window._job is None)
+    wait_until(lambda: window.state.job is None)
     # patient bars = aggregate of an independent run of the predictor on every frame
     reference = Predictor(load_checkpoint(model_service.info.card_path))
     all_frames = [s.frame(i) for s in window.study.series for i in range(len(s))]

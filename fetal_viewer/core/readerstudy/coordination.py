@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from fetal_viewer.core.io.study import Calibration
 from fetal_viewer.core.model.checkpoint import sha256_file
 from fetal_viewer.core.readerstudy import cases as case_lists
 from fetal_viewer.core.readerstudy.protocol import AIOutput, AIProvider, CaseView
@@ -84,12 +86,31 @@ def enrol_reader(
 # ---------------------------------------------------------------------------------------
 # the AI provider for a study
 # ---------------------------------------------------------------------------------------
-def read_case_frame(path: str | Path, index: int = 0) -> tuple[np.ndarray, Any]:
+def read_case_frame(path: str | Path, index: int = 0) -> tuple[NDArray[np.uint8], Calibration]:
     """(frame as uint8 RGB, calibration) of one frame of one file, through the study loader."""
     from fetal_viewer.core.io.loader import open_series
 
     series = open_series(path)
     return series.frame(index), series.calibration
+
+
+@dataclass(frozen=True)
+class CaseImage:
+    """A case's frame as the reader sees it."""
+
+    pseudonym: str
+    frame: NDArray[np.uint8]  # (H, W, 3) uint8 RGB
+    spacing_mm: tuple[float, float] | None
+    calibration_note: str
+
+
+def load_case_image(pseudonym: str, path: str | Path, index: int) -> CaseImage:
+    """The frame a reader reads for a case, with its calibration (the reading window and
+    the coordinator's preview both load cases through this)."""
+    frame, calibration = read_case_frame(path, index)
+    spacing = calibration.spacing_mm
+    note = "" if spacing else (calibration.reason or "not calibrated")
+    return CaseImage(pseudonym, frame, spacing, note)
 
 
 class StudyModel:

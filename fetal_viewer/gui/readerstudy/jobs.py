@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QObject, QThreadPool
 from superqt.utils import FunctionWorker, create_worker
 
@@ -93,21 +92,6 @@ class Lane(QObject):
 # ---------------------------------------------------------------------------------------
 # case images
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CaseImage:
-    pseudonym: str
-    frame: np.ndarray  # (H, W, 3) uint8 RGB
-    spacing_mm: tuple[float, float] | None
-    calibration_note: str
-
-
-def load_case_image(pseudonym: str, path: str, index: int) -> CaseImage:
-    frame, calibration = read_case_frame(path, index)
-    spacing = getattr(calibration, "spacing_mm", None)
-    note = "" if spacing else (getattr(calibration, "reason", "") or "not calibrated")
-    return CaseImage(pseudonym, frame, spacing, note)
-
-
 # ---------------------------------------------------------------------------------------
 # the study's model, as the protocol's AI provider: StudyModel (core.readerstudy.coordination)
 # ---------------------------------------------------------------------------------------
