@@ -9,9 +9,9 @@ runs the workers that feed it. The :class:`ViewerPane` holds the calibration ban
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import (
@@ -50,6 +50,7 @@ from fetal_viewer.gui.pacs import attach_pacs
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.view_tools import bind_view, view_commands
 from fetal_viewer.gui.workers import (
+    AnyWorker,
     FrameLoader,
     ModelService,
     open_paths_job,
@@ -58,6 +59,7 @@ from fetal_viewer.gui.workers import (
 from fetal_viewer.resources import RESOURCES
 
 log = logging.getLogger("fetal_viewer.gui")
+R = TypeVar("R")
 
 MAX_RECENT = 10
 PREFETCH = 6
@@ -116,7 +118,7 @@ class MainWindow(QMainWindow):
         self.loader = FrameLoader()
         self.model = model_service if model_service is not None else ModelService()
         self._owns_model = model_service is None
-        self._workers: set[FunctionWorker[Any]] = set()
+        self._workers: set[AnyWorker] = set()
         self._closed = False
         self.state = ViewerState(self._saved_overlay())
 
@@ -194,7 +196,7 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         c, state = self.cine, self.state
-        slots: dict[str, Any] = {
+        slots: dict[str, Callable[[], object]] = {
             **view_commands(self.view),
             "open_file": self.open_file_dialog,
             "open_folder": self.open_folder_dialog,
@@ -329,11 +331,15 @@ class MainWindow(QMainWindow):
         self._start(worker)
 
     def run_job(
-        self, fn: Any, *args: Any, context: str, on_returned: Any = None
-    ) -> FunctionWorker[Any]:
+        self,
+        fn: Callable[..., R],
+        *args: object,
+        context: str,
+        on_returned: Callable[[R], object] | None = None,
+    ) -> FunctionWorker[R]:
         """Run ``fn(*args)`` in a worker with status-bar progress and the error sink."""
         self._set_loading(+1, f"{context}…")
-        worker: FunctionWorker[Any] = create_worker(fn, *args, _start_thread=False)
+        worker: FunctionWorker[R] = create_worker(fn, *args, _start_thread=False)
         if on_returned is not None:
             worker.returned.connect(on_returned)
         worker.errored.connect(lambda exc: self.sink.report(exc, context))
@@ -341,12 +347,12 @@ class MainWindow(QMainWindow):
         self._start(worker)
         return worker
 
-    def _start(self, worker: FunctionWorker[Any]) -> None:
+    def _start(self, worker: AnyWorker) -> None:
         self._workers.add(worker)
         worker.finished.connect(lambda *_: self._release_worker(worker))
         worker.start()
 
-    def _release_worker(self, worker: FunctionWorker[Any]) -> None:
+    def _release_worker(self, worker: AnyWorker) -> None:
         self._workers.discard(worker)
         release_worker(worker)
 
@@ -614,7 +620,7 @@ class MainWindow(QMainWindow):
             except Exception as exc:
                 self.sink.report(exc, "Exporting the view")
 
-    def export_summary(self, path: str | Path) -> FunctionWorker[Any] | None:
+    def export_summary(self, path: str | Path) -> FunctionWorker[Path] | None:
         """Write the per-study AI summary in a worker; returns it (None if nothing to do)."""
         study, patient, info = self.state.study, self.state.patient, self.model.info
         if study is None or patient is None or info is None:

@@ -4,9 +4,10 @@ analysis and open its HTML report. Every store call runs in one serial lane."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices
@@ -50,6 +51,9 @@ from fetal_viewer.gui.readerstudy.jobs import (
 )
 from fetal_viewer.gui.readerstudy.reader import remember_model
 
+if TYPE_CHECKING:
+    from fetal_viewer.core.store import Enrolment, MergeReport, Store, Study
+
 REFRESH_MS = 3000
 DEFAULT_LABELS = CLASSES
 
@@ -59,7 +63,7 @@ def open_url(url: QUrl) -> bool:
     return bool(QDesktopServices.openUrl(url))
 
 
-def _path_row(parent: QWidget, edit: QLineEdit, pick: Any) -> QHBoxLayout:
+def _path_row(parent: QWidget, edit: QLineEdit, pick: Callable[[], object]) -> QHBoxLayout:
     row = QHBoxLayout()
     b = QToolButton(parent)
     b.setText("…")
@@ -208,7 +212,7 @@ class CoordinatorWindow(QMainWindow):
         error_sink: ErrorSink | None = None,
         settings: QSettings | None = None,
         model_card: str | Path | None = None,
-        store: Any = None,
+        store: Store | None = None,
         refresh_ms: int = REFRESH_MS,
     ) -> None:
         super().__init__(parent)
@@ -220,7 +224,7 @@ class CoordinatorWindow(QMainWindow):
         self._owns_sink = error_sink is None
         self.model_card = str(model_card) if model_card else None
         self.lane = Lane(self.sink.report, "coordinatorLane")
-        self.store: Any = store
+        self.store: Store | None = store
         self._owns_store = store is None
         self.choices: list[StudyChoice] = []
         self._refreshing = False
@@ -300,7 +304,7 @@ class CoordinatorWindow(QMainWindow):
             self._on_store(self.store)
 
     # ----- data -------------------------------------------------------------------------
-    def _on_store(self, store: Any) -> None:
+    def _on_store(self, store: Store) -> None:
         self.store = store
         self.db_label.setText(f"Database: {store.url}")
         self.status.setText("")
@@ -400,7 +404,7 @@ class CoordinatorWindow(QMainWindow):
             on_errored=lambda _e: self.status.setText("The study was not created."),
         )
 
-    def _on_created(self, study: Any) -> None:
+    def _on_created(self, study: Study) -> None:
         self.status.setText(f"Created {study.name!r}: {study.n_cases} cases, {study.design}.")
         self.study_combo.blockSignals(True)
         self.study_combo.addItem(study.name)
@@ -436,7 +440,7 @@ class CoordinatorWindow(QMainWindow):
             on_returned=self._on_reader_added,
         )
 
-    def _on_reader_added(self, enrolment: Any) -> None:
+    def _on_reader_added(self, enrolment: Enrolment) -> None:
         self.status.setText(f"Reader {enrolment.reader} enrolled in {enrolment.study}.")
         self.reader_added.emit(enrolment)
         self.refresh()
@@ -513,7 +517,7 @@ class CoordinatorWindow(QMainWindow):
             on_returned=self._on_merged,
         )
 
-    def _on_merged(self, rep: Any) -> None:
+    def _on_merged(self, rep: MergeReport) -> None:
         text = (
             f"Imported: {rep.reads_added} reads added, {rep.reads_already_present} already "
             f"present, {len(rep.conflicts)} conflicts."
