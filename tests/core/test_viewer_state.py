@@ -303,6 +303,10 @@ def test_reading_state_step_image_ai_and_decision(session) -> None:
     assert view.shown and view.top_label == "encephalocele" and view.heat_class == 2
     assert "2×2 grid" in view.notes[0] and ("cd" * 6) in view.caption
     assert state.overlay.layer is not None and state.overlay.layer[..., 3].any()
+    # the aided step starts with no label: the unaided one is only the reference
+    assert state.decision.label is None and state.reference_label == "encephalocele"
+    assert isinstance(state.submission(False), str)
+    assert state.choose(0)
     sub = state.submission(False)
     assert isinstance(sub, Submission) and sub.heatmap_visible is False
     state.set_paused(True)

@@ -301,3 +301,48 @@ def test_read_only_database_mid_session_keeps_the_answer(
     uids = [r.uid for r in store.reads(store.get_study("s").id, include_superseded=True)]
     store.close()
     assert uids == [*acknowledged, saved.args[0].uid]
+
+
+def _themed(w: QWidget) -> None:
+    """The app's dark theme on this window only (other tests keep the default style)."""
+    from fetal_viewer.gui.app import THEME
+
+    w.setStyleSheet(THEME.read_text(encoding="utf-8"))
+
+
+def test_chosen_label_is_visible_and_the_aided_step_starts_unchosen(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    from fetal_viewer.gui.imaging import qimage_to_rgb
+
+    db = make_study(tmp_path, tiny_model, n=2)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    _themed(w)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    button = w.label_buttons[3]
+    before = qimage_to_rgb(button.grab().toImage()).astype(int)
+    others_before = qimage_to_rgb(w.label_buttons[0].grab().toImage())
+    qtbot.keyClick(w.view, Qt.Key.Key_4)
+    qtbot.wait(50)
+    after = qimage_to_rgb(button.grab().toImage()).astype(int)
+    assert w.chosen_label() == "holoprosencephaly"
+    # colour: most of the button's face changes; text: a check mark says which is chosen
+    assert (np.abs(after - before).sum(axis=2) > 30).mean() > 0.3
+    assert "✓" in button.text() and not any("✓" in b.text() for b in w.label_buttons[:3])
+    assert np.array_equal(qimage_to_rgb(w.label_buttons[0].grab().toImage()), others_before)
+
+    with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    _wait_step(qtbot, w, "aided")
+    # nothing preselected: Enter stores nothing until the reader chooses again
+    assert w.chosen_label() is None and not any(b.isChecked() for b in w.label_buttons)
+    assert "holoprosencephaly" in w.locked_label.text()
+    assert "unaided" in w.label_buttons[3].text()  # the earlier answer, marked as reference
+    qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert len(w.acknowledged) == 1 and "Choose a label" in w.status.text()
+    qtbot.keyClick(w.view, Qt.Key.Key_4)
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert saved.args[0].label == "holoprosencephaly" and saved.args[0].condition == "aided"

@@ -75,6 +75,14 @@ class ReadingState:
         return self.study.labels if self.study is not None else ()
 
     @property
+    def reference_label(self) -> str | None:
+        """The reader's locked unaided label, shown beside the aided step's choices."""
+        step = self.step
+        if step is None or step.condition != "aided" or step.unaided is None:
+            return None
+        return step.unaided.label
+
+    @property
     def aided(self) -> bool:
         return self.step is not None and self.step.condition == "aided"
 
@@ -106,8 +114,10 @@ class ReadingState:
         if step is None or self.study is None:
             return Decision()
         if step.condition == "aided" and step.unaided is not None:
+            # no label is carried over: Enter must never store an answer the reader has not
+            # chosen on this step (the unaided one is shown beside, as reference)
             u = step.unaided
-            return Decision(u.label, u.confidence, u.anomaly_prob)
+            return Decision(None, u.confidence, u.anomaly_prob)
         lo, hi = self.study.confidence_scale
         return Decision(None, (lo + hi) // 2, 50)
 

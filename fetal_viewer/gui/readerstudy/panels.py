@@ -223,8 +223,9 @@ class DecisionPanel(QGroupBox):
             b.deleteLater()
         self.buttons = []
         for i, name in enumerate(labels):
-            b = QPushButton(f"{i + 1}   {name}", self)
+            b = QPushButton(self._label_text(i, name, False, False), self)
             b.setObjectName(f"labelButton_{name}")
+            b.setProperty("role", "label")  # the theme styles the checked one
             b.setCheckable(True)
             b.setMinimumHeight(32)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -242,10 +243,25 @@ class DecisionPanel(QGroupBox):
         if not self.state.choose(index):
             self.show_decision(self.state.decision)
 
+    @staticmethod
+    def _label_text(index: int, name: str, chosen: bool, reference: bool) -> str:
+        text = f"{index + 1}   {name}"
+        if reference:
+            text += "   · your unaided answer"
+        return f"{text}   ✓" if chosen else text
+
     def show_decision(self, d: Decision) -> None:
+        reference = self.state.reference_label
         self.group.setExclusive(False)
-        for b in self.buttons:
-            b.setChecked(b.property("label") == d.label)
+        for i, b in enumerate(self.buttons):
+            name = str(b.property("label"))
+            chosen, ref = name == d.label, name == reference
+            b.setChecked(chosen)
+            b.setText(self._label_text(i, name, chosen, ref))
+            if bool(b.property("reference")) != ref:
+                b.setProperty("reference", ref)
+                b.style().unpolish(b)
+                b.style().polish(b)
         self.group.setExclusive(True)
         for slider, value in ((self.confidence, d.confidence), (self.anomaly, d.anomaly)):
             slider.blockSignals(True)
