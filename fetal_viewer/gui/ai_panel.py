@@ -33,10 +33,15 @@ TOP_CLASS = "Top class"
 class ProbabilityBars(QGroupBox):
     """One labelled bar per class and the top class in bold."""
 
-    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, parent: QWidget | None = None, compact: bool = False) -> None:
         super().__init__(title, parent)
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(6, 6, 6, 6)
+        self.compact = compact  # thin rows without a frame (the reading window's column)
+        if compact:
+            self.setObjectName("compactBars")
+            self._grid.setContentsMargins(0, 0, 0, 0)
+            self._grid.setVerticalSpacing(2)
         self.top_label = QLabel("–", self)
         self.top_label.setObjectName("topClass")
         self.note = QLabel("", self)
@@ -66,6 +71,8 @@ class ProbabilityBars(QGroupBox):
             bar.setFormat("–")
             bar.setTextVisible(True)
             bar.setObjectName("probBar")
+            if self.compact:
+                bar.setMaximumHeight(18)
             self._grid.addWidget(label, row, 0)
             self._grid.addWidget(bar, row, 1)
             self.names.append(label)

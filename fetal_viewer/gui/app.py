@@ -7,9 +7,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fetal_viewer import INTENDED_USE, __version__
 from fetal_viewer.resources import DEMO_MODEL_CARD, RESOURCES
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QWidget
 
 log = logging.getLogger("fetal_viewer.gui")
 
@@ -73,6 +78,34 @@ def apply_theme(app: object, dark: bool = True) -> None:
         app.setStyleSheet(THEME.read_text(encoding="utf-8"))
 
 
+def _model_card(args: argparse.Namespace, settings: QSettings) -> str | None:
+    """The model to load: --model, else the demo model with --demo, else the last one used."""
+    if args.model:
+        return str(args.model)
+    if args.demo and Path(DEMO_MODEL_CARD).is_file():
+        return str(DEMO_MODEL_CARD)
+    remembered = settings.value("model/card")
+    if remembered and Path(str(remembered)).is_file():
+        return str(remembered)
+    return None
+
+
+def size_to_screen(
+    window: QWidget, fraction: float, at_most: tuple[int, int] | None = None
+) -> None:
+    """Size ``window`` to ``fraction`` of its screen's available area (taskbars and docks
+    left out), no larger than ``at_most``, and centre it there."""
+    screen = window.screen()
+    if screen is None:
+        return
+    area = screen.availableGeometry()
+    w, h = int(area.width() * fraction), int(area.height() * fraction)
+    if at_most is not None:
+        w, h = min(w, at_most[0]), min(h, at_most[1])
+    window.resize(w, h)
+    window.move(area.center() - window.rect().center())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
 
@@ -96,23 +129,35 @@ def main(argv: list[str] | None = None) -> int:
     sink = ErrorSink()
     install_excepthooks(sink)
 
-    from fetal_viewer.gui.main_window import MainWindow
-
     settings_file = os.environ.get(SETTINGS_ENV)
     settings = (
         QSettings(settings_file, QSettings.Format.IniFormat) if settings_file else QSettings()
     )
+    if args.read or args.coordinate:
+        # the reader-study windows stand alone: no viewer behind them (blinding, focus)
+        from fetal_viewer.gui import readerstudy
+
+        opener = readerstudy.open_reader_mode if args.read else readerstudy.open_coordinator
+        study_window = opener(
+            None,
+            args.db,
+            error_sink=sink,
+            settings=settings,
+            model_card=_model_card(args, settings),
+        )
+        study_window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        try:
+            return int(app.exec())
+        finally:
+            uninstall_excepthooks()
+
+    from fetal_viewer.gui.main_window import MainWindow
+
     window = MainWindow(settings=settings, error_sink=sink)
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     window.show()
 
-    model = args.model
-    if args.demo and model is None and Path(DEMO_MODEL_CARD).is_file():
-        model = str(DEMO_MODEL_CARD)
-    if model is None:
-        remembered = window.settings.value("model/card")
-        if remembered and Path(str(remembered)).is_file():
-            model = str(remembered)
+    model = _model_card(args, settings)
     if args.smoke_test and not model:
         print(
             "smoke test: no model to run (give --model CARD, or --demo with the demo model "
@@ -135,9 +180,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     if paths:
         window.open_paths(paths)
-    if args.read or args.coordinate:
-        window.open_study_window("read" if args.read else "coordinator", args.db)
-
     if args.smoke_test:
         state = {"ok": False}
 

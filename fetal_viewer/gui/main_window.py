@@ -154,7 +154,6 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._restore_settings()
         if not self.settings.contains("window/geometry"):
-            self.resize(1400, 860)
             self.resizeDocks(
                 [self.browser_dock, self.ai_dock], [300, 340], Qt.Orientation.Horizontal
             )
@@ -727,11 +726,10 @@ class MainWindow(QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        elif (screen := self.screen()) is not None:
-            # first run: a reading workstation wants most of the screen for the image
-            area = screen.availableGeometry()
-            self.resize(int(area.width() * 0.9), int(area.height() * 0.9))
-            self.move(area.center() - self.rect().center())
+        else:  # first run: a reading workstation wants most of the screen for the image
+            from fetal_viewer.gui.app import size_to_screen
+
+            size_to_screen(self, 0.9)
         state = s.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)

@@ -91,7 +91,8 @@ def _key_text(name: str) -> str:
 
 class OverlayControls(QWidget):
     """Heatmap layer controls bound to a :class:`HeatmapOverlay`: shown (O), opacity and,
-    when ``colormaps``, the colour map. Callers may add rows to :attr:`form`."""
+    when ``colormaps``, the colour map; ``inline`` puts the first two on one row. Callers
+    may add rows to :attr:`form`."""
 
     def __init__(
         self,
@@ -99,6 +100,8 @@ class OverlayControls(QWidget):
         colormaps: bool = True,
         opacity_label: str = "Opacity",
         parent: QWidget | None = None,
+        *,
+        inline: bool = False,
     ) -> None:
         super().__init__(parent)
         self.overlay = overlay
@@ -113,8 +116,12 @@ class OverlayControls(QWidget):
         self.colormap_combo = QComboBox(self)
         self.colormap_combo.setObjectName("colormapCombo")
         self.colormap_combo.addItems(COLORMAPS)
-        self.form.addRow(self.overlay_check)
-        self.form.addRow(opacity_label, self.opacity_slider)
+        if inline:  # one row: the check box labels the opacity slider
+            self.opacity_slider.setToolTip(opacity_label)
+            self.form.addRow(self.overlay_check, self.opacity_slider)
+        else:
+            self.form.addRow(self.overlay_check)
+            self.form.addRow(opacity_label, self.opacity_slider)
         if colormaps:
             self.form.addRow("Colormap", self.colormap_combo)
         else:

@@ -346,3 +346,35 @@ def test_chosen_label_is_visible_and_the_aided_step_starts_unchosen(
     with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
         qtbot.keyClick(w.view, Qt.Key.Key_Return)
     assert saved.args[0].label == "holoprosencephaly" and saved.args[0].condition == "aided"
+
+
+@pytest.mark.parametrize("size", [(1366, 700), (1920, 1040)])
+def test_aided_step_fits_without_scrolling(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path, size: tuple[int, int]
+) -> None:
+    """The window's client area on a 1366x768 screen (taskbar and title bar taken off) and
+    on a 1920x1080 one: the whole aided step, AI panel included, shows without scrolling."""
+    db = make_study(tmp_path, tiny_model, n=1)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    _themed(w)
+    w.resize(*size)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    w.label_buttons[1].click()  # buttons, not keys: also runs under a bare X server
+    with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
+        w.submit_button.click()
+    _wait_step(qtbot, w, "aided")
+    qtbot.waitUntil(lambda: (w.width(), w.height()) == size)
+    qtbot.wait(300)  # pending layout requests
+    shot = w.grab()
+    shot.save(str(tmp_path / f"aided-{size[0]}x{size[1]}.png"))
+    assert shot.width() == size[0] and shot.height() == size[1]
+    assert not w.right_scroll.verticalScrollBar().isVisible()
+    parts = (w.ai_group, w.ai_bars, w.heat_note, w.overlay_check, *w.label_buttons)
+    for part in (*parts, w.confidence, w.anomaly, w.submit_button, w.pause_button):
+        assert part.isVisible() and part.visibleRegion().boundingRect() == part.rect(), (
+            part.objectName() or part.text()
+        )
+    # the image keeps most of the width
+    assert w.view.width() > 0.6 * size[0]

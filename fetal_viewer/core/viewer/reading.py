@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.cam.gradcam import resolution_note
 from fetal_viewer.core.readerstudy.coordination import CaseImage
 from fetal_viewer.core.readerstudy.protocol import AIOutput, Step
@@ -182,7 +181,7 @@ class ReadingState:
             heat_class=top if has_heat else None,
             heat_empty=has_heat and not float(np.max(out.heatmap)) > 0,
             notes=notes,
-            caption=f"Model card sha256 {out.model_sha[:12]}… · {INTENDED_USE}",
+            caption=f"model card sha256 {out.model_sha[:12]}…",
         )
 
     # ----- the decision ------------------------------------------------------------------

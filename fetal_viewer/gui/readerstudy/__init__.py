@@ -33,7 +33,7 @@ def open_reader_mode(
     window = ReaderWindow(
         db, parent=parent, error_sink=error_sink, settings=settings, model_card=model_card
     )
-    window.show()
+    window.showMaximized()  # the image wants all the screen a reader has
     window.raise_()
     return window
 

@@ -294,7 +294,9 @@ class CoordinatorWindow(QMainWindow):
         self.timer = QTimer(self)
         self.timer.setInterval(refresh_ms)
         self.timer.timeout.connect(self.refresh)
-        self.resize(900, 560)
+        from fetal_viewer.gui.app import size_to_screen
+
+        size_to_screen(self, 0.9, at_most=(900, 560))
         if self.store is None:
             self.status.setText("Opening the study database…")
             self.lane.run(

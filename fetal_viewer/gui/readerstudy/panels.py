@@ -123,8 +123,10 @@ class CaseHeader(QWidget):
         self.banner.setWordWrap(True)
         self.header = QLabel("", self)
         self.header.setObjectName("readingHeader")
-        self.progress = QProgressBar(self)
+        self.progress = QProgressBar(self)  # thin: the header says "step n of m"
         self.progress.setObjectName("readingProgress")
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(6)
         self.condition_label = QLabel("", self)
         self.condition_label.setObjectName("conditionLabel")
         self.locked_label = QLabel("", self)
@@ -132,29 +134,34 @@ class CaseHeader(QWidget):
         self.locked_label.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(3)
         for w in (self.banner, self.header, self.progress, self.condition_label):
             layout.addWidget(w)
         layout.addWidget(self.locked_label)
 
     def show_step(self, step: Step, study: Study, reader: str) -> None:
         self.header.setText(
-            f"<b>{study.name}</b> · reader {reader}<br>"
-            f"Case {step.case.pseudonym} · {step.position + 1} of {study.n_cases}"
+            f"<b>{study.name}</b> · {reader} · case {step.case.pseudonym} "
+            f"({step.position + 1} of {study.n_cases}) · step {step.index + 1} of {step.total}"
         )
+        self.header.setToolTip(f"Study {study.name}, reader {reader}")
         self.progress.setRange(0, step.total)
         self.progress.setValue(step.index)
         self.progress.setFormat(f"step {step.index + 1} of {step.total}")
         aided = step.condition == "aided"
+        u = step.unaided
+        locked = aided and u is not None
         self.condition_label.setText(
             "<b>Aided read</b>: the AI is shown below" if aided else "<b>Unaided read</b>: no AI"
         )
-        u = step.unaided
+        self.condition_label.setVisible(not locked)
         self.locked_label.setText(
-            f"Your unaided answer (locked): <b>{u.label}</b>, confidence {u.confidence}, "
-            f"anomaly {u.anomaly_prob} %"
+            f"<b>Aided read</b> (AI below). Your unaided answer (locked): <b>{u.label}</b>, "
+            f"confidence {u.confidence}, anomaly {u.anomaly_prob} %"
             if aided and u is not None
             else ""
         )
+        self.locked_label.setVisible(locked)
 
 
 class DecisionPanel(QGroupBox):
@@ -167,6 +174,7 @@ class DecisionPanel(QGroupBox):
         super().__init__("Your decision", parent)
         self.state = state
         self.label_box = QVBoxLayout()
+        self.label_box.setSpacing(3)
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.buttons: list[QPushButton] = []
@@ -185,7 +193,7 @@ class DecisionPanel(QGroupBox):
         self.comment.setPlaceholderText("Comment (optional)")
         self.submit_button = QPushButton("Submit (Enter)", self)
         self.submit_button.setObjectName("submitButton")
-        self.submit_button.setMinimumHeight(40)
+        self.submit_button.setMinimumHeight(34)
         self.pause_button = QPushButton("Pause (P)", self)
         self.pause_button.setObjectName("pauseButton")
         self.pause_button.setCheckable(True)
@@ -227,7 +235,7 @@ class DecisionPanel(QGroupBox):
             b.setObjectName(f"labelButton_{name}")
             b.setProperty("role", "label")  # the theme styles the checked one
             b.setCheckable(True)
-            b.setMinimumHeight(32)
+            b.setMinimumHeight(28)
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.setProperty("label", name)
             self.group.addButton(b, i)
@@ -288,12 +296,13 @@ class AIRevealPanel(QGroupBox):
     def __init__(self, state: ReadingState, parent: QWidget | None = None) -> None:
         super().__init__("AI (shown after your unaided answer is saved)", parent)
         self.setObjectName("aiRevealGroup")
-        self.bars = ProbabilityBars("Class probabilities", self)
-        self.model_label = QLabel("", self)
-        self.model_label.setObjectName("aiModelLabel")
-        self.model_label.setWordWrap(True)
+        self.bars = ProbabilityBars("", self, compact=True)
         self.controls = OverlayControls(
-            state.overlay, colormaps=False, opacity_label="Heatmap opacity", parent=self
+            state.overlay,
+            colormaps=False,
+            opacity_label="Heatmap opacity",
+            parent=self,
+            inline=True,
         )
         self.heat_note = QLabel("", self)
         self.heat_note.setObjectName("heatmapResolution")
@@ -304,7 +313,7 @@ class AIRevealPanel(QGroupBox):
         self.retry.setVisible(False)
         self.retry.clicked.connect(self.retry_requested)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.model_label)
+        layout.setSpacing(4)
         layout.addWidget(self.bars)
         layout.addWidget(self.controls)
         layout.addWidget(self.retry)
@@ -318,11 +327,10 @@ class AIRevealPanel(QGroupBox):
         self.retry.setText(view.action or "Show the AI again")
         if not view.shown:
             return
-        self.setTitle("AI")
+        self.setTitle(f"AI · {view.caption}" if view.caption else "AI")  # the model's identity
         if view.classes != self.bars.classes:
             self.bars.set_classes(view.classes)
         self.bars.set_values(view.probs)
-        self.model_label.setText(view.caption)
         has_heat = view.heat_class is not None
         self.controls.overlay_check.setEnabled(has_heat)
         notes = list(view.notes)

@@ -173,7 +173,9 @@ class ReaderWindow(QMainWindow):
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self._watcher)
-        self.resize(1280, 820)
+        from fetal_viewer.gui.app import size_to_screen
+
+        size_to_screen(self, 0.9)  # when not maximized
         if self.store is None:
             self.start_status.setText("Opening the study database…")
             self.store_lane.run(
@@ -254,6 +256,8 @@ class ReaderWindow(QMainWindow):
         right_w = QWidget(page)
         right_w.setFixedWidth(380)
         right = QVBoxLayout(right_w)
+        right.setContentsMargins(6, 0, 4, 0)
+        right.setSpacing(6)
         right.addWidget(self.case_header)
         # the aided read shows the AI first, then asks: it sits above the decision
         right.addWidget(self.ai_group)
@@ -269,6 +273,7 @@ class ReaderWindow(QMainWindow):
         scroll.setFixedWidth(right_w.width() + scroll.verticalScrollBar().sizeHint().width())
         self.right_scroll = scroll
         layout = QHBoxLayout(page)
+        layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.image_panel, 1)
         layout.addWidget(scroll)
         self.pages.addWidget(page)
