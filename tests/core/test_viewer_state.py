@@ -281,6 +281,16 @@ def test_reading_state_step_image_ai_and_decision(session) -> None:
     stale = load_case_image(other.pseudonym, other.source_path, 0)
     assert not state.image_loaded(stale) and state.image is None
     image = load_case_image(step.case.pseudonym, step.case.source_path, 0)
+    # the reader sees the field of view only, as the exports crop it
+    from fetal_viewer.core.model.preprocess import find_fov
+
+    full = fan(seed=int(Path(step.case.source_path).stem[1:]))
+    x0, y0, x1, y1 = find_fov(full)
+    assert image.box == (x0, y0, x1, y1) and image.full_shape == full.shape[:2]
+    np.testing.assert_array_equal(image.frame, full[y0:y1, x0:x1])
+    heat = np.arange(full.shape[0] * full.shape[1], dtype=np.float32).reshape(full.shape[:2])
+    np.testing.assert_array_equal(image.crop(heat), heat[y0:y1, x0:x1])
+    assert image.crop(np.zeros((3, 3), np.float32)) is None
     assert state.image_loaded(image) and state.ready and ready[-1]
     assert state.submission(True) == "Choose a label first (keys 1–5)."
     assert state.choose(2) and state.decision.label == "encephalocele"

@@ -378,3 +378,50 @@ def test_aided_step_fits_without_scrolling(
         )
     # the image keeps most of the width
     assert w.view.width() > 0.6 * size[0]
+
+
+def test_reading_view_shows_the_field_of_view_only(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path, demo_folder: Path
+) -> None:
+    """Scanners burn the patient's name, ID and dates into the header outside the fan: the
+    reader sees the same field-of-view crop as the exports."""
+    from fetal_viewer.core.io.loader import open_series
+    from fetal_viewer.core.model.preprocess import find_fov
+    from fetal_viewer.core.store import CaseSpec
+
+    source = next((demo_folder / "dicom").rglob("*.dcm"))
+    db = tmp_path / "fov.db"
+    store = open_store(db)
+    store.create_study(
+        "s", design="sequential", labels=LABELS, cases=[CaseSpec(str(source), "normal")], seed=1
+    )
+    store.add_reader("R1")
+    store.enrol("s", "R1")
+    store.close()
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    full = open_series(source).frame(0)
+    x0, y0, x1, y1 = find_fov(full)
+    assert (y1 - y0, x1 - x0) < full.shape[:2]
+    np.testing.assert_array_equal(w.view.frame, full[y0:y1, x0:x1])
+
+
+def test_coordinator_previews_cases_as_readers_see_them(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    from fetal_viewer.core.readerstudy.coordination import load_case_image
+
+    db = make_study(tmp_path, tiny_model, n=2)
+    w = windows(CoordinatorWindow, db)
+    qtbot.waitUntil(lambda: w.current_name() == "s", timeout=20_000)
+    dlg = w.preview_dialog()
+    with qtbot.waitSignal(dlg.image_shown, timeout=20_000) as shown:
+        pass
+    case = dlg.cases[0]
+    expected = load_case_image(case.pseudonym, case.source_path, case.frame)
+    assert shown.args[0].pseudonym == case.pseudonym
+    np.testing.assert_array_equal(dlg.view.frame, expected.frame)
+    assert "Field of view" in dlg.note.text()
+    dlg.close()

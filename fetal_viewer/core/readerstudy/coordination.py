@@ -96,21 +96,41 @@ def read_case_frame(path: str | Path, index: int = 0) -> tuple[NDArray[np.uint8]
 
 @dataclass(frozen=True)
 class CaseImage:
-    """A case's frame as the reader sees it."""
+    """A case's frame as the reader sees it: the ultrasound field of view only (the crop
+    the exports make), so the names, IDs and dates scanners burn into the header stay off
+    the screen. ``box`` is the crop ``(x0, y0, x1, y1)`` in the file's frame, whose shape
+    is ``full_shape``: maps made over the whole frame are cropped the same way."""
 
     pseudonym: str
-    frame: NDArray[np.uint8]  # (H, W, 3) uint8 RGB
+    frame: NDArray[np.uint8]  # (h, w, 3) uint8 RGB, the field of view
     spacing_mm: tuple[float, float] | None
     calibration_note: str
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    full_shape: tuple[int, int] = (0, 0)
+
+    def crop(self, heatmap: NDArray[np.float32]) -> NDArray[np.float32] | None:
+        """``heatmap`` over the whole frame, cropped to what the reader sees (None when it
+        is not in the frame's geometry)."""
+        if heatmap.shape == self.frame.shape[:2]:
+            return heatmap
+        if heatmap.shape != self.full_shape:
+            return None
+        x0, y0, x1, y1 = self.box
+        return np.ascontiguousarray(heatmap[y0:y1, x0:x1])
 
 
 def load_case_image(pseudonym: str, path: str | Path, index: int) -> CaseImage:
-    """The frame a reader reads for a case, with its calibration (the reading window and
-    the coordinator's preview both load cases through this)."""
+    """The frame a reader reads for a case, cropped to the field of view, with its
+    calibration (pixel spacing does not change with a crop). The reading window and the
+    coordinator's preview both load cases through this."""
+    from fetal_viewer.core.model.preprocess import crop_to_fov
+
     frame, calibration = read_case_frame(path, index)
+    fov, box = crop_to_fov(frame)
     spacing = calibration.spacing_mm
     note = "" if spacing else (calibration.reason or "not calibrated")
-    return CaseImage(pseudonym, frame, spacing, note)
+    h, w = frame.shape[:2]
+    return CaseImage(pseudonym, fov, spacing, note, box, (h, w))
 
 
 class StudyModel:

@@ -153,8 +153,8 @@ class ReadingState:
         out, image = self.ai, self.image
         shown = self.ai_status is AIStatus.SHOWN and out is not None
         heat = None
-        if shown and out is not None and out.heatmap is not None:
-            heat = np.asarray(out.heatmap, dtype=np.float32)
+        if shown and out is not None and out.heatmap is not None and image is not None:
+            heat = image.crop(np.asarray(out.heatmap, dtype=np.float32))
         self.overlay.show(None if image is None else image.frame, heat)
 
     def ai_view(self) -> AIView:

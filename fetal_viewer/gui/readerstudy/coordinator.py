@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.model.labels import CLASSES
 from fetal_viewer.gui.error_sink import ErrorSink
+from fetal_viewer.gui.image_view import ImageView
 from fetal_viewer.gui.readerstudy.jobs import (
     Lane,
     NewStudy,
@@ -52,7 +53,8 @@ from fetal_viewer.gui.readerstudy.jobs import (
 from fetal_viewer.gui.readerstudy.reader import remember_model
 
 if TYPE_CHECKING:
-    from fetal_viewer.core.store import Enrolment, MergeReport, Store, Study
+    from fetal_viewer.core.readerstudy.coordination import CaseImage
+    from fetal_viewer.core.store import Case, Enrolment, MergeReport, Store, Study
 
 REFRESH_MS = 3000
 DEFAULT_LABELS = CLASSES
@@ -169,6 +171,62 @@ class NewStudyDialog(QDialog):
         )
 
 
+class CasePreviewDialog(QDialog):
+    """One case at a time, loaded by the reading window's own loader
+    (:func:`~fetal_viewer.core.readerstudy.cases.load_case_image`): what a reader will see."""
+
+    image_shown = Signal(object)  # CaseImage
+
+    def __init__(self, parent: QWidget, lane: Lane, store: Store, study: str) -> None:
+        super().__init__(parent)
+        self.setObjectName("casePreviewDialog")
+        self.setWindowTitle(f"Cases of {study} as readers see them")
+        self.lane = lane
+        self.cases: list[Case] = []
+        self.combo = QComboBox(self)
+        self.view = ImageView(self)
+        self.note = QLabel("", self)
+        self.note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.combo)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.note)
+        self.combo.currentIndexChanged.connect(self._load)
+        self.resize(720, 620)
+        lane.run(store.list_cases, study, context="Listing the cases", on_returned=self._on_cases)
+
+    def _on_cases(self, cases: list[Case]) -> None:
+        self.cases = cases
+        self.combo.addItems([f"{c.pseudonym} (reference: {c.reference_label})" for c in cases])
+
+    def _load(self, index: int) -> None:
+        if not 0 <= index < len(self.cases):
+            return
+        from fetal_viewer.core.readerstudy.coordination import load_case_image
+
+        c = self.cases[index]
+        self.lane.run(
+            load_case_image,
+            c.pseudonym,
+            c.source_path,
+            c.frame,
+            context=f"Loading case {c.pseudonym}",
+            on_returned=self._show,
+        )
+
+    def _show(self, image: CaseImage) -> None:
+        self.view.set_calibration(image.spacing_mm)
+        self.view.set_frame(image.frame)
+        self.view.fit()
+        h, w = image.full_shape
+        self.note.setText(
+            f"Field of view {image.frame.shape[1]}×{image.frame.shape[0]} of the "
+            f"{w}×{h} frame: text burned in outside it stays off the reading screen."
+            + (f" Not calibrated: {image.calibration_note}." if image.calibration_note else "")
+        )
+        self.image_shown.emit(image)
+
+
 class AddReaderDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -256,6 +314,9 @@ class CoordinatorWindow(QMainWindow):
         self.add_reader_button = QPushButton("Add reader…", w)
         self.add_reader_button.setObjectName("addReaderButton")
         self.merge_button = QPushButton("Import reader database…", w)
+        self.preview_button = QPushButton("Preview cases…", w)
+        self.preview_button.setObjectName("previewButton")
+        self.preview_button.setToolTip("The study's cases exactly as readers will see them")
         self.export_button = QPushButton("Export…", w)
         self.export_button.setObjectName("exportButton")
         self.analyse_button = QPushButton("Analyse and open report…", w)
@@ -269,7 +330,12 @@ class CoordinatorWindow(QMainWindow):
         top.addWidget(self.study_combo, 1)
         top.addWidget(self.new_button)
         actions = QHBoxLayout()
-        for b in (self.add_reader_button, self.merge_button, self.export_button):
+        for b in (
+            self.add_reader_button,
+            self.preview_button,
+            self.merge_button,
+            self.export_button,
+        ):
             actions.addWidget(b)
         actions.addStretch(1)
         actions.addWidget(self.analyse_button)
@@ -288,6 +354,7 @@ class CoordinatorWindow(QMainWindow):
         self.new_button.clicked.connect(self.new_study_dialog)
         self.add_reader_button.clicked.connect(self.add_reader_dialog)
         self.merge_button.clicked.connect(self.merge_dialog)
+        self.preview_button.clicked.connect(self.preview_dialog)
         self.export_button.clicked.connect(self.export_dialog)
         self.analyse_button.clicked.connect(self.analyse_dialog)
         self._set_study_actions(False)
@@ -347,7 +414,9 @@ class CoordinatorWindow(QMainWindow):
         return next((c for c in self.choices if c.name == name), None)
 
     def _set_study_actions(self, enabled: bool) -> None:
-        for b in (self.add_reader_button, self.merge_button, self.export_button):
+        for b in (self.add_reader_button, self.preview_button):
+            b.setEnabled(enabled)
+        for b in (self.merge_button, self.export_button):
             b.setEnabled(enabled)
         self.analyse_button.setEnabled(enabled)
 
@@ -446,6 +515,17 @@ class CoordinatorWindow(QMainWindow):
         self.status.setText(f"Reader {enrolment.reader} enrolled in {enrolment.study}.")
         self.reader_added.emit(enrolment)
         self.refresh()
+
+    def preview_dialog(self) -> CasePreviewDialog | None:
+        """The study's cases as readers will see them (same loader, same crop)."""
+        name = self.current_name()
+        if name is None or self.store is None:
+            return None
+        dlg = CasePreviewDialog(self, self.lane, self.store, name)
+        dlg.finished.connect(dlg.deleteLater)
+        self.dialog = dlg
+        dlg.open()
+        return dlg
 
     def _directory(self, title: str) -> str:
         return QFileDialog.getExistingDirectory(self, title)
