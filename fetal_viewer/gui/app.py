@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("fetal_viewer.gui")
 
 THEME = RESOURCES / "theme" / "dark.qss"
-#: environment variable naming an INI file to use instead of the user settings
-SETTINGS_ENV = "FETAL_VIEWER_SETTINGS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +106,7 @@ def size_to_screen(
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
 
-    from PySide6.QtCore import QCoreApplication, QSettings, Qt, QTimer
+    from PySide6.QtCore import QCoreApplication, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     from fetal_viewer.gui.error_sink import (
@@ -129,10 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     sink = ErrorSink()
     install_excepthooks(sink)
 
-    settings_file = os.environ.get(SETTINGS_ENV)
-    settings = (
-        QSettings(settings_file, QSettings.Format.IniFormat) if settings_file else QSettings()
-    )
+    from fetal_viewer.gui.settings import app_settings
+
+    settings = app_settings()
     if args.read or args.coordinate:
         # the reader-study windows stand alone: no viewer behind them (blinding, focus)
         from fetal_viewer.gui import readerstudy

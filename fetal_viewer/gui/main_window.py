@@ -36,6 +36,13 @@ from PySide6.QtWidgets import (
 from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer import INTENDED_USE, __version__
+from fetal_viewer.core.io.grouping import (
+    ImageGrouping,
+    image_series,
+    infer_grouping,
+    read_mapping,
+    regroup,
+)
 from fetal_viewer.core.io.study import Calibration, LoadResult, Patient, Series, Study
 from fetal_viewer.core.viewer.overlay import OverlaySettings
 from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
@@ -45,8 +52,10 @@ from fetal_viewer.gui.ai_panel import AIPanel
 from fetal_viewer.gui.browser import StudyBrowser
 from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
+from fetal_viewer.gui.grouping import ImageGroupingDialog
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
 from fetal_viewer.gui.pacs import attach_pacs
+from fetal_viewer.gui.settings import app_settings
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.view_tools import bind_view, view_commands
 from fetal_viewer.gui.workers import (
@@ -62,6 +71,7 @@ log = logging.getLogger("fetal_viewer.gui")
 R = TypeVar("R")
 
 MAX_RECENT = 10
+REMEMBER_RECENT = "privacy/remember_recent"
 PREFETCH = 6
 
 
@@ -85,14 +95,12 @@ class ViewerPane(QWidget):
         layout.addWidget(self.cine)
 
     def set_calibration(self, calibration: Calibration) -> None:
-        spacing = calibration.spacing_mm
-        self.view.set_calibration(spacing)
-        if spacing is None:
-            reason = calibration.reason or "no Sequence of Ultrasound Regions"
-            self.calibration_banner.setText(
-                f"⚠ Not calibrated ({reason}): measurements are in pixels, not millimetres."
-            )
-        self.calibration_banner.setVisible(spacing is None)
+        from fetal_viewer.core.io.calibration import calibration_note
+
+        self.view.set_calibration(calibration.spacing_mm)
+        note = calibration_note(calibration)
+        self.calibration_banner.setText(f"⚠ {note}" if note else "")
+        self.calibration_banner.setVisible(note is not None)
 
 
 class MainWindow(QMainWindow):
@@ -112,7 +120,7 @@ class MainWindow(QMainWindow):
         icon = RESOURCES / "icons" / "app" / "fetal-viewer.svg"
         if icon.is_file():
             self.setWindowIcon(QIcon(str(icon)))
-        self.settings = settings if settings is not None else QSettings()
+        self.settings = settings if settings is not None else app_settings()
         self.sink = error_sink if error_sink is not None else ErrorSink()
         self.sink.set_parent_widget(self)
         self.loader = FrameLoader()
@@ -145,6 +153,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status_progress)
 
         self._loading = 0
+        self.grouping_dialog: ImageGroupingDialog | None = None
 
         self.commands: dict[str, QAction] = {}
         self._build_actions()
@@ -255,6 +264,12 @@ class MainWindow(QMainWindow):
         ):
             menus[group] = bar.addMenu(title)
         self.recent_menu = QMenu("Open &recent", self)
+        remember = QAction("Remember recent files on this computer (stores their paths)", self)
+        remember.setCheckable(True)
+        remember.setChecked(self.remember_recent)
+        remember.toggled.connect(self.set_remember_recent)
+        self.commands_remember_recent = remember
+        self._recent = self._stored_recent()
         for s in SHORTCUTS:
             menu = menus[s.group]
             menu.addAction(self.commands[s.name])
@@ -317,14 +332,17 @@ class MainWindow(QMainWindow):
         recent = self.recent()
         return str(Path(recent[0]).parent) if recent else str(Path.home())
 
-    def open_paths(self, paths: Sequence[str | Path]) -> None:
-        """Scan ``paths`` in a worker; patients are added when the scan returns."""
+    def open_paths(
+        self, paths: Sequence[str | Path], grouping: ImageGrouping | None = None
+    ) -> None:
+        """Scan ``paths`` in a worker; patients are added when the scan returns. Plain
+        images are grouped by ``grouping``; None asks (when there are several)."""
         names = [str(p) for p in paths]
         if not names:
             return
         self._set_loading(+1, f"Opening {', '.join(Path(p).name for p in names)}…")
         worker = create_worker(open_paths_job, names, _start_thread=False)
-        worker.returned.connect(lambda result: self._on_opened(names, result))
+        worker.returned.connect(lambda result: self._on_scanned(names, result, grouping))
         worker.errored.connect(lambda exc: self.sink.report(exc, "Opening files"))
         worker.finished.connect(lambda *_: self._set_loading(-1))
         self._start(worker)
@@ -361,7 +379,49 @@ class MainWindow(QMainWindow):
             self.status_label.setText(message)
         self._update_busy()
 
-    def _on_opened(self, paths: list[str], result: LoadResult) -> None:
+    def _on_scanned(
+        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None
+    ) -> None:
+        """Group plain images as asked (or ask), then show what was opened."""
+        if self._closed:
+            return
+        images = image_series(result)
+        if not images:
+            self._on_opened(paths, result)
+            return
+        if grouping is not None:
+            self._on_opened(paths, regroup(result, grouping), grouping)
+            return
+        if len(images) == 1:
+            self._on_opened(paths, regroup(result, ImageGrouping.ONE_STUDY))
+            return
+        folders = {s.source.resolve().parent for s in images}
+        dialog = ImageGroupingDialog(len(images), len(folders), infer_grouping(result), self)
+        self.grouping_dialog = dialog
+
+        def chosen() -> None:
+            choice = dialog.choice()
+            try:
+                mapping = (
+                    read_mapping(dialog.csv.text()) if choice is ImageGrouping.MAPPING else None
+                )
+                grouped = regroup(result, choice, mapping)
+            except Exception as exc:
+                self.sink.report(exc, "Grouping the images")
+                return
+            self._on_opened(paths, grouped, choice)
+
+        dialog.accepted.connect(chosen)
+        dialog.finished.connect(self._grouping_done)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+
+    def _grouping_done(self, _result: int) -> None:
+        self.grouping_dialog = None
+
+    def _on_opened(
+        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None = None
+    ) -> None:
         if self._closed:
             return
         added = self.browser.add_patients(list(result.patients))
@@ -372,8 +432,9 @@ class MainWindow(QMainWindow):
             self._report_problems(problems)
         if added:
             self.loader.request_thumbnails(added)
+            how = f" (images: {grouping.value})" if grouping is not None else ""
             self.status_label.setText(
-                f"Opened {len(added)} series from {len(self.browser.patients)} patient(s)."
+                f"Opened {len(added)} series from {len(self.browser.patients)} patient(s){how}."
             )
             if self.series is None:
                 self.browser.select_series(added[0])
@@ -406,7 +467,28 @@ class MainWindow(QMainWindow):
         self.sink.report(summary, "Some files could not be opened")
 
     # ----- recent ------------------------------------------------------------------------
+    # Folders are often named after the patient, so their paths are kept for this session
+    # only unless the user opts in ("Remember recent files"); then they are written to the
+    # settings file. The log names them by token (core.redact) either way.
+    @property
+    def remember_recent(self) -> bool:
+        return str(self.settings.value(REMEMBER_RECENT, "false")).lower() == "true"
+
+    def set_remember_recent(self, on: bool) -> None:
+        self.settings.setValue(REMEMBER_RECENT, on)
+        if on:
+            self.settings.setValue("recent", self._recent)
+        else:
+            self.settings.remove("recent")
+        self._rebuild_recent_menu()
+
     def recent(self) -> list[str]:
+        return list(self._recent)
+
+    def _stored_recent(self) -> list[str]:
+        if not self.remember_recent:
+            self.settings.remove("recent")  # written by an older version
+            return []
         value = self.settings.value("recent", [])
         if isinstance(value, str):  # QSettings stores a one-item list as a plain string
             return [value]
@@ -414,16 +496,19 @@ class MainWindow(QMainWindow):
 
     def add_recent(self, path: str) -> None:
         path = str(Path(path).resolve())
-        items = [path, *(p for p in self.recent() if p != path)][:MAX_RECENT]
-        self.settings.setValue("recent", items)
+        self._recent = [path, *(p for p in self._recent if p != path)][:MAX_RECENT]
+        if self.remember_recent:
+            self.settings.setValue("recent", self._recent)
         self._rebuild_recent_menu()
 
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
-        for path in self.recent():
+        for path in self._recent:
             action = self.recent_menu.addAction(path)
             action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
-        self.recent_menu.setEnabled(bool(self.recent()))
+        if self._recent:
+            self.recent_menu.addSeparator()
+        self.recent_menu.addAction(self.commands_remember_recent)
 
     # ----- drag and drop ---------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

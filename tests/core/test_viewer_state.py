@@ -160,6 +160,22 @@ def test_heat_class_pick_cycle_and_empty_map(patients) -> None:
     assert state.heat_pick is None
 
 
+def test_heat_class_resets_to_the_top_class_when_the_study_changes(patients) -> None:
+    """A class picked for one study says nothing about the next (a "normal" map shown on a
+    study whose top class is rachischisis)."""
+    state = ViewerState()
+    state.set_model(model())
+    first, second = patients
+    state.select(first, first.studies[0], first_series(first))
+    state.set_heat_pick(0)
+    state.select(first, first.studies[0], first.studies[0].series[1])  # same study
+    assert state.heat_pick == 0
+    picks: list[int | None] = []
+    state.heat_pick_changed.connect(picks.append)
+    state.select(second, second.studies[0], first_series(second))
+    assert state.heat_pick is None and picks == [None]
+
+
 def test_method_note_patient_summary_and_job(patients) -> None:
     state = ViewerState()
     p = patients[0]

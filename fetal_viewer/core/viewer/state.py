@@ -88,11 +88,15 @@ class ViewerState:
         return Selection(self.patient, self.study, self.series)
 
     def select(self, patient: Patient, study: Study, series: Series) -> None:
-        """Show ``series`` from its first frame."""
+        """Show ``series`` from its first frame. Another study starts with the top class's
+        heatmap again: a class picked for one study says nothing about the next."""
+        new_study = self.study is None or self.patient is not patient or self.study.uid != study.uid
         self.patient, self.study, self.series = patient, study, series
         self.index, self.pending = 0, None
         self.result = self.result_index = None
         self.overlay.clear()
+        if new_study:
+            self.set_heat_pick(None)
         self.selection_changed.emit(self.selection)
         self.ai_changed.emit(self.ai_view())
 

@@ -51,6 +51,7 @@ from fetal_viewer.gui.readerstudy.jobs import (
     study_choices,
 )
 from fetal_viewer.gui.readerstudy.reader import remember_model
+from fetal_viewer.gui.settings import app_settings
 
 if TYPE_CHECKING:
     from fetal_viewer.core.readerstudy.coordination import CaseImage
@@ -277,7 +278,7 @@ class CoordinatorWindow(QMainWindow):
         self.setWindowFlag(Qt.WindowType.Window, True)
         self.setObjectName("coordinatorWindow")
         self.setWindowTitle(f"Reader-study coordinator — fetal-viewer — {INTENDED_USE}")
-        self.settings = settings if settings is not None else QSettings()
+        self.settings = settings if settings is not None else app_settings()
         self.sink = error_sink if error_sink is not None else ErrorSink(self)
         self._owns_sink = error_sink is None
         self.model_card = str(model_card) if model_card else None

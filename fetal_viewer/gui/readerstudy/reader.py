@@ -64,6 +64,7 @@ from fetal_viewer.gui.readerstudy.panels import (
     ImagePanel,
     StartPage,
 )
+from fetal_viewer.gui.settings import app_settings
 from fetal_viewer.gui.view_tools import READER_TOOLS, bind_view, view_commands
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class ReaderWindow(QMainWindow):
         self.setObjectName("readerWindow")
         self.setWindowTitle(f"Reading — fetal-viewer — {INTENDED_USE}")
         self.db = db
-        self.settings = settings if settings is not None else QSettings()
+        self.settings = settings if settings is not None else app_settings()
         self.sink = error_sink if error_sink is not None else ErrorSink(self)
         self._owns_sink = error_sink is None
         self.model_card = str(model_card) if model_card else None
