@@ -6,17 +6,6 @@ from __future__ import annotations
 
 import importlib.metadata as metadata
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from fetal_viewer.core.viewer.results import ModelInfo
-
-#: what the application is, in two sentences
-SUMMARY = (
-    "Prenatal ultrasound viewer with fetal CNS anomaly classification, Grad-CAM heatmaps "
-    "and reader studies. Not a medical device."
-)
 
 #: third-party distributions shipped with the app (the runtime dependencies that matter)
 COMPONENTS: tuple[str, ...] = (
@@ -79,23 +68,3 @@ def components() -> list[Component]:
             continue
         found.append(Component(name, str(meta["Version"]), _licence(meta)))
     return found
-
-
-@dataclass(frozen=True)
-class About:
-    """What Help > About says: version, intended use, the loaded model, where the log is,
-    and every bundled component with its licence."""
-
-    version: str
-    intended_use: str
-    summary: str
-    model: ModelInfo | None
-    log_folder: Path
-    components: tuple[Component, ...]
-
-
-def about(model: ModelInfo | None = None) -> About:
-    from fetal_viewer import INTENDED_USE, __version__
-    from fetal_viewer.core.appdirs import log_dir
-
-    return About(__version__, INTENDED_USE, SUMMARY, model, log_dir(), tuple(components()))

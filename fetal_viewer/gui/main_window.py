@@ -771,7 +771,7 @@ class MainWindow(QMainWindow):
         """Version, intended use, the loaded model's card and the bundled licences."""
         from html import escape
 
-        from fetal_viewer.core.about import about
+        from fetal_viewer.core.viewer.about import about
 
         a = about(self.model.info)
         info = a.model

@@ -228,7 +228,7 @@ def test_overlay_settings_recolour_and_refuse_unknown_colormaps() -> None:
 
 def test_about_names_version_model_and_components(tmp_path, monkeypatch) -> None:
     from fetal_viewer import INTENDED_USE, __version__
-    from fetal_viewer.core.about import about
+    from fetal_viewer.core.viewer.about import about
 
     monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path / "logs"))
     info = about(model())
