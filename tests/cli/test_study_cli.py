@@ -111,7 +111,7 @@ def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
     out = tmp_path / "exports"
     assert run_cli("study", "--db", str(db), "export", "pilot", "--out", str(out)).returncode == 0
     files = sorted(out.iterdir())
-    assert len(files) == 4
+    assert len(files) == 5  # reads CSV, JSON, .imrmc and its IDs, MRMCaov
     forbidden = [
         str(tmp_path),
         folder.name,
@@ -130,7 +130,7 @@ def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
     rows = list(csv.DictReader((out / "pilot_reads.csv").read_text().splitlines()))
     assert len(rows) == 48 and {r["condition"] for r in rows} == {"unaided", "aided"}
     assert all(r["ai_model_sha"] == "abc123" for r in rows if r["condition"] == "aided")
-    imrmc = (out / "pilot_imrmc.csv").read_text().splitlines()
+    imrmc = (out / "pilot.imrmc").read_text().splitlines()
     i = imrmc.index("BEGIN DATA:")
     assert sum(line.startswith("-1,") for line in imrmc[i + 1 :]) == 12
     assert len(imrmc) - i - 1 == 12 + 48

@@ -164,7 +164,7 @@ def test_coordinator_creates_study_tracks_progress_exports_and_analyses(
     with qtbot.waitSignal(w.exported, timeout=20_000) as exported:
         w.export_to(tmp_path / "export")
     files = exported.args[0]
-    assert set(files) == {"long_csv", "json", "imrmc", "mrmcaov"}
+    assert set(files) == {"long_csv", "json", "imrmc", "imrmc_ids", "mrmcaov"}
     for p in files.values():
         text = Path(p).read_text()
         assert text.strip()
