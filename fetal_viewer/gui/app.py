@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,7 +104,23 @@ def size_to_screen(
     window.move(area.center() - window.rect().center())
 
 
+class StartupTrace:
+    """Logs, once each, how long after ``main`` started the window was first painted and
+    the model, the study, the first frame and the first probabilities arrived
+    (``startup: EVENT after S s``; benchmarks/bench_ui.py --cold-start reads them)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.seen: dict[str, float] = {}
+
+    def mark(self, event: str) -> None:
+        if event not in self.seen:
+            self.seen[event] = time.perf_counter() - self.t0
+            log.info("startup: %s after %.3f s", event, self.seen[event])
+
+
 def main(argv: list[str] | None = None) -> int:
+    trace = StartupTrace()
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
 
     from PySide6.QtCore import QCoreApplication, Qt, QTimer
@@ -117,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     log_path = setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    trace.mark("Qt imported")
     log.info("fetal-viewer %s starting; log file %s", __version__, log_path)
     QCoreApplication.setOrganizationName("fetal-viewer")
     QCoreApplication.setApplicationName("fetal-viewer")
@@ -149,11 +167,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from fetal_viewer.gui.main_window import MainWindow
 
+    model = _model_card(args, settings)
     window = MainWindow(settings=settings, error_sink=sink)
+    window.model.model_loaded.connect(lambda _i: trace.mark("model loaded"))
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    trace.mark("window built")
+    window.painted.connect(lambda: trace.mark("first paint"))
+    window.study_opened.connect(lambda _p: trace.mark("study opened"))
+    window.frame_shown.connect(lambda _i: trace.mark("first frame"))
+    window.ai_shown.connect(lambda _i: trace.mark("first probabilities"))
     window.show()
 
-    model = _model_card(args, settings)
     if args.smoke_test and not model:
         print(
             "smoke test: no model to run (give --model CARD, or --demo with the demo model "
@@ -163,19 +187,27 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
         uninstall_excepthooks()
         return 2
-    if model:
-        window.load_model(model)
     paths = list(args.paths)
-    if args.demo:
-        from fetal_viewer.gui.workers import demo_studies_job
 
-        window.run_job(
-            demo_studies_job,
-            context="Preparing the demo studies",
-            on_returned=lambda folder: window.open_paths([folder]),
-        )
-    if paths:
-        window.open_paths(paths)
+    def start_work() -> None:
+        """Loading the model and scanning files start once the window is on screen: their
+        imports (torch, superqt's workers) and threads stay off the way to the first
+        paint."""
+        window.painted.disconnect(start_work)
+        if model:
+            window.load_model(model)
+        if args.demo:
+            from fetal_viewer.gui.workers import demo_studies_job
+
+            window.run_job(
+                demo_studies_job,
+                context="Preparing the demo studies",
+                on_returned=lambda folder: window.open_paths([folder]),
+            )
+        if paths:
+            window.open_paths(paths)
+
+    window.painted.connect(start_work)
     if args.smoke_test:
         state = {"ok": False}
 

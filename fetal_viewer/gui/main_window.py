@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import (
@@ -21,6 +21,7 @@ from PySide6.QtGui import (
     QDropEvent,
     QIcon,
     QKeySequence,
+    QPaintEvent,
 )
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -33,7 +34,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer import INTENDED_USE, __version__
 from fetal_viewer.core.io.grouping import (
@@ -66,6 +66,9 @@ from fetal_viewer.gui.workers import (
     release_worker,
 )
 from fetal_viewer.resources import RESOURCES
+
+if TYPE_CHECKING:
+    from superqt.utils import FunctionWorker
 
 log = logging.getLogger("fetal_viewer.gui")
 R = TypeVar("R")
@@ -107,6 +110,7 @@ class MainWindow(QMainWindow):
     study_opened = Signal(object)  # list of patients added
     frame_shown = Signal(int)  # index now on screen
     ai_shown = Signal(int)  # index whose AI result is on screen
+    painted = Signal()  # the window's first paint (start-up timing)
 
     def __init__(
         self,
@@ -124,10 +128,13 @@ class MainWindow(QMainWindow):
         self.sink = error_sink if error_sink is not None else ErrorSink()
         self.sink.set_parent_widget(self)
         self.loader = FrameLoader()
-        self.model = model_service if model_service is not None else ModelService()
+        # the window's own model thread starts after the first paint: its torch import
+        # would hold the interpreter lock while the window is being built
+        self.model = model_service if model_service is not None else ModelService(start=False)
         self._owns_model = model_service is None
         self._workers: set[AnyWorker] = set()
         self._closed = False
+        self._painted = False
         self.state = ViewerState(self._saved_overlay())
 
         self.pane = ViewerPane(self)
@@ -160,6 +167,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._connect()
         attach_pacs(self)  # PACS dock and menu; its arrivals go through open_paths
+        if self.model.info is not None:  # loaded before the window was built (start-up)
+            self._on_model_loaded(self.model.info)
         self.setAcceptDrops(True)
         self._restore_settings()
         if not self.settings.contains("window/geometry"):
@@ -341,6 +350,8 @@ class MainWindow(QMainWindow):
         if not names:
             return
         self._set_loading(+1, f"Opening {', '.join(Path(p).name for p in names)}…")
+        from superqt.utils import create_worker
+
         worker = create_worker(open_paths_job, names, _start_thread=False)
         worker.returned.connect(lambda result: self._on_scanned(names, result, grouping))
         worker.errored.connect(lambda exc: self.sink.report(exc, "Opening files"))
@@ -356,6 +367,8 @@ class MainWindow(QMainWindow):
     ) -> FunctionWorker[R]:
         """Run ``fn(*args)`` in a worker with status-bar progress and the error sink."""
         self._set_loading(+1, f"{context}…")
+        from superqt.utils import create_worker
+
         worker: FunctionWorker[R] = create_worker(fn, *args, _start_thread=False)
         if on_returned is not None:
             worker.returned.connect(on_returned)
@@ -726,6 +739,8 @@ class MainWindow(QMainWindow):
                 "Exporting the AI summary",
             )
             return None
+        from superqt.utils import create_worker
+
         worker = create_worker(
             build_summary,
             path,
@@ -864,6 +879,14 @@ class MainWindow(QMainWindow):
 
         WorkerBase.await_workers(30_000)
         self._workers.clear()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            if not self.model.isRunning() and not self._closed:
+                self.model.start()
+            self.painted.emit()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()

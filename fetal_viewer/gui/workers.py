@@ -252,7 +252,9 @@ class ModelService(QThread):
     failed = Signal(int, object, str)  # request/job id (0 = load), exception, context
     busy_changed = Signal(bool)
 
-    def __init__(self, batch_size: int = 8, cache_entries: int = 20_000) -> None:
+    def __init__(
+        self, batch_size: int = 8, cache_entries: int = 20_000, *, start: bool = True
+    ) -> None:
         super().__init__()
         self.setObjectName("ModelService")
         self._queue: queue.PriorityQueue[_Queued] = queue.PriorityQueue()
@@ -272,7 +274,8 @@ class ModelService(QThread):
         self._jobs: dict[int, AnalysisJob] = {}
         self._busy = 0
         self._done.connect(self._task_done)
-        self.start()
+        if start:  # else the owner starts it (a window: once it is painted)
+            self.start()
 
     # ----- public API (GUI thread) -----------------------------------------------------
     def load_model(self, card_path: str | Path) -> int:
