@@ -312,7 +312,7 @@ def test_reading_state_step_image_ai_and_decision(session) -> None:
     assert state.choose(2) and state.decision.label == "encephalocele"
     state.set_anomaly(80)
     sub = state.submission(True)
-    assert sub == Submission("encephalocele", 50, 80, None)  # unaided: no heatmap flag
+    assert sub == Submission("encephalocele", None, 80, None)  # confidence not set: None
     assert state.overlay.layer is None  # no AI, no heat
     session.submit(sub.label, sub.confidence, sub.anomaly)
 

@@ -5,14 +5,13 @@ Coordinator and reading windows call these.
   the study's model card pinned by its sha256; the study stored.
 - :func:`enrol_reader`: add the reader if new, then enrol them (their case order is seeded).
 - The AI provider for a study: :class:`StudyModel` runs the study's model on a case (the
-  reading window, and anything that reads with the real model); :func:`recorded_ai` replays
-  AI outputs saved in a JSON file (``study read --ai-json``, headless reading). Both are only
-  ever called through the blinded :meth:`ReadingSession.get_ai`.
+  reading window, and anything that reads with the real model), only ever called through
+  the blinded :meth:`ReadingSession.get_ai`; headless reading replays AI outputs saved in
+  a JSON file (:mod:`.headless`).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from numpy.typing import NDArray
 from fetal_viewer.core.io.study import Calibration
 from fetal_viewer.core.model.checkpoint import sha256_file
 from fetal_viewer.core.readerstudy import cases as case_lists
-from fetal_viewer.core.readerstudy.protocol import AIOutput, AIProvider, CaseView
+from fetal_viewer.core.readerstudy.protocol import AIOutput, CaseView
 from fetal_viewer.core.store import Enrolment, Store, Study
 from fetal_viewer.errors import DataError, ModelLoadError
 
@@ -43,6 +42,8 @@ class NewStudy:
     manifest: str | None = None
     reference_csv: str | None = None
     model_card: str | None = None
+    require_ratings: bool = False  # Submit asks for both ratings
+    show_ga: bool = False  # readers see the case's gestational age
 
 
 def create_study(store: Store, req: NewStudy) -> Study:
@@ -70,6 +71,8 @@ def create_study(store: Store, req: NewStudy) -> Study:
         washout_days=req.washout_days,
         model_card=card,
         model_sha256=sha,
+        require_ratings=req.require_ratings,
+        show_ga=req.show_ga,
     )
 
 
@@ -179,15 +182,3 @@ class StudyModel:
             heatmap=None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
             input_size=self._predictor.spec.input_size,
         )
-
-
-def recorded_ai(path: str | Path | None) -> AIProvider:
-    """AI outputs saved as JSON ``{case pseudonym: {model_sha, probabilities}}`` (no file:
-    none saved)."""
-    saved = json.loads(Path(path).read_text()) if path else {}
-
-    def provider(case: CaseView) -> AIOutput:
-        d = saved[case.pseudonym]
-        return AIOutput(d["model_sha"], {k: float(v) for k, v in d["probabilities"].items()})
-
-    return provider

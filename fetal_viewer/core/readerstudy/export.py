@@ -42,11 +42,11 @@ class LongRow:
     center: str | None
     label: str
     correct: bool
-    confidence: int
-    anomaly_prob: int
+    confidence: int | None  # None (blank in the CSV): the reader did not set it
+    anomaly_prob: int | None
     started_at: str
     submitted_at: str
-    active_ms: int
+    active_ms: int | None  # None: no active reading time (headless reads)
     position: int
     ai_model_sha: str
     ai_top_label: str
@@ -120,6 +120,11 @@ def write_long_csv(rows: Iterable[LongRow], path: Path) -> Path:
     return path
 
 
+def _opt_int(text: str | None) -> int | None:
+    """A blank cell is a value not set, never 0."""
+    return None if text is None or not text.strip() else int(float(text))
+
+
 def load_long_csv(path: Path) -> list[LongRow]:
     """Read a long CSV (ours, edited, or built elsewhere with the same columns)."""
     from fetal_viewer.errors import DataError
@@ -154,11 +159,11 @@ def load_long_csv(path: Path) -> list[LongRow]:
                         center=d.get("center") or None,
                         label=d["label"],
                         correct=d["label"] == d["reference"],
-                        confidence=int(float(d.get("confidence") or 0)),
-                        anomaly_prob=int(float(d["anomaly_prob"])),
+                        confidence=_opt_int(d.get("confidence")),
+                        anomaly_prob=_opt_int(d["anomaly_prob"]),
                         started_at=d.get("started_at", ""),
                         submitted_at=d.get("submitted_at", ""),
-                        active_ms=int(float(d.get("active_ms") or 0)),
+                        active_ms=_opt_int(d.get("active_ms")),
                         position=int(float(d.get("position") or 0)),
                         ai_model_sha=d.get("ai_model_sha", ""),
                         ai_top_label=d.get("ai_top_label", ""),
@@ -189,6 +194,11 @@ def truth_of(reference: str) -> int:
 IMRMC_MODALITIES: dict[str, int] = {"unaided": 1, "aided": 2}
 
 
+def rated(rows: Sequence[LongRow]) -> list[LongRow]:
+    """The reads with an any-anomaly rating (unset ratings are missing, never 50)."""
+    return [r for r in rows if r.anomaly_prob is not None]
+
+
 def write_imrmc(
     rows: Sequence[LongRow], path: Path, study: str = "", ids_path: Path | None = None
 ) -> Path:
@@ -196,7 +206,8 @@ def write_imrmc(
     which wants the ``.imrmc`` extension): truth rows (readerID -1) then one row per read.
     Readers, cases and modalities are integer IDs, as older iMRMC versions and RJafroc's
     reader require; ``ids_path`` (default ``<name>_ids.csv``) maps them back
-    (``kind,id,name``)."""
+    (``kind,id,name``). Reads whose rating was not set are left out."""
+    rows = rated(rows)
     readers = {r: i for i, r in enumerate(sorted({r.reader for r in rows}), start=1)}
     cases = sorted({r.case: r.reference for r in rows}.items())
     case_ids = {c: i for i, (c, _) in enumerate(cases, start=1)}
@@ -334,7 +345,7 @@ def write_mrmcaov(rows: Sequence[LongRow], path: Path) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["reader", "treatment", "case", "truth", "rating"])
-        for r in sorted(rows, key=lambda x: (x.condition, x.reader, x.case)):
+        for r in sorted(rated(rows), key=lambda x: (x.condition, x.reader, x.case)):
             w.writerow([r.reader, r.condition, r.case, truth_of(r.reference), r.anomaly_prob])
     return path
 

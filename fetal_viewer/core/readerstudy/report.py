@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fetal_viewer.core.readerstudy.analysis import CONDS, Analysis
-from fetal_viewer.core.readerstudy.export import LongRow, truth_of
+from fetal_viewer.core.readerstudy.export import LongRow, rated, truth_of
 from fetal_viewer.core.readerstudy.mrmc import ORResult
 
 
@@ -43,7 +43,7 @@ def figures(a: Analysis, rows: Sequence[LongRow]) -> dict[str, Any]:
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.2), sharey=True, layout="constrained")
     for ax, cond in zip(axes, CONDS):
         for rd in a.readers:
-            rs = [r for r in rows if r.reader == rd and r.condition == cond]
+            rs = rated([r for r in rows if r.reader == rd and r.condition == cond])
             truth = np.array([truth_of(r.reference) for r in rs], bool)
             if not rs or truth.all() or not truth.any():
                 continue
@@ -80,7 +80,11 @@ def figures(a: Analysis, rows: Sequence[LongRow]) -> dict[str, Any]:
     fig.legend(handles, labels, fontsize=7, loc="outside upper center", ncols=len(CONDS))
     out["readers"] = fig
     fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
-    data = [[r.active_ms / 1000 for r in rows if r.condition == c] for c in CONDS]
+    # reads without active time (headless) have no reading time to show
+    data = [
+        [r.active_ms / 1000 for r in rows if r.condition == c and r.active_ms is not None]
+        for c in CONDS
+    ]
     ax.boxplot(data, tick_labels=list(CONDS), showfliers=False)
     ax.set_ylabel("active reading time (s)")
     ax.set_title("reading time per read")
@@ -162,7 +166,9 @@ def write_report(a: Analysis, rows: Sequence[LongRow], out_dir: Path) -> dict[st
                 _f(p.accuracy),
                 _f(p.auc),
                 _f(p.cohen_kappa),
-                f"{p.time_median_s:.1f} ({p.time_q1_s:.1f}-{p.time_q3_s:.1f})",
+                "n/a (no timed reads)"
+                if np.isnan(p.time_median_s)
+                else f"{p.time_median_s:.1f} ({p.time_q1_s:.1f}-{p.time_q3_s:.1f})",
             ]
             for p in a.per_reader
         ],

@@ -33,12 +33,16 @@ class Decision:
 
 @dataclass(frozen=True)
 class Submission:
-    """A complete decision, ready for ``ReadingSession.submit``."""
+    """A decision ready for ``ReadingSession.submit`` (a rating not set is None)."""
 
     label: str
-    confidence: int
-    anomaly: int
+    confidence: int | None
+    anomaly: int | None
     heatmap_visible: bool | None
+
+
+#: how the reader sets the ratings from the keyboard (also in F1)
+RATING_KEYS = "Ctrl+1–9 for confidence, Alt+1–9 for any anomaly, or Tab to a slider and ←/→"
 
 
 class ReadingState:
@@ -109,16 +113,10 @@ class ReadingState:
         return step is not None and not same_case
 
     def _initial_decision(self) -> Decision:
-        step = self.step
-        if step is None or self.study is None:
-            return Decision()
-        if step.condition == "aided" and step.unaided is not None:
-            # no label is carried over: Enter must never store an answer the reader has not
-            # chosen on this step (the unaided one is shown beside, as reference)
-            u = step.unaided
-            return Decision(None, u.confidence, u.anomaly_prob)
-        lo, hi = self.study.confidence_scale
-        return Decision(None, (lo + hi) // 2, 50)
+        # nothing is preselected, not even on the aided step: Enter must never store an
+        # answer or a rating the reader has not given on this step (the unaided answer is
+        # shown beside, as reference); a rating never given is stored as not set
+        return Decision()
 
     def image_loaded(self, image: CaseImage) -> bool:
         """The case image arrived; kept only when it is the current step's case."""
@@ -209,13 +207,20 @@ class ReadingState:
         d = self.decision
         if d.label is None:
             return f"Choose a label first (keys 1–{len(self.labels)})."
-        lo, hi = self.study.confidence_scale if self.study is not None else (0, 100)
-        return Submission(
-            d.label,
-            (lo + hi) // 2 if d.confidence is None else d.confidence,
-            50 if d.anomaly is None else d.anomaly,
-            heatmap_visible if self.aided else None,
-        )
+        required = self.study is not None and self.study.require_ratings
+        if required and (d.confidence is None or d.anomaly is None):
+            return f"This study needs both ratings: set them first ({RATING_KEYS})."
+        return Submission(d.label, d.confidence, d.anomaly, heatmap_visible if self.aided else None)
+
+    def rate(self, which: str, tenths: int) -> None:
+        """Set a rating to ``tenths`` tenths of its scale (keys Ctrl/Alt+1-9)."""
+        if not self.ready:
+            return
+        if which == "confidence":
+            lo, hi = self.study.confidence_scale if self.study is not None else (0, 100)
+            self.set_confidence(round(lo + (hi - lo) * tenths / 10))
+        else:
+            self.set_anomaly(10 * tenths)
 
     # ----- readiness ---------------------------------------------------------------------
     @property
