@@ -425,3 +425,89 @@ def test_coordinator_previews_cases_as_readers_see_them(
     np.testing.assert_array_equal(dlg.view.frame, expected.frame)
     assert "Field of view" in dlg.note.text()
     dlg.close()
+
+
+def test_untouched_ratings_are_stored_as_not_set_and_keys_set_them(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    db = make_study(tmp_path, tiny_model, n=2)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    assert "not set" in w.decision.confidence_value.text()
+    qtbot.keyClick(w.view, Qt.Key.Key_2)
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert (saved.args[0].confidence, saved.args[0].anomaly_prob) == (None, None)
+    _wait_step(qtbot, w, "aided")
+    assert w.state.decision.confidence is None  # nothing carried over either
+    qtbot.keyClick(w.view, Qt.Key.Key_1)
+    qtbot.keyClick(w.view, Qt.Key.Key_7, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w.view, Qt.Key.Key_3, Qt.KeyboardModifier.AltModifier)
+    assert w.decision.confidence_value.text() == "70" and w.anomaly.value() == 30
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert (saved.args[0].confidence, saved.args[0].anomaly_prob) == (70, 30)
+    # the keys are listed in F1
+    from fetal_viewer.gui.shortcuts import READER_SHORTCUTS
+
+    assert any("Ctrl+1" in " ".join(s.keys) for s in READER_SHORTCUTS)
+    dialog = w.show_shortcuts()
+    texts = [dialog.table.item(r, 1).text() for r in range(dialog.table.rowCount())]
+    assert any("Alt+1" in t for t in texts)
+    dialog.close()
+
+
+def test_a_study_that_requires_ratings_asks_for_them(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    folder = tmp_path / "cases"
+    ref = write_cases(folder, 1)
+    from fetal_viewer.core.readerstudy.cases import cases_from_reference
+
+    db = tmp_path / "strict.db"
+    store = open_store(db)
+    cases = cases_from_reference(folder, ref)
+    store.create_study(
+        "s", design="sequential", labels=LABELS, cases=cases, seed=1, require_ratings=True
+    )
+    store.add_reader("R1")
+    store.enrol("s", "R1")
+    store.close()
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    qtbot.keyClick(w.view, Qt.Key.Key_2)
+    qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert not w.acknowledged and "rating" in w.status.text()
+    qtbot.keyClick(w.view, Qt.Key.Key_9, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w.view, Qt.Key.Key_5, Qt.KeyboardModifier.AltModifier)
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert (saved.args[0].confidence, saved.args[0].anomaly_prob) == (90, 50)
+
+
+@pytest.mark.parametrize("show_ga", [True, False])
+def test_gestational_age_is_shown_only_when_the_coordinator_chooses(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path, show_ga: bool
+) -> None:
+    from fetal_viewer.core.readerstudy.cases import CaseSpec
+
+    path = write_us_dicom(tmp_path / "c.dcm", us_frames(1, rows=72, cols=96))
+    db = tmp_path / "ga.db"
+    store = open_store(db)
+    spec = CaseSpec(str(path), "normal", ga_weeks=20.5)
+    store.create_study(
+        "s", design="sequential", labels=LABELS, cases=[spec], seed=1, show_ga=show_ga
+    )
+    store.add_reader("R1")
+    store.enrol("s", "R1")
+    store.close()
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    shown = w.case_header.header.text() + w.case_header.condition_label.text()
+    assert ("GA 20w4d" in shown) is show_ga

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -106,6 +107,14 @@ class NewStudyDialog(QDialog):
         self.labels.setObjectName("labelsEdit")
         self.model = QLineEdit(model_card or "", self)
         self.model.setObjectName("modelEdit")
+        self.require_ratings = QCheckBox("Readers must set both ratings before submitting", self)
+        self.require_ratings.setObjectName("requireRatings")
+        self.show_ga = QCheckBox("Show readers the case's gestational age", self)
+        self.show_ga.setObjectName("showGa")
+        self.show_ga.setToolTip(
+            "The reading view shows the field of view only; this shows the gestational age "
+            "(from the reference CSV or the file header) beside it."
+        )
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow(self.from_folder)
@@ -118,6 +127,8 @@ class NewStudyDialog(QDialog):
         form.addRow("Randomisation seed", self.seed)
         form.addRow("Labels (keys 1-5 in this order)", self.labels)
         form.addRow("Model card (AI)", _path_row(self, self.model, self._pick_model))
+        form.addRow(self.require_ratings)
+        form.addRow(self.show_ga)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
@@ -169,6 +180,8 @@ class NewStudyDialog(QDialog):
             manifest=None if folder else self.manifest.text().strip() or None,
             reference_csv=self.reference.text().strip() or None,
             model_card=self.model.text().strip() or None,
+            require_ratings=self.require_ratings.isChecked(),
+            show_ga=self.show_ga.isChecked(),
         )
 
 

@@ -151,8 +151,8 @@ def open_session_job(
 def submit_job(
     session: ReadingSession,
     label: str,
-    confidence: int,
-    anomaly_prob: int,
+    confidence: int | None,
+    anomaly_prob: int | None,
     *,
     free_text: str | None = None,
     active_ms: int | None = None,

@@ -113,6 +113,15 @@ class ImagePanel(QWidget):
         self.stack.setCurrentWidget(self.paused_label if paused else self.view)
 
 
+def ga_text(weeks: float) -> str:
+    """Gestational age as scanners print it: 20.5 -> "20w4d"."""
+    whole = int(weeks)
+    days = round((weeks - whole) * 7)
+    if days == 7:
+        whole, days = whole + 1, 0
+    return f"{whole}w{days}d"
+
+
 class CaseHeader(QWidget):
     """Intended use, study and case, progress, the condition and the locked unaided answer."""
 
@@ -123,6 +132,7 @@ class CaseHeader(QWidget):
         self.banner.setWordWrap(True)
         self.header = QLabel("", self)
         self.header.setObjectName("readingHeader")
+        self.header.setWordWrap(True)
         self.progress = QProgressBar(self)  # thin: the header says "step n of m"
         self.progress.setObjectName("readingProgress")
         self.progress.setTextVisible(False)
@@ -140,9 +150,11 @@ class CaseHeader(QWidget):
         layout.addWidget(self.locked_label)
 
     def show_step(self, step: Step, study: Study, reader: str) -> None:
+        ga = step.case.ga_weeks
         self.header.setText(
             f"<b>{study.name}</b> · {reader} · case {step.case.pseudonym} "
             f"({step.position + 1} of {study.n_cases}) · step {step.index + 1} of {step.total}"
+            + (f" · <b>GA {ga_text(ga)}</b>" if ga is not None else "")
         )
         self.header.setToolTip(f"Study {study.name}, reader {reader}")
         self.progress.setRange(0, step.total)
@@ -187,7 +199,8 @@ class DecisionPanel(QGroupBox):
         self.anomaly.setToolTip("Your probability that the fetus has any CNS anomaly")
         self.anomaly_value = QLabel("", self)
         for s in (self.confidence, self.anomaly):
-            s.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+            # Tab reaches the sliders and the arrow keys move them
+            s.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.comment = QLineEdit(self)
         self.comment.setObjectName("commentEdit")
         self.comment.setPlaceholderText("Comment (optional)")
@@ -219,8 +232,13 @@ class DecisionPanel(QGroupBox):
         self.submit_button.clicked.connect(self.submit_requested)
         self.comment.returnPressed.connect(self.submit_requested)
         self.group.idClicked.connect(self._label_clicked)
-        self.confidence.valueChanged.connect(state.set_confidence)
-        self.anomaly.valueChanged.connect(state.set_anomaly)
+        for slider, setter in (
+            (self.confidence, state.set_confidence),
+            (self.anomaly, state.set_anomaly),
+        ):
+            slider.valueChanged.connect(setter)
+            # a click on a slider not yet set sets it where it is
+            slider.sliderPressed.connect(lambda s=slider, f=setter: f(s.value()))
         state.decision_changed.connect(self.show_decision)
         state.ready_changed.connect(self.set_ready)
 
@@ -271,12 +289,21 @@ class DecisionPanel(QGroupBox):
                 b.style().unpolish(b)
                 b.style().polish(b)
         self.group.setExclusive(True)
-        for slider, value in ((self.confidence, d.confidence), (self.anomaly, d.anomaly)):
+        for slider, label, value, unit in (
+            (self.confidence, self.confidence_value, d.confidence, ""),
+            (self.anomaly, self.anomaly_value, d.anomaly, " %"),
+        ):
+            unset = value is None
             slider.blockSignals(True)
-            slider.setValue(slider.minimum() if value is None else int(value))
+            # a rating not set waits in the middle, its handle hollow, its value "not set"
+            mid = (slider.minimum() + slider.maximum()) // 2
+            slider.setValue(mid if value is None else int(value))
             slider.blockSignals(False)
-        self.confidence_value.setText(str(self.confidence.value()))
-        self.anomaly_value.setText(f"{self.anomaly.value()} %")
+            label.setText("not set" if unset else f"{value}{unit}")
+            if bool(slider.property("unset")) != unset:
+                slider.setProperty("unset", unset)
+                slider.style().unpolish(slider)
+                slider.style().polish(slider)
 
     def set_ready(self, ready: bool) -> None:
         self.submit_button.setEnabled(ready)

@@ -65,6 +65,7 @@ from fetal_viewer.gui.readerstudy.panels import (
     StartPage,
 )
 from fetal_viewer.gui.settings import app_settings
+from fetal_viewer.gui.shortcuts import ShortcutsDialog
 from fetal_viewer.gui.view_tools import READER_TOOLS, bind_view, view_commands
 
 if TYPE_CHECKING:
@@ -288,7 +289,11 @@ class ReaderWindow(QMainWindow):
             ("Enter", self.submit),
             ("P", self.pause_button.toggle),
             ("O", self.state.overlay.toggle),
+            ("F1", self.show_shortcuts),
         ]
+        for d in range(1, 10):
+            keys.append((f"Ctrl+{d}", lambda d=d: self.state.rate("confidence", d)))
+            keys.append((f"Alt+{d}", lambda d=d: self.state.rate("anomaly", d)))
         from fetal_viewer.gui.shortcuts import BY_NAME
 
         for name, _text, _tip in READER_TOOLS:
@@ -297,6 +302,14 @@ class ReaderWindow(QMainWindow):
             sc = QShortcut(QKeySequence(key), self)
             sc.setContext(Qt.ShortcutContext.WindowShortcut)
             sc.activated.connect(slot)
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        from fetal_viewer.gui.shortcuts import READER_SHORTCUTS
+
+        dialog = ShortcutsDialog(self, READER_SHORTCUTS)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
 
     def _connect_state(self) -> None:
         state = self.state
