@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+import numpy as np
 from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
@@ -307,7 +308,9 @@ class MainWindow(QMainWindow):
         state.model_changed.connect(lambda _info: self._update_patient_bars())
         self._unbind_view = bind_view(self.view, state.overlay)
         self.cine.index_changed.connect(self.show_frame)
-        self.loader.frame_ready.connect(state.frame_decoded)
+        # through a method of the window: Qt drops the connection when the window goes (the
+        # state is a plain object that outlives it)
+        self.loader.frame_ready.connect(self._on_frame_ready)
         self.loader.thumbnail_ready.connect(self.browser.set_thumbnail)
         self.loader.failed.connect(self.sink.report)
         self.model.model_loaded.connect(self._on_model_loaded)
@@ -565,6 +568,10 @@ class MainWindow(QMainWindow):
         self.loader.request(series, index, prefetch)
         if not self.state.want_frame(index, frame):
             self.cine.frame_pending = True
+
+    def _on_frame_ready(self, key: SeriesKey, index: int, frame: np.ndarray) -> None:
+        if not self._closed:
+            self.state.frame_decoded(key, index, frame)
 
     def _on_frame_shown(self, index: int) -> None:
         self.cine.frame_pending = False
@@ -871,6 +878,15 @@ class MainWindow(QMainWindow):
             worker.quit()
         self.loader.shutdown()
         self._unbind_view()
+        for event in (
+            self.state.selection_changed,
+            self.state.frame_shown,
+            self.state.method_changed,
+            self.state.model_changed,
+            self.state.ai_changed,
+            self.state.heat_pick_changed,
+        ):
+            event.disconnect()  # no callback into this window's widgets once it is closed
         if self.state.job is not None:
             self.model.cancel(self.state.job)
         if self._owns_model:
