@@ -60,7 +60,6 @@ from fetal_viewer.gui.settings import app_settings
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.view_tools import bind_view, view_commands
 from fetal_viewer.gui.workers import (
-    AnyWorker,
     FrameLoader,
     ModelService,
     open_paths_job,
@@ -70,6 +69,8 @@ from fetal_viewer.resources import RESOURCES
 
 if TYPE_CHECKING:
     from superqt.utils import FunctionWorker
+
+    from fetal_viewer.gui.workers import AnyWorker
 
 log = logging.getLogger("fetal_viewer.gui")
 R = TypeVar("R")

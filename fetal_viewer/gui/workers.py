@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from cachetools import LRUCache
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
-from superqt.utils import WorkerBase, create_worker
 
 from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
@@ -34,15 +33,18 @@ from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import CancelledError, InferenceError
 
 if TYPE_CHECKING:
+    from superqt.utils import WorkerBase
+
     from fetal_viewer.core.io.study import LoadResult, Series
     from fetal_viewer.core.model.checkpoint import LoadedModel
     from fetal_viewer.core.model.predictor import Predictor
 
 log = logging.getLogger("fetal_viewer.gui.workers")
 
-#: a superqt worker of any result type: windows keep workers of several kinds in one set
-#: and never read a result from it (results arrive by signal, typed at the connection)
-AnyWorker = WorkerBase[Any]
+if TYPE_CHECKING:
+    #: a superqt worker of any result type: windows keep workers of several kinds in one
+    #: set and never read a result from it (results arrive by signal, typed where connected)
+    AnyWorker = WorkerBase[Any]
 
 
 # ---------------------------------------------------------------------------------------
@@ -80,6 +82,8 @@ class FrameLoader(QObject):
         if item in self._cache or item in self._pending or item in self._failed_keys:
             return
         self._pending.add(item)
+        from superqt.utils import create_worker  # superqt imports its widgets: not at start-up
+
         worker = create_worker(_decode_frame, series, index, _start_thread=False)
         worker.returned.connect(self._on_frame)
         worker.errored.connect(functools.partial(self._on_error, item))
@@ -108,6 +112,8 @@ class FrameLoader(QObject):
         self.failed.emit(exc, f"Reading frame {item[1] + 1}")
 
     def request_thumbnails(self, series_list: Sequence[Series], size: int = 64) -> None:
+        from superqt.utils import create_worker
+
         worker = create_worker(_thumbnails, list(series_list), size, _start_thread=False)
         worker.yielded.connect(lambda kv: self.thumbnail_ready.emit(kv[0], kv[1]))
         worker.errored.connect(lambda exc: self.failed.emit(exc, "Making thumbnails"))

@@ -25,7 +25,7 @@ from fetal_viewer.core.readerstudy.coordination import (
     read_case_frame,
 )
 from fetal_viewer.errors import DataError
-from fetal_viewer.gui.workers import AnyWorker, release_worker
+from fetal_viewer.gui.workers import release_worker
 
 if TYPE_CHECKING:
     from fetal_viewer.core.readerstudy.protocol import (
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         Step,
     )
     from fetal_viewer.core.store import Enrolment, MergeReport, Read, Store, Study
+    from fetal_viewer.gui.workers import AnyWorker
 
 R = TypeVar("R")
 
