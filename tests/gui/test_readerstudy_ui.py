@@ -442,6 +442,7 @@ def test_untouched_ratings_are_stored_as_not_set_and_keys_set_them(
     assert (saved.args[0].confidence, saved.args[0].anomaly_prob) == (None, None)
     _wait_step(qtbot, w, "aided")
     assert w.state.decision.confidence is None  # nothing carried over either
+    assert "anomaly not set" in w.locked_label.text() and "None" not in w.locked_label.text()
     qtbot.keyClick(w.view, Qt.Key.Key_1)
     qtbot.keyClick(w.view, Qt.Key.Key_7, Qt.KeyboardModifier.ControlModifier)
     qtbot.keyClick(w.view, Qt.Key.Key_3, Qt.KeyboardModifier.AltModifier)

@@ -113,6 +113,10 @@ class ImagePanel(QWidget):
         self.stack.setCurrentWidget(self.paused_label if paused else self.view)
 
 
+def _rating(value: int | None, unit: str = "") -> str:
+    return "not set" if value is None else f"{value}{unit}"
+
+
 def ga_text(weeks: float) -> str:
     """Gestational age as scanners print it: 20.5 -> "20w4d"."""
     whole = int(weeks)
@@ -169,7 +173,7 @@ class CaseHeader(QWidget):
         self.condition_label.setVisible(not locked)
         self.locked_label.setText(
             f"<b>Aided read</b> (AI below). Your unaided answer (locked): <b>{u.label}</b>, "
-            f"confidence {u.confidence}, anomaly {u.anomaly_prob} %"
+            f"confidence {_rating(u.confidence)}, anomaly {_rating(u.anomaly_prob, ' %')}"
             if aided and u is not None
             else ""
         )
