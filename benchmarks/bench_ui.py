@@ -9,6 +9,12 @@ Model: the demo model when present, else a random ResNet34 at the real 224 px in
 The last line printed is one JSON object.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_ui.py
+
+``--cold-start N``: instead, N cold starts of ``fetal-viewer --demo --smoke-test`` (new
+process each, offscreen) read from the app's start-up trace (``startup: EVENT after S s`` in
+its log): first paint, study opened, first frame, model loaded, first probabilities; the
+peer is a bare PySide6 main window's first paint in a cold process, measured in the same
+run, and the ratio is our first paint over it.
 """
 
 from __future__ import annotations
@@ -103,7 +109,68 @@ def spin(seconds: float, until: object = None) -> None:
     check.stop()
 
 
+BARE_QT = """
+import time; t0 = time.perf_counter()
+from PySide6.QtWidgets import QApplication, QMainWindow
+app = QApplication([])
+class W(QMainWindow):
+    def paintEvent(self, e):
+        super().paintEvent(e)
+        print(f"bare first paint {time.perf_counter() - t0:.3f}", flush=True)
+        app.quit()
+w = W(); w.resize(900, 600); w.show(); app.exec()
+"""
+
+
+def cold_start(runs: int) -> int:
+    import re
+    import statistics
+    import subprocess
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    events: dict[str, list[float]] = {}
+    walls, bare = [], []
+    for i in range(runs):
+        tmp = Path(tempfile.mkdtemp(prefix="bench-start-"))
+        run_env = dict(env, FETAL_VIEWER_LOG_DIR=str(tmp), FETAL_VIEWER_SETTINGS=str(tmp / "s.ini"))
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "fetal_viewer", "--demo", "--smoke-test"],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        walls.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            print(done.stdout, done.stderr, file=sys.stderr)
+            return 1
+        log = (tmp / "fetal-viewer.log").read_text()
+        for name, secs in re.findall(r"startup: (.+?) after ([0-9.]+) s", log):
+            events.setdefault(name, []).append(float(secs))
+        out = subprocess.run(
+            [sys.executable, "-c", BARE_QT], env=env, capture_output=True, text=True, timeout=120
+        )
+        bare.append(float(out.stdout.split()[-1]))
+        print(f"run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in events.items()))
+    med = {k: round(statistics.median(v), 3) for k, v in events.items()}
+    bare_paint = statistics.median(bare)
+    result = {
+        "bench": "ui_cold_start_demo",
+        "runs": runs,
+        "median_s": med,
+        "bare_qt_first_paint_s": round(bare_paint, 3),
+        "first_paint_ratio_vs_bare_qt": round(med.get("first paint", float("nan")) / bare_paint, 2),
+        "process_wall_s": round(statistics.median(walls), 2),
+        "cpu_count": os.cpu_count(),
+    }
+    print(json.dumps(result))
+    return 0
+
+
 def main() -> int:
+    if "--cold-start" in sys.argv:
+        return cold_start(int(sys.argv[sys.argv.index("--cold-start") + 1]))
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 

@@ -141,7 +141,7 @@ def main() -> int:
             state["analysing"] = True
             QTimer.singleShot(500, step)
             return
-        if window._job is not None:
+        if window.state.job is not None:
             QTimer.singleShot(500, step)
             return
         window.show_frame(min(2, len(window.series) - 1))

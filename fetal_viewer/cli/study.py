@@ -1,6 +1,7 @@
 """``fetal-viewer study``: coordinator commands for reader studies.
 
-create, add-reader, list, status, export, merge, read (headless reading for scripts).
+create, add-reader, list, status, export, merge, order (a reader's steps), read
+(headless reading for scripts: everything is checked before anything is stored).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def add_parser(subparsers: Any) -> None:
     c.add_argument("--washout-days", type=float, default=28.0)
     c.add_argument("--labels", nargs="+", help="label set (default: the model's five classes)")
     c.add_argument("--model-card", type=Path, help="model card JSON of the study's AI")
+    c.add_argument(
+        "--require-ratings",
+        action="store_true",
+        help="readers must set confidence and any-anomaly before submitting",
+    )
+    c.add_argument("--show-ga", action="store_true", help="show readers the case's gestational age")
     a = sub.add_parser("add-reader", help="add a reader and enrol them in a study")
     a.add_argument("study")
     a.add_argument("reader", help="reader pseudonym")
@@ -39,6 +46,9 @@ def add_parser(subparsers: Any) -> None:
     m = sub.add_parser("merge", help="import a reader workstation's database")
     m.add_argument("study")
     m.add_argument("--from", dest="source", required=True, help="reader database file or URL")
+    o = sub.add_parser("order", help="a reader's steps in their seeded order")
+    o.add_argument("study")
+    o.add_argument("reader")
     r = sub.add_parser("read", help="headless reading: answers from a CSV, in step order")
     r.add_argument("study")
     r.add_argument("reader")
@@ -46,7 +56,8 @@ def add_parser(subparsers: Any) -> None:
         "--answers",
         type=Path,
         required=True,
-        help="CSV with label,confidence,anomaly_prob per step",
+        help="CSV, one row per step: label[,confidence,anomaly_prob,case,condition]; "
+        "a blank rating is stored as not set",
     )
     r.add_argument(
         "--ai-json",
@@ -57,16 +68,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import csv
-
     from fetal_viewer.core.readerstudy.coordination import (
         NewStudy,
         create_study,
         enrol_reader,
-        recorded_ai,
     )
     from fetal_viewer.core.readerstudy.export import export_all
-    from fetal_viewer.core.readerstudy.protocol import ReadingSession, study_progress
+    from fetal_viewer.core.readerstudy.protocol import study_progress
     from fetal_viewer.core.store import open_store
 
     store = open_store(args.db)
@@ -82,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             manifest=str(args.manifest) if args.manifest is not None else None,
             reference_csv=str(args.reference) if args.reference is not None else None,
             model_card=str(args.model_card) if args.model_card is not None else None,
+            require_ratings=args.require_ratings,
+            show_ga=args.show_ga,
         )
         st = create_study(store, req)
         print(f"created study {st.name!r}: {st.n_cases} cases, design {st.design}")
@@ -111,19 +121,19 @@ def run(args: argparse.Namespace) -> int:
         )
         for c in rep.conflicts:
             print(f"conflict: {c}")
+    elif cmd == "order":
+        from fetal_viewer.core.readerstudy.headless import reader_order
+
+        print("step\tcase\tcondition\tsession\tstored")
+        for step in reader_order(store, args.study, args.reader):
+            done = "yes" if step.done else ""
+            print(f"{step.index + 1}\t{step.case}\t{step.condition}\t{step.arm}\t{done}")
     elif cmd == "read":
-        provider = recorded_ai(args.ai_json)
-        rs = ReadingSession(store, args.study, args.reader, ai_provider=provider)
-        n = 0
-        with open(args.answers, newline="") as f:
-            for row in csv.DictReader(f):
-                step = rs.begin()
-                if step is None:
-                    break
-                if step.condition == "aided":
-                    rs.get_ai()
-                rs.submit(row["label"], int(row["confidence"]), int(row["anomaly_prob"]))
-                n += 1
-        print(f"{n} reads stored; progress {rs.progress().done}/{rs.progress().total}")
+        from fetal_viewer.core.readerstudy.headless import read_headless
+
+        n = read_headless(store, args.study, args.reader, args.answers, args.ai_json)
+        prog = study_progress(store, args.study)
+        mine = next(r for r in prog.readers if r.reader == args.reader)
+        print(f"{n} reads stored; progress {mine.done}/{mine.total}")
     store.close()
     return 0

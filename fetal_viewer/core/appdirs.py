@@ -3,8 +3,9 @@
 Each can be moved with an environment variable, which tests, portable installs and
 multi-user workstations use: ``FETAL_VIEWER_DATA_DIR`` (reader-study databases),
 ``FETAL_VIEWER_CACHE_DIR`` (demo studies, studies retrieved from PACS),
-``FETAL_VIEWER_LOG_DIR`` (log files), ``FETAL_VIEWER_CONFIG_DIR`` (DICOM node settings).
-Settings live where Qt's QSettings puts them for organisation/application "fetal-viewer".
+``FETAL_VIEWER_LOG_DIR`` (log files), ``FETAL_VIEWER_CONFIG_DIR`` (the settings file and the
+DICOM node settings; when unset but ``FETAL_VIEWER_DATA_DIR`` is set, they go there too, so a
+portable install that names one folder keeps all its state in it).
 """
 
 from __future__ import annotations
@@ -38,4 +39,6 @@ def log_dir() -> Path:
 
 
 def config_dir() -> Path:
+    if not os.environ.get("FETAL_VIEWER_CONFIG_DIR") and os.environ.get("FETAL_VIEWER_DATA_DIR"):
+        return data_dir()
     return _dir("FETAL_VIEWER_CONFIG_DIR", "config")

@@ -1,5 +1,6 @@
 """AI panel: class probabilities (frame and patient), top class, model identity, the
-intended-use banner, heatmap controls and "Analyse study"."""
+intended-use banner, heatmap controls and "Analyse study". It renders the viewer state's
+:class:`~fetal_viewer.core.viewer.ai.AIView` and passes the reader's choices to the state."""
 
 from __future__ import annotations
 
@@ -8,23 +9,23 @@ from collections.abc import Sequence
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSlider,
     QVBoxLayout,
     QWidget,
 )
 
 from fetal_viewer import INTENDED_USE
-from fetal_viewer.core.cam.gradcam import empty_note, resolution_note
-from fetal_viewer.core.cam.overlay import COLORMAPS
+from fetal_viewer.core.cam.gradcam import empty_note
+from fetal_viewer.core.viewer.ai import AIView
+from fetal_viewer.core.viewer.results import ModelInfo
+from fetal_viewer.core.viewer.state import ViewerState
+from fetal_viewer.gui.view_tools import OverlayControls
 
 TOP_CLASS = "Top class"
 
@@ -32,10 +33,15 @@ TOP_CLASS = "Top class"
 class ProbabilityBars(QGroupBox):
     """One labelled bar per class and the top class in bold."""
 
-    def __init__(self, title: str, parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, parent: QWidget | None = None, compact: bool = False) -> None:
         super().__init__(title, parent)
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(6, 6, 6, 6)
+        self.compact = compact  # thin rows without a frame (the reading window's column)
+        if compact:
+            self.setObjectName("compactBars")
+            self._grid.setContentsMargins(0, 0, 0, 0)
+            self._grid.setVerticalSpacing(2)
         self.top_label = QLabel("–", self)
         self.top_label.setObjectName("topClass")
         self.note = QLabel("", self)
@@ -44,6 +50,12 @@ class ProbabilityBars(QGroupBox):
         self.names: list[QLabel] = []
         self.classes: tuple[str, ...] = ()
         self.values: np.ndarray | None = None
+
+    def show_view(self, view: AIView) -> None:
+        """The classes and probabilities of an AI panel rendering (a dash while none)."""
+        if view.classes != self.classes:
+            self.set_classes(view.classes)
+        self.set_values(view.probs, view.caption)
 
     def set_classes(self, classes: Sequence[str]) -> None:
         for w in (*self.bars, *self.names):
@@ -59,6 +71,8 @@ class ProbabilityBars(QGroupBox):
             bar.setFormat("–")
             bar.setTextVisible(True)
             bar.setObjectName("probBar")
+            if self.compact:
+                bar.setMaximumHeight(18)
             self._grid.addWidget(label, row, 0)
             self._grid.addWidget(bar, row, 1)
             self.names.append(label)
@@ -90,14 +104,13 @@ class ProbabilityBars(QGroupBox):
 
 
 class AIPanel(QWidget):
-    overlay_toggled = Signal(bool)
-    display_changed = Signal()  # class, opacity, colormap or method changed
     analyse_requested = Signal()
     cancel_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, state: ViewerState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("aiPanel")
+        self.state = state
         self.banner = QLabel(INTENDED_USE, self)
         self.banner.setObjectName("intendedUseBanner")
         self.banner.setWordWrap(True)
@@ -110,37 +123,28 @@ class AIPanel(QWidget):
         self.frame_bars = ProbabilityBars("This frame", self)
         self.patient_bars = ProbabilityBars("This patient", self)
 
-        self.overlay_check = QCheckBox("Heatmap overlay (O)", self)
-        self.overlay_check.setObjectName("overlayCheck")
-        self.overlay_check.setChecked(True)
-        self.class_combo = QComboBox(self)
+        heat = QGroupBox("Heatmap", self)
+        self.controls = OverlayControls(state.overlay, colormaps=True, parent=heat)
+        self.overlay_check = self.controls.overlay_check
+        self.opacity_slider = self.controls.opacity_slider
+        self.colormap_combo = self.controls.colormap_combo
+        self.class_combo = QComboBox(heat)
         self.class_combo.setObjectName("classCombo")
-        self.opacity_slider = QSlider(Qt.Orientation.Horizontal, self)
-        self.opacity_slider.setObjectName("opacitySlider")
-        self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setValue(45)
-        self.colormap_combo = QComboBox(self)
-        self.colormap_combo.setObjectName("colormapCombo")
-        self.colormap_combo.addItems(COLORMAPS)
-        self.method_combo = QComboBox(self)
+        self.method_combo = QComboBox(heat)
         self.method_combo.setObjectName("methodCombo")
-        self.heat_note = QLabel("", self)
+        self.heat_note = QLabel("", heat)
         self.heat_note.setObjectName("heatmapResolution")
         self.heat_note.setWordWrap(True)
-        self.empty_note = QLabel("", self)
+        self.empty_note = QLabel("", heat)
         self.empty_note.setObjectName("emptyHeatmapNote")
         self.empty_note.setWordWrap(True)
         self.empty_note.setVisible(False)
-        self._input_size: int | None = None
-        heat = QGroupBox("Heatmap", self)
-        form = QFormLayout(heat)
-        form.addRow(self.heat_note)
-        form.addRow(self.empty_note)
-        form.addRow(self.overlay_check)
-        form.addRow("Class", self.class_combo)
-        form.addRow("Opacity", self.opacity_slider)
-        form.addRow("Colormap", self.colormap_combo)
+        form = self.controls.form
+        form.insertRow(0, self.heat_note)
+        form.insertRow(1, self.empty_note)
+        form.insertRow(3, "Class", self.class_combo)
         form.addRow("Method", self.method_combo)
+        QVBoxLayout(heat).addWidget(self.controls)
 
         self.analyse_button = QPushButton("Analyse study", self)
         self.analyse_button.setObjectName("analyseButton")
@@ -164,42 +168,31 @@ class AIPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addStretch(1)
 
-        self.overlay_check.toggled.connect(self.overlay_toggled)
-        self.class_combo.currentIndexChanged.connect(lambda _i: self.display_changed.emit())
-        self.opacity_slider.valueChanged.connect(lambda _v: self.display_changed.emit())
-        self.colormap_combo.currentIndexChanged.connect(lambda _i: self.display_changed.emit())
-        self.method_combo.currentIndexChanged.connect(self._method_changed)
+        self.class_combo.currentIndexChanged.connect(self._class_picked)
+        self.method_combo.currentTextChanged.connect(state.set_method)
         self.analyse_button.clicked.connect(self.analyse_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
-        self.set_methods(("gradcam",))
-        self.set_model(None)
+        state.model_changed.connect(self.set_model)
+        state.ai_changed.connect(self.show_view)
+        state.heat_pick_changed.connect(self._show_pick)
+        self.set_methods((state.method,))
+        self.set_model(state.model)
 
-    # ----- model ------------------------------------------------------------------------
-    def set_model(
-        self,
-        name: str | None,
-        version: str = "",
-        sha: str = "",
-        classes: Sequence[str] = (),
-        intended_use: str = INTENDED_USE,
-        *,
-        input_size: int | None = None,
-        runtime: str = "",
-    ) -> None:
-        loaded = name is not None
-        self._input_size = input_size
-        self.heat_note.setVisible(loaded and bool(input_size))
-        if input_size:
-            self.heat_note.setText(resolution_note(input_size, self.method_combo.currentText()))
-        if loaded:
-            self.model_label.setText(f"Model: <b>{name}</b> v{version} · sha256 {sha[:10]}")
-            if runtime:
-                self.model_label.setText(f"{self.model_label.text()}<br>Runtime: {runtime}")
-            extra = intended_use.strip()
+    # ----- rendering the state -----------------------------------------------------------
+    def set_model(self, info: ModelInfo | None) -> None:
+        loaded = info is not None
+        if info is not None:
+            self.model_label.setText(
+                f"Model: <b>{info.name}</b> v{info.version} · sha256 {info.sha[:10]}"
+            )
+            if info.runtime:
+                self.model_label.setText(f"{self.model_label.text()}<br>Runtime: {info.runtime}")
+            extra = info.intended_use.strip()
             same = extra.lower().rstrip(".") in INTENDED_USE.lower()
             self.banner.setText(INTENDED_USE if same or not extra else f"{INTENDED_USE}\n{extra}")
         else:
             self.model_label.setText("No model loaded (AI > Load model…)")
+        classes = info.classes if info is not None else ()
         self.frame_bars.set_classes(classes)
         self.patient_bars.set_classes(classes)
         self.class_combo.blockSignals(True)
@@ -208,53 +201,44 @@ class AIPanel(QWidget):
         self.class_combo.addItems(list(classes))
         self.class_combo.blockSignals(False)
         self.analyse_button.setEnabled(loaded)
+        self.show_view(self.state.ai_view())
 
-    def _method_changed(self, _index: int) -> None:
-        if self._input_size:
-            self.heat_note.setText(
-                resolution_note(self._input_size, self.method_combo.currentText())
-            )
-        self.display_changed.emit()
+    def show_view(self, view: AIView) -> None:
+        self.frame_bars.set_values(view.probs, view.caption)
+        self.heat_note.setText(" ".join(view.notes))
+        self.heat_note.setVisible(bool(view.notes))
+        empty = view.heat_empty and view.heat_class is not None
+        if empty and view.heat_class is not None:
+            self.empty_note.setText(empty_note(view.classes[view.heat_class]))
+        self.empty_note.setVisible(empty)
+
+    def _show_pick(self, pick: int | None) -> None:
+        self.class_combo.blockSignals(True)
+        self.class_combo.setCurrentIndex(0 if pick is None else pick + 1)
+        self.class_combo.blockSignals(False)
+
+    def _class_picked(self, index: int) -> None:
+        self.state.set_heat_pick(None if index <= 0 else index - 1)
 
     def set_methods(self, methods: Sequence[str]) -> None:
         self.method_combo.blockSignals(True)
         self.method_combo.clear()
         self.method_combo.addItems(list(methods))
+        self.method_combo.setCurrentText(self.state.method)
         self.method_combo.blockSignals(False)
         self.method_combo.setEnabled(len(methods) > 1)
 
-    # ----- display choices ----------------------------------------------------------------
-    def chosen_class(self, probs: np.ndarray | None) -> int | None:
-        """Index of the class whose heatmap to show: the top class unless one is picked."""
-        pick = self.class_combo.currentIndex()
-        if pick > 0:
-            return pick - 1
-        if probs is None:
-            return None
-        return int(np.argmax(probs))
-
-    def show_empty_heat(self, class_index: int | None) -> None:
-        """Say that this class's map is empty, or (``None``) hide the note."""
-        if class_index is not None:
-            self.empty_note.setText(empty_note(self.class_combo.itemText(class_index + 1)))
-        self.empty_note.setVisible(class_index is not None)
-
-    def cycle_class(self, step: int = 1) -> None:
-        n = self.class_combo.count()
-        if n:
-            self.class_combo.setCurrentIndex((self.class_combo.currentIndex() + step) % n)
-
     @property
     def opacity(self) -> float:
-        return self.opacity_slider.value() / 100.0
+        return self.state.overlay.settings.opacity
 
     @property
     def colormap(self) -> str:
-        return self.colormap_combo.currentText()
+        return self.state.overlay.settings.colormap
 
     @property
     def method(self) -> str:
-        return self.method_combo.currentText()
+        return self.state.method
 
     # ----- analysis ---------------------------------------------------------------------
     def set_analysing(self, running: bool) -> None:

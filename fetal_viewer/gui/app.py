@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fetal_viewer import INTENDED_USE, __version__
 from fetal_viewer.resources import DEMO_MODEL_CARD, RESOURCES
 
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QWidget
+
 log = logging.getLogger("fetal_viewer.gui")
 
 THEME = RESOURCES / "theme" / "dark.qss"
-#: environment variable naming an INI file to use instead of the user settings
-SETTINGS_ENV = "FETAL_VIEWER_SETTINGS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,10 +76,54 @@ def apply_theme(app: object, dark: bool = True) -> None:
         app.setStyleSheet(THEME.read_text(encoding="utf-8"))
 
 
+def _model_card(args: argparse.Namespace, settings: QSettings) -> str | None:
+    """The model to load: --model, else the demo model with --demo, else the last one used."""
+    if args.model:
+        return str(args.model)
+    if args.demo and Path(DEMO_MODEL_CARD).is_file():
+        return str(DEMO_MODEL_CARD)
+    remembered = settings.value("model/card")
+    if remembered and Path(str(remembered)).is_file():
+        return str(remembered)
+    return None
+
+
+def size_to_screen(
+    window: QWidget, fraction: float, at_most: tuple[int, int] | None = None
+) -> None:
+    """Size ``window`` to ``fraction`` of its screen's available area (taskbars and docks
+    left out), no larger than ``at_most``, and centre it there."""
+    screen = window.screen()
+    if screen is None:
+        return
+    area = screen.availableGeometry()
+    w, h = int(area.width() * fraction), int(area.height() * fraction)
+    if at_most is not None:
+        w, h = min(w, at_most[0]), min(h, at_most[1])
+    window.resize(w, h)
+    window.move(area.center() - window.rect().center())
+
+
+class StartupTrace:
+    """Logs, once each, how long after ``main`` started the window was first painted and
+    the model, the study, the first frame and the first probabilities arrived
+    (``startup: EVENT after S s``; benchmarks/bench_ui.py --cold-start reads them)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.seen: dict[str, float] = {}
+
+    def mark(self, event: str) -> None:
+        if event not in self.seen:
+            self.seen[event] = time.perf_counter() - self.t0
+            log.info("startup: %s after %.3f s", event, self.seen[event])
+
+
 def main(argv: list[str] | None = None) -> int:
+    trace = StartupTrace()
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
 
-    from PySide6.QtCore import QCoreApplication, QSettings, Qt, QTimer
+    from PySide6.QtCore import QCoreApplication, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     from fetal_viewer.gui.error_sink import (
@@ -87,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     log_path = setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    trace.mark("Qt imported")
     log.info("fetal-viewer %s starting; log file %s", __version__, log_path)
     QCoreApplication.setOrganizationName("fetal-viewer")
     QCoreApplication.setApplicationName("fetal-viewer")
@@ -96,23 +144,40 @@ def main(argv: list[str] | None = None) -> int:
     sink = ErrorSink()
     install_excepthooks(sink)
 
+    from fetal_viewer.gui.settings import app_settings
+
+    settings = app_settings()
+    if args.read or args.coordinate:
+        # the reader-study windows stand alone: no viewer behind them (blinding, focus)
+        from fetal_viewer.gui import readerstudy
+
+        opener = readerstudy.open_reader_mode if args.read else readerstudy.open_coordinator
+        study_window = opener(
+            None,
+            args.db,
+            error_sink=sink,
+            settings=settings,
+            model_card=_model_card(args, settings),
+        )
+        study_window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        try:
+            return int(app.exec())
+        finally:
+            uninstall_excepthooks()
+
     from fetal_viewer.gui.main_window import MainWindow
 
-    settings_file = os.environ.get(SETTINGS_ENV)
-    settings = (
-        QSettings(settings_file, QSettings.Format.IniFormat) if settings_file else QSettings()
-    )
+    model = _model_card(args, settings)
     window = MainWindow(settings=settings, error_sink=sink)
+    window.model.model_loaded.connect(lambda _i: trace.mark("model loaded"))
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    trace.mark("window built")
+    window.painted.connect(lambda: trace.mark("first paint"))
+    window.study_opened.connect(lambda _p: trace.mark("study opened"))
+    window.frame_shown.connect(lambda _i: trace.mark("first frame"))
+    window.ai_shown.connect(lambda _i: trace.mark("first probabilities"))
     window.show()
 
-    model = args.model
-    if args.demo and model is None and Path(DEMO_MODEL_CARD).is_file():
-        model = str(DEMO_MODEL_CARD)
-    if model is None:
-        remembered = window.settings.value("model/card")
-        if remembered and Path(str(remembered)).is_file():
-            model = str(remembered)
     if args.smoke_test and not model:
         print(
             "smoke test: no model to run (give --model CARD, or --demo with the demo model "
@@ -122,22 +187,27 @@ def main(argv: list[str] | None = None) -> int:
         window.close()
         uninstall_excepthooks()
         return 2
-    if model:
-        window.load_model(model)
     paths = list(args.paths)
-    if args.demo:
-        from fetal_viewer.gui.workers import demo_studies_job
 
-        window.run_job(
-            demo_studies_job,
-            context="Preparing the demo studies",
-            on_returned=lambda folder: window.open_paths([folder]),
-        )
-    if paths:
-        window.open_paths(paths)
-    if args.read or args.coordinate:
-        window.open_study_window("read" if args.read else "coordinator", args.db)
+    def start_work() -> None:
+        """Loading the model and scanning files start once the window is on screen: their
+        imports (torch, superqt's workers) and threads stay off the way to the first
+        paint."""
+        window.painted.disconnect(start_work)
+        if model:
+            window.load_model(model)
+        if args.demo:
+            from fetal_viewer.gui.workers import demo_studies_job
 
+            window.run_job(
+                demo_studies_job,
+                context="Preparing the demo studies",
+                on_returned=lambda folder: window.open_paths([folder]),
+            )
+        if paths:
+            window.open_paths(paths)
+
+    window.painted.connect(start_work)
     if args.smoke_test:
         state = {"ok": False}
 

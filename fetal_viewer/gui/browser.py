@@ -5,35 +5,41 @@ Patients are shown by pseudonym; real identities only after View > Show identiti
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
+from fetal_viewer.core.io.study import Patient, Series, Study
+from fetal_viewer.core.viewer.results import SeriesKey, series_key
 from fetal_viewer.gui.imaging import rgb_to_qimage
-from fetal_viewer.gui.workers import SeriesKey, series_key
 
 ROLE = Qt.ItemDataRole.UserRole
 
 
-def _patient_label(patient: Any, show_identity: bool) -> str:
+def _node(item: QTreeWidgetItem) -> tuple[object, ...]:
+    """What an item holds: ("patient", patient), ("study", patient, study) or
+    ("series", patient, study, series)."""
+    data = item.data(0, ROLE)
+    return tuple(data) if isinstance(data, tuple) else ()
+
+
+def _patient_label(patient: Patient, show_identity: bool) -> str:
     if show_identity:
         ident = patient.identity
-        name = getattr(ident, "patient_name", "") or "(no name)"
-        pid = getattr(ident, "patient_id", "") or "?"
+        name = ident.patient_name or "(no name)"
+        pid = ident.patient_id or "?"
         return f"{name}  [{pid}]"
     return str(patient.pseudonym)
 
 
-def _series_label(series: Any) -> str:
+def _series_label(series: Series) -> str:
     n = len(series)
     desc = series.description or series.modality or "Series"
     extra = f"{n} frame{'s' if n != 1 else ''}"
     if series.frame_time_ms and n > 1:
         extra += f" · {1000.0 / series.frame_time_ms:.0f} fps"
-    if getattr(series.calibration, "spacing_mm", None) is None:
+    if series.calibration.spacing_mm is None:
         extra += " · uncalibrated"
     return f"{desc}\n{extra}"
 
@@ -48,15 +54,15 @@ class StudyBrowser(QTreeWidget):
         self.setIconSize(QSize(64, 64))
         self.setUniformRowHeights(False)
         self.setExpandsOnDoubleClick(True)
-        self.patients: list[Any] = []
+        self.patients: list[Patient] = []
         self.show_identities = False
         self._series_items: dict[SeriesKey, QTreeWidgetItem] = {}
         self.currentItemChanged.connect(self._on_current)
 
     # ----- content ----------------------------------------------------------------------
-    def add_patients(self, patients: list[Any]) -> list[Any]:
+    def add_patients(self, patients: list[Patient]) -> list[Series]:
         """Add patients (skipping series already shown); return the series added."""
-        added: list[Any] = []
+        added: list[Series] = []
         for patient in patients:
             p_item = QTreeWidgetItem([_patient_label(patient, self.show_identities)])
             p_item.setData(0, ROLE, ("patient", patient))
@@ -91,7 +97,7 @@ class StudyBrowser(QTreeWidget):
         if item is not None:
             item.setIcon(0, QIcon(QPixmap.fromImage(rgb_to_qimage(rgb))))
 
-    def has_thumbnail(self, series: Any) -> bool:
+    def has_thumbnail(self, series: Series) -> bool:
         item = self._series_items.get(series_key(series))
         return item is not None and not item.icon(0).isNull()
 
@@ -99,10 +105,11 @@ class StudyBrowser(QTreeWidget):
         self.show_identities = show
         for i in range(self.topLevelItemCount()):
             if (item := self.topLevelItem(i)) is not None:
-                _, patient = item.data(0, ROLE)
-                item.setText(0, _patient_label(patient, show))
+                node = _node(item)
+                if len(node) == 2 and isinstance(patient := node[1], Patient):
+                    item.setText(0, _patient_label(patient, show))
 
-    def patient_label(self, patient: Any) -> str:
+    def patient_label(self, patient: Patient) -> str:
         """The patient's label as the tree shows it (identity shown or hidden)."""
         return _patient_label(patient, self.show_identities)
 
@@ -110,16 +117,11 @@ class StudyBrowser(QTreeWidget):
     def series_items(self) -> list[QTreeWidgetItem]:
         return list(self._series_items.values())
 
-    def current_series(self) -> tuple[Any, Any, Any] | None:
+    def current_series(self) -> tuple[Patient, Study, Series] | None:
         item = self.currentItem()
-        if item is None:
-            return None
-        data = item.data(0, ROLE)
-        if data and data[0] == "series":
-            return data[1], data[2], data[3]
-        return None
+        return None if item is None else _series_node(item)
 
-    def select_series(self, series: Any) -> None:
+    def select_series(self, series: Series) -> None:
         item = self._series_items.get(series_key(series))
         if item is not None:
             self.setCurrentItem(item)
@@ -145,8 +147,15 @@ class StudyBrowser(QTreeWidget):
             self.setCurrentItem(first)
 
     def _on_current(self, current: QTreeWidgetItem | None, _prev: object) -> None:
-        if current is None:
-            return
-        data = current.data(0, ROLE)
-        if data and data[0] == "series":
-            self.series_activated.emit(data[1], data[2], data[3])
+        found = None if current is None else _series_node(current)
+        if found is not None:
+            self.series_activated.emit(*found)
+
+
+def _series_node(item: QTreeWidgetItem) -> tuple[Patient, Study, Series] | None:
+    node = _node(item)
+    if len(node) == 4 and node[0] == "series":
+        patient, study, series = node[1:]
+        if isinstance(patient, Patient) and isinstance(study, Study) and isinstance(series, Series):
+            return patient, study, series
+    return None

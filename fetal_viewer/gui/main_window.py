@@ -1,15 +1,17 @@
 """The main window: study browser (left), viewer pane (centre), AI panel (right).
 
-The :class:`ViewerPane` holds the calibration banner, the :class:`ImageView` (which the
-reader-study window also uses) and the :class:`CineControls`.
+The window displays a headless :class:`~fetal_viewer.core.viewer.state.ViewerState` (what
+is selected, the frame wanted and shown, the AI request and result, the heatmap layer) and
+runs the workers that feed it. The :class:`ViewerPane` holds the calibration banner, the
+:class:`ImageView` (which the reader-study window also uses) and the :class:`CineControls`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
@@ -20,6 +22,7 @@ from PySide6.QtGui import (
     QDropEvent,
     QIcon,
     QKeySequence,
+    QPaintEvent,
 )
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -32,35 +35,48 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer import INTENDED_USE, __version__
-from fetal_viewer.core.cam.gradcam import is_empty
-from fetal_viewer.core.cam.overlay import HEATMAP_FLOOR, echo_mask
+from fetal_viewer.core.io.grouping import (
+    ImageGrouping,
+    image_series,
+    infer_grouping,
+    read_mapping,
+    regroup,
+)
+from fetal_viewer.core.io.study import Calibration, LoadResult, Patient, Series, Study
+from fetal_viewer.core.viewer.overlay import OverlaySettings
+from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
+from fetal_viewer.core.viewer.state import Selection, ViewerState
 from fetal_viewer.errors import StudyLoadError
 from fetal_viewer.gui.ai_panel import AIPanel
 from fetal_viewer.gui.browser import StudyBrowser
 from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
+from fetal_viewer.gui.grouping import ImageGroupingDialog
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
-from fetal_viewer.gui.imaging import heatmap_rgba
 from fetal_viewer.gui.pacs import attach_pacs
+from fetal_viewer.gui.settings import app_settings
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
+from fetal_viewer.gui.view_tools import bind_view, view_commands
 from fetal_viewer.gui.workers import (
     FrameLoader,
-    FrameResult,
-    ModelInfo,
     ModelService,
-    SeriesKey,
     open_paths_job,
     release_worker,
-    series_key,
 )
 from fetal_viewer.resources import RESOURCES
 
+if TYPE_CHECKING:
+    from superqt.utils import FunctionWorker
+
+    from fetal_viewer.gui.workers import AnyWorker
+
 log = logging.getLogger("fetal_viewer.gui")
+R = TypeVar("R")
 
 MAX_RECENT = 10
+REMEMBER_RECENT = "privacy/remember_recent"
 PREFETCH = 6
 
 
@@ -83,21 +99,20 @@ class ViewerPane(QWidget):
         layout.addWidget(self.view, 1)
         layout.addWidget(self.cine)
 
-    def set_calibration(self, calibration: Any) -> None:
-        spacing = getattr(calibration, "spacing_mm", None)
-        self.view.set_calibration(spacing)
-        if spacing is None:
-            reason = getattr(calibration, "reason", "") or "no Sequence of Ultrasound Regions"
-            self.calibration_banner.setText(
-                f"⚠ Not calibrated ({reason}): measurements are in pixels, not millimetres."
-            )
-        self.calibration_banner.setVisible(spacing is None)
+    def set_calibration(self, calibration: Calibration) -> None:
+        from fetal_viewer.core.io.calibration import calibration_note
+
+        self.view.set_calibration(calibration.spacing_mm)
+        note = calibration_note(calibration)
+        self.calibration_banner.setText(f"⚠ {note}" if note else "")
+        self.calibration_banner.setVisible(note is not None)
 
 
 class MainWindow(QMainWindow):
     study_opened = Signal(object)  # list of patients added
     frame_shown = Signal(int)  # index now on screen
     ai_shown = Signal(int)  # index whose AI result is on screen
+    painted = Signal()  # the window's first paint (start-up timing)
 
     def __init__(
         self,
@@ -111,14 +126,18 @@ class MainWindow(QMainWindow):
         icon = RESOURCES / "icons" / "app" / "fetal-viewer.svg"
         if icon.is_file():
             self.setWindowIcon(QIcon(str(icon)))
-        self.settings = settings if settings is not None else QSettings()
+        self.settings = settings if settings is not None else app_settings()
         self.sink = error_sink if error_sink is not None else ErrorSink()
         self.sink.set_parent_widget(self)
         self.loader = FrameLoader()
-        self.model = model_service if model_service is not None else ModelService()
+        # the window's own model thread starts after the first paint: its torch import
+        # would hold the interpreter lock while the window is being built
+        self.model = model_service if model_service is not None else ModelService(start=False)
         self._owns_model = model_service is None
-        self._workers: set[FunctionWorker[Any]] = set()
+        self._workers: set[AnyWorker] = set()
         self._closed = False
+        self._painted = False
+        self.state = ViewerState(self._saved_overlay())
 
         self.pane = ViewerPane(self)
         self.view = self.pane.view
@@ -128,7 +147,7 @@ class MainWindow(QMainWindow):
         self.browser = StudyBrowser(self)
         self.browser_dock = self._dock("Studies", "browserDock", self.browser)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.browser_dock)
-        self.ai_panel = AIPanel(self)
+        self.ai_panel = AIPanel(self.state, self)
         self.ai_dock = self._dock("AI", "aiDock", self.ai_panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ai_dock)
 
@@ -142,29 +161,43 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.zoom_label)
         self.statusBar().addPermanentWidget(self.status_progress)
 
-        # state
-        self.patient: Any = None
-        self.study: Any = None
-        self.series: Any = None
-        self.index = 0
-        self.result: FrameResult | None = None
-        self._wanted: tuple[SeriesKey, int] | None = None
-        self._ai_request = 0
-        self._job: int | None = None
         self._loading = 0
+        self.grouping_dialog: ImageGroupingDialog | None = None
 
         self.commands: dict[str, QAction] = {}
         self._build_actions()
         self._build_menus()
         self._connect()
         attach_pacs(self)  # PACS dock and menu; its arrivals go through open_paths
+        if self.model.info is not None:  # loaded before the window was built (start-up)
+            self._on_model_loaded(self.model.info)
         self.setAcceptDrops(True)
         self._restore_settings()
         if not self.settings.contains("window/geometry"):
-            self.resize(1400, 860)
             self.resizeDocks(
                 [self.browser_dock, self.ai_dock], [300, 340], Qt.Orientation.Horizontal
             )
+
+    # ----- the state, as the tests and the harnesses read it -------------------------------
+    @property
+    def patient(self) -> Patient | None:
+        return self.state.patient
+
+    @property
+    def study(self) -> Study | None:
+        return self.state.study
+
+    @property
+    def series(self) -> Series | None:
+        return self.state.series
+
+    @property
+    def index(self) -> int:
+        return self.state.index
+
+    @property
+    def result(self) -> FrameResult | None:
+        return self.state.result
 
     # ==================================================================================
     # construction
@@ -181,8 +214,9 @@ class MainWindow(QMainWindow):
         return dock
 
     def _build_actions(self) -> None:
-        v, c, a = self.view, self.cine, self.ai_panel
-        slots = {
+        c, state = self.cine, self.state
+        slots: dict[str, Callable[[], object]] = {
+            **view_commands(self.view),
             "open_file": self.open_file_dialog,
             "open_folder": self.open_folder_dialog,
             "export_view": lambda: self.export_view_dialog(True),
@@ -198,30 +232,18 @@ class MainWindow(QMainWindow):
             "prev_series": lambda: self.browser.step_series(-1),
             "next_case": lambda: self.browser.step_patient(1),
             "prev_case": lambda: self.browser.step_patient(-1),
-            "fit": v.fit,
-            "actual_size": v.actual_size,
-            "zoom_in": v.zoom_in,
-            "zoom_out": v.zoom_out,
-            "rotate": v.rotate_right,
-            "flip_h": v.toggle_flip_h,
-            "flip_v": v.toggle_flip_v,
-            "reset_view": v.reset_view,
-            "brighter": lambda: v.set_window(v.brightness + 10, v.contrast),
-            "darker": lambda: v.set_window(v.brightness - 10, v.contrast),
-            "more_contrast": lambda: v.set_window(v.brightness, v.contrast * 1.1),
-            "less_contrast": lambda: v.set_window(v.brightness, v.contrast / 1.1),
             "show_identities": lambda: self.browser.set_show_identities(
                 self.commands["show_identities"].isChecked()
             ),
             "tool_navigate": lambda: self.set_tool(Tool.NAVIGATE),
             "tool_distance": lambda: self.set_tool(Tool.DISTANCE),
             "tool_ellipse": lambda: self.set_tool(Tool.ELLIPSE),
-            "clear_measurements": v.clear_measurements,
-            "toggle_overlay": lambda: a.overlay_check.setChecked(not a.overlay_check.isChecked()),
-            "next_class": lambda: a.cycle_class(1),
-            "prev_class": lambda: a.cycle_class(-1),
-            "more_opacity": lambda: a.opacity_slider.setValue(a.opacity_slider.value() + 10),
-            "less_opacity": lambda: a.opacity_slider.setValue(a.opacity_slider.value() - 10),
+            "clear_measurements": self.view.clear_measurements,
+            "toggle_overlay": state.overlay.toggle,
+            "next_class": lambda: state.cycle_heat_class(1),
+            "prev_class": lambda: state.cycle_heat_class(-1),
+            "more_opacity": lambda: state.overlay.step_opacity(0.1),
+            "less_opacity": lambda: state.overlay.step_opacity(-0.1),
             "analyse": self.analyse_study,
             "cancel": self.cancel_analysis,
             "load_model": self.load_model_dialog,
@@ -253,6 +275,12 @@ class MainWindow(QMainWindow):
         ):
             menus[group] = bar.addMenu(title)
         self.recent_menu = QMenu("Open &recent", self)
+        remember = QAction("Remember recent files on this computer (stores their paths)", self)
+        remember.setCheckable(True)
+        remember.setChecked(self.remember_recent)
+        remember.toggled.connect(self.set_remember_recent)
+        self.commands_remember_recent = remember
+        self._recent = self._stored_recent()
         for s in SHORTCUTS:
             menu = menus[s.group]
             menu.addAction(self.commands[s.name])
@@ -273,8 +301,16 @@ class MainWindow(QMainWindow):
         panels.addAction(self.ai_dock.toggleViewAction())
 
     def _connect(self) -> None:
-        self.browser.series_activated.connect(self._on_series_activated)
+        state = self.state
+        self.browser.series_activated.connect(state.select)
+        state.selection_changed.connect(self._on_selection)
+        state.frame_shown.connect(self._on_frame_shown)
+        state.method_changed.connect(self._on_method_changed)
+        state.model_changed.connect(lambda _info: self._update_patient_bars())
+        self._unbind_view = bind_view(self.view, state.overlay)
         self.cine.index_changed.connect(self.show_frame)
+        # through a method of the window: Qt drops the connection when the window goes (the
+        # state is a plain object that outlives it)
         self.loader.frame_ready.connect(self._on_frame_ready)
         self.loader.thumbnail_ready.connect(self.browser.set_thumbnail)
         self.loader.failed.connect(self.sink.report)
@@ -285,13 +321,10 @@ class MainWindow(QMainWindow):
         self.model.analysis_finished.connect(self._on_analysis_finished)
         self.model.failed.connect(self._on_model_failed)
         self.model.busy_changed.connect(self._update_busy)
-        self.ai_panel.overlay_toggled.connect(self.view.set_overlay_visible)
-        self.ai_panel.display_changed.connect(self._on_display_changed)
         self.ai_panel.analyse_requested.connect(self.analyse_study)
         self.ai_panel.cancel_requested.connect(self.cancel_analysis)
         self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f} %"))
         self.view.measurement_added.connect(self._on_measurement)
-        self.view.set_overlay_opacity(self.ai_panel.opacity)
 
     # ==================================================================================
     # opening
@@ -312,24 +345,35 @@ class MainWindow(QMainWindow):
         recent = self.recent()
         return str(Path(recent[0]).parent) if recent else str(Path.home())
 
-    def open_paths(self, paths: Sequence[str | Path]) -> None:
-        """Scan ``paths`` in a worker; patients are added when the scan returns."""
+    def open_paths(
+        self, paths: Sequence[str | Path], grouping: ImageGrouping | None = None
+    ) -> None:
+        """Scan ``paths`` in a worker; patients are added when the scan returns. Plain
+        images are grouped by ``grouping``; None asks (when there are several)."""
         names = [str(p) for p in paths]
         if not names:
             return
         self._set_loading(+1, f"Opening {', '.join(Path(p).name for p in names)}…")
+        from superqt.utils import create_worker
+
         worker = create_worker(open_paths_job, names, _start_thread=False)
-        worker.returned.connect(lambda result: self._on_opened(names, result))
+        worker.returned.connect(lambda result: self._on_scanned(names, result, grouping))
         worker.errored.connect(lambda exc: self.sink.report(exc, "Opening files"))
         worker.finished.connect(lambda *_: self._set_loading(-1))
         self._start(worker)
 
     def run_job(
-        self, fn: Any, *args: Any, context: str, on_returned: Any = None
-    ) -> FunctionWorker[Any]:
+        self,
+        fn: Callable[..., R],
+        *args: object,
+        context: str,
+        on_returned: Callable[[R], object] | None = None,
+    ) -> FunctionWorker[R]:
         """Run ``fn(*args)`` in a worker with status-bar progress and the error sink."""
         self._set_loading(+1, f"{context}…")
-        worker: FunctionWorker[Any] = create_worker(fn, *args, _start_thread=False)
+        from superqt.utils import create_worker
+
+        worker: FunctionWorker[R] = create_worker(fn, *args, _start_thread=False)
         if on_returned is not None:
             worker.returned.connect(on_returned)
         worker.errored.connect(lambda exc: self.sink.report(exc, context))
@@ -337,12 +381,12 @@ class MainWindow(QMainWindow):
         self._start(worker)
         return worker
 
-    def _start(self, worker: FunctionWorker[Any]) -> None:
+    def _start(self, worker: AnyWorker) -> None:
         self._workers.add(worker)
         worker.finished.connect(lambda *_: self._release_worker(worker))
         worker.start()
 
-    def _release_worker(self, worker: FunctionWorker[Any]) -> None:
+    def _release_worker(self, worker: AnyWorker) -> None:
         self._workers.discard(worker)
         release_worker(worker)
 
@@ -352,7 +396,49 @@ class MainWindow(QMainWindow):
             self.status_label.setText(message)
         self._update_busy()
 
-    def _on_opened(self, paths: list[str], result: Any) -> None:
+    def _on_scanned(
+        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None
+    ) -> None:
+        """Group plain images as asked (or ask), then show what was opened."""
+        if self._closed:
+            return
+        images = image_series(result)
+        if not images:
+            self._on_opened(paths, result)
+            return
+        if grouping is not None:
+            self._on_opened(paths, regroup(result, grouping), grouping)
+            return
+        if len(images) == 1:
+            self._on_opened(paths, regroup(result, ImageGrouping.ONE_STUDY))
+            return
+        folders = {s.source.resolve().parent for s in images}
+        dialog = ImageGroupingDialog(len(images), len(folders), infer_grouping(result), self)
+        self.grouping_dialog = dialog
+
+        def chosen() -> None:
+            choice = dialog.choice()
+            try:
+                mapping = (
+                    read_mapping(dialog.csv.text()) if choice is ImageGrouping.MAPPING else None
+                )
+                grouped = regroup(result, choice, mapping)
+            except Exception as exc:
+                self.sink.report(exc, "Grouping the images")
+                return
+            self._on_opened(paths, grouped, choice)
+
+        dialog.accepted.connect(chosen)
+        dialog.finished.connect(self._grouping_done)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+
+    def _grouping_done(self, _result: int) -> None:
+        self.grouping_dialog = None
+
+    def _on_opened(
+        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None = None
+    ) -> None:
         if self._closed:
             return
         added = self.browser.add_patients(list(result.patients))
@@ -363,8 +449,9 @@ class MainWindow(QMainWindow):
             self._report_problems(problems)
         if added:
             self.loader.request_thumbnails(added)
+            how = f" (images: {grouping.value})" if grouping is not None else ""
             self.status_label.setText(
-                f"Opened {len(added)} series from {len(self.browser.patients)} patient(s)."
+                f"Opened {len(added)} series from {len(self.browser.patients)} patient(s){how}."
             )
             if self.series is None:
                 self.browser.select_series(added[0])
@@ -397,7 +484,28 @@ class MainWindow(QMainWindow):
         self.sink.report(summary, "Some files could not be opened")
 
     # ----- recent ------------------------------------------------------------------------
+    # Folders are often named after the patient, so their paths are kept for this session
+    # only unless the user opts in ("Remember recent files"); then they are written to the
+    # settings file. The log names them by token (core.redact) either way.
+    @property
+    def remember_recent(self) -> bool:
+        return str(self.settings.value(REMEMBER_RECENT, "false")).lower() == "true"
+
+    def set_remember_recent(self, on: bool) -> None:
+        self.settings.setValue(REMEMBER_RECENT, on)
+        if on:
+            self.settings.setValue("recent", self._recent)
+        else:
+            self.settings.remove("recent")
+        self._rebuild_recent_menu()
+
     def recent(self) -> list[str]:
+        return list(self._recent)
+
+    def _stored_recent(self) -> list[str]:
+        if not self.remember_recent:
+            self.settings.remove("recent")  # written by an older version
+            return []
         value = self.settings.value("recent", [])
         if isinstance(value, str):  # QSettings stores a one-item list as a plain string
             return [value]
@@ -405,16 +513,19 @@ class MainWindow(QMainWindow):
 
     def add_recent(self, path: str) -> None:
         path = str(Path(path).resolve())
-        items = [path, *(p for p in self.recent() if p != path)][:MAX_RECENT]
-        self.settings.setValue("recent", items)
+        self._recent = [path, *(p for p in self._recent if p != path)][:MAX_RECENT]
+        if self.remember_recent:
+            self.settings.setValue("recent", self._recent)
         self._rebuild_recent_menu()
 
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
-        for path in self.recent():
+        for path in self._recent:
             action = self.recent_menu.addAction(path)
             action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
-        self.recent_menu.setEnabled(bool(self.recent()))
+        if self._recent:
+            self.recent_menu.addSeparator()
+        self.recent_menu.addAction(self.commands_remember_recent)
 
     # ----- drag and drop ---------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -431,12 +542,12 @@ class MainWindow(QMainWindow):
     # ==================================================================================
     # showing frames
     # ==================================================================================
-    def _on_series_activated(self, patient: Any, study: Any, series: Any) -> None:
-        self.patient, self.study, self.series = patient, study, series
-        self.result = None
+    def _on_selection(self, selection: Selection) -> None:
+        patient, series = selection.patient, selection.series
+        if patient is None or series is None:
+            return
         self.pane.set_calibration(series.calibration)
         self.view.clear_measurements()
-        self.view.set_overlay(None)
         self.cine.set_series(len(series), series.frame_time_ms)
         self.setWindowTitle(
             f"{self.browser.patient_label(patient)} — "
@@ -446,30 +557,26 @@ class MainWindow(QMainWindow):
         self.show_frame(0)
 
     def show_frame(self, index: int) -> None:
-        if self.series is None:
+        series = self.state.series
+        if series is None:
             return
-        if self.cine.index != index and 0 <= index < self.cine.n_frames == len(self.series):
+        if self.cine.index != index and 0 <= index < self.cine.n_frames == len(series):
             self.cine.set_index(index)  # the slider is the source of truth: comes back here
             return
-        self.index = index
-        frame = self.loader.cached(self.series, index)
+        frame = self.loader.cached(series, index)
         ahead = range(index + 1, index + 1 + PREFETCH)
-        prefetch = [i % len(self.series) for i in ahead] + [index - 1]
-        self.loader.request(self.series, index, prefetch)
-        if frame is None:
-            self._wanted = (series_key(self.series), index)
+        prefetch = [i % len(series) for i in ahead] + [index - 1]
+        self.loader.request(series, index, prefetch)
+        if not self.state.want_frame(index, frame):
             self.cine.frame_pending = True
-            return
-        self._display(index, frame)
 
     def _on_frame_ready(self, key: SeriesKey, index: int, frame: np.ndarray) -> None:
-        if self._wanted == (key, index):
-            self._display(index, frame)
+        if not self._closed:
+            self.state.frame_decoded(key, index, frame)
 
-    def _display(self, index: int, frame: np.ndarray) -> None:
-        self._wanted = None
+    def _on_frame_shown(self, index: int) -> None:
         self.cine.frame_pending = False
-        self.view.set_frame(frame)
+        self.view.set_frame(self.state.frame)
         self.frame_shown.emit(index)
         self._request_ai()
 
@@ -488,110 +595,53 @@ class MainWindow(QMainWindow):
         self.model.load_model(card_path)
 
     def _on_model_loaded(self, info: ModelInfo) -> None:
-        self.ai_panel.set_model(
-            info.name,
-            info.version,
-            info.sha,
-            info.classes,
-            info.intended_use,
-            input_size=info.input_size,
-            runtime=info.runtime,
-        )
         self.ai_panel.set_methods(self.model.methods)
+        self.state.set_model(info)
         self.settings.setValue("model/card", info.card_path)
         self.status_label.setText(f"Model {info.name} v{info.version} loaded.")
-        self.result = None
-        self._update_patient_bars()
         self._request_ai()
 
     def _request_ai(self) -> None:
-        if self.series is None or self.model.info is None:
+        want = self.state.ai_wanted()
+        if want is None:
             return
-        method = self.ai_panel.method or "gradcam"
-        hit = self.model.cached(self.series, self.index, method)
+        hit = self.model.cached(want.series, want.index, want.method)
         if hit is not None:
-            self._apply_result(self.index, hit)
+            self._apply_result(want.index, hit)
             return
-        self._ai_request = self.model.request_frame(self.series, self.index, method)
+        self.state.request_sent(self.model.request_frame(want.series, want.index, want.method))
 
     def _on_frame_result(self, req: int, key: SeriesKey, index: int, result: FrameResult) -> None:
-        if req != self._ai_request or self.series is None:
-            return  # stale: the reader has moved on
-        if key != series_key(self.series) or index != self.index:
-            return
-        self._apply_result(index, result)
+        if self.state.offer_result(req, key, index, result):
+            self.ai_shown.emit(index)
 
     def _apply_result(self, index: int, result: FrameResult) -> None:
-        self.result = result
-        self.ai_panel.frame_bars.set_values(result.probs, f"Frame {index + 1}")
-        self._update_overlay()
+        self.state.set_result(index, result)
         self.ai_shown.emit(index)
 
-    def _update_overlay(self) -> None:
-        result = self.result
-        frame = self.view.frame
-        if result is None or frame is None:
-            self.ai_panel.show_empty_heat(None)
-            self.view.set_overlay(None)
-            return
-        c = self.ai_panel.chosen_class(result.probs)
-        heat = result.heatmap(c) if c is not None else None
-        empty = c is not None and result.cams is not None and is_empty(result.cams[c])
-        self.ai_panel.show_empty_heat(c if empty else None)
-        if heat is None or heat.shape != frame.shape[:2]:
-            self.view.set_overlay(None)
-            return
-        # only over echo content: the black background around the fan stays untouched
-        mask = echo_mask(frame)
-        self.view.set_overlay(heatmap_rgba(heat, self.ai_panel.colormap, HEATMAP_FLOOR, mask))
-
-    def _on_display_changed(self) -> None:
-        self.view.set_overlay_opacity(self.ai_panel.opacity)
-        method = self.ai_panel.method
-        if self.result is not None and self.series is not None:
-            cached = self.model.cached(self.series, self.index, method)
-            if cached is None:
-                self._request_ai()
-                return
-            self.result = cached
-        self._update_overlay()
+    def _on_method_changed(self, _method: str) -> None:
+        if self.state.result is not None:
+            self._request_ai()  # the cached maps of this method, or a new request
 
     def _update_patient_bars(self) -> None:
-        if self.patient is None or self.model.info is None:
-            self.ai_panel.patient_bars.set_values(None)
-            return
-        from fetal_viewer.core.model.aggregation import aggregate
-
-        probs, n_done, n_all = [], 0, 0
-        for study in self.patient.studies:
-            for series in study.series:
-                n_all += len(series)
-                found = self.model.series_probs(series)
-                if found is not None:
-                    probs.append(found[0])
-                    n_done += len(found[1])
-        if not probs:
-            self.ai_panel.patient_bars.set_values(None, "Not analysed yet (Analyse study: A)")
-            return
-        agg = aggregate(np.concatenate(probs), self.model.info.aggregation)
-        self.ai_panel.patient_bars.set_values(
-            agg, f"{n_done} of {n_all} frames, {self.model.info.aggregation} rule"
-        )
+        summary = self.state.patient_summary(self.model.series_probs)
+        self.ai_panel.patient_bars.set_values(summary.probs, summary.note)
 
     def analyse_study(self) -> None:
-        if self.study is None or self.model.info is None or self._job is not None:
+        study = self.state.study
+        if study is None or self.model.info is None or self.state.job is not None:
             return
-        self._job = self.model.analyse(list(self.study.series))
+        self.state.set_job(self.model.analyse(list(study.series)))
         self.ai_panel.set_analysing(True)
         self.status_label.setText("Analysing study…")
 
     def cancel_analysis(self) -> None:
-        if self._job is not None:
-            self.model.cancel(self._job)
+        if self.state.job is not None:
+            self.model.cancel(self.state.job)
             self.status_label.setText("Cancelling…")
 
     def _on_analysis_progress(self, job: int, done: int, total: int) -> None:
-        if job != self._job:
+        if job != self.state.job:
             return
         self.ai_panel.set_progress(done, total)
         self.status_progress.setRange(0, max(1, total))
@@ -599,29 +649,30 @@ class MainWindow(QMainWindow):
 
     def _on_analysis_frames(self, job: int, key: SeriesKey, indices: list[int]) -> None:
         self._update_patient_bars()
-        current = self.series is not None and key == series_key(self.series)
-        if current and self.index in indices and self.result is None:
+        want = self.state.ai_wanted()
+        fresh = want is not None and key == series_key(want.series) and want.index in indices
+        if fresh and self.state.result is None:
             self._request_ai()
 
     def _on_analysis_finished(self, job: int, cancelled: bool) -> None:
-        if job != self._job:
+        if job != self.state.job:
             return
-        self._job = None
+        self.state.set_job(None)
         self.ai_panel.set_analysing(False)
         self._update_patient_bars()
         self._update_busy()
         self.status_label.setText("Analysis cancelled." if cancelled else "Analysis finished.")
 
     def _on_model_failed(self, req: int, exc: BaseException, context: str) -> None:
-        if self._job is not None and req == self._job:
-            self._job = None
+        if self.state.job is not None and req == self.state.job:
+            self.state.set_job(None)
             self.ai_panel.set_analysing(False)
         self.sink.report(exc, context)
 
     def _update_busy(self, *_args: object) -> None:
         busy = self._loading > 0 or self.model.is_busy()
         self.status_progress.setVisible(busy)
-        if busy and self._job is None:
+        if busy and self.state.job is None:
             self.status_progress.setRange(0, 0)  # indeterminate
 
     # ==================================================================================
@@ -666,7 +717,7 @@ class MainWindow(QMainWindow):
         if not self.view.has_image:
             return
         suffix = "overlay" if with_overlay else "frame"
-        default = str(Path(self._last_dir()) / f"view-{self.index + 1}-{suffix}.png")
+        default = str(Path(self._last_dir()) / f"view-{self.state.index + 1}-{suffix}.png")
         path, _ = QFileDialog.getSaveFileName(self, "Export image", default, "PNG (*.png)")
         if path:
             try:
@@ -674,18 +725,19 @@ class MainWindow(QMainWindow):
             except Exception as exc:
                 self.sink.report(exc, "Exporting the view")
 
-    def export_summary(self, path: str | Path) -> FunctionWorker[Any] | None:
+    def export_summary(self, path: str | Path) -> FunctionWorker[Path] | None:
         """Write the per-study AI summary in a worker; returns it (None if nothing to do)."""
-        if self.study is None or self.model.info is None:
+        study, patient, info = self.state.study, self.state.patient, self.model.info
+        if study is None or patient is None or info is None:
             return None
         from fetal_viewer.gui.summary import SeriesSummaryInput, build_summary
 
         inputs = []
-        for series in self.study.series:
+        for series in study.series:
             found = self.model.series_probs(series)
             indices = [] if found is None else found[1]
-            results = [self.model.cached(series, i) for i in indices]
-            inputs.append(SeriesSummaryInput(series, indices, [r for r in results if r]))
+            results = [r for i in indices if (r := self.model.cached(series, i)) is not None]
+            inputs.append(SeriesSummaryInput(series, indices, results))
         if not any(i.results for i in inputs):
             self.sink.report(
                 StudyLoadError(
@@ -695,13 +747,15 @@ class MainWindow(QMainWindow):
                 "Exporting the AI summary",
             )
             return None
+        from superqt.utils import create_worker
+
         worker = create_worker(
             build_summary,
             path,
-            self.patient.pseudonym,
-            self.study,
+            patient.pseudonym,
+            study,
             inputs,
-            self.model.info,
+            info,
             self.ai_panel.colormap,
             self.ai_panel.opacity,
             _start_thread=False,
@@ -740,10 +794,10 @@ class MainWindow(QMainWindow):
         """Version, intended use, the loaded model's card and the bundled licences."""
         from html import escape
 
-        from fetal_viewer.core.about import components
-        from fetal_viewer.core.appdirs import log_dir
+        from fetal_viewer.core.viewer.about import about
 
-        info = self.model.info
+        a = about(self.model.info)
+        info = a.model
         model = (
             f"<p><b>Model:</b> {escape(info.name)} {escape(info.version)} "
             f"(weights sha256 {escape(info.sha[:16])}…)<br>Classes: "
@@ -755,16 +809,15 @@ class MainWindow(QMainWindow):
         rows = "".join(
             f"<tr><td>{escape(c.name)}</td><td>{escape(c.version)}</td>"
             f"<td>{escape(c.licence)}</td></tr>"
-            for c in components()
+            for c in a.components
         )
         box = QMessageBox(self)
         box.setWindowTitle("About fetal-viewer")
         box.setTextFormat(Qt.TextFormat.RichText)
         box.setText(
-            f"<h3>fetal-viewer {__version__}</h3><p><b>{escape(INTENDED_USE)}</b></p>"
-            "<p>Prenatal ultrasound viewer with fetal CNS anomaly classification, Grad-CAM "
-            "heatmaps and reader studies. Not a medical device.</p>"
-            f"{model}<p>Log folder: {escape(str(log_dir()))}</p>"
+            f"<h3>fetal-viewer {escape(a.version)}</h3><p><b>{escape(a.intended_use)}</b></p>"
+            f"<p>{escape(a.summary)}</p>"
+            f"{model}<p>Log folder: {escape(str(a.log_folder))}</p>"
             "<p><b>Bundled components</b></p><table cellspacing='4'>"
             f"<tr><th align='left'>Package</th><th align='left'>Version</th>"
             f"<th align='left'>Licence</th></tr>{rows}</table>"
@@ -781,27 +834,35 @@ class MainWindow(QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        elif (screen := self.screen()) is not None:
-            # first run: a reading workstation wants most of the screen for the image
-            area = screen.availableGeometry()
-            self.resize(int(area.width() * 0.9), int(area.height() * 0.9))
-            self.move(area.center() - self.rect().center())
+        else:  # first run: a reading workstation wants most of the screen for the image
+            from fetal_viewer.gui.app import size_to_screen
+
+            size_to_screen(self, 0.9)
         state = s.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
-        self.ai_panel.opacity_slider.setValue(int(str(s.value("ai/opacity", 45))))
-        cmap = str(s.value("ai/colormap", "jet"))
-        idx = self.ai_panel.colormap_combo.findText(cmap)
-        if idx >= 0:
-            self.ai_panel.colormap_combo.setCurrentIndex(idx)
         self._rebuild_recent_menu()
+
+    def _saved_overlay(self) -> OverlaySettings:
+        from fetal_viewer.core.cam.overlay import COLORMAPS
+
+        s = self.settings
+        try:
+            opacity = int(str(s.value("ai/opacity", 45))) / 100.0
+        except ValueError:
+            opacity = 0.45
+        cmap = str(s.value("ai/colormap", "jet"))
+        return OverlaySettings(
+            True, min(1.0, max(0.0, opacity)), cmap if cmap in COLORMAPS else "jet"
+        )
 
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
-        s.setValue("ai/opacity", self.ai_panel.opacity_slider.value())
-        s.setValue("ai/colormap", self.ai_panel.colormap)
+        overlay = self.state.overlay.settings
+        s.setValue("ai/opacity", round(overlay.opacity * 100))
+        s.setValue("ai/colormap", overlay.colormap)
         s.sync()
 
     def running_workers(self) -> int:
@@ -817,14 +878,32 @@ class MainWindow(QMainWindow):
         for worker in list(self._workers):
             worker.quit()
         self.loader.shutdown()
-        if self._job is not None:
-            self.model.cancel(self._job)
+        self._unbind_view()
+        for event in (
+            self.state.selection_changed,
+            self.state.frame_shown,
+            self.state.method_changed,
+            self.state.model_changed,
+            self.state.ai_changed,
+            self.state.heat_pick_changed,
+        ):
+            event.disconnect()  # no callback into this window's widgets once it is closed
+        if self.state.job is not None:
+            self.model.cancel(self.state.job)
         if self._owns_model:
             self.model.shutdown()
         from superqt.utils import WorkerBase
 
         WorkerBase.await_workers(30_000)
         self._workers.clear()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            if not self.model.isRunning() and not self._closed:
+                self.model.start()
+            self.painted.emit()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_settings()

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMainWindow,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -48,6 +47,15 @@ from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.errors import CancelledError, FetalViewerError
 from fetal_viewer.gui.workers import release_worker
 
+if TYPE_CHECKING:
+    from fetal_viewer.core.net.listener import Listener, Received
+    from fetal_viewer.core.net.pacs import RetrieveResult, SeriesMatch, StudyMatch, StudyQuery
+    from fetal_viewer.core.net.storage import StoredInstance
+    from fetal_viewer.gui.main_window import MainWindow
+    from fetal_viewer.gui.workers import AnyWorker
+
+R = TypeVar("R")
+
 log = logging.getLogger("fetal_viewer.gui.pacs")
 ROLE = Qt.ItemDataRole.UserRole
 #: how often arrived instances are handed to the studies panel
@@ -63,18 +71,18 @@ class _Jobs(QObject):
 
     def __init__(self, parent: QObject) -> None:
         super().__init__(parent)
-        self.workers: set[FunctionWorker[Any]] = set()
+        self.workers: set[AnyWorker] = set()
 
     def run(
         self,
-        fn: Callable[..., Any],
-        *args: Any,
-        on_returned: Callable[[Any], None] | None = None,
-        on_errored: Callable[[BaseException], None] | None = None,
-        on_finished: Callable[[], None] | None = None,
-    ) -> FunctionWorker[Any]:
+        fn: Callable[..., R],
+        *args: object,
+        on_returned: Callable[[R], object] | None = None,
+        on_errored: Callable[[BaseException], object] | None = None,
+        on_finished: Callable[[], object] | None = None,
+    ) -> FunctionWorker[R]:
         # errors go to on_errored; superqt would otherwise re-raise them in the event loop
-        worker: FunctionWorker[Any] = create_worker(
+        worker: FunctionWorker[R] = create_worker(
             fn, *args, _start_thread=False, _ignore_errors=on_errored is not None
         )
         if on_returned is not None:
@@ -88,7 +96,7 @@ class _Jobs(QObject):
         worker.start()
         return worker
 
-    def _release(self, worker: FunctionWorker[Any]) -> None:
+    def _release(self, worker: AnyWorker) -> None:
         self.workers.discard(worker)
         release_worker(worker)
 
@@ -310,7 +318,7 @@ class PacsPanel(QWidget):
         self.inbox = inbox
         self.config = NodeConfig()
         self.show_identities = False
-        self.listener: Any = None
+        self.listener: Listener | None = None
         self._cancel: CancelToken | None = None
         self._jobs = _Jobs(self)
         self._bridge = _Bridge(self)
@@ -439,7 +447,7 @@ class PacsPanel(QWidget):
             if item is not None:
                 item.setText(1, self._who(item.data(0, ROLE)))
 
-    def _who(self, match: Any) -> str:
+    def _who(self, match: StudyMatch) -> str:
         if self.show_identities:
             return f"{match.patient_name or '(no name)'} [{match.patient_id or '?'}]"
         from fetal_viewer.core.io import make_pseudonym
@@ -457,7 +465,7 @@ class PacsPanel(QWidget):
         self.search_button.setEnabled(self.current_node() is not None)
 
     # ---- search -------------------------------------------------------------------------
-    def query(self) -> Any:
+    def query(self) -> StudyQuery:
         from fetal_viewer.core.net.pacs import StudyQuery, parse_date_range
 
         start, end = (
@@ -472,7 +480,7 @@ class PacsPanel(QWidget):
             modality=self.modality.text(),
         )
 
-    def search(self) -> FunctionWorker[Any] | None:
+    def search(self) -> FunctionWorker[list[StudyMatch]] | None:
         from fetal_viewer.core.net.pacs import find_studies
 
         node = self.current_node()
@@ -496,7 +504,7 @@ class PacsPanel(QWidget):
             on_finished=self._update_buttons,
         )
 
-    def _on_studies(self, studies: list[Any]) -> None:
+    def _on_studies(self, studies: list[StudyMatch]) -> None:
         self.results.clear()
         for m in studies:
             n = "?" if m.n_instances is None else str(m.n_instances)
@@ -526,10 +534,10 @@ class PacsPanel(QWidget):
             on_errored=lambda exc: self._error(exc, "Listing the study's series"),
         )
 
-    def _series_filler(self, item: QTreeWidgetItem) -> Callable[[list[Any]], None]:
+    def _series_filler(self, item: QTreeWidgetItem) -> Callable[[list[SeriesMatch]], None]:
         return lambda series: self._on_series(item, series)
 
-    def _on_series(self, item: QTreeWidgetItem, series: list[Any]) -> None:
+    def _on_series(self, item: QTreeWidgetItem, series: list[SeriesMatch]) -> None:
         for s in series:
             n = "?" if s.n_instances is None else str(s.n_instances)
             child = QTreeWidgetItem(["", f"series {s.number or ''}", s.description, s.modality, n])
@@ -538,14 +546,17 @@ class PacsPanel(QWidget):
         if not series:
             item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.DontShowIndicator)
 
-    def _selected_study(self) -> Any:
+    def _selected_study(self) -> StudyMatch | None:
+        from fetal_viewer.core.net.pacs import StudyMatch
+
         items = self.results.selectedItems()
         if not items:
             return None
         item: QTreeWidgetItem | None = items[0]
         while item is not None and item.parent() is not None:
             item = item.parent()
-        return item.data(0, ROLE) if item is not None else None
+        match = item.data(0, ROLE) if item is not None else None
+        return match if isinstance(match, StudyMatch) else None
 
     def select_study(self, study_uid: str) -> None:
         for i in range(self.results.topLevelItemCount()):
@@ -554,7 +565,7 @@ class PacsPanel(QWidget):
                 self.results.setCurrentItem(item)
 
     # ---- retrieve -----------------------------------------------------------------------
-    def retrieve(self) -> FunctionWorker[Any] | None:
+    def retrieve(self) -> FunctionWorker[RetrieveResult] | None:
         from fetal_viewer.core.net.pacs import cache_root, retrieve_study
         from fetal_viewer.core.net.storage import StudyStore
 
@@ -572,12 +583,18 @@ class PacsPanel(QWidget):
         return self._run_retrieve(retrieve_study, node, match, store, listener, cancel)
 
     def _run_retrieve(
-        self, fn: Any, node: Node, match: Any, store: Any, listener: Any, cancel: CancelToken
-    ) -> FunctionWorker[Any]:
+        self,
+        fn: Callable[..., RetrieveResult],
+        node: Node,
+        match: StudyMatch,
+        store: object,
+        listener: Listener | None,
+        cancel: CancelToken,
+    ) -> FunctionWorker[RetrieveResult]:
         bridge = self._bridge
         method = "move" if self.move_check.isChecked() else "get"
 
-        def job() -> Any:
+        def job() -> RetrieveResult:
             return fn(
                 node,
                 self.config.local,
@@ -607,7 +624,7 @@ class PacsPanel(QWidget):
         self.progress.setValue(min(done, max(total, 1)))
         self.progress.setFormat(f"%v / {total} images" if total else "%v images")
 
-    def _on_arrived(self, item: Any) -> None:
+    def _on_arrived(self, item: StoredInstance) -> None:
         if item.is_image and item.outcome.value != "conflict":
             self._pending.append(str(item.path))
             if not self._batch.isActive():
@@ -618,7 +635,7 @@ class PacsPanel(QWidget):
             paths, self._pending = sorted(set(self._pending)), []
             self.paths_arrived.emit(paths)
 
-    def _on_retrieved(self, result: Any) -> None:
+    def _on_retrieved(self, result: RetrieveResult) -> None:
         self._flush()
         if result.complete:
             self._say(
@@ -681,7 +698,7 @@ class PacsPanel(QWidget):
             f"{who}. Inbox: {store.root}"
         )
 
-    def _on_received(self, received: Any) -> None:
+    def _on_received(self, received: Received) -> None:
         self.received_count += 1
         self.listen_status.setText(
             f"Listening on port {self.listener.port if self.listener else '?'}: "
@@ -723,7 +740,7 @@ class _CloseWatcher(QObject):
         return False
 
 
-def attach_pacs(window: QMainWindow) -> PacsPanel:
+def attach_pacs(window: MainWindow) -> PacsPanel:
     """Put the PACS panel in a (hidden) dock of ``window`` with a PACS menu; arrivals open
     in the studies panel, errors go to the window's error sink, the identities toggle is
     followed, and the panel shuts down when the window closes."""
@@ -749,13 +766,9 @@ def attach_pacs(window: QMainWindow) -> PacsPanel:
     show.triggered.connect(show_dock)
     menu.addAction("Nodes…").triggered.connect(panel.edit_nodes)
     menu.addAction("Start / stop listener").triggered.connect(toggle_listener)
-    open_paths = getattr(window, "open_paths", None)
-    if open_paths is not None:
-        panel.paths_arrived.connect(open_paths)
-    sink = getattr(window, "sink", None)
-    if sink is not None:
-        panel.failed.connect(sink.report)
-    identities = getattr(window, "commands", {}).get("show_identities")
+    panel.paths_arrived.connect(window.open_paths)
+    panel.failed.connect(window.sink.report)
+    identities = window.commands.get("show_identities")
     if identities is not None:
         identities.toggled.connect(panel.set_show_identities)
     window.installEventFilter(_CloseWatcher(panel))

@@ -75,6 +75,31 @@ SHORTCUTS: tuple[Shortcut, ...] = (
 
 BY_NAME = {s.name: s for s in SHORTCUTS}
 
+#: the reading window's keys (its F1 list); its view keys are the viewer's
+READER_SHORTCUTS: tuple[Shortcut, ...] = (
+    Shortcut("choose_label", ("1 … 9",), "Choose the label with that number", "Decide"),
+    Shortcut(
+        "rate_confidence",
+        tuple(f"Ctrl+{d}" for d in range(1, 10)),
+        "Confidence 10 … 90 % of its scale",
+        "Decide",
+    ),
+    Shortcut(
+        "rate_anomaly",
+        tuple(f"Alt+{d}" for d in range(1, 10)),
+        "Any anomaly 10 … 90 %",
+        "Decide",
+    ),
+    Shortcut(
+        "slider_keys", ("Tab", "Left", "Right"), "Go to a rating slider and move it", "Decide"
+    ),
+    Shortcut("submit", ("Return", "Enter"), "Submit the decision", "Decide"),
+    Shortcut("pause", ("P",), "Pause / resume (the clock stops)", "Read"),
+    Shortcut("toggle_overlay", ("O",), "Show / hide the heatmap (aided step)", "Read"),
+    *(BY_NAME[n] for n in ("fit", "zoom_in", "zoom_out", "rotate", "flip_h", "reset_view")),
+    Shortcut("shortcuts", ("F1",), "This list", "Help"),
+)
+
 
 def markdown_table() -> str:
     rows = ["| Keys | Action |", "|---|---|"]
@@ -85,14 +110,16 @@ def markdown_table() -> str:
 
 
 class ShortcutsDialog(QDialog):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, shortcuts: tuple[Shortcut, ...] = SHORTCUTS
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("shortcutsDialog")
         self.setWindowTitle("Keyboard shortcuts")
-        table = QTableWidget(len(SHORTCUTS), 3, self)
+        table = QTableWidget(len(shortcuts), 3, self)
         table.setHorizontalHeaderLabels(["Group", "Keys", "Action"])
         table.verticalHeader().setVisible(False)
-        for row, s in enumerate(SHORTCUTS):
+        for row, s in enumerate(shortcuts):
             for col, text in enumerate((s.group, "  /  ".join(s.keys), s.text.rstrip("…"))):
                 table.setItem(row, col, QTableWidgetItem(text))
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)

@@ -11,18 +11,22 @@ import html
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fetal_viewer import INTENDED_USE, __version__
 
+if TYPE_CHECKING:
+    from fetal_viewer.core.io.study import Series, Study
+    from fetal_viewer.core.viewer.results import FrameResult, ModelInfo
+
 
 @dataclass(frozen=True)
 class SeriesSummaryInput:
-    series: Any
+    series: Series
     indices: list[int]
-    results: list[Any]  # FrameResult per index
+    results: list[FrameResult]  # one per index
 
 
 def _png_uri(rgb: np.ndarray) -> str:
@@ -51,9 +55,9 @@ def _bars(classes: tuple[str, ...], probs: np.ndarray) -> str:
 def build_summary(
     out_path: str | Path,
     pseudonym: str,
-    study: Any,
+    study: Study,
     inputs: list[SeriesSummaryInput],
-    model: Any,  # workers.ModelInfo
+    model: ModelInfo,
     colormap: str = "jet",
     alpha: float = 0.45,
     key_frames: int = 3,

@@ -18,29 +18,33 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from cachetools import LRUCache
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
-from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer.core.progress import CancelToken
+from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
 from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import CancelledError, InferenceError
 
+if TYPE_CHECKING:
+    from superqt.utils import WorkerBase
+
+    from fetal_viewer.core.io.study import LoadResult, Series
+    from fetal_viewer.core.model.checkpoint import LoadedModel
+    from fetal_viewer.core.model.predictor import Predictor
+
 log = logging.getLogger("fetal_viewer.gui.workers")
 
-
-SeriesKey = tuple[str, str]
-
-
-def series_key(series: Any) -> SeriesKey:
-    """Stable key of a series: (source path, series uid)."""
-    return (str(series.source), str(series.uid))
+if TYPE_CHECKING:
+    #: a superqt worker of any result type: windows keep workers of several kinds in one
+    #: set and never read a result from it (results arrive by signal, typed where connected)
+    AnyWorker = WorkerBase[Any]
 
 
 # ---------------------------------------------------------------------------------------
@@ -61,34 +65,36 @@ class FrameLoader(QObject):
             cache_bytes, getsizeof=lambda frame: frame.nbytes
         )
         self._pending: set[tuple[SeriesKey, int]] = set()
-        self._workers: set[FunctionWorker[Any]] = set()
+        self._workers: set[AnyWorker] = set()
         self._failed_keys: set[tuple[SeriesKey, int]] = set()
 
-    def cached(self, series: Any, index: int) -> np.ndarray | None:
+    def cached(self, series: Series, index: int) -> np.ndarray | None:
         return self._cache.get((series_key(series), index))
 
-    def request(self, series: Any, index: int, prefetch: Iterable[int] = ()) -> None:
+    def request(self, series: Series, index: int, prefetch: Iterable[int] = ()) -> None:
         """Decode ``index`` (and then ``prefetch``) unless cached or already pending."""
         for i in (index, *prefetch):
             if 0 <= i < len(series):
                 self._submit(series, i)
 
-    def _submit(self, series: Any, index: int) -> None:
+    def _submit(self, series: Series, index: int) -> None:
         item = (series_key(series), index)
         if item in self._cache or item in self._pending or item in self._failed_keys:
             return
         self._pending.add(item)
+        from superqt.utils import create_worker  # superqt imports its widgets: not at start-up
+
         worker = create_worker(_decode_frame, series, index, _start_thread=False)
         worker.returned.connect(self._on_frame)
         worker.errored.connect(functools.partial(self._on_error, item))
         self._run(worker)
 
-    def _run(self, worker: FunctionWorker[Any]) -> None:
+    def _run(self, worker: AnyWorker) -> None:
         self._workers.add(worker)
         worker.finished.connect(lambda *_: self._release(worker))
         self.pool.start(worker)
 
-    def _release(self, worker: FunctionWorker[Any]) -> None:
+    def _release(self, worker: AnyWorker) -> None:
         self._workers.discard(worker)
         release_worker(worker)
 
@@ -105,7 +111,9 @@ class FrameLoader(QObject):
         self._failed_keys.add(item)
         self.failed.emit(exc, f"Reading frame {item[1] + 1}")
 
-    def request_thumbnails(self, series_list: Sequence[Any], size: int = 64) -> None:
+    def request_thumbnails(self, series_list: Sequence[Series], size: int = 64) -> None:
+        from superqt.utils import create_worker
+
         worker = create_worker(_thumbnails, list(series_list), size, _start_thread=False)
         worker.yielded.connect(lambda kv: self.thumbnail_ready.emit(kv[0], kv[1]))
         worker.errored.connect(lambda exc: self.failed.emit(exc, "Making thumbnails"))
@@ -126,7 +134,7 @@ class FrameLoader(QObject):
         self._failed_keys.clear()
 
 
-def release_worker(worker: Any) -> None:
+def release_worker(worker: AnyWorker) -> None:
     """Drop every connection to a finished worker's signals. PySide keeps connected lambdas
     (and whatever they close over: a window, a loader) alive as long as the worker's signal
     object lives, so without this a closed window is never freed."""
@@ -139,14 +147,14 @@ def release_worker(worker: Any) -> None:
             signal.disconnect()
 
 
-def _decode_frame(series: Any, index: int) -> tuple[SeriesKey, int, np.ndarray]:
+def _decode_frame(series: Series, index: int) -> tuple[SeriesKey, int, np.ndarray]:
     frame = np.ascontiguousarray(series.frame(index), dtype=np.uint8)
     if frame.ndim == 2:
         frame = np.repeat(frame[..., None], 3, axis=2)
     return series_key(series), index, frame
 
 
-def _thumbnails(series_list: list[Any], size: int) -> Any:
+def _thumbnails(series_list: list[Series], size: int) -> Iterator[tuple[SeriesKey, np.ndarray]]:
     import cv2
 
     for series in series_list:
@@ -163,7 +171,7 @@ def _thumbnails(series_list: list[Any], size: int) -> Any:
         yield series_key(series), np.ascontiguousarray(small)
 
 
-def open_paths_job(paths: list[str]) -> Any:
+def open_paths_job(paths: list[str]) -> LoadResult:
     """Scan and index files (run in a worker)."""
     from fetal_viewer.core.io import open_paths
 
@@ -182,42 +190,10 @@ def demo_studies_job() -> str:
 # ---------------------------------------------------------------------------------------
 # the serial model worker
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FrameResult:
-    """Model output for one frame: class probabilities and the low-resolution class maps
-    of every class, with the geometry that maps them back onto the frame."""
-
-    probs: np.ndarray  # (C,)
-    cams: np.ndarray | None  # (C, h, w)
-    geometry: Any  # preprocess.Geometry
-
-    def heatmap(self, class_index: int) -> np.ndarray | None:
-        """(H, W) float32 in [0, 1] over the frame for one class, or None."""
-        if self.cams is None:
-            return None
-        from fetal_viewer.core.cam.gradcam import frame_heatmap
-
-        return frame_heatmap(self.cams[class_index], self.geometry)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    sha: str
-    classes: tuple[str, ...]
-    intended_use: str
-    card_path: str
-    aggregation: str
-    input_size: int
-    #: the inference runtime, its precision and how it was chosen, in words
-    runtime: str = ""
-
-
 @dataclass
 class AnalysisJob:
     job_id: int
-    series: list[Any]
+    series: list[Series]
     sha: str
     total: int
     done: int = 0
@@ -225,12 +201,43 @@ class AnalysisJob:
     chunks_left: int = 0
 
 
+# one task kind per dataclass; ``context`` names it in error messages
+@dataclass(frozen=True)
+class LoadTask:
+    context: ClassVar[str] = "Loading the model"
+    card_path: str
+
+
+@dataclass(frozen=True)
+class FrameTask:
+    context: ClassVar[str] = "Running the model on a frame"
+    series: Series
+    index: int
+    method: str
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    context: ClassVar[str] = "Analysing the study"
+    job: AnalysisJob
+    series: Series
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StopTask:
+    context: ClassVar[str] = "Stopping the model thread"
+
+
+Task = LoadTask | FrameTask | ChunkTask | StopTask
+
+
 @dataclass(order=True)
-class _Task:
+class _Queued:
     priority: int
     seq: int
-    kind: str = field(compare=False)
-    payload: Any = field(compare=False, default=None)
+    req: int = field(compare=False)
+    task: Task = field(compare=False)
 
 
 #: the one-pass all-class method (fetal_viewer.core.cam.gradcam.FAST_METHOD)
@@ -260,10 +267,12 @@ class ModelService(QThread):
     failed = Signal(int, object, str)  # request/job id (0 = load), exception, context
     busy_changed = Signal(bool)
 
-    def __init__(self, batch_size: int = ANALYSIS_BATCH, cache_entries: int = 20_000) -> None:
+    def __init__(
+        self, batch_size: int = ANALYSIS_BATCH, cache_entries: int = 20_000, *, start: bool = True
+    ) -> None:
         super().__init__()
         self.setObjectName("ModelService")
-        self._queue: queue.PriorityQueue[_Task] = queue.PriorityQueue()
+        self._queue: queue.PriorityQueue[_Queued] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -271,8 +280,8 @@ class ModelService(QThread):
             cache_entries
         )
         self.methods: tuple[str, ...] = (FAST_METHOD,)
-        self._loaded: Any = None
-        self._predictor: Any = None
+        self._loaded: LoadedModel | None = None
+        self._predictor: Predictor | None = None
         self.info: ModelInfo | None = None
         self.batch_size = batch_size
         self.latest_frame_request = 0
@@ -280,26 +289,27 @@ class ModelService(QThread):
         self._jobs: dict[int, AnalysisJob] = {}
         self._busy = 0
         self._done.connect(self._task_done)
-        self.start()
+        if start:  # else the owner starts it (a window: once it is painted)
+            self.start()
 
     # ----- public API (GUI thread) -----------------------------------------------------
     def load_model(self, card_path: str | Path) -> int:
-        return self._put(PRIORITY_LOAD, "load", str(card_path))
+        return self._put(PRIORITY_LOAD, LoadTask(str(card_path)))
 
-    def cached(self, series: Any, index: int, method: str = FAST_METHOD) -> FrameResult | None:
+    def cached(self, series: Series, index: int, method: str = FAST_METHOD) -> FrameResult | None:
         if self.info is None:
             return None
         with self._lock:
             return self._cache.get((series_key(series), index, self.info.sha, method))
 
-    def request_frame(self, series: Any, index: int, method: str = FAST_METHOD) -> int:
+    def request_frame(self, series: Series, index: int, method: str = FAST_METHOD) -> int:
         """Ask for one frame; older frame requests not yet started become stale."""
         req = next(self._ids)
         self.latest_frame_request = req
-        self._put(PRIORITY_FRAME, "frame", (req, series, index, method), req_id=req)
+        self._put(PRIORITY_FRAME, FrameTask(series, index, method), req_id=req)
         return req
 
-    def analyse(self, series_list: Sequence[Any]) -> int:
+    def analyse(self, series_list: Sequence[Series]) -> int:
         """Queue every frame of ``series_list`` in batches; returns the job id."""
         if self.info is None:
             raise InferenceError(
@@ -309,7 +319,7 @@ class ModelService(QThread):
         total = sum(len(s) for s in series_list)
         job = AnalysisJob(job_id, list(series_list), self.info.sha, total)
         chunks = [
-            (series, list(range(start, min(len(series), start + self.batch_size))))
+            (series, tuple(range(start, min(len(series), start + self.batch_size))))
             for series in series_list
             for start in range(0, len(series), self.batch_size)
         ]
@@ -319,7 +329,7 @@ class ModelService(QThread):
             self.analysis_finished.emit(job_id, False)
             return job_id
         for series, indices in chunks:
-            self._put(PRIORITY_ANALYSIS, "chunk", (job, series, indices), req_id=job_id)
+            self._put(PRIORITY_ANALYSIS, ChunkTask(job, series, indices), req_id=job_id)
         return job_id
 
     def cancel(self, job_id: int) -> None:
@@ -337,17 +347,17 @@ class ModelService(QThread):
 
     def shutdown(self, msecs: int = 30_000) -> None:
         self.cancel_all()
-        self._queue.put(_Task(PRIORITY_STOP, next(self._seq), "stop"))
+        self._queue.put(_Queued(PRIORITY_STOP, next(self._seq), 0, StopTask()))
         if not self.wait(msecs):
             log.error("model thread did not stop within %d ms", msecs)
 
     # ----- internals --------------------------------------------------------------------
-    def _put(self, priority: int, kind: str, payload: Any, req_id: int | None = None) -> int:
+    def _put(self, priority: int, task: Task, req_id: int | None = None) -> int:
         req = req_id if req_id is not None else next(self._ids)
         self._busy += 1
         if self._busy == 1:
             self.busy_changed.emit(True)
-        self._queue.put(_Task(priority, next(self._seq), kind, (req, payload)))
+        self._queue.put(_Queued(priority, next(self._seq), req, task))
         return req
 
     @Slot()
@@ -362,34 +372,28 @@ class ModelService(QThread):
         # no torch import here: with a cached ONNX runtime the viewer never loads torch
         # (2 s); the torch backend and the library heatmaps set its threads when they run
         while True:
-            task = self._queue.get()
-            if task.kind == "stop":
+            queued = self._queue.get()
+            req, task = queued.req, queued.task
+            if isinstance(task, StopTask):
                 break
-            req, payload = task.payload
             try:
-                self._handle(task.kind, req, payload)
+                self._handle(req, task)
             except CancelledError:
-                if task.kind == "chunk":
-                    self._finish_chunk(payload[0])
+                if isinstance(task, ChunkTask):
+                    self._finish_chunk(task.job)
             except Exception as exc:
-                context = {
-                    "load": "Loading the model",
-                    "frame": "Running the model on a frame",
-                    "chunk": "Analysing the study",
-                }[task.kind]
-                if task.kind == "chunk":
-                    job = payload[0]
-                    job.cancel.cancel()
-                    self._finish_chunk(job)
-                self.failed.emit(req, exc, context)
+                if isinstance(task, ChunkTask):
+                    task.job.cancel.cancel()
+                    self._finish_chunk(task.job)
+                self.failed.emit(req, exc, task.context)
             finally:
                 self._done.emit()
 
-    def _handle(self, kind: str, req: int, payload: Any) -> None:
-        if kind == "load":
-            self._load(payload)
-        elif kind == "frame":
-            _, series, index, method = payload
+    def _handle(self, req: int, task: LoadTask | FrameTask | ChunkTask) -> None:
+        if isinstance(task, LoadTask):
+            self._load(task.card_path)
+        elif isinstance(task, FrameTask):
+            series, index, method = task.series, task.index, task.method
             if req < self.latest_frame_request:
                 self.skipped_stale += 1  # a newer frame was asked for before this started
                 return
@@ -400,8 +404,8 @@ class ModelService(QThread):
                 hit = self._cache.get(key)
             result = hit or self._infer(series, [index], method)[0]
             self.frame_result.emit(req, key[0], index, result)
-        elif kind == "chunk":
-            job, series, indices = payload
+        else:
+            job, series, indices = task.job, task.series, task.indices
             if job.cancel.cancelled:
                 self._finish_chunk(job)
                 return
@@ -426,7 +430,7 @@ class ModelService(QThread):
 
         loaded = load_checkpoint(card_path)
         card = loaded.card
-        sha = getattr(card, "weights_sha256", "") or sha256_file(card_path)
+        sha = card.weights_sha256 or sha256_file(card_path)
         self._loaded = loaded
         self._predictor = Predictor(
             loaded, backend=os.environ.get(BACKEND_ENV) or "auto", num_threads=model_threads()
@@ -444,33 +448,27 @@ class ModelService(QThread):
         size = card.spec.input_size
         warm = np.zeros((1, 3, size, size), np.float32)
         self._predictor.run_arrays(warm, with_cam=True, stitch=default == STITCH_METHOD)
-        self.info = ModelInfo(
-            name=card.name,
-            version=card.version,
-            sha=sha,
-            classes=tuple(card.classes),
-            intended_use=card.intended_use,
-            card_path=str(card_path),
-            aggregation=getattr(card, "aggregation", "mean"),
-            input_size=card.spec.input_size,
-            runtime=self._predictor.runtime_description,
+        self.info = ModelInfo.from_card(
+            card, card_path, sha, runtime=self._predictor.runtime_description
         )
         self.model_loaded.emit(self.info)
 
     def _infer(
         self,
-        series: Any,
+        series: Series,
         indices: list[int],
         method: str = FAST_METHOD,
         cancel: CancelToken | None = None,
     ) -> list[FrameResult]:
         assert self.info is not None
+        predictor = self._predictor
+        assert predictor is not None
         frames = [np.asarray(series.frame(i), dtype=np.uint8) for i in indices]
         if cancel is not None:
             cancel.raise_if_cancelled()
         stitch = method == STITCH_METHOD
         fast = method == FAST_METHOD or stitch  # Grad-CAM comes with the prediction
-        preds = self._predictor.predict(
+        preds = predictor.predict(
             frames, batch_size=len(frames), cancel=cancel, with_cam=fast, stitch=stitch
         )
         cams = preds.cams
@@ -499,11 +497,13 @@ class ModelService(QThread):
         from fetal_viewer.core.model.preprocess import preprocess
 
         torch.set_num_threads(model_threads())
-        spec = self._loaded.card.spec
+        loaded = self._loaded
+        assert loaded is not None
+        spec = loaded.card.spec
         x = torch.from_numpy(np.stack([preprocess(f, spec).array for f in frames]))
-        return library_cams(self._loaded.model, x, method, cancel=cancel)
+        return library_cams(loaded.model, x, method, cancel=cancel)
 
-    def series_probs(self, series: Any) -> tuple[np.ndarray, list[int]] | None:
+    def series_probs(self, series: Series) -> tuple[np.ndarray, list[int]] | None:
         """(N_analysed, C) probabilities of the cached frames of a series and their indices."""
         if self.info is None:
             return None

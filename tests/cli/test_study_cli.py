@@ -111,7 +111,7 @@ def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
     out = tmp_path / "exports"
     assert run_cli("study", "--db", str(db), "export", "pilot", "--out", str(out)).returncode == 0
     files = sorted(out.iterdir())
-    assert len(files) == 4
+    assert len(files) == 5  # reads CSV, JSON, .imrmc and its IDs, MRMCaov
     forbidden = [
         str(tmp_path),
         folder.name,
@@ -130,7 +130,7 @@ def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
     rows = list(csv.DictReader((out / "pilot_reads.csv").read_text().splitlines()))
     assert len(rows) == 48 and {r["condition"] for r in rows} == {"unaided", "aided"}
     assert all(r["ai_model_sha"] == "abc123" for r in rows if r["condition"] == "aided")
-    imrmc = (out / "pilot_imrmc.csv").read_text().splitlines()
+    imrmc = (out / "pilot.imrmc").read_text().splitlines()
     i = imrmc.index("BEGIN DATA:")
     assert sum(line.startswith("-1,") for line in imrmc[i + 1 :]) == 12
     assert len(imrmc) - i - 1 == 12 + 48
@@ -150,3 +150,67 @@ def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
 def test_errors_are_reported(tmp_path: Path) -> None:
     r = run_cli("study", "--db", str(tmp_path / "x.db"), "status", "nope")
     assert r.returncode == 1 and "No study named" in r.stderr and "Fix:" in r.stderr
+
+
+def _small_study(tmp_path: Path) -> Path:
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    with open(tmp_path / "reference.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        for i in range(3):
+            write_dicom(folder / f"c{i}.dcm", i)
+            w.writerow([f"c{i}.dcm", "normal" if i % 2 else "anencephaly"])
+    db = tmp_path / "s.db"
+    args = ["--folder", str(folder), "--reference", str(tmp_path / "reference.csv")]
+    assert run_cli("study", "--db", str(db), "create", "s", *args).returncode == 0
+    assert run_cli("study", "--db", str(db), "add-reader", "s", "R1").returncode == 0
+    return db
+
+
+def _reads(db: Path) -> list:  # type: ignore[type-arg]
+    from fetal_viewer.core.store import open_store
+
+    store = open_store(db)
+    try:
+        return store.reads(store.get_study("s").id)
+    finally:
+        store.close()
+
+
+def test_headless_reading_checks_everything_before_storing(tmp_path: Path) -> None:
+    db = _small_study(tmp_path)
+    order = run_cli("study", "--db", str(db), "order", "s", "R1")
+    assert order.returncode == 0, order.stderr
+    steps = [line.split("\t") for line in order.stdout.strip().splitlines()[1:]]
+    assert [s[2] for s in steps] == ["unaided", "aided"] * 3  # sequential: each case twice
+    answers = tmp_path / "answers.csv"
+    answers.write_text("label,confidence,anomaly_prob\n" + "normal,60,\n" * 6)
+    # no AI for the aided steps: one clear error, listing each, and nothing stored
+    r = run_cli("study", "--db", str(db), "read", "s", "R1", "--answers", str(answers))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "nothing was stored" in r.stderr and r.stderr.count("no AI output for case") == 3
+    assert _reads(db) == []
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("diagnosis,conf,p\nnormal,1,2\n")
+    r = run_cli("study", "--db", str(db), "read", "s", "R1", "--answers", str(wrong))
+    assert r.returncode == 1 and "'label'" in r.stderr and "unknown columns" in r.stderr
+    assert _reads(db) == []
+    # the AI file the aided step needs, from the order's case names; then it reads
+    ai = {
+        s[1]: {"model_sha": "abc", "probabilities": {"normal": 0.2, "anencephaly": 0.8}}
+        for s in steps
+    }
+    (tmp_path / "ai.json").write_text(json.dumps(ai))
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("label,case\nnormal,NO-SUCH-CASE\n")
+    r = run_cli("study", "--db", str(db), "read", "s", "R1", "--answers", str(unknown))
+    assert r.returncode == 1 and "unknown case 'NO-SUCH-CASE'" in r.stderr
+    r = run_cli(
+        "study", "--db", str(db), "read", "s", "R1", "--answers", str(answers),
+        "--ai-json", str(tmp_path / "ai.json"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    reads = _reads(db)
+    assert len(reads) == 6 and all(x.active_ms is None and x.anomaly_prob is None for x in reads)
+    assert all(x.confidence == 60 for x in reads)

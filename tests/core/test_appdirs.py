@@ -29,5 +29,19 @@ def test_folders_follow_platform_conventions_and_overrides(
     monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path / "logs"))
     assert default_db_path() == tmp_path / "data" / "reader_studies.sqlite"
     assert appdirs.log_dir() == tmp_path / "logs"
+    assert appdirs.config_dir() == tmp_path / "data"  # one folder holds all state
+    monkeypatch.setenv("FETAL_VIEWER_CONFIG_DIR", str(tmp_path / "config"))
+    assert appdirs.config_dir() == tmp_path / "config"
+
+
+def test_settings_folder_follows_config_then_data_overrides(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for env in ("FETAL_VIEWER_DATA_DIR", "FETAL_VIEWER_CONFIG_DIR"):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    assert appdirs.config_dir() == tmp_path / "xdg-config" / "fetal-viewer"
+    monkeypatch.setenv("FETAL_VIEWER_DATA_DIR", str(tmp_path / "portable"))
+    assert appdirs.config_dir() == tmp_path / "portable"
     monkeypatch.setenv("FETAL_VIEWER_CONFIG_DIR", str(tmp_path / "config"))
     assert appdirs.config_dir() == tmp_path / "config"

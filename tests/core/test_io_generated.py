@@ -182,7 +182,10 @@ def _region(dx: float, dy: float, units: int = 3, fmt: int = 1, box=(0, 0, 63, 4
         ([_region(0.02, 0.02), _region(0.05, 0.05, box=(0, 0, 20, 20))], None, "disagree"),
         ([_region(0.02, 0.02, units=4)], None, "not cm"),
         ([_region(0.02, 0.02, fmt=3)], None, "not 2D"),
-        ([_region(-0.02, 0.02)], None, "non-positive"),
+        # a negative delta gives the direction (fo-dicom's DIRW0007): the magnitude is the
+        # physical spacing
+        ([_region(-0.02, 0.03)], (0.3, 0.2), "2D region"),
+        ([_region(0.0, 0.02)], None, "zero"),
         ([_region(0.02, 0.02, box=(0, 0, 500, 47))], None, "outside"),
         ([], None, "no Sequence"),
     ],
@@ -197,6 +200,26 @@ def test_calibration(tmp_path: Path, regions: list[Dataset], spacing, reason: st
         assert cal.spacing_mm == pytest.approx(spacing)
         assert cal.region == (0, 0, 63, 47)
     assert reason in cal.reason
+
+
+def test_calibration_reasons_read_as_sentences(tmp_path: Path) -> None:
+    from fetal_viewer.core.io.calibration import calibration_note
+
+    tags = {"SequenceOfUltrasoundRegions": [_region(0.0, 0.0123456789)]}
+    p = make_dicom(tmp_path / "cal.dcm", bytes(48 * 64), rows=48, cols=64, **tags)
+    cal = open_path(p).series[0].calibration
+    note = calibration_note(cal)
+    assert note is not None and note.endswith(".") and note[0].isupper()
+    assert "0.0123456789" not in note and "0.01235 cm" in note
+    assert "measurements are in pixels, not millimetres" in note
+    calibrated = make_dicom(
+        tmp_path / "ok.dcm",
+        bytes(48 * 64),
+        rows=48,
+        cols=64,
+        SequenceOfUltrasoundRegions=[_region(0.02, 0.02)],
+    )
+    assert calibration_note(open_path(calibrated).series[0].calibration) is None
 
 
 def test_gestational_age_burned_in_and_pseudonym(tmp_path: Path) -> None:

@@ -360,7 +360,7 @@ def test_export_equals_sqlite_export(
         paths = export_all(store, "exp", tmp_path / name)
         store.close()
         exports[name] = {k: p.read_bytes() for k, p in paths.items()}
-    assert set(exports["sqlite"]) == {"long_csv", "json", "imrmc", "mrmcaov"}
+    assert set(exports["sqlite"]) == {"long_csv", "json", "imrmc", "imrmc_ids", "mrmcaov"}
     assert exports["sqlite"]["long_csv"].count(b"\n") == 1 + 12 + 7
     for kind, content in exports["sqlite"].items():
         assert exports["postgresql"][kind] == content, kind

@@ -59,3 +59,37 @@ def test_smoke_test_fails_fast_and_exits_on_a_bad_model(
     assert code == 1
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     assert not [w for w in QApplication.topLevelWidgets() if w not in before and w.isVisible()]
+
+
+@pytest.mark.parametrize("flag", ["--read", "--coordinate"])
+def test_study_flags_open_only_their_window_sized_to_the_screen(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str
+):
+    from PySide6.QtCore import QTimer
+
+    monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("FETAL_VIEWER_SETTINGS", str(tmp_path / "settings.ini"))
+    before = set(QApplication.topLevelWidgets())
+    seen: dict[str, object] = {}
+
+    def look_and_close() -> None:
+        shown = [w for w in QApplication.topLevelWidgets() if w not in before and w.isVisible()]
+        seen["windows"] = sorted(type(w).__name__ for w in shown)
+        screen = qapp.primaryScreen().availableGeometry()
+        seen["fits"] = all(screen.contains(w.frameGeometry()) for w in shown)
+        seen["size"] = [(w.width(), w.height(), screen.width(), screen.height()) for w in shown]
+        for w in shown:
+            w.close()
+
+    QTimer.singleShot(1500, look_and_close)
+    try:
+        code = main([flag, "--db", str(tmp_path / "s.db")])
+    finally:
+        qapp.setStyleSheet("")
+        qapp.setPalette(qapp.style().standardPalette())
+        close_logging()
+    assert code == 0
+    expected = "ReaderWindow" if flag == "--read" else "CoordinatorWindow"
+    assert seen["windows"] == [expected]
+    assert seen["fits"], seen["size"]
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, QRectF
 
+from fetal_viewer.core.cam.overlay import heatmap_layer
 from fetal_viewer.gui.image_view import ImageView, ramanujan_circumference
-from fetal_viewer.gui.imaging import heatmap_rgba, qimage_to_rgb, rgb_to_qimage, window_lut
+from fetal_viewer.gui.imaging import qimage_to_rgb, rgb_to_qimage, window_lut
 
 
 def test_qimage_round_trip_odd_width():
@@ -19,7 +20,7 @@ def test_window_lut_and_heatmap_alpha():
     lut = window_lut(10, 2.0)
     assert lut[128] == 138 and lut[0] == 0 and lut[255] == 255
     heat = np.array([[0.0, 0.5], [1.0, 0.01]], dtype=np.float32)
-    rgba = heatmap_rgba(heat, "jet", floor=0.02)
+    rgba = heatmap_layer(heat, "jet", floor=0.02)
     assert rgba[..., 3].tolist() == [[0, 255], [255, 0]]
     assert not np.array_equal(rgba[0, 1, :3], rgba[1, 0, :3])
 

@@ -164,7 +164,7 @@ def test_coordinator_creates_study_tracks_progress_exports_and_analyses(
     with qtbot.waitSignal(w.exported, timeout=20_000) as exported:
         w.export_to(tmp_path / "export")
     files = exported.args[0]
-    assert set(files) == {"long_csv", "json", "imrmc", "mrmcaov"}
+    assert set(files) == {"long_csv", "json", "imrmc", "imrmc_ids", "mrmcaov"}
     for p in files.values():
         text = Path(p).read_text()
         assert text.strip()
@@ -301,3 +301,214 @@ def test_read_only_database_mid_session_keeps_the_answer(
     uids = [r.uid for r in store.reads(store.get_study("s").id, include_superseded=True)]
     store.close()
     assert uids == [*acknowledged, saved.args[0].uid]
+
+
+def _themed(w: QWidget) -> None:
+    """The app's dark theme on this window only (other tests keep the default style)."""
+    from fetal_viewer.gui.app import THEME
+
+    w.setStyleSheet(THEME.read_text(encoding="utf-8"))
+
+
+def test_chosen_label_is_visible_and_the_aided_step_starts_unchosen(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    from fetal_viewer.gui.imaging import qimage_to_rgb
+
+    db = make_study(tmp_path, tiny_model, n=2)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    _themed(w)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    button = w.label_buttons[3]
+    before = qimage_to_rgb(button.grab().toImage()).astype(int)
+    others_before = qimage_to_rgb(w.label_buttons[0].grab().toImage())
+    qtbot.keyClick(w.view, Qt.Key.Key_4)
+    qtbot.wait(50)
+    after = qimage_to_rgb(button.grab().toImage()).astype(int)
+    assert w.chosen_label() == "holoprosencephaly"
+    # colour: most of the button's face changes; text: a check mark says which is chosen
+    assert (np.abs(after - before).sum(axis=2) > 30).mean() > 0.3
+    assert "✓" in button.text() and not any("✓" in b.text() for b in w.label_buttons[:3])
+    assert np.array_equal(qimage_to_rgb(w.label_buttons[0].grab().toImage()), others_before)
+
+    with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    _wait_step(qtbot, w, "aided")
+    # nothing preselected: Enter stores nothing until the reader chooses again
+    assert w.chosen_label() is None and not any(b.isChecked() for b in w.label_buttons)
+    assert "holoprosencephaly" in w.locked_label.text()
+    assert "unaided" in w.label_buttons[3].text()  # the earlier answer, marked as reference
+    qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert len(w.acknowledged) == 1 and "Choose a label" in w.status.text()
+    qtbot.keyClick(w.view, Qt.Key.Key_4)
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert saved.args[0].label == "holoprosencephaly" and saved.args[0].condition == "aided"
+
+
+@pytest.mark.parametrize("size", [(1366, 700), (1920, 1040)])
+def test_aided_step_fits_without_scrolling(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path, size: tuple[int, int]
+) -> None:
+    """The window's client area on a 1366x768 screen (taskbar and title bar taken off) and
+    on a 1920x1080 one: the whole aided step, AI panel included, shows without scrolling."""
+    db = make_study(tmp_path, tiny_model, n=1)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    _themed(w)
+    w.resize(*size)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    w.label_buttons[1].click()  # buttons, not keys: also runs under a bare X server
+    with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
+        w.submit_button.click()
+    _wait_step(qtbot, w, "aided")
+    qtbot.waitUntil(lambda: (w.width(), w.height()) == size)
+    qtbot.wait(300)  # pending layout requests
+    shot = w.grab()
+    shot.save(str(tmp_path / f"aided-{size[0]}x{size[1]}.png"))
+    assert shot.width() == size[0] and shot.height() == size[1]
+    assert not w.right_scroll.verticalScrollBar().isVisible()
+    parts = (w.ai_group, w.ai_bars, w.heat_note, w.overlay_check, *w.label_buttons)
+    for part in (*parts, w.confidence, w.anomaly, w.submit_button, w.pause_button):
+        assert part.isVisible() and part.visibleRegion().boundingRect() == part.rect(), (
+            part.objectName() or part.text()
+        )
+    # the image keeps most of the width
+    assert w.view.width() > 0.6 * size[0]
+
+
+def test_reading_view_shows_the_field_of_view_only(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path, demo_folder: Path
+) -> None:
+    """Scanners burn the patient's name, ID and dates into the header outside the fan: the
+    reader sees the same field-of-view crop as the exports."""
+    from fetal_viewer.core.io.loader import open_series
+    from fetal_viewer.core.model.preprocess import find_fov
+    from fetal_viewer.core.store import CaseSpec
+
+    source = next((demo_folder / "dicom").rglob("*.dcm"))
+    db = tmp_path / "fov.db"
+    store = open_store(db)
+    store.create_study(
+        "s", design="sequential", labels=LABELS, cases=[CaseSpec(str(source), "normal")], seed=1
+    )
+    store.add_reader("R1")
+    store.enrol("s", "R1")
+    store.close()
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    full = open_series(source).frame(0)
+    x0, y0, x1, y1 = find_fov(full)
+    assert (y1 - y0, x1 - x0) < full.shape[:2]
+    np.testing.assert_array_equal(w.view.frame, full[y0:y1, x0:x1])
+
+
+def test_coordinator_previews_cases_as_readers_see_them(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    from fetal_viewer.core.readerstudy.coordination import load_case_image
+
+    db = make_study(tmp_path, tiny_model, n=2)
+    w = windows(CoordinatorWindow, db)
+    qtbot.waitUntil(lambda: w.current_name() == "s", timeout=20_000)
+    dlg = w.preview_dialog()
+    with qtbot.waitSignal(dlg.image_shown, timeout=20_000) as shown:
+        pass
+    case = dlg.cases[0]
+    expected = load_case_image(case.pseudonym, case.source_path, case.frame)
+    assert shown.args[0].pseudonym == case.pseudonym
+    np.testing.assert_array_equal(dlg.view.frame, expected.frame)
+    assert "Field of view" in dlg.note.text()
+    dlg.close()
+
+
+def test_untouched_ratings_are_stored_as_not_set_and_keys_set_them(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    db = make_study(tmp_path, tiny_model, n=2)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    assert "not set" in w.decision.confidence_value.text()
+    qtbot.keyClick(w.view, Qt.Key.Key_2)
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert (saved.args[0].confidence, saved.args[0].anomaly_prob) == (None, None)
+    _wait_step(qtbot, w, "aided")
+    assert w.state.decision.confidence is None  # nothing carried over either
+    assert "anomaly not set" in w.locked_label.text() and "None" not in w.locked_label.text()
+    qtbot.keyClick(w.view, Qt.Key.Key_1)
+    qtbot.keyClick(w.view, Qt.Key.Key_7, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w.view, Qt.Key.Key_3, Qt.KeyboardModifier.AltModifier)
+    assert w.decision.confidence_value.text() == "70" and w.anomaly.value() == 30
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert (saved.args[0].confidence, saved.args[0].anomaly_prob) == (70, 30)
+    # the keys are listed in F1
+    from fetal_viewer.gui.shortcuts import READER_SHORTCUTS
+
+    assert any("Ctrl+1" in " ".join(s.keys) for s in READER_SHORTCUTS)
+    dialog = w.show_shortcuts()
+    texts = [dialog.table.item(r, 1).text() for r in range(dialog.table.rowCount())]
+    assert any("Alt+1" in t for t in texts)
+    dialog.close()
+
+
+def test_a_study_that_requires_ratings_asks_for_them(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    folder = tmp_path / "cases"
+    ref = write_cases(folder, 1)
+    from fetal_viewer.core.readerstudy.cases import cases_from_reference
+
+    db = tmp_path / "strict.db"
+    store = open_store(db)
+    cases = cases_from_reference(folder, ref)
+    store.create_study(
+        "s", design="sequential", labels=LABELS, cases=cases, seed=1, require_ratings=True
+    )
+    store.add_reader("R1")
+    store.enrol("s", "R1")
+    store.close()
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    qtbot.keyClick(w.view, Qt.Key.Key_2)
+    qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert not w.acknowledged and "rating" in w.status.text()
+    qtbot.keyClick(w.view, Qt.Key.Key_9, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w.view, Qt.Key.Key_5, Qt.KeyboardModifier.AltModifier)
+    with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
+        qtbot.keyClick(w.view, Qt.Key.Key_Return)
+    assert (saved.args[0].confidence, saved.args[0].anomaly_prob) == (90, 50)
+
+
+@pytest.mark.parametrize("show_ga", [True, False])
+def test_gestational_age_is_shown_only_when_the_coordinator_chooses(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path, show_ga: bool
+) -> None:
+    from fetal_viewer.core.readerstudy.cases import CaseSpec
+
+    path = write_us_dicom(tmp_path / "c.dcm", us_frames(1, rows=72, cols=96))
+    db = tmp_path / "ga.db"
+    store = open_store(db)
+    spec = CaseSpec(str(path), "normal", ga_weeks=20.5)
+    store.create_study(
+        "s", design="sequential", labels=LABELS, cases=[spec], seed=1, show_ga=show_ga
+    )
+    store.add_reader("R1")
+    store.enrol("s", "R1")
+    store.close()
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    shown = w.case_header.header.text() + w.case_header.condition_label.text()
+    assert ("GA 20w4d" in shown) is show_ga

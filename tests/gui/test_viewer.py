@@ -19,6 +19,7 @@ from superqt.utils import create_worker
 
 from fetal_viewer.core.cam.overlay import echo_mask
 from fetal_viewer.core.redact import path_token
+from fetal_viewer.core.viewer.results import series_key
 from fetal_viewer.core.warncatch import collect_warnings
 from fetal_viewer.errors import StudyLoadError
 from fetal_viewer.gui.error_sink import (
@@ -31,7 +32,6 @@ from fetal_viewer.gui.error_sink import (
 )
 from fetal_viewer.gui.imaging import qimage_to_rgb
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog, markdown_table
-from fetal_viewer.gui.workers import series_key
 
 from .conftest import us_frames, wait_until, write_us_dicom
 
@@ -53,7 +53,7 @@ def show_series_with(window, n_frames: int) -> None:
             if len(item.data(0, Qt.ItemDataRole.UserRole)[3]) == n_frames
         )
         window.browser.select_series(target)
-        wait_until(lambda: window.series is target and window._wanted is None)
+        wait_until(lambda: window.series is target and window.state.pending is None)
 
 
 def test_open_study_browse_and_step_frames(qtbot, make_main_window, study_dir):
@@ -178,7 +178,7 @@ def test_analyse_study_matches_predictor_and_export(
     with qtbot.waitSignal(window.model.analysis_finished, timeout=60_000) as done:
         qtbot.keyClick(window.view, Qt.Key.Key_A)
     assert done.args[1] is False  # not cancelled
-    wait_until(lambda: window._job is None)
+    wait_until(lambda: window.state.job is None)
     # patient bars = aggregate of an independent run of the predictor on every frame
     reference = Predictor(
         load_checkpoint(model_service.info.card_path), backend=model_service._predictor.runtime.name
@@ -417,8 +417,26 @@ def test_settings_persist_and_close_stops_threads(qtbot, make_main_window, study
     again = make_main_window(settings_file=settings)
     assert again.ai_panel.opacity_slider.value() == 70
     assert again.ai_panel.colormap == "inferno"
-    assert str(study_dir.resolve()) in again.recent()
     assert again.settings.value("model/card") == str(tiny_model)
+    # the recent files' paths (patient folders, often named after the patient) are not
+    # written to disk unless the user opts in
+    assert str(study_dir) not in settings.read_text() and again.recent() == []
+    again.commands_remember_recent.setChecked(True)
+    again.add_recent(str(study_dir))
+    third = make_main_window(settings_file=settings)
+    assert str(study_dir.resolve()) in third.recent()
+
+
+def test_settings_live_in_the_fetal_viewer_config_folder(tmp_path, monkeypatch):
+    from fetal_viewer.gui.settings import app_settings
+
+    monkeypatch.delenv("FETAL_VIEWER_SETTINGS", raising=False)
+    monkeypatch.setenv("FETAL_VIEWER_CONFIG_DIR", str(tmp_path / "config"))
+    s = app_settings()
+    s.setValue("probe", 1)
+    s.sync()
+    assert Path(s.fileName()) == tmp_path / "config" / "settings.ini"
+    assert (tmp_path / "config" / "settings.ini").is_file()
 
 
 def test_a_finishing_worker_does_not_take_a_block_s_warnings(qtbot):
@@ -473,8 +491,11 @@ def test_demo_phantom_studies_open_with_ai(
     assert window.view.has_overlay
     frame = window.view.frame
     assert frame.shape[:2] == window.view.overlay_item.pixmap().size().toTuple()[::-1]
+    qtbot.keyClick(window.view, Qt.Key.Key_K)  # the next heatmap class, for this study
+    assert window.ai_panel.class_combo.currentIndex() == 1
     window.browser.step_patient(1)  # next case
     qtbot.waitUntil(lambda: window.patient is not window.browser.patients[0], timeout=5_000)
+    assert window.ai_panel.class_combo.currentIndex() == 0  # the top class again
 
 
 def test_study_menu_opens_coordinator_and_reading_mode(make_main_window, tmp_path: Path) -> None:
@@ -510,3 +531,32 @@ def test_about_shows_version_intended_use_model_and_licences(make_main_window, m
     window._on_model_loaded(model_service.info)
     label = window.ai_panel.model_label.text()
     assert f"Runtime: {model_service.info.runtime}" in label
+
+
+def test_a_folder_of_plain_images_asks_how_to_group_them(qtbot, make_main_window, tmp_path):
+    """20 HC18 images of 20 pregnancies became one patient with one verdict: the viewer
+    asks (offering one patient per image), and the grouping shows in the browser."""
+    import cv2
+
+    from fetal_viewer.core.io.grouping import ImageGrouping
+
+    folder = tmp_path / "hc18"
+    folder.mkdir()
+    for i in range(3):
+        assert cv2.imwrite(str(folder / f"{i:03d}_HC.png"), us_frames(1, seed=i)[0])
+    window = make_main_window()
+    window.open_paths([folder])
+    qtbot.waitUntil(lambda: window.grouping_dialog is not None, timeout=30_000)
+    dialog = window.grouping_dialog
+    assert dialog.choice() is ImageGrouping.PER_IMAGE
+    with qtbot.waitSignal(window.study_opened, timeout=10_000):
+        dialog.accept()
+    assert len(window.browser.patients) == 3
+    study_item = window.browser.topLevelItem(0).child(0)
+    assert "one patient per image" in study_item.text(0)
+    assert "one patient per image" in window.status_label.text()
+    # the same folder again, as frames of one examination: one patient
+    other = make_main_window()
+    with qtbot.waitSignal(other.study_opened, timeout=30_000):
+        other.open_paths([folder], grouping=ImageGrouping.ONE_STUDY)
+    assert len(other.browser.patients) == 1 and other.grouping_dialog is None

@@ -125,7 +125,7 @@ def run_soak(
 
                 service.analysis_finished.connect(on_finished)
                 window.analyse_study()
-                _pump(lambda f=finished, w=window: bool(f) and w._job is None)
+                _pump(lambda f=finished, w=window: bool(f) and w.state.job is None)
                 service.analysis_finished.disconnect(on_finished)
                 analysed += frames_per_study
             window.close()

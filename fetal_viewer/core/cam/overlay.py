@@ -6,6 +6,10 @@ and mixes it over the frame's echo content with the given opacity, as the viewer
 layer draws it: the black background around the fan and values at or below
 :data:`HEATMAP_FLOOR` keep the frame unchanged. The viewer, the study summary and ``predict
 --heatmaps`` share these colour tables and masks.
+
+``heatmap_layer`` / ``frame_layer`` build the same layer as a separate ``(H, W, 4)`` RGBA
+array (the colour, and an alpha that is 255 where the layer is drawn), which the viewer and
+the reading window put over the frame at their own opacity.
 """
 
 from __future__ import annotations
@@ -93,3 +97,40 @@ def blend(
     keep = ((hm <= threshold) | ~echo_mask(frame))[:, :, None]
     out = np.where(keep, base, mixed)
     return np.rint(out).clip(0, 255).astype(np.uint8)
+
+
+def heatmap_layer(
+    heatmap: NDArray,
+    colormap: str = "jet",
+    floor: float = 0.0,
+    mask: NDArray[np.bool_] | None = None,
+) -> NDArray[np.uint8]:
+    """``(H, W, 4)`` uint8 coloured heatmap; values <= ``floor`` (and pixels where ``mask``
+    is False) are fully transparent.
+
+    ``heatmap`` is float in [0, 1]. The alpha channel carries where the heatmap is, so the
+    frame shows through unchanged outside it; the layer's opacity sets the blend strength.
+    Uses OpenCV lookup tables: a few milliseconds for an 800x600 frame.
+    """
+    import cv2
+
+    h = np.nan_to_num(np.asarray(heatmap, dtype=np.float32), nan=0.0)
+    idx = cv2.convertScaleAbs(h, alpha=255.0)  # saturating round to uint8
+    lut = colormap_lut(colormap).reshape(256, 1, 3)
+    rgb = cv2.LUT(cv2.merge([idx, idx, idx]), lut)
+    _, alpha = cv2.threshold(idx, int(floor * 255.0 + 0.5), 255, cv2.THRESH_BINARY)
+    if mask is not None:
+        alpha = cv2.bitwise_and(alpha, mask.astype(np.uint8) * np.uint8(255))
+    r, g, b = cv2.split(rgb)
+    return np.asarray(cv2.merge([r, g, b, alpha]), dtype=np.uint8)
+
+
+def frame_layer(
+    frame: NDArray, heatmap: NDArray | None, colormap: str = "jet"
+) -> NDArray[np.uint8] | None:
+    """The heatmap layer to draw over ``frame``: coloured above :data:`HEATMAP_FLOOR`, only
+    over echo content (the black background around the fan stays untouched). None when
+    there is no heatmap or it does not lie in the frame's geometry."""
+    if heatmap is None or np.shape(heatmap) != frame.shape[:2]:
+        return None
+    return heatmap_layer(heatmap, colormap, HEATMAP_FLOOR, echo_mask(frame))

@@ -3,7 +3,8 @@
 Follows 3D Slicer's ``DICOMImageSequencePlugin``: spacing is taken only from regions
 whose spatial format is 2D (RegionSpatialFormat 1, i.e. B-mode tissue or colour flow
 images) and whose physical units are centimetres in both directions
-(PhysicalUnitsX/YDirection 3). PhysicalDeltaX/Y are centimetres per pixel. When several
+(PhysicalUnitsX/YDirection 3). PhysicalDeltaX/Y are centimetres per pixel (their magnitude: a negative delta gives the
+axis direction). When several
 2D regions exist they must agree on the spacing; otherwise there is no calibration, and
 ``Calibration.reason`` says why. Doppler, M-mode and waveform regions are ignored.
 """
@@ -19,6 +20,19 @@ from fetal_viewer.core.io.values import first_number
 _SPATIAL_2D = 1
 _UNITS_CM = 3
 _UNIT_NAMES = {0: "none", 1: "percent", 2: "dB", 3: "cm", 4: "seconds", 5: "hertz"}
+
+
+def _cm(value: float) -> str:
+    return f"{value:.4g} cm"
+
+
+def calibration_note(calibration: Calibration) -> str | None:
+    """One sentence for the viewer's banner when an image is not calibrated (None when it
+    is): what it means for measurements, and why."""
+    if calibration.spacing_mm is not None:
+        return None
+    reason = calibration.reason.strip().rstrip(".") or "the header has no calibration"
+    return f"Not calibrated, so measurements are in pixels, not millimetres: {reason}."
 
 
 def calibration_from_regions(ds: Any, rows: int, cols: int) -> Calibration:
@@ -49,9 +63,14 @@ def calibration_from_regions(ds: Any, rows: int, cols: int) -> Calibration:
         if dx is None or dy is None or not (math.isfinite(dx) and math.isfinite(dy)):
             skipped.append(f"region {n} has no PhysicalDeltaX/Y")
             continue
-        if dx <= 0 or dy <= 0:
-            skipped.append(f"region {n} has a non-positive PhysicalDelta ({dx}, {dy})")
+        if dx == 0 or dy == 0:
+            skipped.append(
+                f"region {n}'s physical spacing is zero ({_cm(dx)} by {_cm(dy)} per pixel)"
+            )
             continue
+        # a negative delta says which way the axis runs (fo-dicom's DIRW0007 has one); the
+        # physical spacing is its magnitude
+        dx, dy = abs(dx), abs(dy)
         box_vals = [
             first_number(item.get(k))
             for k in (

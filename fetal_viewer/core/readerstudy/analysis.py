@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from fetal_viewer.core.readerstudy.export import NORMAL, LongRow, truth_of
+from fetal_viewer.core.readerstudy.export import NORMAL, LongRow, rated, truth_of
 from fetal_viewer.core.readerstudy.mrmc import ORResult, empirical_auc, obuchowski_rockette
 from fetal_viewer.errors import DataError
 
@@ -155,11 +155,13 @@ def analyze(
                     if nneg
                     else float("nan")
                 )
-            truth = np.array([truth_of(v) for v in y], bool)
-            sc = np.array([r.anomaly_prob for r in rs], np.float64)
+            # unset ratings are missing: the AUC is of the reads the reader rated
+            scored = rated(rs)
+            truth = np.array([truth_of(r.reference) for r in scored], bool)
+            sc = np.array([r.anomaly_prob for r in scored], np.float64)
             auc = empirical_auc(sc, truth) if 0 < truth.sum() < len(truth) else float("nan")
-            t = np.array([r.active_ms for r in rs], float) / 1000.0
-            q1, med, q3 = np.percentile(t, [25, 50, 75])
+            t = np.array([r.active_ms for r in rs if r.active_ms is not None], float) / 1000.0
+            q1, med, q3 = np.percentile(t, [25, 50, 75]) if len(t) else (np.nan,) * 3
             per.append(
                 ReaderCondition(
                     reader=rd,
@@ -184,7 +186,7 @@ def analyze(
             "accuracy": float(np.mean([x.accuracy for x in pcs])),
             "auc": _mean_of_defined([x.auc for x in pcs]),
             "cohen_kappa": float(np.mean([x.cohen_kappa for x in pcs])),
-            "time_median_s": float(np.mean([x.time_median_s for x in pcs])),
+            "time_median_s": _mean_of_defined([x.time_median_s for x in pcs]),
         }
         for lab in labels:
             avg[f"sensitivity[{lab}]"] = _mean_of_defined([x.sensitivity[lab] for x in pcs])
@@ -241,6 +243,18 @@ def analyze(
         )
     # MRMC on the fully crossed part
     notes: list[str] = []
+    unset = sum(r.anomaly_prob is None for r in rows)
+    if unset:
+        notes.append(
+            f"{unset} of {len(rows)} reads have no any-anomaly rating (not set by the "
+            "reader): they are missing from the AUCs, never counted as 50."
+        )
+    untimed = sum(r.active_ms is None for r in rows)
+    if untimed:
+        notes.append(
+            f"{untimed} of {len(rows)} reads were stored without active time (headless "
+            "reading): they are left out of the reading-time figures."
+        )
     cell: dict[tuple[str, str, str], LongRow] = {(r.condition, r.reader, r.case): r for r in rows}
     full_cases = [c for c in cases if all((cd, rd, c) in cell for cd in CONDS for rd in readers)]
     if len(full_cases) < len(cases):
@@ -250,10 +264,21 @@ def analyze(
         )
     auc_res = acc_res = None
     truth = np.array([truth_of(ref[c]) for c in full_cases], bool)
+    scored_cases = [
+        c
+        for c in full_cases
+        if all(cell[(cd, rd, c)].anomaly_prob is not None for cd in CONDS for rd in readers)
+    ]
+    if len(scored_cases) < len(full_cases):
+        notes.append(
+            f"The AUC MRMC uses the {len(scored_cases)} of those cases that every reader "
+            "rated in both conditions."
+        )
+    s_truth = np.array([truth_of(ref[c]) for c in scored_cases], bool)
     if len(readers) >= 2 and len(full_cases) >= 3:
         s = np.array(
             [
-                [[cell[(cd, rd, c)].anomaly_prob for c in full_cases] for rd in readers]
+                [[cell[(cd, rd, c)].anomaly_prob for c in scored_cases] for rd in readers]
                 for cd in CONDS
             ],
             np.float64,
@@ -262,9 +287,9 @@ def analyze(
             [[[cell[(cd, rd, c)].correct for c in full_cases] for rd in readers] for cd in CONDS],
             np.float64,
         )
-        if 0 < truth.sum() < len(truth):
+        if len(scored_cases) >= 3 and 0 < s_truth.sum() < len(s_truth):
             auc_res = obuchowski_rockette(
-                s, truth, tests=CONDS, readers=readers, cov_method=cov_method, alpha=alpha
+                s, s_truth, tests=CONDS, readers=readers, cov_method=cov_method, alpha=alpha
             )
         else:
             notes.append("AUC MRMC skipped: the cases are all normal or all anomalous.")
@@ -294,7 +319,8 @@ def time_saving(rows: Sequence[LongRow]) -> dict[str, float]:
     med: dict[str, list[float]] = defaultdict(list)
     by: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in rows:
-        by[(r.reader, r.condition)].append(r.active_ms / 1000.0)
+        if r.active_ms is not None:  # untimed (headless) reads have no reading time
+            by[(r.reader, r.condition)].append(r.active_ms / 1000.0)
     for (_, cond), ts in by.items():
         med[cond].append(float(np.median(ts)))
     out = {c: float(np.mean(v)) for c, v in med.items()}

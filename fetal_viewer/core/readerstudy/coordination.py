@@ -5,24 +5,25 @@ Coordinator and reading windows call these.
   the study's model card pinned by its sha256; the study stored.
 - :func:`enrol_reader`: add the reader if new, then enrol them (their case order is seeded).
 - The AI provider for a study: :class:`StudyModel` runs the study's model on a case (the
-  reading window, and anything that reads with the real model); :func:`recorded_ai` replays
-  AI outputs saved in a JSON file (``study read --ai-json``, headless reading). Both are only
-  ever called through the blinded :meth:`ReadingSession.get_ai`.
+  reading window, and anything that reads with the real model), only ever called through
+  the blinded :meth:`ReadingSession.get_ai`; headless reading replays AI outputs saved in
+  a JSON file (:mod:`.headless`).
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from fetal_viewer.core.io.study import Calibration
 from fetal_viewer.core.model.checkpoint import sha256_file
 from fetal_viewer.core.readerstudy import cases as case_lists
-from fetal_viewer.core.readerstudy.protocol import AIOutput, AIProvider, CaseView
+from fetal_viewer.core.readerstudy.protocol import AIOutput, CaseView
 from fetal_viewer.core.store import Enrolment, Store, Study
 from fetal_viewer.errors import DataError, ModelLoadError
 
@@ -41,6 +42,8 @@ class NewStudy:
     manifest: str | None = None
     reference_csv: str | None = None
     model_card: str | None = None
+    require_ratings: bool = False  # Submit asks for both ratings
+    show_ga: bool = False  # readers see the case's gestational age
 
 
 def create_study(store: Store, req: NewStudy) -> Study:
@@ -68,6 +71,8 @@ def create_study(store: Store, req: NewStudy) -> Study:
         washout_days=req.washout_days,
         model_card=card,
         model_sha256=sha,
+        require_ratings=req.require_ratings,
+        show_ga=req.show_ga,
     )
 
 
@@ -84,12 +89,51 @@ def enrol_reader(
 # ---------------------------------------------------------------------------------------
 # the AI provider for a study
 # ---------------------------------------------------------------------------------------
-def read_case_frame(path: str | Path, index: int = 0) -> tuple[np.ndarray, Any]:
+def read_case_frame(path: str | Path, index: int = 0) -> tuple[NDArray[np.uint8], Calibration]:
     """(frame as uint8 RGB, calibration) of one frame of one file, through the study loader."""
     from fetal_viewer.core.io.loader import open_series
 
     series = open_series(path)
     return series.frame(index), series.calibration
+
+
+@dataclass(frozen=True)
+class CaseImage:
+    """A case's frame as the reader sees it: the ultrasound field of view only (the crop
+    the exports make), so the names, IDs and dates scanners burn into the header stay off
+    the screen. ``box`` is the crop ``(x0, y0, x1, y1)`` in the file's frame, whose shape
+    is ``full_shape``: maps made over the whole frame are cropped the same way."""
+
+    pseudonym: str
+    frame: NDArray[np.uint8]  # (h, w, 3) uint8 RGB, the field of view
+    spacing_mm: tuple[float, float] | None
+    calibration_note: str
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    full_shape: tuple[int, int] = (0, 0)
+
+    def crop(self, heatmap: NDArray[np.float32]) -> NDArray[np.float32] | None:
+        """``heatmap`` over the whole frame, cropped to what the reader sees (None when it
+        is not in the frame's geometry)."""
+        if heatmap.shape == self.frame.shape[:2]:
+            return heatmap
+        if heatmap.shape != self.full_shape:
+            return None
+        x0, y0, x1, y1 = self.box
+        return np.ascontiguousarray(heatmap[y0:y1, x0:x1])
+
+
+def load_case_image(pseudonym: str, path: str | Path, index: int) -> CaseImage:
+    """The frame a reader reads for a case, cropped to the field of view, with its
+    calibration (pixel spacing does not change with a crop). The reading window and the
+    coordinator's preview both load cases through this."""
+    from fetal_viewer.core.model.preprocess import crop_to_fov
+
+    frame, calibration = read_case_frame(path, index)
+    fov, box = crop_to_fov(frame)
+    spacing = calibration.spacing_mm
+    note = "" if spacing else (calibration.reason or "not calibrated")
+    h, w = frame.shape[:2]
+    return CaseImage(pseudonym, fov, spacing, note, box, (h, w))
 
 
 class StudyModel:
@@ -138,15 +182,3 @@ class StudyModel:
             heatmap=None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
             input_size=self._predictor.spec.input_size,
         )
-
-
-def recorded_ai(path: str | Path | None) -> AIProvider:
-    """AI outputs saved as JSON ``{case pseudonym: {model_sha, probabilities}}`` (no file:
-    none saved)."""
-    saved = json.loads(Path(path).read_text()) if path else {}
-
-    def provider(case: CaseView) -> AIOutput:
-        d = saved[case.pseudonym]
-        return AIOutput(d["model_sha"], {k: float(v) for k, v in d["probabilities"].items()})
-
-    return provider

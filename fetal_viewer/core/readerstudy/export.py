@@ -2,9 +2,10 @@
 
 - long CSV and JSON: one row per effective read (label text, case pseudonym, timings, AI
   exposure); superseded reads are left out. :func:`load_long_csv` reads it back.
-- iMRMC input (Gallas et al.): ``readerID,caseID,modalityID,score`` rows after
-  ``BEGIN DATA:``, with truth rows ``-1,caseID,0,truth``; score = anomaly probability,
-  truth = 1 for any anomaly, 0 for normal.
+- iMRMC input (Gallas et al.), ``NAME.imrmc``: ``readerID,caseID,modalityID,score`` rows
+  after ``BEGIN DATA:``, with truth rows ``-1,caseID,0,truth``; score = anomaly
+  probability, truth = 1 for any anomaly, 0 for normal. IDs are integers; ``NAME_ids.csv``
+  maps them to reader and case pseudonyms and conditions. :func:`read_imrmc` reads it back.
 - MRMCaov long table: ``reader,treatment,case,truth,rating``.
 
 None of them contains source paths, file names or anything from the DICOM headers: cases
@@ -41,11 +42,11 @@ class LongRow:
     center: str | None
     label: str
     correct: bool
-    confidence: int
-    anomaly_prob: int
+    confidence: int | None  # None (blank in the CSV): the reader did not set it
+    anomaly_prob: int | None
     started_at: str
     submitted_at: str
-    active_ms: int
+    active_ms: int | None  # None: no active reading time (headless reads)
     position: int
     ai_model_sha: str
     ai_top_label: str
@@ -119,6 +120,11 @@ def write_long_csv(rows: Iterable[LongRow], path: Path) -> Path:
     return path
 
 
+def _opt_int(text: str | None) -> int | None:
+    """A blank cell is a value not set, never 0."""
+    return None if text is None or not text.strip() else int(float(text))
+
+
 def load_long_csv(path: Path) -> list[LongRow]:
     """Read a long CSV (ours, edited, or built elsewhere with the same columns)."""
     from fetal_viewer.errors import DataError
@@ -153,11 +159,11 @@ def load_long_csv(path: Path) -> list[LongRow]:
                         center=d.get("center") or None,
                         label=d["label"],
                         correct=d["label"] == d["reference"],
-                        confidence=int(float(d.get("confidence") or 0)),
-                        anomaly_prob=int(float(d["anomaly_prob"])),
+                        confidence=_opt_int(d.get("confidence")),
+                        anomaly_prob=_opt_int(d["anomaly_prob"]),
                         started_at=d.get("started_at", ""),
                         submitted_at=d.get("submitted_at", ""),
-                        active_ms=int(float(d.get("active_ms") or 0)),
+                        active_ms=_opt_int(d.get("active_ms")),
                         position=int(float(d.get("position") or 0)),
                         ai_model_sha=d.get("ai_model_sha", ""),
                         ai_top_label=d.get("ai_top_label", ""),
@@ -184,25 +190,154 @@ def truth_of(reference: str) -> int:
     return 0 if reference == NORMAL else 1
 
 
-def write_imrmc(rows: Sequence[LongRow], path: Path, study: str = "") -> Path:
-    """iMRMC input: truth rows (readerID -1) then one row per read; modality = condition."""
+#: iMRMC modality IDs of the two conditions (0 is the truth rows' placeholder)
+IMRMC_MODALITIES: dict[str, int] = {"unaided": 1, "aided": 2}
+
+
+def rated(rows: Sequence[LongRow]) -> list[LongRow]:
+    """The reads with an any-anomaly rating (unset ratings are missing, never 50)."""
+    return [r for r in rows if r.anomaly_prob is not None]
+
+
+def write_imrmc(
+    rows: Sequence[LongRow], path: Path, study: str = "", ids_path: Path | None = None
+) -> Path:
+    """iMRMC input (Gallas; read by iMRMC and RJafroc's ``DfReadDataFile(format="iMRMC")``,
+    which wants the ``.imrmc`` extension): truth rows (readerID -1) then one row per read.
+    Readers, cases and modalities are integer IDs, as older iMRMC versions and RJafroc's
+    reader require; ``ids_path`` (default ``<name>_ids.csv``) maps them back
+    (``kind,id,name``). Reads whose rating was not set are left out."""
+    rows = rated(rows)
+    readers = {r: i for i, r in enumerate(sorted({r.reader for r in rows}), start=1)}
     cases = sorted({r.case: r.reference for r in rows}.items())
+    case_ids = {c: i for i, (c, _) in enumerate(cases, start=1)}
+    modalities = {c: m for c, m in IMRMC_MODALITIES.items() if any(r.condition == c for r in rows)}
     lines = [
-        f"fetal-viewer reader study {study}: normal vs any anomaly,",
-        "score = reader's probability of any anomaly (0-100).",
-        f"NR: {len({r.reader for r in rows})}",
+        f"fetal-viewer reader study {study}; normal vs any anomaly;",
+        "score = reader's probability of any anomaly (0-100); IDs in the _ids.csv file.",
+        f"NR: {len(readers)}",
         f"N0: {sum(1 for _, ref in cases if truth_of(ref) == 0)}",
         f"N1: {sum(1 for _, ref in cases if truth_of(ref) == 1)}",
-        f"NM: {len({r.condition for r in rows})}",
+        f"NM: {len(modalities)}",
         "BEGIN DATA:",
     ]
-    lines += [f"-1,{case},0,{truth_of(ref)}" for case, ref in cases]
+    lines += [f"-1,{case_ids[case]},0,{truth_of(ref)}" for case, ref in cases]
     lines += [
-        f"{r.reader},{r.case},{r.condition},{r.anomaly_prob}"
-        for r in sorted(rows, key=lambda x: (x.condition, x.reader, x.case))
+        f"{readers[r.reader]},{case_ids[r.case]},{modalities[r.condition]},{r.anomaly_prob}"
+        for r in sorted(rows, key=lambda x: (modalities[x.condition], x.reader, x.case))
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ids = ids_path or path.with_name(f"{path.stem}_ids.csv")
+    with open(ids, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["kind", "id", "name"])
+        w.writerows(("reader", i, name) for name, i in readers.items())
+        w.writerows(("case", i, name) for name, i in case_ids.items())
+        w.writerows(("modality", i, name) for name, i in modalities.items())
     return path
+
+
+@dataclass(frozen=True)
+class ImrmcScore:
+    reader: str
+    case: str
+    modality: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ImrmcData:
+    """An iMRMC input file as read back: header counts, truth and scores by ID, and the
+    names of the IDs when the mapping file was given."""
+
+    n_readers: int
+    n_normal: int
+    n_abnormal: int
+    n_modalities: int
+    truth: dict[int, int]  # case id -> 0/1
+    scores: tuple[tuple[int, int, int, float], ...]  # reader, case, modality, score
+    readers: dict[int, str]
+    cases: dict[int, str]
+    modalities: dict[int, str]
+
+    def named_scores(self) -> list[ImrmcScore]:
+        return [
+            ImrmcScore(self.readers[r], self.cases[c], self.modalities[m], s)
+            for r, c, m, s in self.scores
+        ]
+
+    def named_truth(self) -> dict[str, int]:
+        return {self.cases[c]: t for c, t in self.truth.items()}
+
+
+def read_imrmc(path: Path, ids_path: Path | None = None) -> ImrmcData:
+    """Parse an iMRMC input file with the checks RJafroc's reader makes (extension, the
+    NR/N0/N1/NM counts, four integer-ID fields per data row, truth 0/1 for every case)."""
+    from fetal_viewer.errors import DataError
+
+    def bad(what: str, why: str = "") -> DataError:
+        return DataError(what, why=why, fix="Export the study again.", path=path)
+
+    if path.suffix != ".imrmc":
+        raise bad("An iMRMC file must have the .imrmc extension (RJafroc reads no other).")
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    if "BEGIN DATA:" not in lines:
+        raise bad("The iMRMC file has no 'BEGIN DATA:' line.")
+    start = lines.index("BEGIN DATA:")
+    head: dict[str, int] = {}
+    for line in lines[:start]:
+        key, _, value = line.partition(":")
+        if key in ("NR", "N0", "N1", "NM") and key not in head:
+            head[key] = int(value)
+    if len(head) != 4:
+        raise bad("The iMRMC header lacks NR, N0, N1 or NM.", f"Found {sorted(head)}.")
+    truth: dict[int, int] = {}
+    scores = []
+    for n, line in enumerate(lines[start + 1 :], start=start + 2):
+        if not line:
+            continue
+        fields = line.split(",")
+        if len(fields) != 4:
+            break  # RJafroc stops at the first row that is not four fields
+        try:
+            reader, case, modality = (int(x) for x in fields[:3])
+            score = float(fields[3])
+        except ValueError as exc:
+            raise bad(
+                f"Line {n}: reader, case and modality IDs must be integers.", str(exc)
+            ) from exc
+        if reader == -1:
+            if score not in (0, 1):
+                raise bad(f"Line {n}: a case's truth must be 0 or 1.")
+            truth[case] = int(score)
+        else:
+            scores.append((reader, case, modality, score))
+    if {c for _, c, _, _ in scores} - set(truth):
+        raise bad("Some cases have no truth row.")
+    counts = {
+        "NR": len({r for r, _, _, _ in scores}),
+        "N0": sum(1 for t in truth.values() if t == 0),
+        "N1": sum(1 for t in truth.values() if t == 1),
+        "NM": len({m for _, _, m, _ in scores}),
+    }
+    if counts != head:
+        raise bad("The iMRMC header's counts do not match the data.", f"{head} vs {counts}.")
+    names: dict[str, dict[int, str]] = {"reader": {}, "case": {}, "modality": {}}
+    if ids_path is not None:
+        with open(ids_path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                names[row["kind"]][int(row["id"])] = row["name"]
+    return ImrmcData(
+        head["NR"],
+        head["N0"],
+        head["N1"],
+        head["NM"],
+        truth,
+        tuple(scores),
+        names["reader"],
+        names["case"],
+        names["modality"],
+    )
 
 
 def write_mrmcaov(rows: Sequence[LongRow], path: Path) -> Path:
@@ -210,7 +345,7 @@ def write_mrmcaov(rows: Sequence[LongRow], path: Path) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["reader", "treatment", "case", "truth", "rating"])
-        for r in sorted(rows, key=lambda x: (x.condition, x.reader, x.case)):
+        for r in sorted(rated(rows), key=lambda x: (x.condition, x.reader, x.case)):
             w.writerow([r.reader, r.condition, r.case, truth_of(r.reference), r.anomaly_prob])
     return path
 
@@ -235,6 +370,7 @@ def export_all(store: Store, study: str, out_dir: Path) -> dict[str, Path]:
     return {
         "long_csv": write_long_csv(rows, out_dir / f"{safe}_reads.csv"),
         "json": write_json(rows, out_dir / f"{safe}_reads.json", meta),
-        "imrmc": write_imrmc(rows, out_dir / f"{safe}_imrmc.csv", st.name),
+        "imrmc": write_imrmc(rows, out_dir / f"{safe}.imrmc", st.name),
+        "imrmc_ids": out_dir / f"{safe}_ids.csv",  # written with the .imrmc file
         "mrmcaov": write_mrmcaov(rows, out_dir / f"{safe}_mrmcaov.csv"),
     }

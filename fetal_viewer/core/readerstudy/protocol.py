@@ -58,6 +58,7 @@ class CaseView:
     pseudonym: str
     source_path: str
     frame: int
+    ga_weeks: float | None = None  # only when the study shows readers the gestational age
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,9 @@ class StudyProgress:
         return self.done / self.total if self.total else 1.0
 
 
-def case_view(case: Case) -> CaseView:
-    return CaseView(case.id, case.pseudonym, case.source_path, case.frame)
+def case_view(case: Case, show_ga: bool = False) -> CaseView:
+    ga = case.ga_weeks if show_ga else None
+    return CaseView(case.id, case.pseudonym, case.source_path, case.frame, ga)
 
 
 def case_order(cases: list[Case], seed: int) -> list[Case]:
@@ -276,7 +278,7 @@ class ReadingSession:
             if self.study.design == "sequential" and cond == "aided":
                 assert unaided is not None
             return Step(
-                case=case_view(case),
+                case=case_view(case, self.study.show_ga),
                 condition=cond,
                 position=positions[case.id],
                 arm=self.arm,
@@ -331,17 +333,20 @@ class ReadingSession:
     def submit(
         self,
         label: str,
-        confidence: int,
-        anomaly_prob: int,
+        confidence: int | None,
+        anomaly_prob: int | None,
         *,
         free_text: str | None = None,
         active_ms: int | None = None,
         heatmap_visible: bool | None = None,
+        untimed: bool = False,
     ) -> Read:
         """Store the current step's answer durably and return it; the next step follows.
 
-        ``active_ms``: reading time excluding idle and pauses when the UI measures it; by
-        default the time since :meth:`begin` minus pauses.
+        A rating the reader did not set is ``None`` and stored as not set (a study with
+        ``require_ratings`` refuses it). ``active_ms``: reading time excluding idle and
+        pauses when the UI measures it; by default the time since :meth:`begin` minus
+        pauses; ``untimed`` (headless reading) stores no reading time at all.
         """
         step = self.begin()
         if step is None:
@@ -351,11 +356,22 @@ class ReadingSession:
                 f"Label {label!r} is not one of the study's labels {list(self.study.labels)}."
             )
         lo, hi = self.study.confidence_scale
+        missing = [
+            name
+            for name, value in (("confidence", confidence), ("any-anomaly rating", anomaly_prob))
+            if value is None
+        ]
+        if missing and self.study.require_ratings:
+            raise ProtocolError(
+                f"This study requires both ratings; the {' and the '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not set.",
+                fix="Set the confidence and the any-anomaly rating, then submit.",
+            )
         for name, value, a, b in (
             ("confidence", confidence, lo, hi),
             ("anomaly probability", anomaly_prob, 0, 100),
         ):
-            if not a <= int(value) <= b:
+            if value is not None and not a <= int(value) <= b:
                 raise ProtocolError(f"The {name} must be between {a} and {b}; got {value}.")
         shown = self._shown.get(step.case.case_id)
         if step.condition == "aided" and shown is None:
@@ -371,7 +387,7 @@ class ReadingSession:
         if step.condition == "unaided":
             shown = None
         now = self.clock()
-        if active_ms is None:
+        if active_ms is None and not untimed:
             self.resume()
             active_ms = round((time.monotonic() - self._t0 - self._paused_s) * 1000)
         started = self._started_at or now
@@ -385,11 +401,11 @@ class ReadingSession:
             case_id=step.case.case_id,
             condition=step.condition,
             label=label,
-            confidence=int(confidence),
-            anomaly_prob=int(anomaly_prob),
+            confidence=None if confidence is None else int(confidence),
+            anomaly_prob=None if anomaly_prob is None else int(anomaly_prob),
             started_at=started,
             submitted_at=now,
-            active_ms=max(0, int(active_ms)),
+            active_ms=None if untimed or active_ms is None else max(0, int(active_ms)),
             position=step.position,
             free_text=free_text,
             ai_model_sha=shown.model_sha if shown else None,
@@ -441,7 +457,7 @@ def get_ai_for_case(session: ReadingSession, case_pseudonym: str) -> AIOutput:
             "No AI provider was given to this reading session.",
             fix="Open the session with the study's model as ai_provider.",
         )
-    return session.ai_provider(case_view(case))
+    return session.ai_provider(case_view(case, session.study.show_ga))
 
 
 def reader_progress(store: Store, study: Study, reader: Reader, order_seed: int) -> ReaderProgress:

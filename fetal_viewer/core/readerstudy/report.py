@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fetal_viewer.core.readerstudy.analysis import CONDS, Analysis
-from fetal_viewer.core.readerstudy.export import LongRow, truth_of
+from fetal_viewer.core.readerstudy.export import LongRow, rated, truth_of
 from fetal_viewer.core.readerstudy.mrmc import ORResult
 
 
@@ -31,17 +31,19 @@ def _roc(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return np.array(fpr), np.array(tpr)
 
 
-def _plots(a: Analysis, rows: Sequence[LongRow]) -> dict[str, str]:
+def figures(a: Analysis, rows: Sequence[LongRow]) -> dict[str, Any]:
+    """The report's matplotlib figures by name (the caller closes them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = {}
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), sharey=True)
+    # legends sit outside the axes (constrained layout makes room), never over the data
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.2), sharey=True, layout="constrained")
     for ax, cond in zip(axes, CONDS):
         for rd in a.readers:
-            rs = [r for r in rows if r.reader == rd and r.condition == cond]
+            rs = rated([r for r in rows if r.reader == rd and r.condition == cond])
             truth = np.array([truth_of(r.reference) for r in rs], bool)
             if not rs or truth.all() or not truth.any():
                 continue
@@ -51,10 +53,11 @@ def _plots(a: Analysis, rows: Sequence[LongRow]) -> dict[str, str]:
         ax.set_title(f"ROC, {cond} (normal vs any anomaly)")
         ax.set_xlabel("1 - specificity")
     axes[0].set_ylabel("sensitivity")
-    axes[1].legend(fontsize=7, loc="lower right")
-    out["roc"] = _png(fig)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    handles, labels = axes[1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, fontsize=7, loc="outside right center", title="reader")
+    out["roc"] = fig
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.9), layout="constrained")
     x = np.arange(len(a.readers))
     for ax, metric in zip(axes, ("auc", "accuracy")):
         for k, cond in enumerate(CONDS):
@@ -70,19 +73,32 @@ def _plots(a: Analysis, rows: Sequence[LongRow]) -> dict[str, str]:
                 for rd in a.readers
             ]
             ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=cond)
-        ax.set_xticks(x, a.readers, rotation=45, fontsize=7)
+        ax.set_xticks(x, a.readers, rotation=45, ha="right", fontsize=7)
         ax.set_title(f"per-reader {metric}")
         ax.set_ylim(0, 1)
-    axes[0].legend(fontsize=7)
-    out["readers"] = _png(fig)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    data = [[r.active_ms / 1000 for r in rows if r.condition == c] for c in CONDS]
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="outside upper center", ncols=len(CONDS))
+    out["readers"] = fig
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    # reads without active time (headless) have no reading time to show
+    data = [
+        [r.active_ms / 1000 for r in rows if r.condition == c and r.active_ms is not None]
+        for c in CONDS
+    ]
     ax.boxplot(data, tick_labels=list(CONDS), showfliers=False)
     ax.set_ylabel("active reading time (s)")
     ax.set_title("reading time per read")
-    out["times"] = _png(fig)
-    plt.close(fig)
+    out["times"] = fig
+    return out
+
+
+def _plots(a: Analysis, rows: Sequence[LongRow]) -> dict[str, str]:
+    import matplotlib.pyplot as plt
+
+    out = {}
+    for name, fig in figures(a, rows).items():
+        out[name] = _png(fig)
+        plt.close(fig)
     return out
 
 
@@ -150,7 +166,9 @@ def write_report(a: Analysis, rows: Sequence[LongRow], out_dir: Path) -> dict[st
                 _f(p.accuracy),
                 _f(p.auc),
                 _f(p.cohen_kappa),
-                f"{p.time_median_s:.1f} ({p.time_q1_s:.1f}-{p.time_q3_s:.1f})",
+                "n/a (no timed reads)"
+                if np.isnan(p.time_median_s)
+                else f"{p.time_median_s:.1f} ({p.time_q1_s:.1f}-{p.time_q3_s:.1f})",
             ]
             for p in a.per_reader
         ],

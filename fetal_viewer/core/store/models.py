@@ -60,6 +60,8 @@ class StudyRow(Base):
     model_card: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     model_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # require_ratings, show_ga (the third migration)
+    options: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
 
 
 class CaseRow(Base):
@@ -123,12 +125,12 @@ class ReadRow(Base):
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     condition: Mapped[str] = mapped_column(String(16))
     label: Mapped[str] = mapped_column(String(64))
-    confidence: Mapped[int] = mapped_column(Integer)
-    anomaly_prob: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: not set
+    anomaly_prob: Mapped[int | None] = mapped_column(Integer, nullable=True)
     free_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    active_ms: Mapped[int] = mapped_column(Integer)
+    active_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: untimed
     position: Mapped[int] = mapped_column(Integer)
     ai_model_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
     ai_probs: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)

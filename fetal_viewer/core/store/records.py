@@ -46,6 +46,8 @@ class Study:
     model_sha256: str | None
     created_at: datetime
     n_cases: int
+    require_ratings: bool = False  # Submit asks for both ratings
+    show_ga: bool = False  # readers see the case's gestational age
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,11 @@ class NewRead:
     case_id: int
     condition: str
     label: str
-    confidence: int
-    anomaly_prob: int
+    confidence: int | None  # None: the reader did not set it
+    anomaly_prob: int | None
     started_at: datetime
     submitted_at: datetime
-    active_ms: int
+    active_ms: int | None  # None: no active time was measured (headless reads)
     position: int
     free_text: str | None = None
     ai_model_sha: str | None = None
@@ -126,12 +128,12 @@ class Read:
     case_id: int
     condition: str
     label: str
-    confidence: int
-    anomaly_prob: int
+    confidence: int | None
+    anomaly_prob: int | None
     free_text: str | None
     started_at: datetime
     submitted_at: datetime
-    active_ms: int
+    active_ms: int | None
     position: int
     ai_model_sha: str | None
     ai_probs: dict[str, float] | None

@@ -193,6 +193,8 @@ class Store:
         confidence_scale: tuple[int, int] = (0, 100),
         model_card: dict[str, Any] | None = None,
         model_sha256: str | None = None,
+        require_ratings: bool = False,
+        show_ga: bool = False,
     ) -> Study:
         if design not in DESIGNS:
             raise StoreError(f"Unknown design {design!r}.", fix=f"Use one of {DESIGNS}.")
@@ -216,6 +218,7 @@ class Store:
                     model_card=model_card,
                     model_sha256=model_sha256,
                     created_at=utcnow(),
+                    options={"require_ratings": bool(require_ratings), "show_ga": bool(show_ga)},
                 )
                 s.add(row)
                 s.flush()
@@ -257,6 +260,8 @@ class Store:
             confidence_scale=(int(scale["min"]), int(scale["max"])),
             model_card=row.model_card,
             n_cases=n_cases,
+            require_ratings=bool((row.options or {}).get("require_ratings", False)),
+            show_ga=bool((row.options or {}).get("show_ga", False)),
         )
 
     def _study_row(self, s: Session, name: str) -> StudyRow:
@@ -415,7 +420,7 @@ class Store:
                 )
         values = row_values(new, exclude=("session_id",))
         for name in ("confidence", "anomaly_prob", "active_ms", "position"):
-            values[name] = int(values[name])
+            values[name] = None if values[name] is None else int(values[name])  # None: not set
         row = ReadRow(
             **values,
             session_id=sess.id,

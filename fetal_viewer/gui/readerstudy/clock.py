@@ -19,6 +19,7 @@ class ActiveClock:
         self._now = now
         self._active = 0.0
         self._last: float | None = None  # last input while running; None = stopped
+        self._was_running = False  # running when paused
         self.paused = False
 
     def start(self) -> None:
@@ -51,7 +52,7 @@ class ActiveClock:
     def resume(self) -> None:
         if self.paused:
             self.paused = False
-            if getattr(self, "_was_running", False):
+            if self._was_running:
                 self._last = self._now()
 
     @property

@@ -4,13 +4,15 @@ analysis and open its HTML report. Every store call runs in one serial lane."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -36,6 +38,7 @@ from PySide6.QtWidgets import (
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.model.labels import CLASSES
 from fetal_viewer.gui.error_sink import ErrorSink
+from fetal_viewer.gui.image_view import ImageView
 from fetal_viewer.gui.readerstudy.jobs import (
     Lane,
     NewStudy,
@@ -49,6 +52,11 @@ from fetal_viewer.gui.readerstudy.jobs import (
     study_choices,
 )
 from fetal_viewer.gui.readerstudy.reader import remember_model
+from fetal_viewer.gui.settings import app_settings
+
+if TYPE_CHECKING:
+    from fetal_viewer.core.readerstudy.coordination import CaseImage
+    from fetal_viewer.core.store import Case, Enrolment, MergeReport, Store, Study
 
 REFRESH_MS = 3000
 DEFAULT_LABELS = CLASSES
@@ -59,7 +67,7 @@ def open_url(url: QUrl) -> bool:
     return bool(QDesktopServices.openUrl(url))
 
 
-def _path_row(parent: QWidget, edit: QLineEdit, pick: Any) -> QHBoxLayout:
+def _path_row(parent: QWidget, edit: QLineEdit, pick: Callable[[], object]) -> QHBoxLayout:
     row = QHBoxLayout()
     b = QToolButton(parent)
     b.setText("…")
@@ -99,6 +107,14 @@ class NewStudyDialog(QDialog):
         self.labels.setObjectName("labelsEdit")
         self.model = QLineEdit(model_card or "", self)
         self.model.setObjectName("modelEdit")
+        self.require_ratings = QCheckBox("Readers must set both ratings before submitting", self)
+        self.require_ratings.setObjectName("requireRatings")
+        self.show_ga = QCheckBox("Show readers the case's gestational age", self)
+        self.show_ga.setObjectName("showGa")
+        self.show_ga.setToolTip(
+            "The reading view shows the field of view only; this shows the gestational age "
+            "(from the reference CSV or the file header) beside it."
+        )
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow(self.from_folder)
@@ -111,6 +127,8 @@ class NewStudyDialog(QDialog):
         form.addRow("Randomisation seed", self.seed)
         form.addRow("Labels (keys 1-5 in this order)", self.labels)
         form.addRow("Model card (AI)", _path_row(self, self.model, self._pick_model))
+        form.addRow(self.require_ratings)
+        form.addRow(self.show_ga)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
         )
@@ -162,7 +180,65 @@ class NewStudyDialog(QDialog):
             manifest=None if folder else self.manifest.text().strip() or None,
             reference_csv=self.reference.text().strip() or None,
             model_card=self.model.text().strip() or None,
+            require_ratings=self.require_ratings.isChecked(),
+            show_ga=self.show_ga.isChecked(),
         )
+
+
+class CasePreviewDialog(QDialog):
+    """One case at a time, loaded by the reading window's own loader
+    (:func:`~fetal_viewer.core.readerstudy.cases.load_case_image`): what a reader will see."""
+
+    image_shown = Signal(object)  # CaseImage
+
+    def __init__(self, parent: QWidget, lane: Lane, store: Store, study: str) -> None:
+        super().__init__(parent)
+        self.setObjectName("casePreviewDialog")
+        self.setWindowTitle(f"Cases of {study} as readers see them")
+        self.lane = lane
+        self.cases: list[Case] = []
+        self.combo = QComboBox(self)
+        self.view = ImageView(self)
+        self.note = QLabel("", self)
+        self.note.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.combo)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.note)
+        self.combo.currentIndexChanged.connect(self._load)
+        self.resize(720, 620)
+        lane.run(store.list_cases, study, context="Listing the cases", on_returned=self._on_cases)
+
+    def _on_cases(self, cases: list[Case]) -> None:
+        self.cases = cases
+        self.combo.addItems([f"{c.pseudonym} (reference: {c.reference_label})" for c in cases])
+
+    def _load(self, index: int) -> None:
+        if not 0 <= index < len(self.cases):
+            return
+        from fetal_viewer.core.readerstudy.coordination import load_case_image
+
+        c = self.cases[index]
+        self.lane.run(
+            load_case_image,
+            c.pseudonym,
+            c.source_path,
+            c.frame,
+            context=f"Loading case {c.pseudonym}",
+            on_returned=self._show,
+        )
+
+    def _show(self, image: CaseImage) -> None:
+        self.view.set_calibration(image.spacing_mm)
+        self.view.set_frame(image.frame)
+        self.view.fit()
+        h, w = image.full_shape
+        self.note.setText(
+            f"Field of view {image.frame.shape[1]}×{image.frame.shape[0]} of the "
+            f"{w}×{h} frame: text burned in outside it stays off the reading screen."
+            + (f" Not calibrated: {image.calibration_note}." if image.calibration_note else "")
+        )
+        self.image_shown.emit(image)
 
 
 class AddReaderDialog(QDialog):
@@ -208,19 +284,19 @@ class CoordinatorWindow(QMainWindow):
         error_sink: ErrorSink | None = None,
         settings: QSettings | None = None,
         model_card: str | Path | None = None,
-        store: Any = None,
+        store: Store | None = None,
         refresh_ms: int = REFRESH_MS,
     ) -> None:
         super().__init__(parent)
         self.setWindowFlag(Qt.WindowType.Window, True)
         self.setObjectName("coordinatorWindow")
         self.setWindowTitle(f"Reader-study coordinator — fetal-viewer — {INTENDED_USE}")
-        self.settings = settings if settings is not None else QSettings()
+        self.settings = settings if settings is not None else app_settings()
         self.sink = error_sink if error_sink is not None else ErrorSink(self)
         self._owns_sink = error_sink is None
         self.model_card = str(model_card) if model_card else None
         self.lane = Lane(self.sink.report, "coordinatorLane")
-        self.store: Any = store
+        self.store: Store | None = store
         self._owns_store = store is None
         self.choices: list[StudyChoice] = []
         self._refreshing = False
@@ -252,6 +328,9 @@ class CoordinatorWindow(QMainWindow):
         self.add_reader_button = QPushButton("Add reader…", w)
         self.add_reader_button.setObjectName("addReaderButton")
         self.merge_button = QPushButton("Import reader database…", w)
+        self.preview_button = QPushButton("Preview cases…", w)
+        self.preview_button.setObjectName("previewButton")
+        self.preview_button.setToolTip("The study's cases exactly as readers will see them")
         self.export_button = QPushButton("Export…", w)
         self.export_button.setObjectName("exportButton")
         self.analyse_button = QPushButton("Analyse and open report…", w)
@@ -265,7 +344,12 @@ class CoordinatorWindow(QMainWindow):
         top.addWidget(self.study_combo, 1)
         top.addWidget(self.new_button)
         actions = QHBoxLayout()
-        for b in (self.add_reader_button, self.merge_button, self.export_button):
+        for b in (
+            self.add_reader_button,
+            self.preview_button,
+            self.merge_button,
+            self.export_button,
+        ):
             actions.addWidget(b)
         actions.addStretch(1)
         actions.addWidget(self.analyse_button)
@@ -284,13 +368,16 @@ class CoordinatorWindow(QMainWindow):
         self.new_button.clicked.connect(self.new_study_dialog)
         self.add_reader_button.clicked.connect(self.add_reader_dialog)
         self.merge_button.clicked.connect(self.merge_dialog)
+        self.preview_button.clicked.connect(self.preview_dialog)
         self.export_button.clicked.connect(self.export_dialog)
         self.analyse_button.clicked.connect(self.analyse_dialog)
         self._set_study_actions(False)
         self.timer = QTimer(self)
         self.timer.setInterval(refresh_ms)
         self.timer.timeout.connect(self.refresh)
-        self.resize(900, 560)
+        from fetal_viewer.gui.app import size_to_screen
+
+        size_to_screen(self, 0.9, at_most=(900, 560))
         if self.store is None:
             self.status.setText("Opening the study database…")
             self.lane.run(
@@ -300,7 +387,7 @@ class CoordinatorWindow(QMainWindow):
             self._on_store(self.store)
 
     # ----- data -------------------------------------------------------------------------
-    def _on_store(self, store: Any) -> None:
+    def _on_store(self, store: Store) -> None:
         self.store = store
         self.db_label.setText(f"Database: {store.url}")
         self.status.setText("")
@@ -341,7 +428,9 @@ class CoordinatorWindow(QMainWindow):
         return next((c for c in self.choices if c.name == name), None)
 
     def _set_study_actions(self, enabled: bool) -> None:
-        for b in (self.add_reader_button, self.merge_button, self.export_button):
+        for b in (self.add_reader_button, self.preview_button):
+            b.setEnabled(enabled)
+        for b in (self.merge_button, self.export_button):
             b.setEnabled(enabled)
         self.analyse_button.setEnabled(enabled)
 
@@ -400,7 +489,7 @@ class CoordinatorWindow(QMainWindow):
             on_errored=lambda _e: self.status.setText("The study was not created."),
         )
 
-    def _on_created(self, study: Any) -> None:
+    def _on_created(self, study: Study) -> None:
         self.status.setText(f"Created {study.name!r}: {study.n_cases} cases, {study.design}.")
         self.study_combo.blockSignals(True)
         self.study_combo.addItem(study.name)
@@ -436,10 +525,21 @@ class CoordinatorWindow(QMainWindow):
             on_returned=self._on_reader_added,
         )
 
-    def _on_reader_added(self, enrolment: Any) -> None:
+    def _on_reader_added(self, enrolment: Enrolment) -> None:
         self.status.setText(f"Reader {enrolment.reader} enrolled in {enrolment.study}.")
         self.reader_added.emit(enrolment)
         self.refresh()
+
+    def preview_dialog(self) -> CasePreviewDialog | None:
+        """The study's cases as readers will see them (same loader, same crop)."""
+        name = self.current_name()
+        if name is None or self.store is None:
+            return None
+        dlg = CasePreviewDialog(self, self.lane, self.store, name)
+        dlg.finished.connect(dlg.deleteLater)
+        self.dialog = dlg
+        dlg.open()
+        return dlg
 
     def _directory(self, title: str) -> str:
         return QFileDialog.getExistingDirectory(self, title)
@@ -513,7 +613,7 @@ class CoordinatorWindow(QMainWindow):
             on_returned=self._on_merged,
         )
 
-    def _on_merged(self, rep: Any) -> None:
+    def _on_merged(self, rep: MergeReport) -> None:
         text = (
             f"Imported: {rep.reads_added} reads added, {rep.reads_already_present} already "
             f"present, {len(rep.conflicts)} conflicts."

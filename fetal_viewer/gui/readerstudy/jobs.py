@@ -7,12 +7,12 @@ little state) is only ever used by one thread, and a submit can never overtake a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
 from PySide6.QtCore import QObject, QThreadPool
 from superqt.utils import FunctionWorker, create_worker
 
@@ -26,6 +26,19 @@ from fetal_viewer.core.readerstudy.coordination import (
 )
 from fetal_viewer.errors import DataError
 from fetal_viewer.gui.workers import release_worker
+
+if TYPE_CHECKING:
+    from fetal_viewer.core.readerstudy.protocol import (
+        AIOutput,
+        CaseView,
+        ReaderProgress,
+        ReadingSession,
+        Step,
+    )
+    from fetal_viewer.core.store import Enrolment, MergeReport, Read, Store, Study
+    from fetal_viewer.gui.workers import AnyWorker
+
+R = TypeVar("R")
 
 __all__ = ["NewStudy", "StudyModel", "read_case_frame"]  # the windows import them from here
 
@@ -42,23 +55,22 @@ class Lane(QObject):
         self.pool = QThreadPool()
         self.pool.setMaxThreadCount(1)
         self._on_error = on_error
-        self._workers: set[FunctionWorker[Any]] = set()
+        self._workers: set[AnyWorker] = set()
         self._closed = False
 
     def run(
         self,
-        fn: Callable[..., Any],
-        *args: Any,
+        fn: Callable[..., R],
+        *args: object,
         context: str,
-        on_returned: Callable[[Any], None] | None = None,
-        on_errored: Callable[[BaseException], None] | None = None,
-        **kwargs: Any,
-    ) -> FunctionWorker[Any] | None:
+        on_returned: Callable[[R], object] | None = None,
+        on_errored: Callable[[BaseException], object] | None = None,
+        **kwargs: object,
+    ) -> FunctionWorker[R] | None:
         if self._closed:
             return None
-        worker: FunctionWorker[Any] = create_worker(
-            fn, *args, _start_thread=False, _ignore_errors=True, **kwargs
-        )
+        job = functools.partial(fn, *args, **kwargs)
+        worker: FunctionWorker[R] = create_worker(job, _start_thread=False, _ignore_errors=True)
         if on_returned is not None:
             worker.returned.connect(lambda value: None if self._closed else on_returned(value))
 
@@ -73,7 +85,7 @@ class Lane(QObject):
         self.pool.start(worker)
         return worker
 
-    def _release(self, worker: FunctionWorker[Any]) -> None:
+    def _release(self, worker: AnyWorker) -> None:
         self._workers.discard(worker)
         release_worker(worker)
 
@@ -93,21 +105,6 @@ class Lane(QObject):
 # ---------------------------------------------------------------------------------------
 # case images
 # ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CaseImage:
-    pseudonym: str
-    frame: np.ndarray  # (H, W, 3) uint8 RGB
-    spacing_mm: tuple[float, float] | None
-    calibration_note: str
-
-
-def load_case_image(pseudonym: str, path: str, index: int) -> CaseImage:
-    frame, calibration = read_case_frame(path, index)
-    spacing = getattr(calibration, "spacing_mm", None)
-    note = "" if spacing else (getattr(calibration, "reason", "") or "not calibrated")
-    return CaseImage(pseudonym, frame, spacing, note)
-
-
 # ---------------------------------------------------------------------------------------
 # the study's model, as the protocol's AI provider: StudyModel (core.readerstudy.coordination)
 # ---------------------------------------------------------------------------------------
@@ -117,7 +114,7 @@ file_sha256 = sha256_file  # the name the reading window imports
 # ---------------------------------------------------------------------------------------
 # store jobs
 # ---------------------------------------------------------------------------------------
-def open_store_job(db: str | Path | None) -> Any:
+def open_store_job(db: str | Path | None) -> Store:
     from fetal_viewer.core.store import open_store
 
     return open_store(db)
@@ -131,10 +128,10 @@ class StudyChoice:
     design: str
     n_cases: int
     model_sha256: str | None
-    readers: tuple[Any, ...]  # ReaderProgress of every enrolled reader
+    readers: tuple[ReaderProgress, ...]  # every enrolled reader's
 
 
-def study_choices(store: Any) -> list[StudyChoice]:
+def study_choices(store: Store) -> list[StudyChoice]:
     from fetal_viewer.core.readerstudy.protocol import study_progress
 
     out = []
@@ -144,33 +141,51 @@ def study_choices(store: Any) -> list[StudyChoice]:
     return out
 
 
-def open_session_job(store: Any, study: str, reader: str, provider: Any) -> Any:
+def open_session_job(
+    store: Store, study: str, reader: str, provider: Callable[[CaseView], AIOutput] | None
+) -> ReadingSession:
     from fetal_viewer.core.readerstudy.protocol import ReadingSession
 
     return ReadingSession(store, study, reader, ai_provider=provider)
 
 
-def submit_job(session: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+def submit_job(
+    session: ReadingSession,
+    label: str,
+    confidence: int | None,
+    anomaly_prob: int | None,
+    *,
+    free_text: str | None = None,
+    active_ms: int | None = None,
+    heatmap_visible: bool | None = None,
+) -> tuple[Read, Step | None]:
     """Store the answer durably, then return (stored read, the next step started)."""
-    read = session.submit(*args, **kwargs)
+    read = session.submit(
+        label,
+        confidence,
+        anomaly_prob,
+        free_text=free_text,
+        active_ms=active_ms,
+        heatmap_visible=heatmap_visible,
+    )
     return read, session.begin()
 
 
-def create_study_job(store: Any, req: NewStudy) -> Any:
+def create_study_job(store: Store, req: NewStudy) -> Study:
     return create_study(store, req)
 
 
-def add_reader_job(store: Any, study: str, pseudonym: str, role: str, years: float) -> Any:
+def add_reader_job(store: Store, study: str, pseudonym: str, role: str, years: float) -> Enrolment:
     return enrol_reader(store, study, pseudonym, role, years)
 
 
-def export_job(store: Any, study: str, out_dir: str) -> dict[str, Path]:
+def export_job(store: Store, study: str, out_dir: str) -> dict[str, Path]:
     from fetal_viewer.core.readerstudy.export import export_all
 
     return export_all(store, study, Path(out_dir))
 
 
-def analyse_job(store: Any, study: str, out_dir: str) -> dict[str, Path]:
+def analyse_job(store: Store, study: str, out_dir: str) -> dict[str, Path]:
     from fetal_viewer.core.readerstudy.analysis import analyze
     from fetal_viewer.core.readerstudy.export import long_rows
     from fetal_viewer.core.readerstudy.report import write_report
@@ -185,7 +200,7 @@ def analyse_job(store: Any, study: str, out_dir: str) -> dict[str, Path]:
     return write_report(result, rows, Path(out_dir))
 
 
-def merge_job(store: Any, study: str, source: str) -> Any:
+def merge_job(store: Store, study: str, source: str) -> MergeReport:
     from fetal_viewer.core.store import open_store
 
     other = open_store(source)

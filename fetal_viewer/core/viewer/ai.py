@@ -1,0 +1,65 @@
+"""What an AI panel shows, as data: the viewer's panel and the reading window's aided-step
+panel both render an :class:`AIView` and nothing else.
+
+States (:class:`AIStatus`): ``NONE`` (nothing to show: no model, no frame, or a blinded
+read), ``PENDING`` (asked, no answer yet), ``SHOWN`` (probabilities, and a heatmap when
+there is one), ``FAILED`` (the answer could not be had; the panel offers to ask again).
+
+Adding a state: a panel shows ``message`` for every state but ``SHOWN`` and offers the
+``action`` when there is one. A domain guard's "withheld" state, for example, is an
+``AIView(AIStatus.WITHHELD, message="Withheld: outside what this model was trained on
+(score 0.83, threshold 0.50)", action="Show anyway", probs=None)`` made by the state object
+while its guard says so, and the state's handler of that action makes the next view
+``SHOWN``; the heatmap layer follows :attr:`AIView.shown`, so a withheld output draws no
+heat either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class AIStatus(Enum):
+    NONE = "none"
+    PENDING = "pending"
+    SHOWN = "shown"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class AIView:
+    """One rendering of an AI panel.
+
+    ``classes`` and ``probs`` (set only when shown) fill the bars; ``heat_class`` is the
+    class whose map is drawn (``None``: no map); ``notes`` are sentences under the output
+    (how coarse the map is, that a map is empty); ``message`` replaces the output in every
+    other state; ``action`` names the button that state offers (e.g. "Show the AI again").
+    """
+
+    status: AIStatus
+    classes: tuple[str, ...] = ()
+    probs: NDArray[np.float32] | None = None
+    heat_class: int | None = None
+    heat_empty: bool = False
+    notes: tuple[str, ...] = ()
+    message: str = ""
+    action: str = ""
+    caption: str = ""  # what the probabilities are of ("Frame 3", the model's identity)
+
+    @property
+    def shown(self) -> bool:
+        return self.status is AIStatus.SHOWN and self.probs is not None
+
+    @property
+    def top(self) -> int | None:
+        """Index of the most probable class, when shown."""
+        return None if self.probs is None else int(np.argmax(self.probs))
+
+    @property
+    def top_label(self) -> str | None:
+        top = self.top
+        return None if top is None else self.classes[top]

@@ -1,0 +1,80 @@
+"""What the model worker hands the viewer: the loaded model's identity and one frame's
+output. Plain frozen dataclasses, made off the GUI thread and read on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from fetal_viewer.core.io.study import Series
+    from fetal_viewer.core.model.checkpoint import ModelCard
+    from fetal_viewer.core.model.preprocess import Geometry
+
+#: stable key of a series: (source path, series uid)
+SeriesKey = tuple[str, str]
+
+
+def series_key(series: Series) -> SeriesKey:
+    """Stable key of a series: (source path, series uid)."""
+    return (str(series.source), str(series.uid))
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Model output for one frame: class probabilities and the low-resolution class maps
+    of every class, with the geometry that maps them back onto the frame."""
+
+    probs: NDArray[np.float32]  # (C,)
+    cams: NDArray[np.float32] | None  # (C, h, w)
+    geometry: Geometry
+
+    def heatmap(self, class_index: int) -> NDArray[np.float32] | None:
+        """(H, W) float32 in [0, 1] over the frame for one class, or None."""
+        if self.cams is None:
+            return None
+        from fetal_viewer.core.cam.gradcam import frame_heatmap
+
+        return frame_heatmap(self.cams[class_index], self.geometry)
+
+    def is_empty(self, class_index: int) -> bool:
+        """True when this class's map has no heat anywhere (see ``gradcam.is_empty``)."""
+        from fetal_viewer.core.cam.gradcam import is_empty
+
+        return self.cams is not None and is_empty(self.cams[class_index])
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The loaded model as the viewer names it (from its card)."""
+
+    name: str
+    version: str
+    sha: str
+    classes: tuple[str, ...]
+    intended_use: str
+    card_path: str
+    aggregation: str
+    input_size: int
+    #: the inference runtime, its precision and how it was chosen, in words
+    runtime: str = ""
+
+    @classmethod
+    def from_card(
+        cls, card: ModelCard, card_path: str | Path, sha: str, runtime: str = ""
+    ) -> ModelInfo:
+        return cls(
+            name=card.name,
+            version=card.version,
+            sha=sha,
+            classes=tuple(card.classes),
+            intended_use=card.intended_use,
+            card_path=str(card_path),
+            aggregation=card.aggregation,
+            input_size=card.input_size,
+            runtime=runtime,
+        )

@@ -1,0 +1,342 @@
+"""The viewer's and the reading window's headless state, without Qt: selection, frames
+wanted and decoded, AI requests and stale results, the heatmap class and layer, the AI
+panel's rendering, the reading page's step, image, AI and decision, and Help > About."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fetal_viewer.core.cam.overlay import HEATMAP_FLOOR, echo_mask, heatmap_layer
+from fetal_viewer.core.io import open_path
+from fetal_viewer.core.io.study import Patient, Series
+from fetal_viewer.core.model.preprocess import PreprocessSpec, preprocess
+from fetal_viewer.core.viewer.ai import AIStatus, AIView
+from fetal_viewer.core.viewer.overlay import HeatmapOverlay, OverlaySettings
+from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, series_key
+from fetal_viewer.core.viewer.state import ViewerState
+from fetal_viewer.errors import DataError
+
+CLASSES = ("normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis")
+
+
+def fan(rows: int = 64, cols: int = 80, seed: int = 0) -> np.ndarray:
+    """(rows, cols, 3) uint8: speckle inside a fan, black around it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    inside = np.abs(xx - cols / 2) < (yy + 4) * 0.7
+    grey = np.where(inside, rng.integers(40, 220, (rows, cols)), 0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> Path:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture
+def patients(tmp_path: Path) -> list[Patient]:
+    """Two patients (one folder each) of two plain images, through the study loader."""
+    for p in ("a", "b"):
+        for i in range(2):
+            write_png(tmp_path / p / f"{i}.png", fan(seed=10 * ord(p) + i))
+    out = [open_path(tmp_path / p).patients for p in ("a", "b")]
+    return [patient for found in out for patient in found]
+
+
+def model(input_size: int = 64) -> ModelInfo:
+    return ModelInfo("tiny", "1", "ab" * 32, CLASSES, "research use only", "card.json", "mean", 64)
+
+
+def result_for(frame: np.ndarray, top: int, empty: int | None = None) -> FrameResult:
+    """A result whose class ``c`` map is hot in cell ``c % 4`` (cells of a 2x2 grid)."""
+    probs = np.full(5, 0.05, np.float32)
+    probs[top] = 0.8
+    cams = np.zeros((5, 2, 2), np.float32)
+    for c in range(5):
+        if c != empty:
+            cams[c].flat[c % 4] = 1.0
+    geometry = preprocess(frame, PreprocessSpec(input_size=64)).geometry
+    return FrameResult(probs, cams, geometry)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, object]] = []
+
+    def on(self, name: str):  # type: ignore[no-untyped-def]
+        return lambda value: self.seen.append((name, value))
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.seen]
+
+
+def first_series(patient: Patient) -> Series:
+    return patient.studies[0].series[0]
+
+
+def test_frames_wanted_then_decoded_and_stale_decodes_ignored(patients) -> None:
+    state = ViewerState()
+    rec = Recorder()
+    state.selection_changed.connect(rec.on("selection"))
+    state.frame_shown.connect(rec.on("frame"))
+    p = patients[0]
+    series = first_series(p)
+    state.select(p, p.studies[0], series)
+    assert rec.names() == ["selection"] and state.series is series and state.index == 0
+    assert not state.want_frame(0, None)  # not decoded yet: pending
+    assert state.pending == (series_key(series), 0)
+    other = first_series(patients[1])
+    assert not state.frame_decoded(series_key(other), 0, series.frame(0))  # another series
+    assert not state.frame_decoded(series_key(series), 1, series.frame(0))  # another frame
+    assert state.frame is None and "frame" not in rec.names()
+    frame = series.frame(0)
+    assert state.frame_decoded(series_key(series), 0, frame)
+    assert state.frame is frame and state.pending is None and rec.seen[-1] == ("frame", 0)
+    assert state.want_frame(0, frame)  # a cached frame is shown at once
+
+
+def test_results_stale_by_request_series_or_frame_are_dropped(patients) -> None:
+    state = ViewerState()
+    views: list[AIView] = []
+    state.ai_changed.connect(views.append)
+    p = patients[0]
+    series = first_series(p)
+    state.select(p, p.studies[0], series)
+    assert state.ai_wanted() is None  # no model yet
+    state.set_model(model())
+    assert views[-1].status is AIStatus.PENDING and "2×2 grid" in views[-1].notes[0]
+    frame = series.frame(0)
+    state.want_frame(0, frame)
+    want = state.ai_wanted()
+    assert want is not None and (want.series, want.index, want.method) == (series, 0, "gradcam")
+    state.request_sent(7)
+    res = result_for(frame, top=2)
+    key = series_key(series)
+    assert not state.offer_result(6, key, 0, res)  # an older request
+    assert not state.offer_result(7, ("elsewhere", "uid"), 0, res)  # another series
+    assert not state.offer_result(7, key, 1, res)  # another frame
+    assert state.result is None and state.overlay.layer is None
+    assert state.offer_result(7, key, 0, res)
+    view = views[-1]
+    assert view.shown and view.top_label == "encephalocele" and view.caption == "Frame 1"
+    assert view.heat_class == 2 and not view.heat_empty
+    # the layer is the top class's map, coloured over echo content only
+    layer = state.overlay.layer
+    expected = heatmap_layer(res.heatmap(2), "jet", HEATMAP_FLOOR, echo_mask(frame))
+    assert layer is not None and np.array_equal(layer, expected)
+    assert layer[..., 3].any() and not layer[..., 3][~echo_mask(frame)].any()
+
+
+def test_heat_class_pick_cycle_and_empty_map(patients) -> None:
+    state = ViewerState()
+    p = patients[0]
+    series = first_series(p)
+    state.select(p, p.studies[0], series)
+    state.set_model(model())
+    frame = series.frame(0)
+    state.want_frame(0, frame)
+    state.set_result(0, result_for(frame, top=0, empty=3))
+    top_layer = state.overlay.layer
+    picks: list[int | None] = []
+    state.heat_pick_changed.connect(picks.append)
+    state.cycle_heat_class(1)  # top class -> normal (the same map here)
+    state.cycle_heat_class(1)  # -> anencephaly
+    assert picks == [0, 1] and state.heat_class() == 1
+    assert state.overlay.layer is not None and not np.array_equal(state.overlay.layer, top_layer)
+    state.set_heat_pick(3)
+    view = state.ai_view()
+    assert view.heat_class == 3 and view.heat_empty
+    state.cycle_heat_class(-1)
+    state.cycle_heat_class(3)  # 2 -> 3 -> 4 -> top class
+    assert state.heat_pick is None
+    state.set_heat_pick(99)  # no such class: the top class
+    assert state.heat_pick is None
+
+
+def test_heat_class_resets_to_the_top_class_when_the_study_changes(patients) -> None:
+    """A class picked for one study says nothing about the next (a "normal" map shown on a
+    study whose top class is rachischisis)."""
+    state = ViewerState()
+    state.set_model(model())
+    first, second = patients
+    state.select(first, first.studies[0], first_series(first))
+    state.set_heat_pick(0)
+    state.select(first, first.studies[0], first.studies[0].series[1])  # same study
+    assert state.heat_pick == 0
+    picks: list[int | None] = []
+    state.heat_pick_changed.connect(picks.append)
+    state.select(second, second.studies[0], first_series(second))
+    assert state.heat_pick is None and picks == [None]
+
+
+def test_method_note_patient_summary_and_job(patients) -> None:
+    state = ViewerState()
+    p = patients[0]
+    state.select(p, p.studies[0], first_series(p))
+    assert state.patient_summary(lambda s: None) == state.patient_summary(lambda s: None)
+    state.set_model(model())
+    views: list[AIView] = []
+    state.ai_changed.connect(views.append)
+    state.set_method("gradcam-stitch")
+    assert "4×4 grid" in views[-1].notes[0]
+    nothing = state.patient_summary(lambda s: None)
+    assert nothing.probs is None and "Not analysed yet" in nothing.note
+    rows = {
+        series_key(s): np.eye(5, dtype=np.float32)[[i]] for i, s in enumerate(p.studies[0].series)
+    }
+    summary = state.patient_summary(lambda s: (rows[series_key(s)], [0]))
+    assert summary.note == "2 of 2 frames, mean rule"
+    np.testing.assert_allclose(summary.probs, [0.5, 0.5, 0, 0, 0])
+    assert state.can_analyse
+    jobs: list[int | None] = []
+    state.job_changed.connect(jobs.append)
+    state.set_job(4)
+    assert not state.can_analyse
+    state.set_job(None)
+    assert jobs == [4, None]
+
+
+def test_overlay_settings_recolour_and_refuse_unknown_colormaps() -> None:
+    overlay = HeatmapOverlay(OverlaySettings(opacity=0.3))
+    settings: list[OverlaySettings] = []
+    layers: list[object] = []
+    overlay.settings_changed.connect(settings.append)
+    overlay.layer_changed.connect(layers.append)
+    frame = fan()
+    heat = np.zeros(frame.shape[:2], np.float32)
+    heat[20:40, 30:50] = 0.9
+    overlay.show(frame, heat)
+    jet = overlay.layer
+    assert jet is not None and len(layers) == 1
+    overlay.update(colormap="inferno")
+    assert len(layers) == 2 and not np.array_equal(overlay.layer, jet)
+    overlay.step_opacity(0.9)
+    overlay.toggle()
+    assert settings[-1] == OverlaySettings(False, 1.0, "inferno")
+    with pytest.raises(DataError, match="colour map"):
+        overlay.update(colormap="rainbow")
+    overlay.show(frame, np.zeros((3, 3), np.float32))  # not in the frame's geometry: none
+    assert overlay.layer is None and layers[-1] is None
+
+
+def test_about_names_version_model_and_components(tmp_path, monkeypatch) -> None:
+    from fetal_viewer import INTENDED_USE, __version__
+    from fetal_viewer.core.viewer.about import about
+
+    monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path / "logs"))
+    info = about(model())
+    assert (info.version, info.intended_use, info.model) == (__version__, INTENDED_USE, model())
+    assert info.log_folder == tmp_path / "logs"
+    assert {"numpy", "pydicom"} <= {c.name for c in info.components}
+    assert about(None).model is None
+
+
+def test_viewer_state_imports_no_qt() -> None:
+    import subprocess
+
+    code = (
+        "import sys, fetal_viewer.core.viewer.state, fetal_viewer.core.viewer.reading;"
+        "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'shiboken', 'superqt'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------
+# the reading page
+# ---------------------------------------------------------------------------------------
+@pytest.fixture
+def session(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real store with a 2-case sequential study of PNG cases; R1's reading session."""
+    from fetal_viewer.core.readerstudy.protocol import AIOutput, ReadingSession
+    from fetal_viewer.core.store import CaseSpec, open_store
+
+    paths = [write_png(tmp_path / "cases" / f"c{i}.png", fan(seed=i)) for i in range(2)]
+    store = open_store(tmp_path / "s.db")
+    store.create_study(
+        "s",
+        design="sequential",
+        labels=list(CLASSES),
+        seed=3,
+        cases=[CaseSpec(str(p), "normal") for p in paths],
+    )
+    store.add_reader("R1")
+    store.enrol("s", "R1")
+
+    def provider(case):  # type: ignore[no-untyped-def]
+        heat = np.zeros((64, 80), np.float32)
+        heat[20:40, 30:50] = 0.9
+        return AIOutput("cd" * 32, dict(zip(CLASSES, (0.1, 0.1, 0.6, 0.1, 0.1))), heat, 64)
+
+    yield ReadingSession(store, "s", "R1", ai_provider=provider)
+    store.close()
+
+
+def test_reading_state_step_image_ai_and_decision(session) -> None:
+    from fetal_viewer.core.readerstudy.coordination import load_case_image
+    from fetal_viewer.core.viewer.reading import ReadingState, Submission
+
+    state = ReadingState()
+    state.start(session.study)
+    ready: list[bool] = []
+    views: list[AIView] = []
+    state.ready_changed.connect(ready.append)
+    state.ai_changed.connect(views.append)
+    step = session.begin()
+    assert state.show_step(step)  # a new case: its image must be loaded
+    assert views[-1].status is AIStatus.NONE  # unaided: blinded, nothing to show
+    assert not state.ready and not state.choose(0)  # no image yet: nothing can be chosen
+    other = next(c for c in session._cases if c.pseudonym != step.case.pseudonym)
+    stale = load_case_image(other.pseudonym, other.source_path, 0)
+    assert not state.image_loaded(stale) and state.image is None
+    image = load_case_image(step.case.pseudonym, step.case.source_path, 0)
+    # the reader sees the field of view only, as the exports crop it
+    from fetal_viewer.core.model.preprocess import find_fov
+
+    full = fan(seed=int(Path(step.case.source_path).stem[1:]))
+    x0, y0, x1, y1 = find_fov(full)
+    assert image.box == (x0, y0, x1, y1) and image.full_shape == full.shape[:2]
+    np.testing.assert_array_equal(image.frame, full[y0:y1, x0:x1])
+    heat = np.arange(full.shape[0] * full.shape[1], dtype=np.float32).reshape(full.shape[:2])
+    np.testing.assert_array_equal(image.crop(heat), heat[y0:y1, x0:x1])
+    assert image.crop(np.zeros((3, 3), np.float32)) is None
+    assert state.image_loaded(image) and state.ready and ready[-1]
+    assert state.submission(True) == "Choose a label first (keys 1–5)."
+    assert state.choose(2) and state.decision.label == "encephalocele"
+    state.set_anomaly(80)
+    sub = state.submission(True)
+    assert sub == Submission("encephalocele", None, 80, None)  # confidence not set: None
+    assert state.overlay.layer is None  # no AI, no heat
+    session.submit(sub.label, sub.confidence, sub.anomaly)
+
+    aided = session.begin()
+    assert not state.show_step(aided)  # the same case: the image stays
+    assert state.aided and not state.ready  # the AI is not shown yet
+    assert views[-1].status is AIStatus.PENDING and views[-1].message == "Asking the AI…"
+    state.ai_failed()
+    assert views[-1].status is AIStatus.FAILED and views[-1].action == "Show the AI again"
+    out = session.get_ai()
+    assert not state.ai_arrived(other.pseudonym, out)  # for another case: stale
+    assert state.ai_arrived(aided.case.pseudonym, out) and state.ready
+    view = views[-1]
+    assert view.shown and view.top_label == "encephalocele" and view.heat_class == 2
+    assert "2×2 grid" in view.notes[0] and ("cd" * 6) in view.caption
+    assert state.overlay.layer is not None and state.overlay.layer[..., 3].any()
+    # the aided step starts with no label: the unaided one is only the reference
+    assert state.decision.label is None and state.reference_label == "encephalocele"
+    assert isinstance(state.submission(False), str)
+    assert state.choose(0)
+    sub = state.submission(False)
+    assert isinstance(sub, Submission) and sub.heatmap_visible is False
+    state.set_paused(True)
+    assert not state.ready and ready[-1] is False
+    state.set_paused(False)
+    state.set_saving(True)
+    assert not state.ready
