@@ -49,6 +49,10 @@ def add_parser(subparsers: Any) -> None:
     o = sub.add_parser("order", help="a reader's steps in their seeded order")
     o.add_argument("study")
     o.add_argument("reader")
+    ai = sub.add_parser("ai", help="write what the aided step shows, for headless reading")
+    ai.add_argument("study")
+    ai.add_argument("--model", type=Path, required=True, help="the study's model card")
+    ai.add_argument("--out", type=Path, required=True, help="AI JSON to write (for --ai-json)")
     r = sub.add_parser("read", help="headless reading: answers from a CSV, in step order")
     r.add_argument("study")
     r.add_argument("reader")
@@ -62,7 +66,8 @@ def add_parser(subparsers: Any) -> None:
     r.add_argument(
         "--ai-json",
         type=Path,
-        help="JSON {case pseudonym: {model_sha, probabilities}} shown when aided",
+        help="JSON {case pseudonym: {model_sha, probabilities, domain_score, ...}} shown when "
+        "aided (write it with `study ai`)",
     )
     p.set_defaults(func=run)
 
@@ -128,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         for step in reader_order(store, args.study, args.reader):
             done = "yes" if step.done else ""
             print(f"{step.index + 1}\t{step.case}\t{step.condition}\t{step.arm}\t{done}")
+    elif cmd == "ai":
+        from fetal_viewer.core.readerstudy.headless import write_ai_json
+
+        n = write_ai_json(store, args.study, args.model, args.out)
+        print(f"AI output of {n} cases written to {args.out}")
     elif cmd == "read":
         from fetal_viewer.core.readerstudy.headless import read_headless
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.cam.gradcam import empty_note
-from fetal_viewer.core.viewer.ai import AIView
+from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView
 from fetal_viewer.core.viewer.results import ModelInfo
 from fetal_viewer.core.viewer.state import ViewerState
 from fetal_viewer.gui.view_tools import OverlayControls
@@ -122,6 +122,17 @@ class AIPanel(QWidget):
 
         self.frame_bars = ProbabilityBars("This frame", self)
         self.patient_bars = ProbabilityBars("This patient", self)
+        # the domain guard's verdict on the frame, and the deliberate way past a withheld one
+        self.domain_label = QLabel("", self)
+        self.domain_label.setObjectName("domainNote")
+        self.domain_label.setWordWrap(True)
+        self.domain_label.setVisible(False)
+        self.reveal_button = QPushButton(SHOW_ANYWAY, self)
+        self.reveal_button.setObjectName("revealButton")
+        self.reveal_button.setToolTip(
+            "Show the model's output although the frame is outside what it was trained on (logged)"
+        )
+        self.reveal_button.setVisible(False)
 
         heat = QGroupBox("Heatmap", self)
         self.controls = OverlayControls(state.overlay, colormaps=True, parent=heat)
@@ -161,6 +172,8 @@ class AIPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addWidget(self.model_label)
+        layout.addWidget(self.domain_label)
+        layout.addWidget(self.reveal_button)
         layout.addWidget(self.frame_bars)
         layout.addWidget(self.patient_bars)
         layout.addWidget(heat)
@@ -170,6 +183,7 @@ class AIPanel(QWidget):
 
         self.class_combo.currentIndexChanged.connect(self._class_picked)
         self.method_combo.currentTextChanged.connect(state.set_method)
+        self.reveal_button.clicked.connect(state.reveal)
         self.analyse_button.clicked.connect(self.analyse_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
         state.model_changed.connect(self.set_model)
@@ -205,6 +219,12 @@ class AIPanel(QWidget):
 
     def show_view(self, view: AIView) -> None:
         self.frame_bars.set_values(view.probs, view.caption)
+        self.domain_label.setText(view.domain)
+        self.domain_label.setVisible(bool(view.domain))
+        self.domain_label.setProperty("outside", view.in_domain is False)
+        self.domain_label.style().unpolish(self.domain_label)
+        self.domain_label.style().polish(self.domain_label)
+        self.reveal_button.setVisible(view.status is AIStatus.WITHHELD)
         self.heat_note.setText(" ".join(view.notes))
         self.heat_note.setVisible(bool(view.notes))
         empty = view.heat_empty and view.heat_class is not None

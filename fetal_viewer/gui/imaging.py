@@ -43,3 +43,30 @@ def apply_window(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndar
         return rgb
     out: np.ndarray = window_lut(brightness, contrast)[rgb]
     return out
+
+
+def with_caption(image: QImage, text: str) -> QImage:
+    """``image`` with a dark band below it that prints ``text`` (word-wrapped), so that what
+    the picture is (or is not) goes with it when it is exported."""
+    from PySide6.QtCore import QRect, Qt
+    from PySide6.QtGui import QColor, QFont, QPainter
+
+    w = image.width()
+    font = QFont()
+    font.setPixelSize(max(11, min(18, w // 45)))
+    line = int(font.pixelSize() * 1.4)
+    chars = max(20, int(w / (0.55 * font.pixelSize())))
+    lines = max(1, -(-len(text) // chars) + 1)
+    band = line * lines + line // 2
+    out = QImage(w, image.height() + band, QImage.Format.Format_RGB888)
+    out.fill(QColor(30, 31, 34))
+    painter = QPainter(out)
+    try:
+        painter.drawImage(0, 0, image)
+        painter.setFont(font)
+        painter.setPen(QColor(255, 214, 140))
+        area = QRect(line // 2, image.height() + line // 4, w - line, band - line // 4)
+        painter.drawText(area, int(Qt.TextFlag.TextWordWrap), text)
+    finally:
+        painter.end()
+    return out

@@ -55,6 +55,7 @@ from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.grouping import ImageGroupingDialog
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
+from fetal_viewer.gui.imaging import with_caption
 from fetal_viewer.gui.pacs import attach_pacs
 from fetal_viewer.gui.settings import app_settings
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
@@ -703,6 +704,9 @@ class MainWindow(QMainWindow):
             raise StudyLoadError("There is no image to export.", fix="Open a study first.")
         x0, y0, x1, y1 = find_fov(frame)
         image = self.view.render_frame(with_overlay).copy(x0, y0, x1 - x0, y1 - y0)
+        view = self.state.ai_view()
+        if with_overlay and view.in_domain is not None:
+            image = with_caption(image, view.domain)  # the guard's verdict goes with the AI
         # the stub wants bytes for the format; PySide6 takes str at run time
         if not image.save(str(out), "PNG"):  # type: ignore[call-overload]
             raise StudyLoadError(

@@ -63,22 +63,51 @@ def build_summary(
     key_frames: int = 3,
 ) -> Path:
     from fetal_viewer.core.cam.overlay import blend
-    from fetal_viewer.core.model.aggregation import aggregate
+    from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
+    from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE
 
     classes = tuple(model.classes)
     parts: list[str] = []
-    all_probs = [r.probs for inp in inputs for r in inp.results]
-    if not all_probs:
+    results = [r for inp in inputs for r in inp.results]
+    if not results:
         raise ValueError("no analysed frames")
-    patient_probs = aggregate(np.stack(all_probs), model.aggregation)
+
+    def assessable(rs: list[FrameResult]) -> np.ndarray:
+        return np.array([r.in_domain is not False for r in rs], dtype=bool)
+
+    patient_probs = aggregate_assessable(
+        np.stack([r.probs for r in results]), assessable(results), model.aggregation
+    )
+    n_flagged = int((~assessable(results)).sum())
+    guard = html.escape(model.guard_note or NO_GUARD_NOTE)
+    if results[0].domain_threshold is not None:
+        guard = (
+            f"domain guard threshold {results[0].domain_threshold:.2f}; {n_flagged} of "
+            f"{len(results)} analysed frames outside what the model was trained on "
+            "(their output is withheld here)"
+        )
     for inp in inputs:
         if not inp.results:
             continue
         probs = np.stack([r.probs for r in inp.results])
-        series_probs = aggregate(probs, model.aggregation)
+        ok = assessable(inp.results)
+        series_probs = aggregate_assessable(probs, ok, model.aggregation)
+        s = inp.series
+        head = (
+            f"<h2>{html.escape(s.description or 'Series')} "
+            f"<small>({len(inp.results)} of {len(s)} frames analysed"
+            + (f", {int((~ok).sum())} outside the model's domain" if (~ok).any() else "")
+            + ")</small></h2>"
+        )
+        if series_probs is None:
+            parts.append(
+                f"<section>{head}<p class='withheld'>{html.escape(NO_ASSESSABLE.capitalize())}: "
+                f"{html.escape(WITHHELD_NOTE)}.</p></section>"
+            )
+            continue
         top = int(np.argmax(series_probs))
-        # key frames: the frames that support the series' top class most strongly
-        order = np.argsort(-probs[:, top])[:key_frames]
+        # key frames: the in-domain frames that support the series' top class most strongly
+        order = [j for j in np.argsort(-probs[:, top]) if ok[j]][:key_frames]
         figures = []
         for j in order:
             index, result = inp.indices[int(j)], inp.results[int(j)]
@@ -96,13 +125,17 @@ def build_summary(
                 f"<figcaption>Frame {index + 1}: {html.escape(classes[top])} "
                 f"{100 * float(probs[j, top]):.1f} %</figcaption></figure>"
             )
-        s = inp.series
         parts.append(
-            f"<section><h2>{html.escape(s.description or 'Series')} "
-            f"<small>({len(inp.results)} of {len(s)} frames analysed)</small></h2>"
+            f"<section>{head}"
             f"{_bars(classes, series_probs)}<div class='frames'>{''.join(figures)}</div>"
             "</section>"
         )
+    patient_block = (
+        f"<p class='withheld'>{html.escape(NO_ASSESSABLE.capitalize())}: none of the analysed "
+        "frames is inside what the model was trained on.</p>"
+        if patient_probs is None
+        else _bars(classes, patient_probs)
+    )
     when = datetime.now().strftime("%Y-%m-%d %H:%M")
     study_label = study.description or "Study"  # no dates: they identify
     doc = f"""<!doctype html>
@@ -112,6 +145,7 @@ body {{ font-family: sans-serif; background:#1e1f22; color:#e6e6e6; margin:2em; 
 .banner {{ background:#8a5a00; color:#fff; padding:.6em 1em; font-weight:bold; }}
 table.bars td {{ padding:2px 8px; }} .bar {{ width:240px; background:#333; height:12px; }}
 .bar div {{ background:#4a9eff; height:12px; }}
+.withheld {{ background:#5a2a2a; padding:.4em .8em; }}
 .frames {{ display:flex; flex-wrap:wrap; gap:1em; }} figure img {{ max-width:320px; margin-right:4px; }}
 </style></head><body>
 <div class='banner'>{html.escape(INTENDED_USE)} {html.escape(model.intended_use)}</div>
@@ -120,8 +154,9 @@ table.bars td {{ padding:2px 8px; }} .bar {{ width:240px; background:#333; heigh
 cropped to the ultrasound field of view; text burned in inside it is kept)<br>
 Model: {html.escape(model.name)} v{html.escape(model.version)} (weights sha256 {model.sha[:16]}),
 aggregation: {html.escape(model.aggregation)}<br>
+Domain check: {guard}<br>
 Made by fetal-viewer {__version__} on {when}.</p>
-<h2>Patient-level probabilities</h2>{_bars(classes, patient_probs)}
+<h2>Patient-level probabilities</h2>{patient_block}
 {"".join(parts)}
 </body></html>
 """

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from cachetools import LRUCache
+from numpy.typing import NDArray
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 
 from fetal_viewer.core.progress import CancelToken
@@ -449,7 +450,11 @@ class ModelService(QThread):
         warm = np.zeros((1, 3, size, size), np.float32)
         self._predictor.run_arrays(warm, with_cam=True, stitch=default == STITCH_METHOD)
         self.info = ModelInfo.from_card(
-            card, card_path, sha, runtime=self._predictor.runtime_description
+            card,
+            card_path,
+            sha,
+            runtime=self._predictor.runtime_description,
+            guard_note=loaded.guard_note,
         )
         self.model_loaded.emit(self.info)
 
@@ -478,10 +483,13 @@ class ModelService(QThread):
         skey = series_key(series)
         with self._lock:
             for j, index in enumerate(indices):
+                score = preds.domain_scores
                 result = FrameResult(
                     probs=np.asarray(preds.probs[j], dtype=np.float32),
                     cams=None if cams is None else np.asarray(cams[j], dtype=np.float32),
                     geometry=preds.geometries[j],
+                    domain_score=None if score is None else float(score[j]),
+                    domain_threshold=preds.domain_threshold,
                 )
                 self._cache[(skey, index, self.info.sha, method)] = result
                 results.append(result)
@@ -503,17 +511,24 @@ class ModelService(QThread):
         x = torch.from_numpy(np.stack([preprocess(f, spec).array for f in frames]))
         return library_cams(loaded.model, x, method, cancel=cancel)
 
-    def series_probs(self, series: Series) -> tuple[np.ndarray, list[int]] | None:
-        """(N_analysed, C) probabilities of the cached frames of a series and their indices."""
+    def series_probs(
+        self, series: Series
+    ) -> tuple[np.ndarray, list[int], NDArray[np.bool_]] | None:
+        """(N_analysed, C) probabilities of the cached frames of a series, their indices,
+        and which of them the domain guard lets through (all of them without a guard)."""
         if self.info is None:
             return None
         skey = series_key(series)
         with self._lock:
             found = [
-                (i, r.probs)
+                (i, r)
                 for i in range(len(series))
                 if (r := self._cache.get((skey, i, self.info.sha, FAST_METHOD))) is not None
             ]
         if not found:
             return None
-        return np.stack([p for _, p in found]), [i for i, _ in found]
+        return (
+            np.stack([r.probs for _, r in found]),
+            [i for i, _ in found],
+            np.array([r.in_domain is not False for _, r in found], dtype=bool),
+        )

@@ -214,3 +214,78 @@ def test_headless_reading_checks_everything_before_storing(tmp_path: Path) -> No
     reads = _reads(db)
     assert len(reads) == 6 and all(x.active_ms is None and x.anomaly_prob is None for x in reads)
     assert all(x.confidence == 60 for x in reads)
+
+
+def _guarded_card(tmp_path: Path, threshold: float) -> Path:
+    """A tiny 64-px model whose domain guard flags every frame (threshold < 0) or none."""
+    import torch
+
+    from fetal_viewer.core.model.checkpoint import ModelCard, add_artifact, save_checkpoint
+    from fetal_viewer.core.model.guard import GUARD_ARTIFACT, GUARD_FILE, DomainGuard, save_guard
+    from fetal_viewer.core.model.network import build_resnet34
+
+    torch.manual_seed(0)
+    card = save_checkpoint(
+        build_resnet34(5), ModelCard(name="tiny", version="1", input_size=64), tmp_path / "m"
+    )
+    guard = DomainGuard(
+        np.zeros((5, 512), np.float32), np.eye(512, dtype=np.float32), threshold, 99.0, 10, 5
+    )
+    add_artifact(card, GUARD_ARTIFACT, save_guard(guard, card.parent / GUARD_FILE))
+    return card
+
+
+def test_study_ai_and_headless_reads_carry_the_domain_guard(tmp_path: Path) -> None:
+    """`study ai` writes what the aided step shows from the study's model, the guard's verdict
+    included; the headless reads store it; export and analysis split the aided reads by it."""
+    card = _guarded_card(tmp_path, threshold=-1.0)  # every frame outside the domain
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    for i in range(3):
+        write_dicom(folder / f"c{i}.dcm", 40 * i + 20)
+    (tmp_path / "ref.csv").write_text(
+        "path,label\n"
+        + "".join(f"c{i}.dcm,{'normal' if i % 2 else 'anencephaly'}\n" for i in range(3))
+    )
+    db = tmp_path / "s.db"
+    r = run_cli(
+        "study", "--db", str(db), "create", "s", "--folder", str(folder),
+        "--reference", str(tmp_path / "ref.csv"), "--model-card", str(card),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert run_cli("study", "--db", str(db), "add-reader", "s", "R1").returncode == 0
+    ai = tmp_path / "ai.json"
+    r = run_cli("study", "--db", str(db), "ai", "s", "--model", str(card), "--out", str(ai))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(ai.read_text())
+    assert len(doc) == 3
+    for entry in doc.values():
+        assert entry["domain_threshold"] == -1.0 and entry["domain_score"] >= 0.0
+        assert set(entry["probabilities"]) == {
+            "normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis",
+        }  # fmt: skip
+    # another model's card is refused: the AI file must be the study's
+    other = _guarded_card(tmp_path / "other", threshold=5.0)
+    r = run_cli("study", "--db", str(db), "ai", "s", "--model", str(other), "--out", str(ai))
+    assert r.returncode == 1 and "not the study's model" in r.stderr
+    answers = tmp_path / "answers.csv"
+    answers.write_text("label,anomaly_prob\n" + "normal,30\n" * 6)
+    r = run_cli(
+        "study", "--db", str(db), "read", "s", "R1", "--answers", str(answers),
+        "--ai-json", str(ai),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    flags = {(x.condition, x.ai_out_of_domain) for x in _reads(db)}
+    assert flags == {("unaided", None), ("aided", True)}
+    out = tmp_path / "export"
+    assert run_cli("study", "--db", str(db), "export", "s", "--out", str(out)).returncode == 0
+    long_csv = out / "s_reads.csv"
+    with long_csv.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["ai_out_of_domain"] for r in rows if r["condition"] == "aided"} == {"true"}
+    report = tmp_path / "report"
+    r = run_cli("analyze", "--db", str(db), "--study", "s", "--out", str(report))
+    assert r.returncode == 0, r.stderr
+    split = json.loads((report / "analysis.json").read_text())["by_ai_domain"]
+    assert set(split) == {"AI out of domain"} and split["AI out of domain"]["reads"] == 3
+    assert "domain guard's verdict on the AI shown" in (report / "report.html").read_text()

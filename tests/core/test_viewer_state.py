@@ -191,7 +191,7 @@ def test_method_note_patient_summary_and_job(patients) -> None:
     rows = {
         series_key(s): np.eye(5, dtype=np.float32)[[i]] for i, s in enumerate(p.studies[0].series)
     }
-    summary = state.patient_summary(lambda s: (rows[series_key(s)], [0]))
+    summary = state.patient_summary(lambda s: (rows[series_key(s)], [0], np.ones(1, bool)))
     assert summary.note == "2 of 2 frames, mean rule"
     np.testing.assert_allclose(summary.probs, [0.5, 0.5, 0, 0, 0])
     assert state.can_analyse
@@ -201,6 +201,59 @@ def test_method_note_patient_summary_and_job(patients) -> None:
     assert not state.can_analyse
     state.set_job(None)
     assert jobs == [4, None]
+
+
+def test_a_frame_outside_the_domain_is_withheld_until_shown_anyway(patients, caplog) -> None:
+    """The guard's verdict: no bars and no heat for a flagged frame, a deliberate and logged
+    Show anyway; an in-domain frame says so; a model without a guard says it has none."""
+    import logging
+
+    from fetal_viewer.core.model.guard import WITHHELD_NOTE
+
+    state = ViewerState()
+    p = patients[0]
+    series = first_series(p)
+    state.select(p, p.studies[0], series)
+    state.set_model(model())
+    frame = fan()
+    assert state.want_frame(0, frame)
+    base = result_for(frame, top=4)
+    views: list[AIView] = []
+    state.ai_changed.connect(views.append)
+    flagged = FrameResult(base.probs, base.cams, base.geometry, 9.5, 4.0)
+    state.set_result(0, flagged)
+    view = views[-1]
+    assert view.status is AIStatus.WITHHELD and view.probs is None and not view.shown
+    assert view.action == "Show anyway" and view.in_domain is False
+    assert WITHHELD_NOTE in view.message and "9.50 > threshold 4.00" in view.domain
+    assert state.overlay.layer is None  # no heat either
+    with caplog.at_level(logging.INFO, logger="fetal_viewer.core.viewer.state"):
+        state.reveal()
+    assert views[-1].status is AIStatus.SHOWN and views[-1].top_label == "rachischisis"
+    assert "shown anyway" in views[-1].caption and state.overlay.layer is not None
+    assert any("although outside the model's domain" in r.message for r in caplog.records)
+    assert str(series.source) not in caplog.text  # no file names in the log
+    # another frame of the series is withheld again: showing one is not showing all
+    state.want_frame(1, frame)
+    state.set_result(1, flagged)
+    assert views[-1].status is AIStatus.WITHHELD
+    state.set_result(1, FrameResult(base.probs, base.cams, base.geometry, 1.0, 4.0))
+    assert views[-1].shown and views[-1].domain.startswith("Inside what this model")
+    state.set_result(1, base)  # a model without a guard
+    assert views[-1].shown and views[-1].domain == "No domain check for this model."
+
+
+def test_patient_level_aggregates_in_domain_frames_only(patients) -> None:
+    state = ViewerState()
+    p = patients[0]
+    state.select(p, p.studies[0], first_series(p))
+    state.set_model(model())
+    probs = np.eye(5, dtype=np.float32)[[0, 4]]
+    some = state.patient_summary(lambda s: (probs, [0, 1], np.array([False, True])))
+    assert some.probs is not None and int(np.argmax(some.probs)) == 4
+    assert "2 outside the model's domain left out" in some.note  # one per series
+    none = state.patient_summary(lambda s: (probs, [0, 1], np.zeros(2, bool)))
+    assert none.probs is None and none.note.startswith("No assessable frames")
 
 
 def test_overlay_settings_recolour_and_refuse_unknown_colormaps() -> None:
@@ -340,3 +393,39 @@ def test_reading_state_step_image_ai_and_decision(session) -> None:
     state.set_paused(False)
     state.set_saving(True)
     assert not state.ready
+
+
+def test_aided_reveal_withholds_a_flagged_ai_as_the_viewer_does(session) -> None:
+    """A flagged AI output: the reading page shows the guard's verdict and no bars or heat
+    until the reader asks; the stored aided read says the AI shown was out of domain."""
+    from dataclasses import replace
+
+    from fetal_viewer.core.readerstudy.coordination import load_case_image
+    from fetal_viewer.core.viewer.reading import ReadingState
+
+    plain = session.ai_provider
+    session.ai_provider = lambda case: replace(plain(case), domain_score=7.0, domain_threshold=3.0)
+    state = ReadingState()
+    state.start(session.study)
+    views: list[AIView] = []
+    state.ai_changed.connect(views.append)
+    step = session.begin()
+    state.show_step(step)
+    state.image_loaded(load_case_image(step.case.pseudonym, step.case.source_path, 0))
+    session.submit("normal", None, 10)
+    aided = session.begin()
+    state.show_step(aided)
+    assert state.ai_arrived(aided.case.pseudonym, session.get_ai())
+    view = views[-1]
+    assert view.status is AIStatus.WITHHELD and view.probs is None
+    assert "7.00 > threshold 3.00" in view.domain and view.action == "Show anyway"
+    assert state.ready  # the reader can answer: the AI said it cannot assess the frame
+    assert state.overlay.layer is None
+    state.reveal()
+    assert views[-1].shown and views[-1].in_domain is False
+    assert state.overlay.layer is not None
+    assert state.choose(0)
+    read = session.submit("normal", None, 10)
+    assert read.ai_out_of_domain is True
+    stored = session.store.reads(session.study.id)
+    assert [r.ai_out_of_domain for r in stored] == [None, True]

@@ -560,3 +560,44 @@ def test_a_folder_of_plain_images_asks_how_to_group_them(qtbot, make_main_window
     with qtbot.waitSignal(other.study_opened, timeout=30_000):
         other.open_paths([folder], grouping=ImageGrouping.ONE_STUDY)
     assert len(other.browser.patients) == 1 and other.grouping_dialog is None
+
+
+def test_ai_panel_withholds_a_frame_outside_the_domain(
+    qtbot, make_main_window, study_dir, tmp_path
+):
+    """The panel shows the guard's verdict with no bars and no heat, Show anyway reveals
+    them (logged), and the exported picture prints the verdict under the image."""
+    from PySide6.QtGui import QImage
+
+    from fetal_viewer.core.model.preprocess import PreprocessSpec, find_fov, preprocess
+    from fetal_viewer.core.viewer.ai import AIStatus
+    from fetal_viewer.core.viewer.results import FrameResult, ModelInfo
+    from fetal_viewer.gui.imaging import qimage_to_rgb
+
+    window = make_main_window()
+    open_and_wait(qtbot, window, [study_dir])
+    classes = ("normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis")
+    window.state.set_model(
+        ModelInfo("tiny", "1", "ab" * 32, classes, "research use only", "c.json", "mean", 64)
+    )
+    frame = window.view.frame
+    probs = np.array([0.05, 0.05, 0.05, 0.05, 0.8], np.float32)
+    cams = np.ones((5, 2, 2), np.float32)
+    geometry = preprocess(frame, PreprocessSpec(input_size=64)).geometry
+    window.state.set_result(0, FrameResult(probs, cams, geometry, 12.0, 5.0))
+    panel = window.ai_panel
+    assert window.state.ai_view().status is AIStatus.WITHHELD
+    assert panel.reveal_button.isVisible() and panel.domain_label.isVisible()
+    assert "Outside what this model was trained on" in panel.domain_label.text()
+    assert panel.frame_bars.values is None and not window.view.has_overlay
+    plain = tmp_path / "plain.png"
+    window.export_view(plain, with_overlay=True)
+    captioned = QImage(str(plain))
+    _, y0, _, y1 = find_fov(frame)
+    assert captioned.height() > y1 - y0  # the verdict is printed under the image
+    band = qimage_to_rgb(captioned)[y1 - y0 :]
+    assert band.max() > 100  # text drawn in the band
+    qtbot.mouseClick(panel.reveal_button, Qt.MouseButton.LeftButton)
+    assert not panel.reveal_button.isVisible()
+    assert panel.frame_bars.values is not None and window.view.has_overlay
+    assert "shown anyway" in panel.frame_bars.note.text()

@@ -66,6 +66,8 @@ class Analysis:
     accuracy_mrmc: ORResult | None
     mrmc_cases_used: int
     notes: tuple[str, ...] = field(default=())
+    #: aided reads split by the domain guard's verdict on the AI shown (see ai_domain_split)
+    by_ai_domain: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str], labels: Sequence[str]) -> float:
@@ -311,7 +313,41 @@ def analyze(
         accuracy_mrmc=acc_res,
         mrmc_cases_used=len(full_cases),
         notes=tuple(notes),
+        by_ai_domain=ai_domain_split(rows),
     )
+
+
+#: the groups of :func:`ai_domain_split` and the ``ai_out_of_domain`` value of each
+AI_DOMAIN_GROUPS: dict[str, str] = {
+    "AI in domain": "false",
+    "AI out of domain": "true",
+    "no domain check": "",
+}
+
+
+def ai_domain_split(rows: Sequence[LongRow]) -> dict[str, dict[str, float]]:
+    """Aided reads split by whether the model's domain guard flagged the AI shown: per group
+    the number of reads, aided accuracy, the same readers' unaided accuracy on those cases,
+    and how often the final label is the AI's top class. A group without reads is left out."""
+    unaided = {(r.reader, r.case): r for r in rows if r.condition == "unaided"}
+    out: dict[str, dict[str, float]] = {}
+    for name, flag in AI_DOMAIN_GROUPS.items():
+        aided = [
+            r
+            for r in rows
+            if r.condition == "aided" and r.ai_model_sha and r.ai_out_of_domain == flag
+        ]
+        if not aided:
+            continue
+        before = [unaided[k].correct for r in aided if (k := (r.reader, r.case)) in unaided]
+        followed = [r.label == r.ai_top_label for r in aided if r.ai_top_label]
+        out[name] = {
+            "reads": float(len(aided)),
+            "aided_accuracy": float(np.mean([r.correct for r in aided])),
+            "unaided_accuracy": float(np.mean(before)) if before else float("nan"),
+            "agrees_with_ai": float(np.mean(followed)) if followed else float("nan"),
+        }
+    return out
 
 
 def time_saving(rows: Sequence[LongRow]) -> dict[str, float]:

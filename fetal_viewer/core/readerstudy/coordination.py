@@ -176,9 +176,13 @@ class StudyModel:
             probs = np.asarray(preds.probs[0], dtype=np.float64)
             top = int(np.argmax(probs))
             heatmap = preds.heatmap(0, top) if preds.cams is not None else None
+        scores = preds.domain_scores
         return AIOutput(
             model_sha=self.sha,
             probabilities={c: float(p) for c, p in zip(preds.classes, probs)},
             heatmap=None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
             input_size=self._predictor.spec.input_size,
+            domain_score=None if scores is None else float(scores[0]),
+            domain_threshold=preds.domain_threshold,
+            guard_note=self._predictor.guard_note,
         )

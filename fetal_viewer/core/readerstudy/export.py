@@ -54,6 +54,9 @@ class LongRow:
     ai_heatmap_visible: str  # "true", "false" or ""
     changed_from_unaided: str  # "true", "false" or ""
     read_uid: str
+    #: "true" when the model's domain guard flagged the AI shown, "false" when it passed,
+    #: "" when no AI was shown or the model has no guard
+    ai_out_of_domain: str = ""
 
 
 LONG_COLUMNS: tuple[str, ...] = tuple(LongRow.__dataclass_fields__)
@@ -104,6 +107,7 @@ def long_rows(store: Store, study: str) -> list[LongRow]:
                 ai_heatmap_visible=_b(r.ai_heatmap_visible),
                 changed_from_unaided=_b(r.changed_from_unaided),
                 read_uid=r.uid,
+                ai_out_of_domain=_b(r.ai_out_of_domain),
             )
         )
     out.sort(key=lambda x: (x.reader, x.arm, x.submitted_at, x.read_uid))
@@ -171,6 +175,7 @@ def load_long_csv(path: Path) -> list[LongRow]:
                         ai_heatmap_visible=d.get("ai_heatmap_visible", ""),
                         changed_from_unaided=d.get("changed_from_unaided", ""),
                         read_uid=d.get("read_uid", f"row{i}"),
+                        ai_out_of_domain=d.get("ai_out_of_domain", ""),
                     )
                 )
             except (KeyError, ValueError) as exc:

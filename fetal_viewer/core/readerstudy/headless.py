@@ -4,8 +4,9 @@ from a CSV, checked in full before anything is stored.
 Answers CSV: one row per step, in the reader's order (``study order`` prints it), with the
 columns ``label`` and, optionally, ``confidence`` and ``anomaly_prob`` (blank: not set),
 ``case`` (the case pseudonym, checked against the order) and ``condition``. AI JSON:
-``{case pseudonym: {"model_sha": ..., "probabilities": {label: p}}}`` for every case the
-answers read aided. Every problem (columns, labels, ratings, cases, missing AI) is listed
+``{case pseudonym: {"model_sha": ..., "probabilities": {label: p}, "domain_score": s,
+"domain_threshold": t, "guard_note": ""}}`` (the domain fields optional) for every case the
+answers read aided; ``study ai`` writes it from the study's model (:func:`write_ai_json`). Every problem (columns, labels, ratings, cases, missing AI) is listed
 in one error; the reads are stored only when there is none. Headless reads have no
 active reading time.
 """
@@ -118,12 +119,20 @@ def read_answers(path: Path, labels: tuple[str, ...], scale: tuple[int, int]) ->
     return answers
 
 
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
 def read_ai_json(path: Path) -> dict[str, AIOutput]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         return {
             case: AIOutput(
-                str(d["model_sha"]), {k: float(v) for k, v in d["probabilities"].items()}
+                str(d["model_sha"]),
+                {k: float(v) for k, v in d["probabilities"].items()},
+                domain_score=_opt_float(d.get("domain_score")),
+                domain_threshold=_opt_float(d.get("domain_threshold")),
+                guard_note=str(d.get("guard_note", "")),
             )
             for case, d in doc.items()
         }
@@ -198,3 +207,28 @@ def _problems(path: Path, problems: list[str]) -> DataError:
         "JSON (study ai NAME --out ai.json writes it), then run study read again.",
         path=path,
     )
+
+
+def write_ai_json(store: Store, study: str, card_path: str | Path, out: Path) -> int:
+    """What the aided step shows for every case of ``study``, from the study's model card
+    (refused when it is not the card the study was made with), as the AI JSON that
+    ``study read --ai-json`` takes; returns the number of cases."""
+    from fetal_viewer.core.readerstudy.coordination import StudyModel
+    from fetal_viewer.core.readerstudy.protocol import case_view
+
+    st = store.get_study(study)
+    model = StudyModel(card_path, expected_sha=st.model_sha256)
+    doc: dict[str, dict[str, object]] = {}
+    for case in store.list_cases(study):
+        shown = model(case_view(case, st.show_ga))
+        doc[case.pseudonym] = {
+            "model_sha": shown.model_sha,
+            "probabilities": shown.probabilities,
+            "domain_score": shown.domain_score,
+            "domain_threshold": shown.domain_threshold,
+            "guard_note": shown.guard_note,
+        }
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    tmp.replace(out)
+    return len(doc)

@@ -70,6 +70,18 @@ class AIOutput:
     probabilities: dict[str, float]
     heatmap: Any = None  # (H, W) float array or None
     input_size: int | None = None
+    #: the model's domain guard on the case's frame (None: the model has no guard)
+    domain_score: float | None = None
+    domain_threshold: float | None = None
+    #: what the reader is told when there is no guard ("" when there is one)
+    guard_note: str = ""
+
+    @property
+    def in_domain(self) -> bool | None:
+        """False when the guard flagged the frame: the reveal withholds the output."""
+        if self.domain_score is None or self.domain_threshold is None:
+            return None
+        return self.domain_score <= self.domain_threshold
 
     @property
     def top_label(self) -> str:
@@ -416,6 +428,9 @@ class ReadingSession:
                 else None
             ),
             changed_from_unaided=changed,
+            ai_out_of_domain=(
+                None if shown is None or shown.in_domain is None else not shown.in_domain
+            ),
         )
         try:
             read = self.store.add_read(new)

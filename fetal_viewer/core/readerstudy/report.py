@@ -234,6 +234,26 @@ def write_report(a: Analysis, rows: Sequence[LongRow], out_dir: Path) -> dict[st
         per,
         "<h2>Switches (unaided to aided) and McNemar</h2>",
         sw,
+        *(
+            [
+                "<h2>Aided reads by the domain guard's verdict on the AI shown</h2>",
+                _table(
+                    ["AI shown", "reads", "aided accuracy", "unaided accuracy", "agrees with AI"],
+                    [
+                        [
+                            group,
+                            int(v["reads"]),
+                            _f(v["aided_accuracy"]),
+                            _f(v["unaided_accuracy"]),
+                            _f(v["agrees_with_ai"]),
+                        ]
+                        for group, v in a.by_ai_domain.items()
+                    ],
+                ),
+            ]
+            if a.by_ai_domain
+            else []
+        ),
         "<h2>Plots</h2>",
         *[f"<img alt='{k}' src='data:image/png;base64,{v}'>" for k, v in img.items()],
         "</body></html>",

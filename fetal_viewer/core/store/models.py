@@ -136,6 +136,7 @@ class ReadRow(Base):
     ai_probs: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     ai_heatmap_visible: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     changed_from_unaided: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    ai_out_of_domain: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     supersedes_id: Mapped[int | None] = mapped_column(
         ForeignKey("reads.id", ondelete="SET NULL"), nullable=True
     )

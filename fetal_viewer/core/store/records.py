@@ -115,6 +115,9 @@ class NewRead:
     ai_probs: dict[str, float] | None = None
     ai_heatmap_visible: bool | None = None
     changed_from_unaided: bool | None = None
+    #: True when the model's domain guard flagged the AI output shown (None: no AI shown,
+    #: or a model without a guard)
+    ai_out_of_domain: bool | None = None
     uid: str = field(default_factory=lambda: new_uid())
 
 
@@ -141,6 +144,7 @@ class Read:
     changed_from_unaided: bool | None
     supersedes_id: int | None
     correction_reason: str | None
+    ai_out_of_domain: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,13 @@ panel both render an :class:`AIView` and nothing else.
 
 States (:class:`AIStatus`): ``NONE`` (nothing to show: no model, no frame, or a blinded
 read), ``PENDING`` (asked, no answer yet), ``SHOWN`` (probabilities, and a heatmap when
-there is one), ``FAILED`` (the answer could not be had; the panel offers to ask again).
+there is one), ``FAILED`` (the answer could not be had; the panel offers to ask again),
+``WITHHELD`` (the model's domain guard says the frame is outside what it was trained on:
+no probabilities, no heatmap; the panel offers ``action`` "Show anyway").
 
-Adding a state: a panel shows ``message`` for every state but ``SHOWN`` and offers the
-``action`` when there is one. A domain guard's "withheld" state, for example, is an
-``AIView(AIStatus.WITHHELD, message="Withheld: outside what this model was trained on
-(score 0.83, threshold 0.50)", action="Show anyway", probs=None)`` made by the state object
-while its guard says so, and the state's handler of that action makes the next view
-``SHOWN``; the heatmap layer follows :attr:`AIView.shown`, so a withheld output draws no
-heat either.
+A panel shows ``message`` for every state but ``SHOWN`` and offers the ``action`` when there
+is one; ``domain`` is the guard's verdict in words in every state that has an answer. The
+heatmap layer follows :attr:`AIView.shown`, so a withheld output draws no heat either.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ class AIStatus(Enum):
     PENDING = "pending"
     SHOWN = "shown"
     FAILED = "failed"
+    WITHHELD = "withheld"
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,10 @@ class AIView:
     message: str = ""
     action: str = ""
     caption: str = ""  # what the probabilities are of ("Frame 3", the model's identity)
+    #: the domain guard's verdict in words ("" while there is no answer)
+    domain: str = ""
+    #: False when the guard flagged the frame (shown only on the reader's request)
+    in_domain: bool | None = None
 
     @property
     def shown(self) -> bool:
@@ -63,3 +66,19 @@ class AIView:
     def top_label(self) -> str | None:
         top = self.top
         return None if top is None else self.classes[top]
+
+
+#: the action a withheld view offers
+SHOW_ANYWAY = "Show anyway"
+
+
+def domain_words(score: float | None, threshold: float | None, guard_note: str) -> str:
+    """The guard's verdict on one frame as the AI surfaces print it."""
+    from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE
+
+    if score is None or threshold is None:
+        note = guard_note or NO_GUARD_NOTE
+        return note[0].upper() + note[1:] + "."
+    if score > threshold:
+        return f"{WITHHELD_NOTE} (domain score {score:.2f} > threshold {threshold:.2f})."
+    return f"Inside what this model was trained on (domain score {score:.2f} <= {threshold:.2f})."

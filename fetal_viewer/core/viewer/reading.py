@@ -9,6 +9,7 @@ step's never reaches the screen.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,7 +18,7 @@ from fetal_viewer.core.cam.gradcam import resolution_note
 from fetal_viewer.core.readerstudy.coordination import CaseImage
 from fetal_viewer.core.readerstudy.protocol import AIOutput, Step
 from fetal_viewer.core.store import Study
-from fetal_viewer.core.viewer.ai import AIStatus, AIView
+from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView, domain_words
 from fetal_viewer.core.viewer.events import Event
 from fetal_viewer.core.viewer.overlay import HeatmapOverlay, OverlaySettings
 
@@ -41,6 +42,8 @@ class Submission:
     heatmap_visible: bool | None
 
 
+log = logging.getLogger(__name__)
+
 #: how the reader sets the ratings from the keyboard (also in F1)
 RATING_KEYS = "Ctrl+1–9 for confidence, Alt+1–9 for any anomaly, or Tab to a slider and ←/→"
 
@@ -59,6 +62,8 @@ class ReadingState:
         self.image: CaseImage | None = None
         self.ai: AIOutput | None = None
         self.ai_status = AIStatus.NONE
+        #: the reader asked to see an output the domain guard withheld (this step only)
+        self.revealed = False
         self.decision = Decision()
         self.saving = False
         self.paused = False
@@ -98,7 +103,7 @@ class ReadingState:
             and self.image is not None
         )
         self.step = step
-        self.ai, self.saving = None, False
+        self.ai, self.saving, self.revealed = None, False, False
         self.ai_status = AIStatus.PENDING if self.aided else AIStatus.NONE
         self.overlay.clear()
         if not same_case:
@@ -147,9 +152,26 @@ class ReadingState:
         self.ai_status = AIStatus.FAILED
         self.ai_changed.emit(self.ai_view())
 
+    def reveal(self) -> None:
+        """Show the AI output the domain guard withheld: the reader's deliberate choice,
+        logged (the case by pseudonym only)."""
+        out = self.ai
+        if out is None or out.in_domain is not False or self.revealed:
+            return
+        self.revealed = True
+        log.info(
+            "aided read: AI output shown on request although outside the model's domain "
+            "(case %s, domain score %.3f > threshold %.3f)",
+            self.step.case.pseudonym if self.step is not None else "?",
+            out.domain_score,
+            out.domain_threshold,
+        )
+        self._show_heat()
+        self.ai_changed.emit(self.ai_view())
+
     def _show_heat(self) -> None:
         out, image = self.ai, self.image
-        shown = self.ai_status is AIStatus.SHOWN and out is not None
+        shown = self.ai_view().shown and out is not None
         heat = None
         if shown and out is not None and out.heatmap is not None and image is not None:
             heat = image.crop(np.asarray(out.heatmap, dtype=np.float32))
@@ -168,6 +190,19 @@ class ReadingState:
             )
         out = self.ai
         classes = tuple(out.probabilities)
+        caption = f"model card sha256 {out.model_sha[:12]}…"
+        # the domain guard's verdict, worded and withheld exactly as the viewer does
+        domain = domain_words(out.domain_score, out.domain_threshold, out.guard_note)
+        if out.in_domain is False and not self.revealed:
+            return AIView(
+                AIStatus.WITHHELD,
+                classes,
+                message=domain,
+                action=SHOW_ANYWAY,
+                caption=caption,
+                domain=domain,
+                in_domain=False,
+            )
         probs = np.array([out.probabilities[c] for c in classes], dtype=np.float32)
         has_heat = out.heatmap is not None
         notes = (resolution_note(out.input_size),) if has_heat and out.input_size else ()
@@ -179,7 +214,9 @@ class ReadingState:
             heat_class=top if has_heat else None,
             heat_empty=has_heat and not float(np.max(out.heatmap)) > 0,
             notes=notes,
-            caption=f"model card sha256 {out.model_sha[:12]}…",
+            caption=caption,
+            domain=domain,
+            in_domain=out.in_domain,
         )
 
     # ----- the decision ------------------------------------------------------------------

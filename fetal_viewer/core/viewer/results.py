@@ -32,6 +32,16 @@ class FrameResult:
     probs: NDArray[np.float32]  # (C,)
     cams: NDArray[np.float32] | None  # (C, h, w)
     geometry: Geometry
+    #: the domain guard's score and threshold (None: the model has no guard)
+    domain_score: float | None = None
+    domain_threshold: float | None = None
+
+    @property
+    def in_domain(self) -> bool | None:
+        """Whether the guard lets this frame's output through (None: no guard)."""
+        if self.domain_score is None or self.domain_threshold is None:
+            return None
+        return self.domain_score <= self.domain_threshold
 
     def heatmap(self, class_index: int) -> NDArray[np.float32] | None:
         """(H, W) float32 in [0, 1] over the frame for one class, or None."""
@@ -62,10 +72,17 @@ class ModelInfo:
     input_size: int
     #: the inference runtime, its precision and how it was chosen, in words
     runtime: str = ""
+    #: "" when the model has a domain guard, else what the AI surfaces say instead
+    guard_note: str = ""
 
     @classmethod
     def from_card(
-        cls, card: ModelCard, card_path: str | Path, sha: str, runtime: str = ""
+        cls,
+        card: ModelCard,
+        card_path: str | Path,
+        sha: str,
+        runtime: str = "",
+        guard_note: str = "",
     ) -> ModelInfo:
         return cls(
             name=card.name,
@@ -77,4 +94,5 @@ class ModelInfo:
             aggregation=card.aggregation,
             input_size=card.input_size,
             runtime=runtime,
+            guard_note=guard_note,
         )

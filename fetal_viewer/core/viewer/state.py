@@ -9,6 +9,7 @@ that is not the latest request for the frame now wanted is dropped as stale.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,13 +18,16 @@ from numpy.typing import NDArray
 
 from fetal_viewer.core.cam.gradcam import FAST_METHOD, resolution_note
 from fetal_viewer.core.io.study import Patient, Series, Study
-from fetal_viewer.core.viewer.ai import AIStatus, AIView
+from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView, domain_words
 from fetal_viewer.core.viewer.events import Event
 from fetal_viewer.core.viewer.overlay import HeatmapOverlay, OverlaySettings
 from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
 
-#: what the viewer needs to summarise a series: (probabilities (N, C), frame indices)
-SeriesProbs = Callable[[Series], tuple[NDArray[np.float32], list[int]] | None]
+#: what the viewer needs to summarise a series: (probabilities (N, C), frame indices, and
+#: which of them the domain guard lets through (all True without a guard))
+SeriesProbs = Callable[[Series], tuple[NDArray[np.float32], list[int], NDArray[np.bool_]] | None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class ViewerState:
         self.result: FrameResult | None = None
         self.result_index: int | None = None
         self.ai_request = 0
+        #: frames whose withheld output the reader chose to see (Show anyway)
+        self.revealed: set[tuple[SeriesKey, int]] = set()
         self.job: int | None = None
         self.overlay = HeatmapOverlay(overlay)
         self.selection_changed: Event[Selection] = Event()
@@ -183,6 +189,22 @@ class ViewerState:
         at = choices.index(self.heat_pick)
         self.set_heat_pick(choices[(at + step) % len(choices)])
 
+    def reveal(self) -> None:
+        """Show the frame's output although the domain guard withheld it: a deliberate
+        action, logged (without any file name)."""
+        result = self.result
+        if self.series is None or result is None or result.in_domain is not False:
+            return
+        self.revealed.add((series_key(self.series), self.result_index or 0))
+        log.info(
+            "AI output shown on request although outside the model's domain "
+            "(frame %d, domain score %.3f > threshold %.3f)",
+            (self.result_index or 0) + 1,
+            result.domain_score,
+            result.domain_threshold,
+        )
+        self._refresh()
+
     def heat_class(self) -> int | None:
         """Index of the class whose map is drawn: the picked one, else the top class."""
         if self.heat_pick is not None:
@@ -199,6 +221,22 @@ class ViewerState:
         result = self.result
         if result is None:
             return AIView(AIStatus.PENDING, model.classes, notes=notes)
+        domain = domain_words(result.domain_score, result.domain_threshold, model.guard_note)
+        caption = f"Frame {(self.result_index or 0) + 1}"
+        withheld = result.in_domain is False
+        if withheld and (
+            self.series is None
+            or (series_key(self.series), self.result_index or 0) not in self.revealed
+        ):
+            return AIView(
+                AIStatus.WITHHELD,
+                model.classes,
+                message=domain,
+                action=SHOW_ANYWAY,
+                caption=caption,
+                domain=domain,
+                in_domain=False,
+            )
         c = self.heat_class()
         return AIView(
             AIStatus.SHOWN,
@@ -207,7 +245,9 @@ class ViewerState:
             heat_class=c,
             heat_empty=c is not None and result.is_empty(c),
             notes=notes,
-            caption=f"Frame {(self.result_index or 0) + 1}",
+            caption=f"{caption}, shown anyway" if withheld else caption,
+            domain=domain,
+            in_domain=result.in_domain,
         )
 
     def _refresh(self) -> None:
@@ -225,12 +265,14 @@ class ViewerState:
     # ----- the patient and the study ----------------------------------------------------
     def patient_summary(self, series_probs: SeriesProbs) -> PatientSummary:
         """The patient's aggregated probabilities over every analysed frame of every
-        series, by the model card's rule."""
+        series that the domain guard lets through, by the model card's rule; none of them
+        through: no assessable frames, no class."""
         if self.patient is None or self.model is None:
             return PatientSummary(None, "")
-        from fetal_viewer.core.model.aggregation import aggregate
+        from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
 
         probs: list[NDArray[np.float32]] = []
+        masks: list[NDArray[np.bool_]] = []
         n_done = n_all = 0
         for study in self.patient.studies:
             for series in study.series:
@@ -238,12 +280,24 @@ class ViewerState:
                 found = series_probs(series)
                 if found is not None:
                     probs.append(found[0])
+                    masks.append(found[2])
                     n_done += len(found[1])
         if not probs:
             return PatientSummary(None, "Not analysed yet (Analyse study: A)")
         rule = self.model.aggregation
-        agg = np.asarray(aggregate(np.concatenate(probs), rule), dtype=np.float32)
-        return PatientSummary(agg, f"{n_done} of {n_all} frames, {rule} rule")
+        ok = np.concatenate(masks)
+        agg = aggregate_assessable(np.concatenate(probs), ok, rule)
+        if agg is None:
+            return PatientSummary(
+                None,
+                f"{NO_ASSESSABLE[0].upper()}{NO_ASSESSABLE[1:]}: none of the {n_done} analysed "
+                "frames is inside what the model was trained on",
+            )
+        left_out = n_done - int(ok.sum())
+        note = f"{n_done} of {n_all} frames, {rule} rule"
+        if left_out:
+            note += f"; {left_out} outside the model's domain left out"
+        return PatientSummary(np.asarray(agg, dtype=np.float32), note)
 
     @property
     def can_analyse(self) -> bool:

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.readerstudy.protocol import Step
 from fetal_viewer.core.store import Study
-from fetal_viewer.core.viewer.ai import AIStatus, AIView
+from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView
 from fetal_viewer.core.viewer.reading import Decision, ReadingState
 from fetal_viewer.gui.ai_panel import ProbabilityBars
 from fetal_viewer.gui.image_view import ImageView
@@ -343,8 +343,20 @@ class AIRevealPanel(QGroupBox):
         self.retry = QPushButton("Show the AI again", self)
         self.retry.setVisible(False)
         self.retry.clicked.connect(self.retry_requested)
+        # the domain guard's verdict, and the deliberate way past a withheld output, as in
+        # the viewer's AI panel
+        self.domain_label = QLabel("", self)
+        self.domain_label.setObjectName("domainNote")
+        self.domain_label.setWordWrap(True)
+        self.domain_label.setVisible(False)
+        self.reveal_button = QPushButton(SHOW_ANYWAY, self)
+        self.reveal_button.setObjectName("revealButton")
+        self.reveal_button.setVisible(False)
+        self.reveal_button.clicked.connect(state.reveal)
         layout = QVBoxLayout(self)
         layout.setSpacing(4)
+        layout.addWidget(self.domain_label)
+        layout.addWidget(self.reveal_button)
         layout.addWidget(self.bars)
         layout.addWidget(self.controls)
         layout.addWidget(self.retry)
@@ -353,9 +365,17 @@ class AIRevealPanel(QGroupBox):
 
     def show_view(self, view: AIView) -> None:
         status = view.status
-        self.setVisible(status in (AIStatus.SHOWN, AIStatus.FAILED))
-        self.retry.setVisible(bool(view.action) and status is not AIStatus.SHOWN)
+        self.setVisible(status in (AIStatus.SHOWN, AIStatus.FAILED, AIStatus.WITHHELD))
+        self.retry.setVisible(status is AIStatus.FAILED)
         self.retry.setText(view.action or "Show the AI again")
+        self.reveal_button.setVisible(status is AIStatus.WITHHELD)
+        self.domain_label.setText(view.domain)
+        self.domain_label.setVisible(bool(view.domain))
+        self.domain_label.setProperty("outside", view.in_domain is False)
+        self.domain_label.style().unpolish(self.domain_label)
+        self.domain_label.style().polish(self.domain_label)
+        self.bars.setVisible(view.shown)
+        self.controls.setVisible(view.shown)
         if not view.shown:
             return
         self.setTitle(f"AI · {view.caption}" if view.caption else "AI")  # the model's identity
