@@ -601,3 +601,35 @@ def test_ai_panel_withholds_a_frame_outside_the_domain(
     assert not panel.reveal_button.isVisible()
     assert panel.frame_bars.values is not None and window.view.has_overlay
     assert "shown anyway" in panel.frame_bars.note.text()
+
+
+def test_study_summary_prints_the_domain_guard(study_dir, tmp_path):
+    """Flagged frames are left out of the patient and series levels and named; a study none
+    of whose frames is in domain gets no class."""
+    from fetal_viewer.core.io import open_path
+    from fetal_viewer.core.model.preprocess import PreprocessSpec, preprocess
+    from fetal_viewer.core.viewer.results import FrameResult, ModelInfo
+    from fetal_viewer.gui.summary import SeriesSummaryInput, build_summary
+
+    patient = open_path(study_dir).patients[0]
+    study = patient.studies[0]
+    series = study.series[0]
+    classes = ("normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis")
+    info = ModelInfo("tiny", "1", "ab" * 32, classes, "research use only", "c.json", "mean", 64)
+    geometry = preprocess(series.frame(0), PreprocessSpec(input_size=64)).geometry
+    probs = np.array([0.1, 0.1, 0.1, 0.1, 0.6], np.float32)
+
+    def result(score: float) -> FrameResult:
+        return FrameResult(probs, np.ones((5, 2, 2), np.float32), geometry, score, 5.0)
+
+    some = build_summary(
+        tmp_path / "some.html", "P1", study,
+        [SeriesSummaryInput(series, [0, 1], [result(1.0), result(9.0)])], info,
+    ).read_text()  # fmt: skip
+    assert "1 of 2 analysed frames outside what the model was trained on" in some
+    assert "1 outside the model's domain" in some and "Frame 2:" not in some
+    none = build_summary(
+        tmp_path / "none.html", "P1", study,
+        [SeriesSummaryInput(series, [0, 1], [result(8.0), result(9.0)])], info,
+    ).read_text()  # fmt: skip
+    assert none.count("No assessable frames") == 2 and "rachischisis 60" not in none
