@@ -103,7 +103,7 @@ def features(predictor, frames, batch=32):
                 for i in range(s, min(len(frames), s + batch))
             ]
         )
-        lg, ft = predictor._forward(x, True)
+        lg, ft = predictor._forward(x)
         logits.append(lg)
         # mean (what the classifier reads), spatial std and max of the layer4 map
         pooled.append(
@@ -133,7 +133,7 @@ def main() -> None:
     from fetal_viewer.core.model.predictor import Predictor
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    pred = Predictor(load_checkpoint(args.model))
+    pred = Predictor(load_checkpoint(args.model), backend="onnxruntime")
     classes = list(pred.classes)
     tr_f, tr_y = manifest_frames(args.manifest, "train", args.train_limit)
     _, tr_p = features(pred, tr_f)

@@ -60,7 +60,7 @@ def main() -> None:
         edited.append(sham(g, head, rng, int(rng.choice((2, 3)))).image)
         lesion.append(synthesise(g, head, str(rng.choice(LESIONS)), rng).image)
         groups.append(r["subject_prefix"])
-    pred = Predictor(load_checkpoint(args.model))
+    pred = Predictor(load_checkpoint(args.model), backend="onnxruntime")
     pred.guard = None
 
     def feats(frames: list[np.ndarray]) -> np.ndarray:
