@@ -305,9 +305,11 @@ def test_shortcuts_act(qtbot, make_main_window, study_dir):
     dialog.deleteLater()
 
 
-def test_readme_lists_the_shortcuts_the_app_has() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    assert markdown_table() in readme, "README's keyboard table is stale: paste markdown_table()"
+def test_docs_list_the_shortcuts_the_app_has() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "keyboard.md"
+    assert markdown_table() in doc.read_text(encoding="utf-8"), (
+        "docs/keyboard.md is stale: paste markdown_table()"
+    )
 
 
 def test_measurements_mm_when_calibrated_pixels_and_warning_otherwise(
