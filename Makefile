@@ -55,12 +55,12 @@ POINTING_NOTES = $(POINTING_D), on the same centers (train --init).
 FLOOR_NOTES = $(POINTING_D), then 3 more like those with --noise-floor 0.7, on the same centers \
 (train --init).
 REAL_NAME = fetal-viewer demo (phantoms and lesions synthesised into real HC18 scans), center D held out
-REAL_NOTES = The center-D phantom model (stages above) fine-tuned 8 epochs at lr 3e-4 on phantom \
-centers A-C (2 frames a patient) and on the HC18 scans of 4 in 5 subjects, each as a sham-edited \
-normal and with the four anomalies synthesised into it (phantoms --backgrounds). HC18: van den \
-Heuvel et al., PLoS ONE 2018, Zenodo 1327317, CC BY 4.0. Research use only, not for clinical use.
-REAL_NOTES2 = $(REAL_NOTES) Then 6 more epochs at lr 2e-4, one frame a phantom patient, on the \
-same data (train --init).
+REAL_NOTES = Training sources: fetal-viewer's synthetic phantoms, scanner styles A-C (made by this \
+project, Apache-2.0), and HC18 (van den Heuvel et al., PLoS ONE 2018, Zenodo 1327317, CC BY 4.0): \
+the real normal scans of 4 in 5 of its subjects, each as a sham-edited normal and with the four \
+anomalies synthesised into it (phantoms --backgrounds). No real anomaly was in the training data. \
+Made from the phantom-only center-D demo model: 8 epochs at lr 3e-4, 2 frames a phantom patient.
+REAL_NOTES2 = $(REAL_NOTES) Then 6 epochs at lr 2e-4, 1 frame a phantom patient, noise floor 0.7.
 demo-model: $(STAMP)
 	test -f out/demo-phantoms/manifest.csv || $(BIN)/fetal-viewer phantoms --out out/demo-phantoms \
 	    --patients-per-class 160 --centers 4 --seed 2026 --format png
@@ -107,6 +107,10 @@ demo-model: $(STAMP)
 	mkdir -p resources/models/demo
 	cp out/demo-real2/card.json out/demo-real2/weights.safetensors \
 	    out/demo-real2/guard.safetensors resources/models/demo/
+	# the ONNX graph (43 MB) is not shipped: the app exports it into the user cache, the
+	# bundle build beside its card
+	$(BIN)/python -c 'import json; p = "resources/models/demo/card.json"; c = json.load(open(p)); \
+	    c["artifacts"].pop("onnx", None); open(p, "w").write(json.dumps(c, indent=2) + "\n")'
 
 ## real-check: the demo model on real scans it never trained on: the held-out HC18 subjects
 ## (untouched, as normals, and with the four lesions synthesised into them) and the real

@@ -1,0 +1,96 @@
+"""The shipped demo model: what its card says, and what its domain guard lets through.
+
+These run the real shipped weights and guard (``resources/models/demo``), not a test model.
+The figures they hold it to are floors below what ``make real-check`` measured
+(docs/domain-guard.md, docs/real-anatomy.md), so a broken guard, a card without one or a
+regression of the model fails here; they are not a measurement of the model's goals.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+from fetal_viewer.core.io import open_paths
+from fetal_viewer.core.model.checkpoint import load_checkpoint
+from fetal_viewer.core.model.predictor import Predictor
+from fetal_viewer.core.phantoms.dataset import plan_patients, render_patient
+from fetal_viewer.resources import DEMO_MODEL_CARD
+
+#: real DICOM files of other modalities (pydicom-data): radiographs, CT, MR
+OTHER_MODALITIES = (
+    "RG1_UNCR.dcm",
+    "RG3_UNCR.dcm",
+    "693_UNCR.dcm",
+    "eCT_Supplemental.dcm",
+    "MR2_UNCR.dcm",
+    "emri_small.dcm",
+    "MR-SIEMENS-DICOM-WithOverlays.dcm",
+)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> tuple[Predictor, object]:
+    loaded = load_checkpoint(DEMO_MODEL_CARD)
+    return Predictor(loaded, backend="torch"), loaded
+
+
+def _flagged(predictor: Predictor, frames: list[np.ndarray]) -> np.ndarray:
+    pred = predictor.predict(frames)
+    mask = pred.in_domain
+    assert mask is not None, "the shipped model must carry its domain guard"
+    return ~mask
+
+
+def test_card_names_every_training_source_and_loads_without_extra_files() -> None:
+    card = json.loads(DEMO_MODEL_CARD.read_text(encoding="utf-8"))
+    assert card["intended_use"] == "research use only"
+    notes = card["notes"]
+    for source in ("phantoms", "HC18", "CC BY 4.0", "Zenodo 1327317"):
+        assert source in notes
+    # every file the card names ships beside it (the ONNX graph is made on first use)
+    for entry in card["artifacts"].values():
+        assert (DEMO_MODEL_CARD.parent / entry["file"]).is_file()
+    loaded = load_checkpoint(DEMO_MODEL_CARD)
+    assert loaded.guard is not None and loaded.guard_note == ""
+    assert loaded.card.metrics["held_out"]["patient_accuracy"] >= 0.98
+
+
+def test_unseen_seed_phantoms_are_in_domain(shipped) -> None:
+    predictor, _ = shipped
+    frames = [
+        f.image
+        for plan in plan_patients(1, 4, seed=31337)
+        for f in render_patient(plan, (256, 256)).frames[:3]
+    ]
+    flagged = _flagged(predictor, frames)
+    assert flagged.mean() <= 0.05, f"{flagged.sum()} of {len(frames)} unseen phantoms flagged"
+
+
+def test_other_modalities_are_out_of_domain(shipped) -> None:
+    predictor, _ = shipped
+    result = open_paths([Path(get_testdata_file(name)) for name in OTHER_MODALITIES])
+    frames = [
+        s.frame(i)
+        for p in result.patients
+        for st in p.studies
+        for s in st.series
+        for i in range(len(s))
+    ]
+    assert len(frames) >= 15
+    flagged = _flagged(predictor, frames)
+    # measured: 15 of 17 frames (the two kept are slices of the 10-slice MR)
+    assert flagged.mean() >= 0.8, f"{flagged.sum()} of {len(frames)} frames flagged"
+
+
+def test_real_hc18_heads_are_in_domain(shipped, real_samples: Path) -> None:
+    predictor, _ = shipped
+    result = open_paths(sorted((real_samples / "hc18").glob("*.png")))
+    frames = [s.frame(0) for p in result.patients for st in p.studies for s in st.series]
+    assert len(frames) == 6
+    flagged = _flagged(predictor, frames)
+    assert flagged.sum() <= 1, f"{flagged.sum()} of 6 real normal heads flagged"
