@@ -9,7 +9,7 @@ send) and an uncompressed RGB 300 x 400 one (72 MB: the data path itself). For e
   ``EVT_C_STORE`` handler writing ``event.encoded_dataset()`` to a file; default maximum
   PDU (16 kB);
 - ``bare_bigpdu``: the same with no PDU limit (what the app asks for);
-- ``app_get``: :func:`fetal_viewer.core.net.pacs.retrieve_study` by C-GET (a C-FIND for the
+- ``app_get``: :func:`fetal_viewer.core.net.retrieve.retrieve_study` by C-GET (a C-FIND for the
   instance count, the transfer state, atomic no-overwrite writes, progress callbacks);
 - ``app_move``: the same by C-MOVE to the app's listener.
 
@@ -139,7 +139,7 @@ def bench_cine(
     """Every variant on one uploaded cine, best of ``repeat``, variants taking turns."""
     from pydicom import dcmread
 
-    from fetal_viewer.core.net import pacs
+    from fetal_viewer.core.net import retrieve
     from fetal_viewer.core.net.storage import StudyStore
     from tests.net.orthanc import ORTHANC_AE, OUR_AE
 
@@ -160,7 +160,7 @@ def bench_cine(
 
     def app(method: str) -> int:
         store = StudyStore(folder())
-        return pacs.retrieve_study(
+        return retrieve.retrieve_study(
             node, local, uid, store=store, method=method, listener=listener
         ).nbytes
 

@@ -301,7 +301,7 @@ def run_find(args: argparse.Namespace) -> int:
 
 # ---- get ------------------------------------------------------------------------------------
 def run_get(args: argparse.Namespace) -> int:
-    from fetal_viewer.core.net.pacs import cache_root, retrieve_study
+    from fetal_viewer.core.net.retrieve import cache_root, retrieve_study
     from fetal_viewer.core.net.storage import StudyStore
     from fetal_viewer.core.progress import tqdm_progress
 

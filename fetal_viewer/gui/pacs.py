@@ -49,7 +49,8 @@ from fetal_viewer.gui.workers import release_worker
 
 if TYPE_CHECKING:
     from fetal_viewer.core.net.listener import Listener, Received
-    from fetal_viewer.core.net.pacs import RetrieveResult, SeriesMatch, StudyMatch, StudyQuery
+    from fetal_viewer.core.net.pacs import SeriesMatch, StudyMatch, StudyQuery
+    from fetal_viewer.core.net.retrieve import RetrieveResult
     from fetal_viewer.core.net.storage import StoredInstance
     from fetal_viewer.gui.main_window import MainWindow
     from fetal_viewer.gui.workers import AnyWorker
@@ -566,7 +567,7 @@ class PacsPanel(QWidget):
 
     # ---- retrieve -----------------------------------------------------------------------
     def retrieve(self) -> FunctionWorker[RetrieveResult] | None:
-        from fetal_viewer.core.net.pacs import cache_root, retrieve_study
+        from fetal_viewer.core.net.retrieve import cache_root, retrieve_study
         from fetal_viewer.core.net.storage import StudyStore
 
         node, match = self.current_node(), self._selected_study()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from fetal_viewer.core.net import pacs
+from fetal_viewer.core.net import pacs, retrieve
 from fetal_viewer.core.net.nodes import Node
 from fetal_viewer.core.net.storage import StudyStore
 from fetal_viewer.errors import NetworkError
@@ -33,14 +33,14 @@ def test_search_retrieve_and_resume(
     assert series.modality == "US"
 
     store = StudyStore(tmp_path)
-    result = pacs.retrieve_study(node, local, uid, store=store)
+    result = retrieve.retrieve_study(node, local, uid, store=store)
     assert result.complete and result.method == "wado" and result.held == len(phantoms.studies[uid])
     (path,) = list(store.study_dir(uid).glob("*/*.dcm"))
     src = dcmread(phantoms.studies[uid][0])
     got = dcmread(path)
     assert got.PixelData == src.PixelData and got.NumberOfFrames == src.NumberOfFrames
     path.unlink()
-    again = pacs.retrieve_study(node, local, uid, store=store)
+    again = retrieve.retrieve_study(node, local, uid, store=store)
     assert again.complete and again.new == 1
 
 
@@ -66,6 +66,6 @@ def test_wrong_url_and_dead_server(orthanc: OrthancServer) -> None:
         pacs.verify(Node("w", url=f"http://127.0.0.1:{free_port()}/dicom-web", timeout_s=3), local)
     assert "connection refused" in exc.value.why
     with pytest.raises(NetworkError, match="has no study"):
-        pacs.retrieve_study(
+        retrieve.retrieve_study(
             orthanc.web_node(), local, "1.2.3.4.5.6", store=StudyStore(Path("/nonexistent"))
         )

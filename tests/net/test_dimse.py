@@ -13,7 +13,7 @@ import pytest
 from pydicom import dcmread
 
 from fetal_viewer.core.io import open_path
-from fetal_viewer.core.net import pacs
+from fetal_viewer.core.net import pacs, retrieve
 from fetal_viewer.core.net.listener import Listener
 from fetal_viewer.core.net.nodes import LocalAE, Node
 from fetal_viewer.core.net.storage import StoredInstance, StudyStore
@@ -125,7 +125,7 @@ def test_get_keeps_the_bytes_and_resumes_a_partial_study(
     store = StudyStore(tmp_path / "cache")
     uid = phantoms.still_study()
     seen: list[tuple[int, int]] = []
-    result = pacs.retrieve_study(
+    result = retrieve.retrieve_study(
         orthanc.node(),
         orthanc.local(),
         uid,
@@ -147,7 +147,7 @@ def test_get_keeps_the_bytes_and_resumes_a_partial_study(
     lost = sorted(store.study_dir(uid).glob("*/*.dcm"))[:2]
     for p in lost:
         p.unlink()
-    again = pacs.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
+    again = retrieve.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
     assert again.complete and again.new == 2 and again.received == 2 and again.held == n
     assert _by_instance(store, uid) == files
     loaded = open_path(store.study_dir(uid))
@@ -169,7 +169,7 @@ def test_get_asks_again_for_classes_it_did_not_propose(
     orthanc.upload([us, other])
     uid = str(ds.StudyInstanceUID)
     store = StudyStore(tmp_path / "cache")
-    result = pacs.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
+    result = retrieve.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
     assert result.complete and result.held == 2 and result.expected == 2
     classes = {
         str(dcmread(p, stop_before_pixels=True).SOPClassUID)
@@ -183,7 +183,7 @@ def test_get_brings_jpeg_as_jpeg(
 ) -> None:
     store = StudyStore(tmp_path)
     uid = phantoms.jpeg_study()
-    result = pacs.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
+    result = retrieve.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
     assert result.complete
     for p in store.study_dir(uid).glob("*/*.dcm"):
         assert (
@@ -202,7 +202,7 @@ def test_move_goes_to_our_listener_not_its_inbox(
     cache = StudyStore(tmp_path / "cache")
     arrived: list[StoredInstance] = []
     with Listener(orthanc.local(), inbox, allowed_callers=["ORTHANC"]) as listener:
-        result = pacs.retrieve_study(
+        result = retrieve.retrieve_study(
             orthanc.node(),
             orthanc.local(),
             uid,
@@ -216,7 +216,9 @@ def test_move_goes_to_our_listener_not_its_inbox(
     assert cache.held(uid) and not inbox.studies()
     # without a running listener, a temporary one on our port receives
     other = StudyStore(tmp_path / "cache2")
-    result = pacs.retrieve_study(orthanc.node(), orthanc.local(), uid, store=other, method="move")
+    result = retrieve.retrieve_study(
+        orthanc.node(), orthanc.local(), uid, store=other, method="move"
+    )
     assert result.complete and other.held(uid) == cache.held(uid)
 
 
@@ -225,13 +227,13 @@ def test_unknown_study_and_move_to_an_unknown_port(
 ) -> None:
     store = StudyStore(tmp_path)
     with pytest.raises(NetworkError, match="has no study"):
-        pacs.retrieve_study(orthanc.node(), orthanc.local(), "1.2.3.4.5", store=store)
+        retrieve.retrieve_study(orthanc.node(), orthanc.local(), "1.2.3.4.5", store=store)
     with pytest.raises(NetworkError, match="not a Study Instance UID"):
-        pacs.retrieve_study(orthanc.node(), orthanc.local(), "../etc", store=store)
+        retrieve.retrieve_study(orthanc.node(), orthanc.local(), "../etc", store=store)
     # our AE title on a port Orthanc does not know: Orthanc cannot send
     local = LocalAE(OUR_AE, free_port(), "127.0.0.1")
     with pytest.raises(NetworkError, match="could not send it to us") as exc:
-        pacs.retrieve_study(
+        retrieve.retrieve_study(
             orthanc.node(), local, phantoms.still_study(), store=store, method="move"
         )
     assert OUR_AE in exc.value.fix and "C-GET" in exc.value.fix
@@ -254,7 +256,7 @@ def test_node_killed_mid_transfer_keeps_what_arrived_and_resumes(
             server.stop(kill=True)
 
     with pytest.raises(NetworkError, match="ended during the retrieve") as exc:
-        pacs.retrieve_study(
+        retrieve.retrieve_study(
             server.node(timeout=5), server.local(), uid, store=store, on_instance=kill_after_first
         )
     held = store.held(uid)
@@ -265,10 +267,10 @@ def test_node_killed_mid_transfer_keeps_what_arrived_and_resumes(
     for p in store.study_dir(uid).glob("*/*.dcm"):  # what arrived is whole
         assert dcmread(p).pixel_array.shape == (96, 128, 3)
     with pytest.raises(NetworkError, match="Cannot reach"):
-        pacs.retrieve_study(server.node(timeout=2), server.local(), uid, store=store)
+        retrieve.retrieve_study(server.node(timeout=2), server.local(), uid, store=store)
 
     server.start()
-    result = pacs.retrieve_study(server.node(), server.local(), uid, store=store)
+    result = retrieve.retrieve_study(server.node(), server.local(), uid, store=store)
     assert result.complete and result.held == 40 and result.new == 40 - len(held)
     state = store.state(uid)
     assert state is not None and state.complete and not state.error
@@ -281,7 +283,7 @@ def test_cancel_stops_the_transfer_and_marks_it_incomplete(
     uid = phantoms.still_study()
     cancel = CancelToken()
     with pytest.raises(CancelledError):
-        pacs.retrieve_study(
+        retrieve.retrieve_study(
             orthanc.node(),
             orthanc.local(),
             uid,

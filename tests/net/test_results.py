@@ -18,7 +18,7 @@ from fetal_viewer.core import report_dicom as results
 from fetal_viewer.core.io import open_path
 from fetal_viewer.core.model.checkpoint import load_checkpoint
 from fetal_viewer.core.model.predictor import Predictor
-from fetal_viewer.core.net import pacs
+from fetal_viewer.core.net import pacs, retrieve
 from fetal_viewer.core.net.storage import StudyStore
 from fetal_viewer.errors import StudyLoadError
 from tests.net.conftest import OrthancServer, Phantoms, copies_of
@@ -97,7 +97,7 @@ def test_cine_result_round_trip(
     sent = pacs.send(orthanc.node(), orthanc.local(), files)
     assert sent.sent == len(files) and not sent.failed
     store = StudyStore(tmp_path / "cache")
-    got = pacs.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
+    got = retrieve.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
     assert got.complete
     back_sr = store.path_for(uid, sr.SeriesInstanceUID, sr.SOPInstanceUID)
     assert results.read_sr(back_sr) == back

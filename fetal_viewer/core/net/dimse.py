@@ -481,7 +481,7 @@ def get_contexts(sop_classes: Iterable[str] = ()) -> tuple[list[PresentationCont
     transfer syntax, so the node sends what it holds without transcoding.
 
     Fewer contexts make a faster association (128 cost about 30 ms more than 3 here);
-    :func:`fetal_viewer.core.net.pacs.retrieve_study` asks again for instances of other
+    :func:`fetal_viewer.core.net.retrieve.retrieve_study` asks again for instances of other
     classes, naming them, when the node reports sub-operations that failed."""
     from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
     from pynetdicom.presentation import build_context
