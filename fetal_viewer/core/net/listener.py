@@ -21,12 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fetal_viewer.core.net.dimse import (
-    VERIFICATION,
-    Tally,
-    close_failed_sockets,
-    store_handler,
-)
+from fetal_viewer.core.net.association import close_failed_sockets
+from fetal_viewer.core.net.dimse import VERIFICATION, Tally, store_handler
 from fetal_viewer.core.net.nodes import LocalAE
 from fetal_viewer.core.net.storage import StoredInstance, StudyStore
 from fetal_viewer.errors import NetworkError

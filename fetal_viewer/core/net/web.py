@@ -43,7 +43,7 @@ def client(node: Node) -> Any:
 def _call(node: Node, what: str, fn: Callable[[], T]) -> T:
     import requests
 
-    from fetal_viewer.core.net.dimse import probe
+    from fetal_viewer.core.net.association import probe
 
     try:
         return fn()
