@@ -434,12 +434,13 @@ def run_send(args: argparse.Namespace) -> int:
 # ---- report ---------------------------------------------------------------------------------
 def run_report(args: argparse.Namespace) -> int:
     from fetal_viewer.cli.predict import _model_card
-    from fetal_viewer.core import report_dicom as results
     from fetal_viewer.core.io import open_paths
     from fetal_viewer.core.model.aggregation import NO_ASSESSABLE
     from fetal_viewer.core.model.checkpoint import load_checkpoint
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.progress import tqdm_progress
+    from fetal_viewer.core.report_dicom.analysis import analyse_study
+    from fetal_viewer.core.report_dicom.objects import build_results, read_sources, write_results
 
     _quiet(args)
     node = None
@@ -463,13 +464,13 @@ def run_report(args: argparse.Namespace) -> int:
     failed = 0
     try:
         for k, (patient, study) in enumerate(studies):
-            analysis = results.analyse_study(
+            analysis = analyse_study(
                 study, predictor, max_key_frames=args.key_frames, progress=progress
             )
-            sources = results.read_sources([s.source for s in study.series])
-            objects = results.build_results(analysis, sources)
+            sources = read_sources([s.source for s in study.series])
+            objects = build_results(analysis, sources)
             folder = args.out / patient.pseudonym / f"study{k + 1:02d}"
-            files = results.write_results(objects, folder)
+            files = write_results(objects, folder)
             top = analysis.top
             entry: dict[str, Any] = {
                 "pseudonym": patient.pseudonym,

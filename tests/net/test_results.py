@@ -14,12 +14,19 @@ import pytest
 from pydicom import dcmread
 
 from fetal_viewer import INTENDED_USE
-from fetal_viewer.core import report_dicom as results
 from fetal_viewer.core.io import open_path
 from fetal_viewer.core.model.checkpoint import load_checkpoint
 from fetal_viewer.core.model.predictor import Predictor
 from fetal_viewer.core.net import pacs, retrieve
 from fetal_viewer.core.net.storage import StudyStore
+from fetal_viewer.core.report_dicom.analysis import (
+    FrameResult,
+    KeyFrame,
+    StudyAnalysis,
+    analyse_study,
+)
+from fetal_viewer.core.report_dicom.objects import build_results, read_sources, write_results
+from fetal_viewer.core.report_dicom.sr import build_sr, read_sr
 from fetal_viewer.errors import StudyLoadError
 from tests.net.conftest import OrthancServer, Phantoms, copies_of
 
@@ -47,13 +54,13 @@ def test_cine_result_round_trip(
     (patient,) = open_path(source).patients
     (study,) = patient.studies
     uid = study.uid
-    analysis = results.analyse_study(study, predictor, max_key_frames=2)
+    analysis = analyse_study(study, predictor, max_key_frames=2)
     n = len(study.series[0])
     assert len(analysis.frames) == n and len(analysis.key_frames) == 1  # one series
     assert analysis.weights_sha256 == predictor.card.weights_sha256 != ""
-    sources = results.read_sources([source])
-    objects = results.build_results(analysis, sources)
-    files = results.write_results(objects, tmp_path / "out")
+    sources = read_sources([source])
+    objects = build_results(analysis, sources)
+    files = write_results(objects, tmp_path / "out")
     for f in files:
         assert dciodvfy_errors(f) == [], f.name
 
@@ -64,7 +71,7 @@ def test_cine_result_round_trip(
     assert sr.SeriesInstanceUID != src.SeriesInstanceUID
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
-    back = results.read_sr(files[0])
+    back = read_sr(files[0])
     assert back.model == "tiny-random 0.0.1"
     assert f"weights sha256 {predictor.card.weights_sha256}" in back.algorithm_parameters
     assert back.study_probs == dict(zip(analysis.classes, analysis.study_probs))
@@ -100,7 +107,7 @@ def test_cine_result_round_trip(
     got = retrieve.retrieve_study(orthanc.node(), orthanc.local(), uid, store=store)
     assert got.complete
     back_sr = store.path_for(uid, sr.SeriesInstanceUID, sr.SOPInstanceUID)
-    assert results.read_sr(back_sr) == back
+    assert read_sr(back_sr) == back
     modalities = {s.modality for s in pacs.find_series(orthanc.node(), orthanc.local(), uid)}
     assert {"US", "SR", "OT"} <= modalities
 
@@ -134,10 +141,10 @@ def test_the_domain_guard_withholds_frames_outside_it(
     study = patient.studies[0]
     series = study.series[0]
     frames = [series.frame(i) for i in range(len(series))]
-    sources = results.read_sources([series.source])
+    sources = read_sources([series.source])
 
     guarded = _guarded(predictor, tmp_path / "half", frames, 50)
-    analysis = results.analyse_study(study, guarded)
+    analysis = analyse_study(study, guarded)
     inside = [f.in_domain for f in analysis.frames]
     assert True in inside and False in inside and analysis.domain_threshold is not None
     probs = np.array([f.probs for f in analysis.frames])
@@ -146,36 +153,36 @@ def test_the_domain_guard_withholds_frames_outside_it(
     np.testing.assert_allclose(analysis.study_probs, want, atol=1e-5)
     (key,) = analysis.key_frames
     assert analysis.frames[key.frame_number - 1].in_domain
-    files = results.write_results(results.build_results(analysis, sources), tmp_path / "a")
+    files = write_results(build_results(analysis, sources), tmp_path / "a")
     assert all(dciodvfy_errors(f) == [] for f in files)
-    back = results.read_sr(files[0])
+    back = read_sr(files[0])
     for got, frame in zip(back.frames, analysis.frames):
         assert got[3] is frame.in_domain and got[4] == pytest.approx(frame.domain_score)
         assert bool(got[2]) is frame.in_domain  # the class output of a flagged frame is withheld
     assert f"domain guard threshold {analysis.domain_threshold:.6g}" in back.algorithm_parameters
 
-    nobody = results.analyse_study(study, _guarded(predictor, tmp_path / "none", frames, 0))
+    nobody = analyse_study(study, _guarded(predictor, tmp_path / "none", frames, 0))
     assert nobody.study_probs is None and nobody.top is None and nobody.key_frames == ()
-    files = results.write_results(results.build_results(nobody, sources), tmp_path / "b")
+    files = write_results(build_results(nobody, sources), tmp_path / "b")
     assert len(files) == 1 and dciodvfy_errors(files[0]) == []
-    back = results.read_sr(files[0])
+    back = read_sr(files[0])
     assert back.study_probs == {} and NO_ASSESSABLE in back.text
 
 
 def test_domain_guard_fields_and_multi_series_study(phantoms: Phantoms, tmp_path: Path) -> None:
     """Analysis values given by hand (a model with a domain guard), on a study of stills."""
     uid = phantoms.still_study()
-    sources = results.read_sources(phantoms.studies[uid])
+    sources = read_sources(phantoms.studies[uid])
     uids = list(sources)
     classes = ("normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis")
     frames = tuple(
-        results.FrameResult(u, 1, (0.1, 0.6, 0.1, 0.1, 0.1), in_domain=i != 1, domain_score=3.0 + i)
+        FrameResult(u, 1, (0.1, 0.6, 0.1, 0.1, 0.1), in_domain=i != 1, domain_score=3.0 + i)
         for i, u in enumerate(uids)
     )
     image = dcmread(phantoms.studies[uid][0]).pixel_array
     heat = np.zeros(image.shape[:2], np.float32)
     heat[20:60, 30:90] = 1.0
-    analysis = results.StudyAnalysis(
+    analysis = StudyAnalysis(
         model_name="guarded",
         model_version="2",
         weights_sha256="ab" * 32,
@@ -183,20 +190,20 @@ def test_domain_guard_fields_and_multi_series_study(phantoms: Phantoms, tmp_path
         aggregation="mean",
         study_probs=(0.1, 0.6, 0.1, 0.1, 0.1),
         frames=frames,
-        key_frames=(results.KeyFrame(uids[0], 1, "anencephaly", 0.6, image, heat),),
+        key_frames=(KeyFrame(uids[0], 1, "anencephaly", 0.6, image, heat),),
         domain_threshold=4.5,
     )
-    files = results.write_results(results.build_results(analysis, sources), tmp_path)
+    files = write_results(build_results(analysis, sources), tmp_path)
     assert all(dciodvfy_errors(f) == [] for f in files)
-    back = results.read_sr(files[0])
+    back = read_sr(files[0])
     assert [(f[3], f[4]) for f in back.frames] == [(i != 1, 3.0 + i) for i in range(len(uids))]
     assert "domain guard threshold 4.5" in back.algorithm_parameters
     assert [f[1] for f in back.frames] == [None] * len(uids)  # single-frame sources
     sc = dcmread(files[1])
     assert "ReferencedFrameNumber" not in sc.SourceImageSequence[0]
     with pytest.raises(StudyLoadError, match="exists already"):
-        results.write_results(results.build_results(analysis, sources), tmp_path)
+        write_results(build_results(analysis, sources), tmp_path)
     other = dict(sources)
     other["9.9.9"] = dcmread(phantoms.studies[phantoms.cine_study()][0], stop_before_pixels=True)
     with pytest.raises(StudyLoadError, match="one study"):
-        results.build_sr(analysis, other)
+        build_sr(analysis, other)
