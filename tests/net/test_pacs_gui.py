@@ -14,7 +14,8 @@ from PySide6.QtCore import QCoreApplication
 from PySide6.QtWidgets import QApplication
 
 from fetal_viewer.core.net.nodes import NodeConfig, load_config, save_config
-from fetal_viewer.gui.pacs import NodesDialog, PacsPanel
+from fetal_viewer.gui.pacs.nodes import NodesDialog
+from fetal_viewer.gui.pacs.panel import PacsPanel
 from tests.net.conftest import OrthancServer, Phantoms, copies_of
 
 

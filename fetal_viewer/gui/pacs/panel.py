@@ -1,293 +1,47 @@
-"""Studies from PACS: the node settings dialog, the query/retrieve panel and the listener.
-
-Every network call runs in a superqt worker (:func:`superqt.utils.create_worker`), never on
-the GUI thread; callbacks from the workers and from the listener's association threads
-reach the widgets through Qt signals. The panel emits :attr:`PacsPanel.paths_arrived`
-with the image files of each instance as it arrives (batched every few hundred
-milliseconds), so the studies panel fills while a retrieve runs. :func:`attach_pacs`
-puts the panel in a dock of the main window with a menu.
-"""
+"""The PACS panel: search a node, browse a study's series, retrieve with progress and
+cancel (image files handed on as they arrive), and run the listener."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QDockWidget,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import FunctionWorker, create_worker
+from superqt.utils import FunctionWorker
 
-from fetal_viewer.core.net.nodes import LocalAE, Node, NodeConfig, load_config, save_config
+from fetal_viewer.core.net.nodes import Node, NodeConfig, load_config
 from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.errors import CancelledError, FetalViewerError
-from fetal_viewer.gui.workers import release_worker
+from fetal_viewer.gui.pacs.jobs import Jobs, error_text
+from fetal_viewer.gui.pacs.nodes import NodesDialog
 
 if TYPE_CHECKING:
     from fetal_viewer.core.net.listener import Listener, Received
     from fetal_viewer.core.net.pacs import SeriesMatch, StudyMatch, StudyQuery
     from fetal_viewer.core.net.retrieve import RetrieveResult
     from fetal_viewer.core.net.storage import StoredInstance
-    from fetal_viewer.gui.main_window import MainWindow
-    from fetal_viewer.gui.workers import AnyWorker
 
-R = TypeVar("R")
-
-log = logging.getLogger("fetal_viewer.gui.pacs")
 ROLE = Qt.ItemDataRole.UserRole
 #: how often arrived instances are handed to the studies panel
 ARRIVAL_BATCH_MS = 300
 
 
-def _message(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, FetalViewerError) else f"{type(exc).__name__}: {exc}"
-
-
-class _Jobs(QObject):
-    """The workers of one widget: started, released when done, awaited on shutdown."""
-
-    def __init__(self, parent: QObject) -> None:
-        super().__init__(parent)
-        self.workers: set[AnyWorker] = set()
-
-    def run(
-        self,
-        fn: Callable[..., R],
-        *args: object,
-        on_returned: Callable[[R], object] | None = None,
-        on_errored: Callable[[BaseException], object] | None = None,
-        on_finished: Callable[[], object] | None = None,
-    ) -> FunctionWorker[R]:
-        # errors go to on_errored; superqt would otherwise re-raise them in the event loop
-        worker: FunctionWorker[R] = create_worker(
-            fn, *args, _start_thread=False, _ignore_errors=on_errored is not None
-        )
-        if on_returned is not None:
-            worker.returned.connect(on_returned)
-        if on_errored is not None:
-            worker.errored.connect(on_errored)
-        if on_finished is not None:
-            worker.finished.connect(lambda *_: on_finished())
-        self.workers.add(worker)
-        worker.finished.connect(lambda *_: self._release(worker))
-        worker.start()
-        return worker
-
-    def _release(self, worker: AnyWorker) -> None:
-        self.workers.discard(worker)
-        release_worker(worker)
-
-
-# ---------------------------------------------------------------------------------------
-# node settings
-# ---------------------------------------------------------------------------------------
-class NodesDialog(QDialog):
-    """Add, edit, remove and verify nodes; set our AE title, port and accepted callers.
-    Nothing is saved until OK."""
-
-    def __init__(self, config_path: Path | None = None, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("pacsNodesDialog")
-        self.setWindowTitle("DICOM nodes")
-        self.config_path = config_path
-        self.config = load_config(config_path)
-        self._jobs = _Jobs(self)
-
-        self.table = QTableWidget(0, 3, self)
-        self.table.setHorizontalHeaderLabels(["Name", "Kind", "Address"])
-        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.currentCellChanged.connect(lambda *_: self._load_selected())
-
-        self.name = QLineEdit(self)
-        self.ae = QLineEdit(self)
-        self.ae.setMaxLength(16)
-        self.host = QLineEdit(self)
-        self.port = QSpinBox(self)
-        self.port.setRange(0, 65535)
-        self.url = QLineEdit(self)
-        self.url.setPlaceholderText("DICOMweb only, e.g. http://pacs:8042/dicom-web")
-        self.timeout = QDoubleSpinBox(self)
-        self.timeout.setRange(0.1, 3600)
-        self.timeout.setValue(30)
-        form = QFormLayout()
-        for label, w in (
-            ("Name", self.name),
-            ("AE title", self.ae),
-            ("Host", self.host),
-            ("Port", self.port),
-            ("DICOMweb URL", self.url),
-            ("Timeout (s)", self.timeout),
-        ):
-            form.addRow(label, w)
-        self.save_node = QPushButton("Add / update", self)
-        self.save_node.clicked.connect(self.add_or_update)
-        self.remove = QPushButton("Remove", self)
-        self.remove.clicked.connect(self.remove_selected)
-        self.verify_button = QPushButton("Verify", self)
-        self.verify_button.setObjectName("pacsVerify")
-        self.verify_button.clicked.connect(self.verify)
-        buttons = QHBoxLayout()
-        for b in (self.save_node, self.remove, self.verify_button):
-            buttons.addWidget(b)
-
-        local = QGroupBox("This computer", self)
-        self.local_ae = QLineEdit(self.config.local.ae_title, self)
-        self.local_ae.setMaxLength(16)
-        self.local_port = QSpinBox(self)
-        self.local_port.setRange(1, 65535)
-        self.local_port.setValue(self.config.local.port)
-        self.also_accept = QLineEdit(", ".join(self.config.local.accept_callers), self)
-        self.also_accept.setPlaceholderText("calling AE titles accepted besides the nodes'")
-        lform = QFormLayout(local)
-        lform.addRow("Our AE title", self.local_ae)
-        lform.addRow("Listener port", self.local_port)
-        lform.addRow("Also accept", self.also_accept)
-
-        self.status = QLabel("", self)
-        self.status.setObjectName("pacsNodesStatus")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        box = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        box.accepted.connect(self.accept_and_save)
-        box.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.table)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(local)
-        layout.addWidget(self.status)
-        layout.addWidget(box)
-        self._fill()
-
-    def _fill(self) -> None:
-        self.table.setRowCount(0)
-        for node in self.config.nodes:
-            row = self.table.rowCount()
-            self.table.insertRow(row)
-            kind = "DICOMweb" if node.kind == "dicomweb" else "DIMSE"
-            where = node.url or f"{node.ae_title}@{node.host}:{node.port}"
-            for col, text in enumerate((node.name, kind, where)):
-                self.table.setItem(row, col, QTableWidgetItem(text))
-
-    def _load_selected(self) -> None:
-        row = self.table.currentRow()
-        if not 0 <= row < len(self.config.nodes):
-            return
-        node = self.config.nodes[row]
-        self.name.setText(node.name)
-        self.ae.setText(node.ae_title)
-        self.host.setText(node.host)
-        self.port.setValue(node.port)
-        self.url.setText(node.url)
-        self.timeout.setValue(node.timeout_s)
-
-    def form_node(self) -> Node:
-        return Node(
-            self.name.text().strip(),
-            ae_title=self.ae.text().strip(),
-            host=self.host.text().strip(),
-            port=self.port.value() if not self.url.text().strip() else 0,
-            url=self.url.text().strip(),
-            timeout_s=self.timeout.value(),
-        ).checked()
-
-    def _say(self, text: str, ok: bool) -> None:
-        self.status.setProperty("ok", ok)
-        self.status.setStyleSheet("" if ok else "color: #c62828;")
-        self.status.setText(text)
-
-    def add_or_update(self) -> None:
-        try:
-            self.config = self.config.with_node(self.form_node(), replace_existing=True)
-        except FetalViewerError as exc:
-            self._say(exc.message, False)
-            return
-        self._fill()
-        self._say(f"{self.name.text()} set; OK saves it.", True)
-
-    def remove_selected(self) -> None:
-        row = self.table.currentRow()
-        if 0 <= row < len(self.config.nodes):
-            self.config = self.config.without_node(self.config.nodes[row].name)
-            self._fill()
-
-    def local(self) -> LocalAE:
-        accept = tuple(a.strip() for a in self.also_accept.text().split(",") if a.strip())
-        return replace(
-            self.config.local,
-            ae_title=self.local_ae.text().strip(),
-            port=self.local_port.value(),
-            accept_callers=accept,
-        ).checked()
-
-    def verify(self) -> None:
-        """C-ECHO (or a DICOMweb query) the node in the form, in a worker."""
-        from fetal_viewer.core.net.pacs import verify
-
-        try:
-            node, local = self.form_node(), self.local()
-        except FetalViewerError as exc:
-            self._say(exc.message, False)
-            return
-        self.verify_button.setEnabled(False)
-        self._say(f"Verifying {node.address}…", True)
-        self._jobs.run(
-            verify,
-            node,
-            local,
-            on_returned=lambda s: self._say(f"{node.address}: OK in {s * 1000:.0f} ms", True),
-            on_errored=lambda exc: self._say(_message(exc), False),
-            on_finished=lambda: self.verify_button.setEnabled(True),
-        )
-
-    def accept_and_save(self) -> None:
-        try:
-            self.config = replace(self.config, local=self.local())
-            save_config(self.config, self.config_path)
-        except FetalViewerError as exc:
-            self._say(exc.message, False)
-            return
-        self.accept()
-
-    def done(self, result: int) -> None:
-        from superqt.utils import WorkerBase
-
-        if self._jobs.workers:  # a verify still waiting on the network
-            WorkerBase.await_workers(30_000)
-        super().done(result)
-
-
-# ---------------------------------------------------------------------------------------
-# query / retrieve / listener panel
-# ---------------------------------------------------------------------------------------
 class _Bridge(QObject):
     """Carries callbacks from worker and association threads to the GUI thread."""
 
@@ -321,7 +75,7 @@ class PacsPanel(QWidget):
         self.show_identities = False
         self.listener: Listener | None = None
         self._cancel: CancelToken | None = None
-        self._jobs = _Jobs(self)
+        self._jobs = Jobs(self)
         self._bridge = _Bridge(self)
         self._bridge.progress.connect(self._on_progress)
         self._bridge.arrived.connect(self._on_arrived)
@@ -658,7 +412,7 @@ class PacsPanel(QWidget):
         if isinstance(exc, CancelledError):
             self._say("Cancelled. What arrived is kept; Retrieve resumes.", False)
             return
-        self._say(_message(exc), False)
+        self._say(error_text(exc), False)
         self.failed.emit(exc, context)
 
     # ---- listener -----------------------------------------------------------------------
@@ -725,53 +479,3 @@ class PacsPanel(QWidget):
 
         WorkerBase.await_workers(30_000)
         self._batch.stop()
-
-
-# ---------------------------------------------------------------------------------------
-# the main window's hook
-# ---------------------------------------------------------------------------------------
-class _CloseWatcher(QObject):
-    def __init__(self, panel: PacsPanel) -> None:
-        super().__init__(panel)
-        self.panel = panel
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Close:
-            self.panel.shutdown()
-        return False
-
-
-def attach_pacs(window: MainWindow) -> PacsPanel:
-    """Put the PACS panel in a (hidden) dock of ``window`` with a PACS menu; arrivals open
-    in the studies panel, errors go to the window's error sink, the identities toggle is
-    followed, and the panel shuts down when the window closes."""
-    panel = PacsPanel(window)
-    dock = QDockWidget("PACS", window)
-    dock.setObjectName("pacsDock")
-    dock.setWidget(panel)
-    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-    dock.hide()
-    menu = window.menuBar().addMenu("&PACS")
-    menu.setObjectName("pacsMenu")
-
-    def show_dock() -> None:
-        dock.show()
-        dock.raise_()
-
-    def toggle_listener() -> None:
-        show_dock()
-        panel.set_listening(not panel.listen_button.isChecked())
-
-    show = menu.addAction("Query / retrieve…")
-    show.setObjectName("action_pacs")
-    show.triggered.connect(show_dock)
-    menu.addAction("Nodes…").triggered.connect(panel.edit_nodes)
-    menu.addAction("Start / stop listener").triggered.connect(toggle_listener)
-    panel.paths_arrived.connect(window.open_paths)
-    panel.failed.connect(window.sink.report)
-    identities = window.commands.get("show_identities")
-    if identities is not None:
-        identities.toggled.connect(panel.set_show_identities)
-    window.installEventFilter(_CloseWatcher(panel))
-    window.pacs_panel = panel  # type: ignore[attr-defined]
-    return panel
