@@ -49,6 +49,7 @@ from fetal_viewer.core.viewer.overlay import OverlaySettings
 from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
 from fetal_viewer.core.viewer.state import Selection, ViewerState
 from fetal_viewer.errors import StudyLoadError
+from fetal_viewer.gui.about import show_about
 from fetal_viewer.gui.ai_panel import AIPanel
 from fetal_viewer.gui.browser import StudyBrowser
 from fetal_viewer.gui.cine import CineControls
@@ -796,39 +797,7 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> QMessageBox:
         """Version, intended use, the loaded model's card and the bundled licences."""
-        from html import escape
-
-        from fetal_viewer.core.viewer.about import about
-
-        a = about(self.model.info)
-        info = a.model
-        model = (
-            f"<p><b>Model:</b> {escape(info.name)} {escape(info.version)} "
-            f"(weights sha256 {escape(info.sha[:16])}…)<br>Classes: "
-            f"{escape(', '.join(info.classes))}<br>Intended use: {escape(info.intended_use)}"
-            f"<br>Card: {escape(info.card_path)}<br>Runtime: {escape(info.runtime)}</p>"
-            if info
-            else "<p><b>Model:</b> none loaded</p>"
-        )
-        rows = "".join(
-            f"<tr><td>{escape(c.name)}</td><td>{escape(c.version)}</td>"
-            f"<td>{escape(c.licence)}</td></tr>"
-            for c in a.components
-        )
-        box = QMessageBox(self)
-        box.setWindowTitle("About fetal-viewer")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        box.setText(
-            f"<h3>fetal-viewer {escape(a.version)}</h3><p><b>{escape(a.intended_use)}</b></p>"
-            f"<p>{escape(a.summary)}</p>"
-            f"{model}<p>Log folder: {escape(str(a.log_folder))}</p>"
-            "<p><b>Bundled components</b></p><table cellspacing='4'>"
-            f"<tr><th align='left'>Package</th><th align='left'>Version</th>"
-            f"<th align='left'>Licence</th></tr>{rows}</table>"
-        )
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
-        return box
+        return show_about(self, self.model.info)
 
     # ==================================================================================
     # settings and shutdown
