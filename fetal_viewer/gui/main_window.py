@@ -4,31 +4,23 @@ The window displays a headless :class:`~fetal_viewer.core.viewer.state.ViewerSta
 is selected, the frame wanted and shown, the AI request and result, the heatmap layer) and
 runs the workers that feed it. The :class:`ViewerPane` holds the calibration banner, the
 :class:`ImageView` (which the reader-study window also uses) and the :class:`CineControls`.
+
+This module builds the window (docks, actions, menus, connections) and shows frames; its
+parts live beside it: :mod:`.window_base` (signals, worker plumbing), :mod:`.opening`
+(files, grouping, recent), :mod:`.viewer_ai` (model, frame AI, study analysis),
+:mod:`.export` (PNG and HTML exports) and :mod:`.about` (Help > About).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
-from PySide6.QtGui import (
-    QAction,
-    QCloseEvent,
-    QDragEnterEvent,
-    QDropEvent,
-    QIcon,
-    QKeySequence,
-    QPaintEvent,
-)
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPaintEvent
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QLabel,
-    QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
@@ -37,47 +29,27 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer import INTENDED_USE, __version__
-from fetal_viewer.core.io.grouping import (
-    ImageGrouping,
-    image_series,
-    infer_grouping,
-    read_mapping,
-    regroup,
-)
-from fetal_viewer.core.io.study import Calibration, LoadResult, Patient, Series, Study
+from fetal_viewer.core.io.study import Calibration, Patient, Series, Study
 from fetal_viewer.core.viewer.overlay import OverlaySettings
-from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
+from fetal_viewer.core.viewer.results import FrameResult, SeriesKey
 from fetal_viewer.core.viewer.state import Selection, ViewerState
-from fetal_viewer.errors import StudyLoadError
+from fetal_viewer.gui.about import show_about
 from fetal_viewer.gui.ai_panel import AIPanel
 from fetal_viewer.gui.browser import StudyBrowser
 from fetal_viewer.gui.cine import CineControls
 from fetal_viewer.gui.error_sink import ErrorSink
+from fetal_viewer.gui.export import ExportMixin
 from fetal_viewer.gui.grouping import ImageGroupingDialog
 from fetal_viewer.gui.image_view import ImageView, Measurement, Tool
-from fetal_viewer.gui.imaging import with_caption
+from fetal_viewer.gui.opening import OpeningMixin
 from fetal_viewer.gui.pacs import attach_pacs
 from fetal_viewer.gui.settings import app_settings
 from fetal_viewer.gui.shortcuts import SHORTCUTS, ShortcutsDialog
 from fetal_viewer.gui.view_tools import bind_view, view_commands
-from fetal_viewer.gui.workers import (
-    FrameLoader,
-    ModelService,
-    open_paths_job,
-    release_worker,
-)
+from fetal_viewer.gui.viewer_ai import ViewerAIMixin
+from fetal_viewer.gui.workers import FrameLoader, ModelService
 from fetal_viewer.resources import RESOURCES
 
-if TYPE_CHECKING:
-    from superqt.utils import FunctionWorker
-
-    from fetal_viewer.gui.workers import AnyWorker
-
-log = logging.getLogger("fetal_viewer.gui")
-R = TypeVar("R")
-
-MAX_RECENT = 10
-REMEMBER_RECENT = "privacy/remember_recent"
 PREFETCH = 6
 
 
@@ -109,12 +81,7 @@ class ViewerPane(QWidget):
         self.calibration_banner.setVisible(note is not None)
 
 
-class MainWindow(QMainWindow):
-    study_opened = Signal(object)  # list of patients added
-    frame_shown = Signal(int)  # index now on screen
-    ai_shown = Signal(int)  # index whose AI result is on screen
-    painted = Signal()  # the window's first paint (start-up timing)
-
+class MainWindow(OpeningMixin, ViewerAIMixin, ExportMixin):
     def __init__(
         self,
         settings: QSettings | None = None,
@@ -135,7 +102,7 @@ class MainWindow(QMainWindow):
         # would hold the interpreter lock while the window is being built
         self.model = model_service if model_service is not None else ModelService(start=False)
         self._owns_model = model_service is None
-        self._workers: set[AnyWorker] = set()
+        self._workers = set()
         self._closed = False
         self._painted = False
         self.state = ViewerState(self._saved_overlay())
@@ -328,219 +295,6 @@ class MainWindow(QMainWindow):
         self.view.measurement_added.connect(self._on_measurement)
 
     # ==================================================================================
-    # opening
-    # ==================================================================================
-    def open_file_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(
-            self, "Open ultrasound files", self._last_dir(), "All files (*)"
-        )
-        if paths:
-            self.open_paths(paths)
-
-    def open_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_dir())
-        if folder:
-            self.open_paths([folder])
-
-    def _last_dir(self) -> str:
-        recent = self.recent()
-        return str(Path(recent[0]).parent) if recent else str(Path.home())
-
-    def open_paths(
-        self, paths: Sequence[str | Path], grouping: ImageGrouping | None = None
-    ) -> None:
-        """Scan ``paths`` in a worker; patients are added when the scan returns. Plain
-        images are grouped by ``grouping``; None asks (when there are several)."""
-        names = [str(p) for p in paths]
-        if not names:
-            return
-        self._set_loading(+1, f"Opening {', '.join(Path(p).name for p in names)}…")
-        from superqt.utils import create_worker
-
-        worker = create_worker(open_paths_job, names, _start_thread=False)
-        worker.returned.connect(lambda result: self._on_scanned(names, result, grouping))
-        worker.errored.connect(lambda exc: self.sink.report(exc, "Opening files"))
-        worker.finished.connect(lambda *_: self._set_loading(-1))
-        self._start(worker)
-
-    def run_job(
-        self,
-        fn: Callable[..., R],
-        *args: object,
-        context: str,
-        on_returned: Callable[[R], object] | None = None,
-    ) -> FunctionWorker[R]:
-        """Run ``fn(*args)`` in a worker with status-bar progress and the error sink."""
-        self._set_loading(+1, f"{context}…")
-        from superqt.utils import create_worker
-
-        worker: FunctionWorker[R] = create_worker(fn, *args, _start_thread=False)
-        if on_returned is not None:
-            worker.returned.connect(on_returned)
-        worker.errored.connect(lambda exc: self.sink.report(exc, context))
-        worker.finished.connect(lambda *_: self._set_loading(-1))
-        self._start(worker)
-        return worker
-
-    def _start(self, worker: AnyWorker) -> None:
-        self._workers.add(worker)
-        worker.finished.connect(lambda *_: self._release_worker(worker))
-        worker.start()
-
-    def _release_worker(self, worker: AnyWorker) -> None:
-        self._workers.discard(worker)
-        release_worker(worker)
-
-    def _set_loading(self, delta: int, message: str = "") -> None:
-        self._loading = max(0, self._loading + delta)
-        if message:
-            self.status_label.setText(message)
-        self._update_busy()
-
-    def _on_scanned(
-        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None
-    ) -> None:
-        """Group plain images as asked (or ask), then show what was opened."""
-        if self._closed:
-            return
-        images = image_series(result)
-        if not images:
-            self._on_opened(paths, result)
-            return
-        if grouping is not None:
-            self._on_opened(paths, regroup(result, grouping), grouping)
-            return
-        if len(images) == 1:
-            self._on_opened(paths, regroup(result, ImageGrouping.ONE_STUDY))
-            return
-        folders = {s.source.resolve().parent for s in images}
-        dialog = ImageGroupingDialog(len(images), len(folders), infer_grouping(result), self)
-        self.grouping_dialog = dialog
-
-        def chosen() -> None:
-            choice = dialog.choice()
-            try:
-                mapping = (
-                    read_mapping(dialog.csv.text()) if choice is ImageGrouping.MAPPING else None
-                )
-                grouped = regroup(result, choice, mapping)
-            except Exception as exc:
-                self.sink.report(exc, "Grouping the images")
-                return
-            self._on_opened(paths, grouped, choice)
-
-        dialog.accepted.connect(chosen)
-        dialog.finished.connect(self._grouping_done)
-        dialog.finished.connect(dialog.deleteLater)
-        dialog.open()
-
-    def _grouping_done(self, _result: int) -> None:
-        self.grouping_dialog = None
-
-    def _on_opened(
-        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None = None
-    ) -> None:
-        if self._closed:
-            return
-        added = self.browser.add_patients(list(result.patients))
-        for p in paths:
-            self.add_recent(p)
-        problems = list(result.problems)
-        if problems:
-            self._report_problems(problems)
-        if added:
-            self.loader.request_thumbnails(added)
-            how = f" (images: {grouping.value})" if grouping is not None else ""
-            self.status_label.setText(
-                f"Opened {len(added)} series from {len(self.browser.patients)} patient(s){how}."
-            )
-            if self.series is None:
-                self.browser.select_series(added[0])
-        elif not problems:
-            self.sink.report(
-                StudyLoadError(
-                    "No ultrasound images were found.",
-                    why="The files are not DICOM or image files the viewer can read.",
-                    fix="Open a DICOM file, a DICOMDIR, a folder of them, or PNG/JPEG frames.",
-                    path=paths[0],
-                ),
-                "Opening files",
-            )
-        self.study_opened.emit(added)
-
-    def _report_problems(self, problems: list[StudyLoadError]) -> None:
-        if len(problems) == 1:
-            self.sink.report(problems[0], "Some files could not be opened")
-            return
-        first = problems[0]
-        summary = StudyLoadError(
-            f"{len(problems)} files could not be opened; the others were loaded.",
-            why="\n".join(str(p.path or p.what) for p in problems[:10])
-            + ("\n…" if len(problems) > 10 else "")
-            + f"\nFirst problem: {first.what} {first.why}",
-            fix=first.fix or "See the log file for each file's reason.",
-        )
-        for p in problems:
-            log.warning("load problem: %s", p.message)
-        self.sink.report(summary, "Some files could not be opened")
-
-    # ----- recent ------------------------------------------------------------------------
-    # Folders are often named after the patient, so their paths are kept for this session
-    # only unless the user opts in ("Remember recent files"); then they are written to the
-    # settings file. The log names them by token (core.redact) either way.
-    @property
-    def remember_recent(self) -> bool:
-        return str(self.settings.value(REMEMBER_RECENT, "false")).lower() == "true"
-
-    def set_remember_recent(self, on: bool) -> None:
-        self.settings.setValue(REMEMBER_RECENT, on)
-        if on:
-            self.settings.setValue("recent", self._recent)
-        else:
-            self.settings.remove("recent")
-        self._rebuild_recent_menu()
-
-    def recent(self) -> list[str]:
-        return list(self._recent)
-
-    def _stored_recent(self) -> list[str]:
-        if not self.remember_recent:
-            self.settings.remove("recent")  # written by an older version
-            return []
-        value = self.settings.value("recent", [])
-        if isinstance(value, str):  # QSettings stores a one-item list as a plain string
-            return [value]
-        return [str(v) for v in value] if isinstance(value, list) else []
-
-    def add_recent(self, path: str) -> None:
-        path = str(Path(path).resolve())
-        self._recent = [path, *(p for p in self._recent if p != path)][:MAX_RECENT]
-        if self.remember_recent:
-            self.settings.setValue("recent", self._recent)
-        self._rebuild_recent_menu()
-
-    def _rebuild_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        for path in self._recent:
-            action = self.recent_menu.addAction(path)
-            action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
-        if self._recent:
-            self.recent_menu.addSeparator()
-        self.recent_menu.addAction(self.commands_remember_recent)
-
-    # ----- drag and drop ---------------------------------------------------------------
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        urls: list[QUrl] = event.mimeData().urls()
-        paths = [u.toLocalFile() for u in urls if u.isLocalFile()]
-        if paths:
-            event.acceptProposedAction()
-            self.open_paths(paths)
-
-    # ==================================================================================
     # showing frames
     # ==================================================================================
     def _on_selection(self, selection: Selection) -> None:
@@ -582,102 +336,7 @@ class MainWindow(QMainWindow):
         self._request_ai()
 
     # ==================================================================================
-    # AI
-    # ==================================================================================
-    def load_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open model card", str(RESOURCES / "models"), "Model card (*.json)"
-        )
-        if path:
-            self.load_model(path)
-
-    def load_model(self, card_path: str | Path) -> None:
-        self.status_label.setText(f"Loading model {Path(card_path).name}…")
-        self.model.load_model(card_path)
-
-    def _on_model_loaded(self, info: ModelInfo) -> None:
-        self.ai_panel.set_methods(self.model.methods)
-        self.state.set_model(info)
-        self.settings.setValue("model/card", info.card_path)
-        self.status_label.setText(f"Model {info.name} v{info.version} loaded.")
-        self._request_ai()
-
-    def _request_ai(self) -> None:
-        want = self.state.ai_wanted()
-        if want is None:
-            return
-        hit = self.model.cached(want.series, want.index, want.method)
-        if hit is not None:
-            self._apply_result(want.index, hit)
-            return
-        self.state.request_sent(self.model.request_frame(want.series, want.index, want.method))
-
-    def _on_frame_result(self, req: int, key: SeriesKey, index: int, result: FrameResult) -> None:
-        if self.state.offer_result(req, key, index, result):
-            self.ai_shown.emit(index)
-
-    def _apply_result(self, index: int, result: FrameResult) -> None:
-        self.state.set_result(index, result)
-        self.ai_shown.emit(index)
-
-    def _on_method_changed(self, _method: str) -> None:
-        if self.state.result is not None:
-            self._request_ai()  # the cached maps of this method, or a new request
-
-    def _update_patient_bars(self) -> None:
-        summary = self.state.patient_summary(self.model.series_probs)
-        self.ai_panel.patient_bars.set_values(summary.probs, summary.note)
-
-    def analyse_study(self) -> None:
-        study = self.state.study
-        if study is None or self.model.info is None or self.state.job is not None:
-            return
-        self.state.set_job(self.model.analyse(list(study.series)))
-        self.ai_panel.set_analysing(True)
-        self.status_label.setText("Analysing study…")
-
-    def cancel_analysis(self) -> None:
-        if self.state.job is not None:
-            self.model.cancel(self.state.job)
-            self.status_label.setText("Cancelling…")
-
-    def _on_analysis_progress(self, job: int, done: int, total: int) -> None:
-        if job != self.state.job:
-            return
-        self.ai_panel.set_progress(done, total)
-        self.status_progress.setRange(0, max(1, total))
-        self.status_progress.setValue(done)
-
-    def _on_analysis_frames(self, job: int, key: SeriesKey, indices: list[int]) -> None:
-        self._update_patient_bars()
-        want = self.state.ai_wanted()
-        fresh = want is not None and key == series_key(want.series) and want.index in indices
-        if fresh and self.state.result is None:
-            self._request_ai()
-
-    def _on_analysis_finished(self, job: int, cancelled: bool) -> None:
-        if job != self.state.job:
-            return
-        self.state.set_job(None)
-        self.ai_panel.set_analysing(False)
-        self._update_patient_bars()
-        self._update_busy()
-        self.status_label.setText("Analysis cancelled." if cancelled else "Analysis finished.")
-
-    def _on_model_failed(self, req: int, exc: BaseException, context: str) -> None:
-        if self.state.job is not None and req == self.state.job:
-            self.state.set_job(None)
-            self.ai_panel.set_analysing(False)
-        self.sink.report(exc, context)
-
-    def _update_busy(self, *_args: object) -> None:
-        busy = self._loading > 0 or self.model.is_busy()
-        self.status_progress.setVisible(busy)
-        if busy and self.state.job is None:
-            self.status_progress.setRange(0, 0)  # indeterminate
-
-    # ==================================================================================
-    # measuring, export, help
+    # measuring, help
     # ==================================================================================
     def set_tool(self, tool: Tool) -> None:
         self.view.set_tool(tool)
@@ -691,89 +350,6 @@ class MainWindow(QMainWindow):
     def _on_measurement(self, m: Measurement) -> None:
         note = "" if m.unit == "mm" else " (uncalibrated: pixels)"
         self.status_label.setText(f"{m.kind.capitalize()}: {m.label}{note}")
-
-    def export_view(self, path: str | Path, with_overlay: bool) -> Path:
-        """The frame at native resolution, with the window, heatmap and measurements as
-        shown, cropped to the ultrasound field of view: the names and IDs scanners burn into
-        the header outside it stay out of the file."""
-        from fetal_viewer.core.model.preprocess import find_fov
-
-        out = Path(path)
-        frame = self.view.frame
-        if frame is None:
-            raise StudyLoadError("There is no image to export.", fix="Open a study first.")
-        x0, y0, x1, y1 = find_fov(frame)
-        image = self.view.render_frame(with_overlay).copy(x0, y0, x1 - x0, y1 - y0)
-        view = self.state.ai_view()
-        if with_overlay and view.in_domain is not None:
-            image = with_caption(image, view.domain)  # the guard's verdict goes with the AI
-        # the stub wants bytes for the format; PySide6 takes str at run time
-        if not image.save(str(out), "PNG"):  # type: ignore[call-overload]
-            raise StudyLoadError(
-                "The image could not be written.",
-                why="The folder is not writable or the disk is full.",
-                fix="Choose another folder.",
-                path=out,
-            )
-        return out
-
-    def export_view_dialog(self, with_overlay: bool) -> None:
-        if not self.view.has_image:
-            return
-        suffix = "overlay" if with_overlay else "frame"
-        default = str(Path(self._last_dir()) / f"view-{self.state.index + 1}-{suffix}.png")
-        path, _ = QFileDialog.getSaveFileName(self, "Export image", default, "PNG (*.png)")
-        if path:
-            try:
-                self.status_label.setText(f"Saved {self.export_view(path, with_overlay)}")
-            except Exception as exc:
-                self.sink.report(exc, "Exporting the view")
-
-    def export_summary(self, path: str | Path) -> FunctionWorker[Path] | None:
-        """Write the per-study AI summary in a worker; returns it (None if nothing to do)."""
-        study, patient, info = self.state.study, self.state.patient, self.model.info
-        if study is None or patient is None or info is None:
-            return None
-        from fetal_viewer.gui.summary import SeriesSummaryInput, build_summary
-
-        inputs = []
-        for series in study.series:
-            found = self.model.series_probs(series)
-            indices = [] if found is None else found[1]
-            results = [r for i in indices if (r := self.model.cached(series, i)) is not None]
-            inputs.append(SeriesSummaryInput(series, indices, results))
-        if not any(i.results for i in inputs):
-            self.sink.report(
-                StudyLoadError(
-                    "The study has not been analysed yet.",
-                    fix="Run AI > Analyse study (A) first, then export the summary.",
-                ),
-                "Exporting the AI summary",
-            )
-            return None
-        from superqt.utils import create_worker
-
-        worker = create_worker(
-            build_summary,
-            path,
-            patient.pseudonym,
-            study,
-            inputs,
-            info,
-            self.ai_panel.colormap,
-            self.ai_panel.opacity,
-            _start_thread=False,
-        )
-        worker.returned.connect(lambda p: self.status_label.setText(f"Saved {p}"))
-        worker.errored.connect(lambda exc: self.sink.report(exc, "Exporting the AI summary"))
-        self._start(worker)
-        return worker
-
-    def export_summary_dialog(self) -> None:
-        default = str(Path(self._last_dir()) / "ai-summary.html")
-        path, _ = QFileDialog.getSaveFileName(self, "Export AI summary", default, "HTML (*.html)")
-        if path:
-            self.export_summary(path)
 
     def open_study_window(self, kind: str, db: str | None = None) -> QWidget:
         """Open the reader-study coordinator or the reading mode (own top-level windows,
@@ -796,39 +372,7 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> QMessageBox:
         """Version, intended use, the loaded model's card and the bundled licences."""
-        from html import escape
-
-        from fetal_viewer.core.viewer.about import about
-
-        a = about(self.model.info)
-        info = a.model
-        model = (
-            f"<p><b>Model:</b> {escape(info.name)} {escape(info.version)} "
-            f"(weights sha256 {escape(info.sha[:16])}…)<br>Classes: "
-            f"{escape(', '.join(info.classes))}<br>Intended use: {escape(info.intended_use)}"
-            f"<br>Card: {escape(info.card_path)}<br>Runtime: {escape(info.runtime)}</p>"
-            if info
-            else "<p><b>Model:</b> none loaded</p>"
-        )
-        rows = "".join(
-            f"<tr><td>{escape(c.name)}</td><td>{escape(c.version)}</td>"
-            f"<td>{escape(c.licence)}</td></tr>"
-            for c in a.components
-        )
-        box = QMessageBox(self)
-        box.setWindowTitle("About fetal-viewer")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        box.setText(
-            f"<h3>fetal-viewer {escape(a.version)}</h3><p><b>{escape(a.intended_use)}</b></p>"
-            f"<p>{escape(a.summary)}</p>"
-            f"{model}<p>Log folder: {escape(str(a.log_folder))}</p>"
-            "<p><b>Bundled components</b></p><table cellspacing='4'>"
-            f"<tr><th align='left'>Package</th><th align='left'>Version</th>"
-            f"<th align='left'>Licence</th></tr>{rows}</table>"
-        )
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.open()
-        return box
+        return show_about(self, self.model.info)
 
     # ==================================================================================
     # settings and shutdown
