@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,19 +88,6 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-class _LazyFrames(Sequence[Any]):
-    """A sequence of one series' frames, decoded when the predictor asks for them."""
-
-    def __init__(self, series: Any) -> None:
-        self.series = series
-
-    def __len__(self) -> int:
-        return len(self.series)
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.series.frame(i)
-
-
 def _model_card(args: argparse.Namespace) -> Path:
     if args.model is not None:
         return Path(args.model)
@@ -173,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             patient_ok = []
             for st_idx, study in enumerate(patient.studies):
                 for s_idx, series in enumerate(study.series):
-                    frames = _LazyFrames(series)
+                    frames = series.frames()
                     if len(frames) == 0:
                         continue
                     offset = done

@@ -9,10 +9,11 @@ decoded lazily, one at a time, by the :class:`FrameSource` it carries.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, overload
 
 import numpy as np
 
@@ -105,6 +106,10 @@ class Series:
     def __len__(self) -> int:
         return self.n_frames
 
+    def frames(self) -> SeriesFrames:
+        """The frames as a sequence that decodes each one when it is asked for."""
+        return SeriesFrames(self)
+
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as a C-contiguous ``(rows, cols, 3)`` ``uint8`` RGB array.
 
@@ -137,6 +142,25 @@ class Series:
                 path=self.source,
             )
         return np.ascontiguousarray(arr)
+
+
+class SeriesFrames(Sequence[np.ndarray]):
+    """A series' frames, decoded one at a time when asked for (:meth:`Series.frames`)."""
+
+    def __init__(self, series: Series) -> None:
+        self.series = series
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self.series.frame(i) for i in range(*index.indices(len(self)))]
+        return self.series.frame(index)
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def analyse_study(
         def report(d: int, t: int, message: str = "", _o: int = offset) -> None:
             progress(_o + d, n_total, message)
 
-        seq = _Frames(series)
+        seq = series.frames()
         pred = predictor.predict(
             seq, batch_size=batch_size, progress=report, cancel=cancel, with_cam=True
         )
@@ -173,14 +173,3 @@ def analyse_study(
         key_frames=keys,
         domain_threshold=threshold,
     )
-
-
-class _Frames(Sequence[Any]):
-    def __init__(self, series: Any) -> None:
-        self.series = series
-
-    def __len__(self) -> int:
-        return len(self.series)
-
-    def __getitem__(self, i: Any) -> Any:
-        return self.series.frame(i)
