@@ -41,7 +41,7 @@ from fetal_viewer.gui.readerstudy.jobs import (
     open_store_job,
     study_choices,
 )
-from fetal_viewer.gui.readerstudy.reader import remember_model
+from fetal_viewer.gui.readerstudy.start import remember_model
 from fetal_viewer.gui.settings import app_settings
 
 if TYPE_CHECKING:
