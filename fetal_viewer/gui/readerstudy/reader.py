@@ -57,7 +57,7 @@ from fetal_viewer.gui.readerstudy.panels import (
     DonePage,
     ImagePanel,
 )
-from fetal_viewer.gui.readerstudy.start import StartPageMixin, remember_model
+from fetal_viewer.gui.readerstudy.start import StartPageMixin
 from fetal_viewer.gui.settings import app_settings
 from fetal_viewer.gui.shortcuts import ShortcutsDialog
 from fetal_viewer.gui.view_tools import READER_TOOLS, bind_view, view_commands
@@ -65,7 +65,7 @@ from fetal_viewer.gui.view_tools import READER_TOOLS, bind_view, view_commands
 if TYPE_CHECKING:
     from fetal_viewer.core.store import Store
 
-__all__ = ["ReaderWindow", "remember_model"]  # the coordinator imports remember_model here
+__all__ = ["ReaderWindow"]
 
 _INPUT_EVENTS = {
     QEvent.Type.KeyPress,
