@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,40 @@ def test_a_peer_sending_garbage_is_a_clear_error(garbage_peer: int, orthanc: Ort
         pacs.verify(node, orthanc.local())
     with pytest.raises(NetworkError):
         pacs.find_studies(node, orthanc.local(), pacs.StudyQuery())
+
+
+def test_a_peer_that_never_answers_times_out_with_a_clear_error(orthanc: OrthancServer) -> None:
+    """A host that takes the TCP connection and then says nothing (a hung PACS, a firewall
+    that swallows the traffic) ends at the node's timeout with a message, not a hang."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_stay_silent() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_stay_silent, daemon=True)
+    thread.start()
+    try:
+        node = Node("hung", "HUNG", "127.0.0.1", int(server.getsockname()[1]), timeout_s=2)
+        start = time.monotonic()
+        with pytest.raises(NetworkError, match="did not complete the association") as exc:
+            pacs.verify(node, orthanc.local())
+        assert "within 2 s" in exc.value.why
+        assert time.monotonic() - start < 15
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 def test_find_studies_then_series(orthanc: OrthancServer, phantoms: Phantoms) -> None:
