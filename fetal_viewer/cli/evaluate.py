@@ -87,7 +87,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fetal_viewer.cli.train import config_from_args, load_manifest, progress_for
-    from fetal_viewer.core.model.checkpoint import write_card_metrics
+    from fetal_viewer.core.model.card import write_card_metrics
     from fetal_viewer.core.training.evaluate import (
         TASKS,
         cross_validate,

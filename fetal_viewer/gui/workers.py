@@ -426,7 +426,8 @@ class ModelService(QThread):
             self.analysis_finished.emit(job.job_id, job.cancel.cancelled)
 
     def _load(self, card_path: str) -> None:
-        from fetal_viewer.core.model.checkpoint import load_checkpoint, sha256_file
+        from fetal_viewer.core.model.artifacts import sha256_file
+        from fetal_viewer.core.model.checkpoint import load_checkpoint
         from fetal_viewer.core.model.predictor import Predictor
 
         loaded = load_checkpoint(card_path)

@@ -220,7 +220,8 @@ def _guarded_card(tmp_path: Path, threshold: float) -> Path:
     """A tiny 64-px model whose domain guard flags every frame (threshold < 0) or none."""
     import torch
 
-    from fetal_viewer.core.model.checkpoint import ModelCard, add_artifact, save_checkpoint
+    from fetal_viewer.core.model.artifacts import add_artifact
+    from fetal_viewer.core.model.checkpoint import ModelCard, save_checkpoint
     from fetal_viewer.core.model.guard import GUARD_ARTIFACT, GUARD_FILE, DomainGuard, save_guard
     from fetal_viewer.core.model.network import build_resnet34
 

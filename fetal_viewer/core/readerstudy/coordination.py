@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fetal_viewer.core.io.study import Calibration
-from fetal_viewer.core.model.checkpoint import sha256_file
+from fetal_viewer.core.model.artifacts import sha256_file
 from fetal_viewer.core.readerstudy import cases as case_lists
 from fetal_viewer.core.readerstudy.protocol import AIOutput, CaseView
 from fetal_viewer.core.store import Enrolment, Store, Study

@@ -23,12 +23,12 @@ import numpy as np
 
 from fetal_viewer.core.cam.gradcam import FAST_METHOD, STITCH_METHOD, frame_heatmap, grid_side
 from fetal_viewer.core.model.aggregation import DEFAULT_RULE
+from fetal_viewer.core.model.card import write_card_metrics
 from fetal_viewer.core.model.checkpoint import (
     LoadedModel,
     ModelCard,
     load_checkpoint,
     save_checkpoint,
-    write_card_metrics,
 )
 from fetal_viewer.core.model.labels import ANOMALY_CLASSES, CLASSES
 from fetal_viewer.core.model.preprocess import Geometry, preprocess

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.model.checkpoint import LoadedModel, add_artifact, write_card_metrics
+from fetal_viewer.core.model.artifacts import add_artifact
+from fetal_viewer.core.model.card import write_card_metrics
+from fetal_viewer.core.model.checkpoint import LoadedModel
 from fetal_viewer.core.model.guard import (
     DEFAULT_PERCENTILE,
     GUARD_ARTIFACT,

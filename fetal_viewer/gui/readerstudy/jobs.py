@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from PySide6.QtCore import QObject, QThreadPool
 from superqt.utils import FunctionWorker, create_worker
 
-from fetal_viewer.core.model.checkpoint import sha256_file
+from fetal_viewer.core.model.artifacts import sha256_file
 from fetal_viewer.core.readerstudy.coordination import (
     NewStudy,
     StudyModel,
