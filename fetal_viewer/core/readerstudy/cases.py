@@ -105,7 +105,7 @@ def study_model(
     import hashlib
     import json
 
-    from fetal_viewer.core.model.checkpoint import ModelCard
+    from fetal_viewer.core.model.card import ModelCard
     from fetal_viewer.core.model.labels import CLASSES
 
     card: dict[str, object] | None = None

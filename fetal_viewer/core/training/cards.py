@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fetal_viewer.core.model.checkpoint import ModelCard
+from fetal_viewer.core.model.card import ModelCard
 from fetal_viewer.core.training.config import TrainConfig, TrainResult
 from fetal_viewer.core.training.manifest import Indices, Manifest
 

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from fetal_viewer.core.io.study import Series
-    from fetal_viewer.core.model.checkpoint import ModelCard
+    from fetal_viewer.core.model.card import ModelCard
     from fetal_viewer.core.model.preprocess import Geometry
 
 #: stable key of a series: (source path, series uid)
