@@ -347,6 +347,7 @@ def run_get(args: argparse.Namespace) -> int:
 
 # ---- listen ---------------------------------------------------------------------------------
 def run_listen(args: argparse.Namespace) -> int:
+    import signal
     import threading
     from dataclasses import replace
 
@@ -389,10 +390,14 @@ def run_listen(args: argparse.Namespace) -> int:
         f"{inbox.root}; accepting {callers}. Ctrl-C stops.",
         flush=True,
     )
+    stop = threading.Event()
+    # Ctrl-C and a service manager's SIGTERM stop it, even when started with SIGINT ignored
+    # (a background job of a non-interactive shell), where Python raises no KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.5):
+            pass
     finally:
         listener.stop()
     t = listener.tally

@@ -129,13 +129,23 @@ def test_full_disk_keeps_what_arrived_and_the_next_get_completes(
     )
 
 
+@pytest.mark.parametrize("stop_with", ["SIGINT", "SIGTERM"])
 def test_listen_receives_a_push_until_interrupted(
-    env: dict[str, str], orthanc: OrthancServer, phantoms: Phantoms, tmp_path: Path
+    env: dict[str, str], orthanc: OrthancServer, phantoms: Phantoms, tmp_path: Path, stop_with: str
 ) -> None:
     configure(env, orthanc)
+    # as a background job of a non-interactive shell starts it: with SIGINT ignored,
+    # so Python raises no KeyboardInterrupt; Ctrl-C and a service manager's SIGTERM must
+    # still stop it, with the tally
+    launcher = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "os.execv(sys.executable, [sys.executable] + sys.argv[1:])"
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
+            "-c",
+            launcher,
             "-m",
             "fetal_viewer",
             "pacs",
@@ -162,7 +172,7 @@ def test_listen_receives_a_push_until_interrupted(
         lines = [proc.stdout.readline() for _ in range(n)]
         assert all(line.startswith("from ORTHANC:") and "(stored)" in line for line in lines)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop_with))
         rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"stopped: {n} stored" in rest

@@ -41,6 +41,10 @@ class Received:
     routed: bool  # True when a retrieve (C-MOVE) claimed it
 
 
+#: how long stop() waits for associations to close
+STOP_TIMEOUT_S = 10.0
+
+
 class Listener:
     """A storage SCP on ``local.bind_address:local.port`` as ``local.ae_title``.
 
@@ -126,12 +130,21 @@ class Listener:
             fix = "Check the listener's address and port in the node settings."
         return NetworkError(f"The DICOM listener cannot listen on {where}.", why=why, fix=fix)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop listening: abort open associations, close the port. Waits at most
+        ``timeout`` seconds for a peer that does not let go; whatever was stored stays
+        stored (each instance is written before its C-STORE is acknowledged)."""
         if self._server is None:
             return
-        self._server.shutdown()
-        self._ae.shutdown()
-        self._server = self._ae = None
+        ae, self._server, self._ae = self._ae, None, None
+        # the AE aborts its open associations first, then shuts its servers down
+        stopper = threading.Thread(target=ae.shutdown, name="listener-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            log.warning(
+                "listener: an association did not close within %g s; stopped anyway", timeout
+            )
 
     def __enter__(self) -> Listener:
         self.start()
