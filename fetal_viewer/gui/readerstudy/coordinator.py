@@ -41,7 +41,7 @@ from fetal_viewer.gui.readerstudy.jobs import (
     open_store_job,
     study_choices,
 )
-from fetal_viewer.gui.readerstudy.start import remember_model
+from fetal_viewer.gui.readerstudy.start import refill_studies, remember_model
 from fetal_viewer.gui.settings import app_settings
 
 if TYPE_CHECKING:
@@ -197,13 +197,7 @@ class CoordinatorWindow(QMainWindow):
     def _on_choices(self, choices: list[StudyChoice]) -> None:
         self._refreshing = False
         self.choices = choices
-        keep = self.study_combo.currentText()
-        self.study_combo.blockSignals(True)
-        self.study_combo.clear()
-        self.study_combo.addItems([c.name for c in choices])
-        if keep in [c.name for c in choices]:
-            self.study_combo.setCurrentText(keep)
-        self.study_combo.blockSignals(False)
+        refill_studies(self.study_combo, [c.name for c in choices])
         self._show_study()
         self.choices_loaded.emit()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Signal
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QStackedWidget
+from PySide6.QtWidgets import QComboBox, QFileDialog, QMainWindow, QStackedWidget
 
 from fetal_viewer.core.readerstudy.protocol import ReaderProgress, ReadingSession
 from fetal_viewer.errors import ModelLoadError
@@ -29,6 +29,18 @@ if TYPE_CHECKING:
     from fetal_viewer.core.store import Store
 
 MODEL_SETTINGS = "readerstudy/models"  # QSettings group: model sha256 -> card path
+
+
+def refill_studies(combo: QComboBox, names: list[str]) -> None:
+    """Put ``names`` in a study box, keeping the chosen study when it is still there,
+    without signalling a change of choice."""
+    keep = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    if keep in names:
+        combo.setCurrentText(keep)
+    combo.blockSignals(False)
 
 
 def remember_model(settings: QSettings, card_path: str | Path) -> str:
@@ -100,13 +112,7 @@ class StartPageMixin(QMainWindow):
 
     def _on_choices(self, choices: list[StudyChoice]) -> None:
         self.choices = choices
-        keep = self.study_combo.currentText()
-        self.study_combo.blockSignals(True)
-        self.study_combo.clear()
-        self.study_combo.addItems([c.name for c in choices])
-        if keep in [c.name for c in choices]:
-            self.study_combo.setCurrentText(keep)
-        self.study_combo.blockSignals(False)
+        refill_studies(self.study_combo, [c.name for c in choices])
         self.start_status.setText("" if choices else "This database has no studies yet.")
         self._on_study_chosen()
         self.choices_loaded.emit()
