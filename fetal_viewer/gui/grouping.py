@@ -10,16 +10,15 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QRadioButton,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from fetal_viewer.core.io.grouping import ImageGrouping
+from fetal_viewer.gui.widgets import path_row
 
 _TEXT = {
     ImageGrouping.PER_IMAGE: "One patient per image (images of different pregnancies)",
@@ -55,13 +54,7 @@ class ImageGroupingDialog(QDialog):
         self.csv = QLineEdit(self)
         self.csv.setObjectName("groupingCsv")
         self.csv.setPlaceholderText("grouping CSV (path,patient)")
-        pick = QToolButton(self)
-        pick.setText("…")
-        pick.clicked.connect(self._pick_csv)
-        row = QHBoxLayout()
-        row.addWidget(self.csv, 1)
-        row.addWidget(pick)
-        layout.addLayout(row)
+        layout.addLayout(path_row(self, self.csv, self._pick_csv))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel, self
         )

@@ -3,7 +3,6 @@ study's cases as readers will see them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal
@@ -15,12 +14,10 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QRadioButton,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -28,22 +25,13 @@ from PySide6.QtWidgets import (
 from fetal_viewer.core.model.labels import CLASSES
 from fetal_viewer.gui.image_view import ImageView
 from fetal_viewer.gui.readerstudy.jobs import Lane, NewStudy
+from fetal_viewer.gui.widgets import path_row
 
 if TYPE_CHECKING:
     from fetal_viewer.core.readerstudy.coordination import CaseImage
     from fetal_viewer.core.store import Case, Store
 
 DEFAULT_LABELS = CLASSES
-
-
-def _path_row(parent: QWidget, edit: QLineEdit, pick: Callable[[], object]) -> QHBoxLayout:
-    row = QHBoxLayout()
-    b = QToolButton(parent)
-    b.setText("…")
-    b.clicked.connect(pick)
-    row.addWidget(edit, 1)
-    row.addWidget(b)
-    return row
 
 
 class NewStudyDialog(QDialog):
@@ -87,15 +75,15 @@ class NewStudyDialog(QDialog):
         form = QFormLayout()
         form.addRow("Name", self.name)
         form.addRow(self.from_folder)
-        form.addRow("Folder", _path_row(self, self.folder, self._pick_folder))
+        form.addRow("Folder", path_row(self, self.folder, self._pick_folder))
         form.addRow(self.from_manifest)
-        form.addRow("Manifest", _path_row(self, self.manifest, self._pick_manifest))
-        form.addRow("Reference CSV", _path_row(self, self.reference, self._pick_reference))
+        form.addRow("Manifest", path_row(self, self.manifest, self._pick_manifest))
+        form.addRow("Reference CSV", path_row(self, self.reference, self._pick_reference))
         form.addRow("Design", self.design)
         form.addRow("Washout (crossover)", self.washout)
         form.addRow("Randomisation seed", self.seed)
         form.addRow("Labels (keys 1-5 in this order)", self.labels)
-        form.addRow("Model card (AI)", _path_row(self, self.model, self._pick_model))
+        form.addRow("Model card (AI)", path_row(self, self.model, self._pick_model))
         form.addRow(self.require_ratings)
         form.addRow(self.show_ga)
         buttons = QDialogButtonBox(

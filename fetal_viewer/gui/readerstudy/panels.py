@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QStackedWidget,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +37,7 @@ from fetal_viewer.core.viewer.reading import Decision, ReadingState
 from fetal_viewer.gui.ai_panel import ProbabilityBars
 from fetal_viewer.gui.image_view import ImageView
 from fetal_viewer.gui.view_tools import OverlayControls, ViewToolBar
+from fetal_viewer.gui.widgets import path_row
 
 
 class StartPage(QWidget):
@@ -58,12 +58,7 @@ class StartPage(QWidget):
         self.model_edit = QLineEdit(model_card or "", self)
         self.model_edit.setObjectName("modelCardEdit")
         self.model_edit.setPlaceholderText("found automatically when known")
-        choose = QToolButton(self)
-        choose.setText("…")
-        choose.clicked.connect(self.choose_model)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_edit, 1)
-        model_row.addWidget(choose)
+        model_row = path_row(self, self.model_edit, lambda: self.choose_model.emit())
         self.start_button = QPushButton("Start reading", self)
         self.start_button.setObjectName("startButton")
         self.start_button.setEnabled(False)
