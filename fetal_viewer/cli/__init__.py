@@ -17,7 +17,7 @@ import sys
 from fetal_viewer import INTENDED_USE, __version__
 from fetal_viewer.errors import FetalViewerError
 
-#: subcommand modules, in the order ``--help`` lists them
+#: subcommands, in the order ``--help`` lists them (module: the name with "_" for "-")
 SUBCOMMANDS: tuple[str, ...] = (
     "info",
     "phantoms",
@@ -25,6 +25,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "train",
     "evaluate",
     "guard",
+    "operating-point",
     "onnx",
     "study",
     "analyze",
@@ -48,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"fetal_viewer.cli.{name}")
+            module_name = f"fetal_viewer.cli.{name.replace('-', '_')}"
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name != f"fetal_viewer.cli.{name}":
+            if exc.name != module_name:
                 raise
             continue
         module.add_parser(sub)

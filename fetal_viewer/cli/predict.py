@@ -289,6 +289,11 @@ def run(args: argparse.Namespace) -> int:
             "domain_guard": (
                 loaded.guard.summary() if loaded.guard is not None else {"note": loaded.guard_note}
             ),
+            "operating_point": {
+                "logit_offsets": card.logit_offsets,
+                **card.metrics.get("operating_point", {}),
+                "words": card.operating_point_words(),
+            },
         },
         "aggregation": rule,
         "cam_method": args.cam_method if args.heatmaps is not None else None,
@@ -307,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"model: {card.name} {card.version}; aggregation: {rule}; {guard}. {INTENDED_USE}\n"
-            f"runtime: {predictor.runtime_description}"
+            f"runtime: {predictor.runtime_description}\n{card.operating_point_words()}"
         )
         for pat in patients_out:
             if pat["top_class"] is None:

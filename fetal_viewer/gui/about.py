@@ -23,7 +23,8 @@ def show_about(parent: QWidget, model_info: ModelInfo | None) -> QMessageBox:
         f"<p><b>Model:</b> {escape(info.name)} {escape(info.version)} "
         f"(weights sha256 {escape(info.sha[:16])}…)<br>Classes: "
         f"{escape(', '.join(info.classes))}<br>Intended use: {escape(info.intended_use)}"
-        f"<br>Card: {escape(info.card_path)}<br>Runtime: {escape(info.runtime)}</p>"
+        f"<br>Card: {escape(info.card_path)}<br>Runtime: {escape(info.runtime)}"
+        f"<br>{escape(info.operating_point.capitalize())}</p>"
         if info
         else "<p><b>Model:</b> none loaded</p>"
     )

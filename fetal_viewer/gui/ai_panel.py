@@ -5,6 +5,7 @@ intended-use banner, heatmap controls and "Analyse study". It renders the viewer
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -201,6 +202,9 @@ class AIPanel(QWidget):
             )
             if info.runtime:
                 self.model_label.setText(f"{self.model_label.text()}<br>Runtime: {info.runtime}")
+            if info.operating_point:
+                point = info.operating_point[0].upper() + info.operating_point[1:]
+                self.model_label.setText(f"{self.model_label.text()}<br>{escape(point)}")
             extra = info.intended_use.strip()
             same = extra.lower().rstrip(".") in INTENDED_USE.lower()
             self.banner.setText(INTENDED_USE if same or not extra else f"{INTENDED_USE}\n{extra}")

@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE
 from fetal_viewer.core.model.labels import CLASSES
@@ -52,6 +56,10 @@ class ModelCard:
     notes: str = ""
     #: extra files beside the weights: name -> {"file": ..., "sha256": ...}
     artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the operating point: added to these classes' logits before the softmax (empty:
+    #: none; ``fetal-viewer operating-point fit`` sets it, see
+    #: :mod:`fetal_viewer.core.training.operating_point`)
+    logit_offsets: dict[str, float] = field(default_factory=dict)
     card_format: int = CARD_FORMAT
 
     @property
@@ -63,6 +71,26 @@ class ModelCard:
             std=self.std,
             version=self.preprocessing_version,
         )
+
+    def offset_vector(self) -> NDArray[np.float32] | None:
+        """:attr:`logit_offsets` as one number per class, or ``None`` when there are none."""
+        if not any(self.logit_offsets.values()):
+            return None
+        return np.array([self.logit_offsets.get(c, 0.0) for c in self.classes], np.float32)
+
+    def operating_point_words(self) -> str:
+        """The operating point for people, one line."""
+        record = self.metrics.get("operating_point", {})
+        if not any(self.logit_offsets.values()):
+            return "operating point: none (every class weighed as in training)"
+        shifts = ", ".join(f"{c} {v:+.2f}" for c, v in self.logit_offsets.items() if v)
+        text = f"operating point: logit offsets {shifts}"
+        if "target_rate" in record and "class" in record:
+            text += (
+                f" (at least {record['target_rate']:.0%} of the validation {record['class']} "
+                "frames of every center called so)"
+            )
+        return text
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -122,6 +150,7 @@ class ModelCard:
                 created=_str(data.get("created", "")),
                 notes=_str(data.get("notes", "")),
                 artifacts=_artifacts(data.get("artifacts", {})),
+                logit_offsets=_offsets(data.get("logit_offsets", {})),
                 card_format=int(data.get("card_format", CARD_FORMAT)),
             )
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(1e999)
@@ -156,6 +185,11 @@ class ModelCard:
             problems.append(
                 f"aggregation {self.aggregation!r} is not one of {list(AGGREGATION_RULES)}"
             )
+        strange = sorted(set(self.logit_offsets) - set(self.classes))
+        if strange:
+            problems.append(f"logit_offsets name classes the model lacks: {strange}")
+        if not all(math.isfinite(v) and abs(v) <= 50 for v in self.logit_offsets.values()):
+            problems.append(f"logit_offsets {self.logit_offsets} must be finite, within ±50")
         if self.dtype not in {"float32", "float16"}:
             problems.append(f"dtype {self.dtype!r} is not float32 or float16")
         if RESEARCH_USE not in self.intended_use.lower():
@@ -184,6 +218,12 @@ def _artifacts(value: Any) -> dict[str, dict[str, str]]:
             raise TypeError(f"artifact {name!r} must have exactly 'file' and 'sha256'")
         out[_str(name)] = {"file": _str(entry["file"]), "sha256": _str(entry["sha256"]).lower()}
     return out
+
+
+def _offsets(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise TypeError(f"logit_offsets must be an object, got {value!r}")
+    return {_str(k): float(v) for k, v in value.items()}
 
 
 def _triple(value: Any) -> tuple[float, float, float]:

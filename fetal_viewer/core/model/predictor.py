@@ -133,6 +133,8 @@ class Predictor:
         self.fc_weight = loaded.fc_weight
         self.guard = loaded.guard
         self.guard_note = loaded.guard_note
+        #: the card's operating point, added to the logits (None: none, or fitting one)
+        self.logit_offsets = loaded.card.offset_vector()
         spec = self.spec
         source = ModelSource(
             weights_sha256=loaded.card.weights_sha256,
@@ -201,6 +203,8 @@ class Predictor:
             logits, feats = self._forward(batch)
             cams = cams_from_features(feats, self.fc_weight) if with_cam else None
         pooled = pool(feats) if with_features or self.guard is not None else None
+        if self.logit_offsets is not None:
+            logits = logits + self.logit_offsets
         return softmax(logits), cams, pooled
 
     def _forward(self, batch: NDArray[np.float32]) -> Outputs:

@@ -35,7 +35,7 @@ from fetal_viewer.core.training.manifest import Manifest, Record
 from fetal_viewer.errors import DataError
 
 
-class _Frames(Sequence[NDArray[np.uint8]]):
+class RecordFrames(Sequence[NDArray[np.uint8]]):
     """Manifest rows' frames, decoded when the predictor asks for them."""
 
     def __init__(self, records: Sequence[Record]) -> None:
@@ -96,7 +96,7 @@ def fit_model_guard(
             progress(offset + done, n_all, "guard features")
 
         pred = predictor.predict(
-            _Frames([records[i] for i in indices]),
+            RecordFrames([records[i] for i in indices]),
             batch_size=batch_size,
             progress=report,
             cancel=cancel,

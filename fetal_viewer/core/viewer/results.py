@@ -74,6 +74,8 @@ class ModelInfo:
     runtime: str = ""
     #: "" when the model has a domain guard, else what the AI surfaces say instead
     guard_note: str = ""
+    #: the card's operating point, in words
+    operating_point: str = ""
 
     @classmethod
     def from_card(
@@ -95,4 +97,5 @@ class ModelInfo:
             input_size=card.input_size,
             runtime=runtime,
             guard_note=guard_note,
+            operating_point=card.operating_point_words(),
         )
