@@ -128,9 +128,11 @@ def test_the_agreement_rule(loaded: LoadedModel, cache: Path) -> None:
     cams = cams_from_features(feats, w)[np.arange(8), top].reshape(8, -1)
     np.testing.assert_array_equal(peaks, np.where(cams.max(1) > 0, cams.argmax(1), -1))
 
+    source = auto.ModelSource("0" * 64, 64, w, lambda: probe)
+
     def check(precision: str, change: str) -> tuple[bool, str]:
         skewed = _Skewed(reference.runtime, precision, change)
-        ok, why, _ = auto._agreement(skewed, probe, probs, peaks, w)
+        ok, why, _ = auto._agreement(skewed, source, probe, probs, peaks)
         return ok, why
 
     assert check("float32", "none") == (True, "")
@@ -141,6 +143,15 @@ def test_the_agreement_rule(loaded: LoadedModel, cache: Path) -> None:
     assert not ok and ("top class" in why or "prob" in why)
     ok, why = check(BFLOAT16, "peak")
     assert not ok and "peak cell" in why
+    # with an operating point, the probabilities compared are the ones the app shows
+    offsets = np.array([1.5, 0, 0, 0, 0], np.float32)
+    shifted = auto.ModelSource("0" * 64, 64, w, lambda: probe, logit_offsets=offsets)
+    skewed = _Skewed(reference.runtime, BFLOAT16, "logits")
+    _, _, dprob = auto._agreement(skewed, shifted, probe, shifted.probs(logits), peaks)
+    skewed_logits, _ = skewed.run(probe)
+    expected = np.abs(softmax(skewed_logits + offsets) - softmax(logits + offsets)).max()
+    assert dprob == pytest.approx(float(expected), abs=1e-6)
+    assert dprob != pytest.approx(float(np.abs(softmax(skewed_logits) - probs).max()), abs=1e-6)
 
 
 def test_auto_measures_once_then_uses_the_cache(

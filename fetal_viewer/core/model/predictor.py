@@ -144,6 +144,7 @@ class Predictor:
             stitch_batch=STITCH * STITCH,
             graph=loaded.onnx_path,
             torch_model=(lambda: loaded.model) if torch_available() else None,
+            logit_offsets=loaded.card.offset_vector(),
         )
         self.runtime, self.choice = select(source, backend, num_threads, cache_dir)
         #: the runtime ("openvino", "onnxruntime" or "torch") and its precision

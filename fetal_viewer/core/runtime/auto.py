@@ -8,7 +8,8 @@ measured, not written in code. On the first use of a model on a machine, :func:`
 2. runs each on a fixed probe batch (``ModelSource.probe``: the predictor gives eight
    phantoms of every class on every scanner style, :mod:`fetal_viewer.core.model.probe`)
    and keeps those that agree with the float32 reference (torch,
-   or ONNX Runtime where torch is not installed): a float32 backend within
+   or ONNX Runtime where torch is not installed), on the probabilities as the app shows
+   them (with the model's operating point, ``ModelSource.logit_offsets``): a float32 backend within
    :data:`FLOAT32_TOLERANCE` of every probability; a bfloat16 one within
    :data:`BFLOAT16_TOLERANCE`, with the same top class and the same peak cell of that
    class's heatmap on every probe frame;
@@ -79,7 +80,8 @@ class ModelSource:
     """What a runtime needs of a checkpoint: the weights' sha256 (the cache key), the input
     size, the final layer's weight (heatmap peaks), the probe batch ``(N, 3, S, S)`` the
     backends are checked on, a verified ONNX graph when the checkpoint carries one, the
-    torch module (``None`` without torch), and the batch of one frame's stitched heatmap."""
+    torch module (``None`` without torch), the batch of one frame's stitched heatmap, and
+    the card's operating point (added to the logits before the softmax, or ``None``)."""
 
     weights_sha256: str
     input_size: int
@@ -88,6 +90,11 @@ class ModelSource:
     graph: Path | None = None
     torch_model: Callable[[], Any] | None = None
     stitch_batch: int = 4
+    logit_offsets: NDArray[np.float32] | None = None
+
+    def probs(self, logits: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The probabilities the app shows for these logits."""
+        return softmax(logits if self.logit_offsets is None else logits + self.logit_offsets)
 
 
 @dataclass
@@ -202,6 +209,7 @@ def cache_key(source: ModelSource, threads: int) -> dict[str, Any]:
         "threads": threads,
         "versions": versions,
         "weights_sha256": source.weights_sha256,
+        "logit_offsets": None if source.logit_offsets is None else source.logit_offsets.tolist(),
         "input_size": source.input_size,
         "graph": "checkpoint" if source.graph is not None else "exported",
     }
@@ -251,13 +259,13 @@ def _peaks(feats: NDArray, fc_weight: NDArray, classes: NDArray) -> NDArray[np.i
 
 def _agreement(
     backend: Backend,
+    source: ModelSource,
     probe: NDArray[np.float32],
     ref_probs: NDArray[np.float32],
     ref_peaks: NDArray[np.int64],
-    fc_weight: NDArray[np.float32],
 ) -> tuple[bool, str, float]:
     logits, feats = backend.run(probe)
-    probs = softmax(logits)
+    probs = source.probs(logits)
     dprob = float(np.abs(probs - ref_probs).max())
     if backend.precision != BFLOAT16:
         ok = dprob <= FLOAT32_TOLERANCE
@@ -268,7 +276,7 @@ def _agreement(
     flipped = int((probs.argmax(axis=1) != top).sum())
     if flipped:
         return False, f"another top class on {flipped} probe frame(s)", dprob
-    moved = int((_peaks(feats, fc_weight, top) != ref_peaks).sum())
+    moved = int((_peaks(feats, source.fc_weight, top) != ref_peaks).sum())
     if moved:
         return False, f"another heatmap peak cell on {moved} probe frame(s)", dprob
     return True, "", dprob
@@ -308,13 +316,13 @@ def measure(source: ModelSource, make: Callable[[str], Backend]) -> tuple[Backen
             fix="Install onnxruntime or openvino (and torch for models without an ONNX graph).",
         )
     ref_logits, ref_feats = built[reference].run(probe)
-    ref_probs = softmax(ref_logits)
+    ref_probs = source.probs(ref_logits)
     ref_peaks = _peaks(ref_feats, source.fc_weight, ref_probs.argmax(axis=1))
 
     for name in NAMES:
         backend = get(name)
         if backend is not None:
-            ok, why, dprob = _agreement(backend, probe, ref_probs, ref_peaks, source.fc_weight)
+            ok, why, dprob = _agreement(backend, source, probe, ref_probs, ref_peaks)
             trials[name] = Trial("ok" if ok else "disagrees", why=why, max_dprob=dprob)
     built = {n: b for n, b in built.items() if n in NAMES and trials[n].status == "ok"}
     if not built:

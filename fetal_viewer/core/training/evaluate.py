@@ -474,6 +474,7 @@ def score_model(
         "input_size": loaded.card.input_size,
         "heatmap": cam_method,
         "patient_aggregation": rule,
+        "operating_point": loaded.card.operating_point_words(),
         "manifest": str(manifest.source),
     }
     write_report(
