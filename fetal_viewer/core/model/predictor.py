@@ -37,7 +37,13 @@ from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.model.probe import probe_batch
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.runtime.auto import ModelSource, select
-from fetal_viewer.core.runtime.backends import CHOICES, Outputs, softmax, torch_available
+from fetal_viewer.core.runtime.backends import (
+    CHOICES,
+    Outputs,
+    one_blas_thread,
+    softmax,
+    torch_available,
+)
 from fetal_viewer.errors import InferenceError
 
 __all__ = [
@@ -146,6 +152,7 @@ class Predictor:
             torch_model=(lambda: loaded.model) if torch_available() else None,
             logit_offsets=loaded.card.offset_vector(),
         )
+        one_blas_thread()
         self.runtime, self.choice = select(source, backend, num_threads, cache_dir)
         #: the runtime ("openvino", "onnxruntime" or "torch") and its precision
         self.backend = self.runtime.runtime

@@ -63,12 +63,20 @@ from fetal_viewer.errors import InferenceError
 log = logging.getLogger(__name__)
 
 #: bump when the measuring or the cache's content changes (older entries are then ignored)
-CHOICE_FORMAT = 1
+CHOICE_FORMAT = 2
 FLOAT32_TOLERANCE = 1e-4
 BFLOAT16_TOLERANCE = 0.01
 ANALYSIS_BATCH = 16
-#: timed passes at batch 1, at the stitched heatmap's batch and at the analysis batch
-REPEATS = (5, 3, 3)
+#: rounds over the candidates, each timing every candidate in turn (in a rotating order, so
+#: that load on the machine hits them alike)
+ROUNDS = 3
+#: timed passes per round at batch 1, at the stitched heatmap's batch and at the analysis
+#: batch, after one untimed pass: the runtime timed before may leave its threads spinning
+#: for a while (OpenMP, ONNX Runtime), which slowed the next one's first pass by up to a
+#: third on two cores
+REPEATS = (5, 2, 1)
+#: untimed passes at each batch size first: kernels, buffers and thread pools settle
+WARMUP = 2
 #: candidates this many times slower than the best on a first timed pass are not timed on
 PRUNE = 2.0
 #: the backend the stitched heatmap is compared with (the predictor's plain map before auto)
@@ -343,12 +351,14 @@ def measure(source: ModelSource, make: Callable[[str], Backend]) -> tuple[Backen
     batches = {n: np.resize(probe, (n, *probe.shape[1:])) for n in sizes}
     for name in timed:
         for x in batches.values():
-            built[name].run(x)  # a first pass at a new shape sets up kernels and buffers
+            for _ in range(WARMUP):
+                built[name].run(x)
     samples: dict[tuple[str, int], list[float]] = {(n, b): [] for n in timed for b in sizes}
     for b, reps in sizes.items():
-        for r in range(reps):
+        for r in range(ROUNDS):
             for name in timed[r % len(timed) :] + timed[: r % len(timed)]:  # rotate the order
-                samples[name, b].append(_time(built[name], batches[b]))
+                built[name].run(batches[b])  # absorbs the previous runtime's spinning threads
+                samples[name, b].extend(_time(built[name], batches[b]) for _ in range(reps))
     for (name, b), ts in samples.items():
         trials[name].ms[str(b)] = round(float(np.median(ts)) * 1e3, 3)
 

@@ -93,6 +93,19 @@ def torch_available() -> bool:
         return False
 
 
+def one_blas_thread() -> None:
+    """Run numpy's BLAS on one thread from now on, in this process.
+
+    The predictor's own arithmetic (the guard's Mahalanobis distances, all-class heatmaps)
+    is a few small matrix products. A multithreaded BLAS leaves its threads spinning after
+    each, and on two cores that slowed the runtime's next pass by 20 % (``bench_inference``:
+    prediction with the guard 1.22x prediction alone; 1.0x on one BLAS thread). Nothing in
+    the app needs a parallel numpy BLAS: training runs in torch."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def default_threads() -> int:
     """Threads a backend uses unless told otherwise: torch's setting when torch is already
     imported (the viewer sets it), else every core."""
