@@ -155,6 +155,7 @@ cropped to the ultrasound field of view; text burned in inside it is kept)<br>
 Model: {html.escape(model.name)} v{html.escape(model.version)} (weights sha256 {model.sha[:16]}),
 aggregation: {html.escape(model.aggregation)}<br>
 Domain check: {guard}<br>
+{html.escape(model.operating_point.capitalize()) + "<br>" if model.operating_point else ""}
 Made by fetal-viewer {__version__} on {when}.</p>
 <h2>Patient-level probabilities</h2>{patient_block}
 {"".join(parts)}

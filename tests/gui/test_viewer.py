@@ -3,6 +3,7 @@ shortcuts, drag and drop, errors, shutdown."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import threading
@@ -635,3 +636,12 @@ def test_study_summary_prints_the_domain_guard(study_dir, tmp_path):
         [SeriesSummaryInput(series, [0, 1], [result(8.0), result(9.0)])], info,
     ).read_text()  # fmt: skip
     assert none.count("No assessable frames") == 2 and "rachischisis 60" not in none
+    assert "Operating point" not in none
+    shifted = dataclasses.replace(
+        info, operating_point="operating point: logit offsets normal +1.75"
+    )
+    text = build_summary(
+        tmp_path / "op.html", "P1", study,
+        [SeriesSummaryInput(series, [0], [result(1.0)])], shifted,
+    ).read_text()  # fmt: skip
+    assert "Operating point: logit offsets normal +1.75" in text

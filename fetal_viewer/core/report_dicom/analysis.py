@@ -58,6 +58,8 @@ class StudyAnalysis:
     key_frames: tuple[KeyFrame, ...] = ()
     domain_threshold: float | None = None
     heatmap_method: str = "gradcam"
+    #: the card's operating point (class -> logit offset), empty for none
+    logit_offsets: tuple[tuple[str, float], ...] = ()
 
     @property
     def top(self) -> tuple[str, float] | None:
@@ -172,4 +174,5 @@ def analyse_study(
         frames=tuple(frames),
         key_frames=keys,
         domain_threshold=threshold,
+        logit_offsets=tuple(sorted(card.logit_offsets.items())),
     )

@@ -140,6 +140,7 @@ def build_sr(
     params.append(f"aggregation {analysis.aggregation}")
     if analysis.domain_threshold is not None:
         params.append(f"domain guard threshold {analysis.domain_threshold:.6g}")
+    params.extend(f"{c} logit offset {v:+.6g}" for c, v in analysis.logit_offsets if v)
     algorithm = AlgorithmIdentification(
         name=analysis.model_name[:64], version=analysis.model_version[:64], parameters=params
     )
