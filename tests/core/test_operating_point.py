@@ -46,7 +46,9 @@ def test_offset_is_the_smallest_that_meets_the_rate_in_every_center() -> None:
     assert fig["normal_called_normal_before"] < 0.9 <= fig["normal_called_normal_after"]
     others = [i for i in range(n) if centers[i] == "B" and labels[i] != 0]
     assert fig["others_called_other_after"] == pytest.approx((called[others] != 0).mean(), abs=1e-4)
-    assert point.record()["logit_offset"] == round(point.offset, 4)
+    # the card keeps 4 decimals, rounded up: the rate still holds at the stored offset
+    assert point.offset <= point.stored_offset < point.offset + 1e-4
+    assert point.record()["logit_offset"] == point.stored_offset
 
 
 def test_offset_never_goes_below_zero_and_bad_requests_are_refused() -> None:

@@ -55,11 +55,16 @@ class OperatingPoint:
     #: frames called ``cls`` and of the others called something else, before and after
     centers: dict[str, dict[str, float]] = field(default_factory=dict)
 
+    @property
+    def stored_offset(self) -> float:
+        """The offset as the card keeps it: 4 decimals, rounded up so the rate still holds."""
+        return math.ceil(self.offset * 1e4 - 1e-9) / 1e4
+
     def record(self) -> dict[str, Any]:
         """What the card's ``metrics["operating_point"]`` keeps."""
         return {
             "class": self.cls,
-            "logit_offset": round(self.offset, 4),
+            "logit_offset": self.stored_offset,
             "target_rate": self.target_rate,
             "rule": (
                 f"the smallest offset >= 0 at which at least {self.target_rate:g} of the "
@@ -179,6 +184,6 @@ def store_operating_point(card_path: str | Path, point: OperatingPoint) -> None:
     """Write ``point`` into the card at ``card_path`` (the weights untouched)."""
     path = Path(card_path)
     card = ModelCard.from_json(path.read_text(encoding="utf-8"), path=path)
-    card.logit_offsets = {point.cls: round(point.offset, 4)} if point.offset > 0 else {}
+    card.logit_offsets = {point.cls: point.stored_offset} if point.offset > 0 else {}
     card.metrics["operating_point"] = point.record()
     path.write_text(card.to_json(), encoding="utf-8")
