@@ -9,6 +9,8 @@ ships and is tested as such.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -147,4 +149,14 @@ def write_jpeg_cine(
         ts=JPEGBaseline8Bit,
         encapsulated=True,
         **tags,
+    )
+
+
+def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``fetal-viewer ARGS...`` as a user runs it: a subprocess, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "fetal_viewer", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

@@ -9,8 +9,14 @@ the manifest the model was trained on, without retraining.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fetal_viewer.core.model.checkpoint import LoadedModel
+    from fetal_viewer.core.progress import ProgressFn
+    from fetal_viewer.core.training.manifest import Manifest
 
 
 def add_parser(subparsers: Any) -> None:
@@ -30,27 +36,35 @@ def add_parser(subparsers: Any) -> None:
             "guard.safetensors beside the weights and names it in the card with its sha256."
         ),
     )
-    fit.add_argument("--model", type=Path, required=True, help="model card (card.json)")
-    fit.add_argument("--manifest", type=Path, required=True, help="the model's training CSV")
+    add_fit_options(fit)
     fit.add_argument(
         "--percentile",
         type=float,
         default=None,
         help="percentile of in-domain validation scores that sets the threshold (default 99)",
     )
-    fit.add_argument("--val-fraction", type=float, default=None, help="default: the card's")
-    fit.add_argument("--seed", type=int, default=None, help="default: the card's")
-    fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(func=run_fit)
 
 
-def run_fit(args: argparse.Namespace) -> int:
+def add_fit_options(fit: argparse.ArgumentParser) -> None:
+    """What every fit on a model's own training manifest takes (guard, operating point)."""
+    fit.add_argument("--model", type=Path, required=True, help="model card (card.json)")
+    fit.add_argument("--manifest", type=Path, required=True, help="the model's training CSV")
+    fit.add_argument("--val-fraction", type=float, default=None, help="default: the card's")
+    fit.add_argument("--seed", type=int, default=None, help="default: the card's")
+    fit.add_argument("--no-progress", action="store_true")
+
+
+def fit_inputs(
+    args: argparse.Namespace, label: str
+) -> tuple[LoadedModel, Manifest, tuple[float, int], tuple[ProgressFn, Callable[[], None]]]:
+    """The loaded model, its manifest, the split (the card's unless given) and a progress
+    callback labelled ``label`` with its closer, from :func:`add_fit_options`'s options."""
     import sys
 
     from fetal_viewer.core.model.checkpoint import load_checkpoint
-    from fetal_viewer.core.model.guard import DEFAULT_PERCENTILE
     from fetal_viewer.core.progress import tqdm_progress
-    from fetal_viewer.core.training.guard_fit import fit_model_guard, store_guard, training_split
+    from fetal_viewer.core.training.guard_fit import training_split
     from fetal_viewer.core.training.manifest import read_manifest
 
     loaded = load_checkpoint(args.model)
@@ -60,7 +74,15 @@ def run_fit(args: argparse.Namespace) -> int:
         args.val_fraction if args.val_fraction is not None else val_fraction,
         args.seed if args.seed is not None else seed,
     )
-    progress, close = tqdm_progress("guard", disable=args.no_progress or not sys.stderr.isatty())
+    progress = tqdm_progress(label, disable=args.no_progress or not sys.stderr.isatty())
+    return loaded, manifest, split, progress
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from fetal_viewer.core.model.guard import DEFAULT_PERCENTILE
+    from fetal_viewer.core.training.guard_fit import fit_model_guard, store_guard
+
+    loaded, manifest, split, (progress, close) = fit_inputs(args, "guard")
     try:
         guard = fit_model_guard(
             loaded,

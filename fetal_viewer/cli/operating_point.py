@@ -11,8 +11,9 @@ weights are untouched) and every AI surface follows it.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from fetal_viewer.cli.guard import add_fit_options, fit_inputs
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,8 +33,7 @@ def add_parser(subparsers: Any) -> None:
             "what it costs the other classes."
         ),
     )
-    fit.add_argument("--model", type=Path, required=True, help="model card (card.json)")
-    fit.add_argument("--manifest", type=Path, required=True, help="the model's training CSV")
+    add_fit_options(fit)
     fit.add_argument(
         "--rate",
         type=float,
@@ -41,35 +41,17 @@ def add_parser(subparsers: Any) -> None:
         help="share of validation normal frames of every center to call normal (default 0.95)",
     )
     fit.add_argument("--class", dest="cls", default="normal", help="default: normal")
-    fit.add_argument("--val-fraction", type=float, default=None, help="default: the card's")
-    fit.add_argument("--seed", type=int, default=None, help="default: the card's")
-    fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(func=run_fit)
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    import sys
-
-    from fetal_viewer.core.model.checkpoint import load_checkpoint
-    from fetal_viewer.core.progress import tqdm_progress
-    from fetal_viewer.core.training.guard_fit import training_split
-    from fetal_viewer.core.training.manifest import read_manifest
     from fetal_viewer.core.training.operating_point import (
         DEFAULT_RATE,
         fit_operating_point,
         store_operating_point,
     )
 
-    loaded = load_checkpoint(args.model)
-    manifest = read_manifest(args.manifest, loaded.card.classes)
-    val_fraction, seed = training_split(loaded)
-    split = (
-        args.val_fraction if args.val_fraction is not None else val_fraction,
-        args.seed if args.seed is not None else seed,
-    )
-    progress, close = tqdm_progress(
-        "operating point", disable=args.no_progress or not sys.stderr.isatty()
-    )
+    loaded, manifest, split, (progress, close) = fit_inputs(args, "operating point")
     try:
         point = fit_operating_point(
             loaded,
@@ -82,16 +64,17 @@ def run_fit(args: argparse.Namespace) -> int:
     finally:
         close()
     store_operating_point(loaded.card_path, point)
+    c = args.cls
     print(
-        f"{args.cls} logit offset {point.offset:+.3f} (target: {point.target_rate:g} of every center's validation {args.cls} frames)"
+        f"{c} logit offset {point.offset:+.3f} (target: {point.target_rate:g} of every "
+        f"center's validation {c} frames)"
     )
     for center, fig in point.centers.items():
-        own = f"{args.cls}_called_{args.cls}"
         parts = [f"center {center}:"]
-        if f"{own}_before" in fig:
+        if f"{c}_called_{c}_before" in fig:
             parts.append(
-                f"{args.cls} called {args.cls} {fig[f'{own}_before']:.3f} -> {fig[f'{own}_after']:.3f}"
-                f" ({fig[f'{args.cls}_frames']:g} frames)"
+                f"{c} called {c} {fig[f'{c}_called_{c}_before']:.3f} -> "
+                f"{fig[f'{c}_called_{c}_after']:.3f} ({fig[f'{c}_frames']:g} frames)"
             )
         if "others_called_other_before" in fig:
             parts.append(

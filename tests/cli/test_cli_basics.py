@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fetal_viewer", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.factories import run_cli
 
 
 def test_help_lists_subcommands_and_intended_use() -> None:

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fetal_viewer", "phantoms", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.factories import run_cli
 
 
 def test_phantoms_writes_png_and_manifest(tmp_path: Path) -> None:
     out = tmp_path / "set"
     result = run_cli(
+        "phantoms",
         "--out",
         str(out),
         "--patients-per-class",
@@ -45,6 +37,7 @@ def test_phantoms_writes_png_and_manifest(tmp_path: Path) -> None:
 def test_phantoms_dicom_jpeg(tmp_path: Path) -> None:
     out = tmp_path / "dcm"
     result = run_cli(
+        "phantoms",
         "--out",
         str(out),
         "--patients-per-class",
@@ -64,7 +57,7 @@ def test_phantoms_dicom_jpeg(tmp_path: Path) -> None:
 
 
 def test_phantoms_rejects_bad_arguments(tmp_path: Path) -> None:
-    bad_size = run_cli("--out", str(tmp_path), "--size", "big")
+    bad_size = run_cli("phantoms", "--out", str(tmp_path), "--size", "big")
     assert bad_size.returncode == 2 and "WxH" in bad_size.stderr
-    too_many = run_cli("--out", str(tmp_path), "--centers", "9", "--no-progress")
+    too_many = run_cli("phantoms", "--out", str(tmp_path), "--centers", "9", "--no-progress")
     assert too_many.returncode == 1 and "centers" in too_many.stderr

@@ -6,23 +6,17 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from tests.factories import run_cli
 
 PHI = {
     "PatientName": "Doe^Janet^Q",
     "PatientID": "MRN-KQ7734-ZX2291",
     "PatientBirthDate": "19870412",
 }
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fetal_viewer", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def write_dicom(path: Path, i: int) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from fetal_viewer.core.model.checkpoint import load_checkpoint
 from fetal_viewer.core.training.summary import PredictionTable, summarise
+from tests.factories import run_cli
 
 FAST = [
     "--input-size",
@@ -31,15 +32,6 @@ FAST = [
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh))
-
-
-def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fetal_viewer", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from fetal_viewer.core.model.network import build_resnet34
 from fetal_viewer.core.model.predictor import Predictor, softmax
 from fetal_viewer.core.training.operating_point import fit_offset, offset_for_rate
 from fetal_viewer.errors import DataError, ModelLoadError
+from tests.factories import run_cli
 
 
 def _called(logits: np.ndarray, offset: float) -> np.ndarray:
@@ -114,15 +113,7 @@ def test_operating_point_fit_from_the_command_line(biased_card: Path, tmp_path: 
         tmp_path / "ph", patients_per_class=3, centers=2, seed=4, fmt="png", size=(96, 72)
     )
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "fetal_viewer", *args],
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-
-    r = cli(
+    r = run_cli(
         "operating-point", "fit", "--model", str(biased_card), "--manifest", str(manifest),
         "--rate", "0.9", "--val-fraction", "0.4", "--no-progress",
     )  # fmt: skip
@@ -140,14 +131,14 @@ def test_operating_point_fit_from_the_command_line(biased_card: Path, tmp_path: 
     assert "normal logit offset +" in r.stdout and "center A" in r.stdout
     # predict names it, in JSON and in words
     frame = str(next((tmp_path / "ph").rglob("*.png")))
-    r = cli("predict", "--model", str(biased_card), "--json", "--no-progress", frame)
+    r = run_cli("predict", "--model", str(biased_card), "--json", "--no-progress", frame)
     assert r.returncode == 0, r.stderr
     op = json.loads(r.stdout)["model"]["operating_point"]
     assert op["logit_offsets"] == card["logit_offsets"] and op["target_rate"] == 0.9
-    r = cli("predict", "--model", str(biased_card), "--no-progress", frame)
+    r = run_cli("predict", "--model", str(biased_card), "--no-progress", frame)
     assert "operating point: logit offsets normal +" in r.stdout
     # a class the model lacks is a clear error, the card untouched
-    r = cli(
+    r = run_cli(
         "operating-point", "fit", "--model", str(biased_card), "--manifest", str(manifest),
         "--class", "polydactyly",
     )  # fmt: skip

@@ -54,6 +54,33 @@ def training_split(loaded: LoadedModel) -> tuple[float, int]:
     return float(config.get("val_fraction", 0.2)), int(config.get("seed", 0))
 
 
+def split_for(
+    loaded: LoadedModel, manifest: Manifest, what: str, split: tuple[float, int] | None = None
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The inner-training and inner-validation rows of ``manifest`` (the model's training
+    manifest), split as ``train`` split them (``split``: ``(val_fraction, seed)``, by default
+    the card's); ``what`` (the guard's threshold, the operating point) names what the
+    validation rows are for in the errors."""
+    unknown = sorted({r.label for r in manifest.records} - set(loaded.card.classes))
+    if unknown:
+        raise DataError(
+            f"The manifest has labels the model does not know: {', '.join(unknown)}.",
+            fix=f"Fit {what} on the manifest the model was trained on.",
+            path=manifest.source,
+        )
+    val_fraction, seed = split or training_split(loaded)
+    records = manifest.records
+    train_idx, val_idx = inner_split(records, range(len(records)), val_fraction, seed)
+    if len(val_idx) == 0:
+        raise DataError(
+            f"The manifest gives no validation patients to set {what} on.",
+            why=f"val_fraction {val_fraction} over {len(manifest.patients)} patient(s).",
+            fix="Use a manifest with several patients per class.",
+            path=manifest.source,
+        )
+    return train_idx, val_idx
+
+
 def fit_model_guard(
     loaded: LoadedModel,
     manifest: Manifest,
@@ -67,23 +94,8 @@ def fit_model_guard(
     from fetal_viewer.core.model.predictor import Predictor
 
     classes = list(loaded.card.classes)
-    unknown = sorted({r.label for r in manifest.records} - set(classes))
-    if unknown:
-        raise DataError(
-            f"The manifest has labels the model does not know: {', '.join(unknown)}.",
-            fix="Fit the guard on the manifest the model was trained on.",
-            path=manifest.source,
-        )
-    val_fraction, seed = split or training_split(loaded)
     records = manifest.records
-    train_idx, val_idx = inner_split(records, range(len(records)), val_fraction, seed)
-    if len(val_idx) == 0:
-        raise DataError(
-            "The manifest gives no validation patients to set the guard's threshold on.",
-            why=f"val_fraction {val_fraction} over {len(manifest.patients)} patient(s).",
-            fix="Use a manifest with several patients per class.",
-            path=manifest.source,
-        )
+    train_idx, val_idx = split_for(loaded, manifest, "the guard's threshold", split)
     # float32 whatever `auto` would pick on this machine, so that the statistics and the
     # threshold do not depend on where the guard was fitted; the guard's own scores are not
     # needed while fitting it

@@ -35,8 +35,7 @@ from numpy.typing import NDArray
 from fetal_viewer.core.model.card import ModelCard
 from fetal_viewer.core.model.checkpoint import LoadedModel
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
-from fetal_viewer.core.training.folds import inner_split
-from fetal_viewer.core.training.guard_fit import RecordFrames, training_split
+from fetal_viewer.core.training.guard_fit import RecordFrames, split_for
 from fetal_viewer.core.training.manifest import Manifest
 from fetal_viewer.errors import DataError
 
@@ -147,23 +146,8 @@ def fit_operating_point(
         raise DataError(
             f"The model has no class {cls!r}.", fix=f"Name one of: {', '.join(classes)}."
         )
-    unknown = sorted({r.label for r in manifest.records} - set(classes))
-    if unknown:
-        raise DataError(
-            f"The manifest has labels the model does not know: {', '.join(unknown)}.",
-            fix="Fit the operating point on the manifest the model was trained on.",
-            path=manifest.source,
-        )
-    val_fraction, seed = split or training_split(loaded)
     records = manifest.records
-    _, val_idx = inner_split(records, range(len(records)), val_fraction, seed)
-    if len(val_idx) == 0:
-        raise DataError(
-            "The manifest gives no validation patients to set the operating point on.",
-            why=f"val_fraction {val_fraction} over {len(manifest.patients)} patient(s).",
-            fix="Use a manifest with several patients per class.",
-            path=manifest.source,
-        )
+    _, val_idx = split_for(loaded, manifest, "the operating point", split)
     # float32 and no offset, whatever the card holds now: the fit starts from the raw logits
     predictor = Predictor(loaded, backend="onnxruntime")
     predictor.guard = None
