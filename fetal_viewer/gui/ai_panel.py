@@ -11,12 +11,14 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -170,17 +172,32 @@ class AIPanel(QWidget):
         buttons.addWidget(self.analyse_button, 1)
         buttons.addWidget(self.cancel_button)
 
+        # the read-outs scroll when the screen is short, rather than squeezing their wrapped
+        # notes; Analyse study and its progress stay in view below them
+        content = QWidget(self)
+        content.setObjectName("aiPanelContent")
+        column = QVBoxLayout(content)
+        column.setContentsMargins(0, 0, 0, 0)
+        for widget in (
+            self.banner,
+            self.model_label,
+            self.domain_label,
+            self.reveal_button,
+            self.frame_bars,
+            self.patient_bars,
+            heat,
+        ):
+            column.addWidget(widget)
+        column.addStretch(1)
+        scroll = QScrollArea(self)
+        scroll.setWidget(content)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.banner)
-        layout.addWidget(self.model_label)
-        layout.addWidget(self.domain_label)
-        layout.addWidget(self.reveal_button)
-        layout.addWidget(self.frame_bars)
-        layout.addWidget(self.patient_bars)
-        layout.addWidget(heat)
+        layout.addWidget(scroll, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
-        layout.addStretch(1)
 
         self.class_combo.currentIndexChanged.connect(self._class_picked)
         self.method_combo.currentTextChanged.connect(state.set_method)
