@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer.core.io.grouping import ImageGrouping
-from fetal_viewer.gui.widgets import path_row
+from fetal_viewer.gui.widgets import ok_cancel, path_row
 
 _TEXT = {
     ImageGrouping.PER_IMAGE: "One patient per image (images of different pregnancies)",
@@ -55,12 +55,7 @@ class ImageGroupingDialog(QDialog):
         self.csv.setObjectName("groupingCsv")
         self.csv.setPlaceholderText("grouping CSV (path,patient)")
         layout.addLayout(path_row(self, self.csv, self._pick_csv))
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
+        layout.addWidget(ok_cancel(self, ok=QDialogButtonBox.StandardButton.Open))
         self.buttons[default].setChecked(True)
 
     def _pick_csv(self) -> None:

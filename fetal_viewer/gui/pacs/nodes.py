@@ -9,7 +9,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 from fetal_viewer.core.net.nodes import LocalAE, Node, load_config, save_config
 from fetal_viewer.errors import FetalViewerError
 from fetal_viewer.gui.pacs.jobs import Jobs, error_text
+from fetal_viewer.gui.widgets import ok_cancel
 
 
 class NodesDialog(QDialog):
@@ -98,11 +98,7 @@ class NodesDialog(QDialog):
         self.status.setObjectName("pacsNodesStatus")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        box = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        box.accepted.connect(self.accept_and_save)
-        box.rejected.connect(self.reject)
+        box = ok_cancel(self, self.accept_and_save)
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
         layout.addLayout(form)

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
-    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -25,7 +24,7 @@ from PySide6.QtWidgets import (
 from fetal_viewer.core.model.labels import CLASSES
 from fetal_viewer.gui.image_view import ImageView
 from fetal_viewer.gui.readerstudy.jobs import Lane, NewStudy
-from fetal_viewer.gui.widgets import path_row
+from fetal_viewer.gui.widgets import ok_cancel, path_row
 
 if TYPE_CHECKING:
     from fetal_viewer.core.readerstudy.coordination import CaseImage
@@ -86,14 +85,9 @@ class NewStudyDialog(QDialog):
         form.addRow("Model card (AI)", path_row(self, self.model, self._pick_model))
         form.addRow(self.require_ratings)
         form.addRow(self.show_ga)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(buttons)
+        layout.addWidget(ok_cancel(self))
         self.design.currentTextChanged.connect(self._sync)
         self.from_folder.toggled.connect(self._sync)
         self._sync()
@@ -215,11 +209,6 @@ class AddReaderDialog(QDialog):
         form.addRow("Pseudonym", self.pseudonym)
         form.addRow("Role", self.role)
         form.addRow("Years of experience", self.years)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(buttons)
+        layout.addWidget(ok_cancel(self))
