@@ -11,14 +11,12 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -29,6 +27,7 @@ from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView
 from fetal_viewer.core.viewer.results import ModelInfo
 from fetal_viewer.core.viewer.state import ViewerState
 from fetal_viewer.gui.view_tools import OverlayControls
+from fetal_viewer.gui.widgets import vertical_scroll
 
 TOP_CLASS = "Top class"
 
@@ -189,13 +188,8 @@ class AIPanel(QWidget):
         ):
             column.addWidget(widget)
         column.addStretch(1)
-        scroll = QScrollArea(self)
-        scroll.setWidget(content)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
-        layout.addWidget(scroll, 1)
+        layout.addWidget(vertical_scroll(self, content), 1)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
 

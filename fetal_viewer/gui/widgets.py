@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QFrame,
     QHBoxLayout,
     QLineEdit,
+    QScrollArea,
     QToolButton,
     QWidget,
 )
@@ -36,3 +39,14 @@ def ok_cancel(
     box.accepted.connect(accept or dialog.accept)
     box.rejected.connect(dialog.reject)
     return box
+
+
+def vertical_scroll(parent: QWidget, content: QWidget) -> QScrollArea:
+    """``content`` in a frameless area that scrolls up and down only: a column that scrolls
+    on short screens instead of squeezing its controls together."""
+    scroll = QScrollArea(parent)
+    scroll.setWidget(content)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return scroll

@@ -24,11 +24,9 @@ from PySide6.QtCore import QEvent, QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
-    QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -61,6 +59,7 @@ from fetal_viewer.gui.readerstudy.start import StartPageMixin
 from fetal_viewer.gui.settings import app_settings
 from fetal_viewer.gui.shortcuts import ShortcutsDialog
 from fetal_viewer.gui.view_tools import READER_TOOLS, bind_view, view_commands
+from fetal_viewer.gui.widgets import vertical_scroll
 
 if TYPE_CHECKING:
     from fetal_viewer.core.store import Store
@@ -222,11 +221,7 @@ class ReaderWindow(StartPageMixin):
         right.addWidget(self.status)
         right.addStretch(1)
         # on short screens the column scrolls instead of squeezing its controls together
-        scroll = QScrollArea(page)
-        scroll.setWidget(right_w)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = vertical_scroll(page, right_w)
         scroll.setFixedWidth(right_w.width() + scroll.verticalScrollBar().sizeHint().width())
         self.right_scroll = scroll
         layout = QHBoxLayout(page)
