@@ -176,29 +176,27 @@ def retrieve_study(
         elif method == "get":
             route = {study_uid: store}.get
             handler = dimse.store_handler(route, tally, arrived)
-            subops = dimse.c_get(
-                node,
-                local,
-                dimse.retrieve_query(study_uid, wanted),
-                handler,
-                sop_classes=classes,
-                on_total=announced,
-                cancel=cancel,
-            )
+
+            def c_get(
+                instances: dict[str, list[str]] | None, sop_classes: set[str]
+            ) -> list[dimse.SubOps]:
+                return dimse.c_get(
+                    node,
+                    local,
+                    dimse.retrieve_query(study_uid, instances),
+                    handler,
+                    sop_classes=sop_classes,
+                    on_total=announced,
+                    cancel=cancel,
+                )
+
+            subops = c_get(wanted, classes)
             if any(s.failed for s in subops):
                 # instances of classes we did not propose: ask for those, naming them
                 remote = find_instances(node, local, study_uid)
                 again, expected, classes = _missing(remote, store.held(study_uid))
                 if again and classes:
-                    subops = dimse.c_get(
-                        node,
-                        local,
-                        dimse.retrieve_query(study_uid, again),
-                        handler,
-                        sop_classes=classes,
-                        on_total=announced,
-                        cancel=cancel,
-                    )
+                    subops = c_get(again, classes)
         else:
             subops = _move(
                 node, local, study_uid, wanted, store, listener, tally, arrived, announced, cancel
