@@ -214,8 +214,8 @@ class AIPanel(QWidget):
             if info.runtime:
                 self.model_label.setText(f"{self.model_label.text()}<br>Runtime: {info.runtime}")
             if info.operating_point:
-                point = info.operating_point[0].upper() + info.operating_point[1:]
-                self.model_label.setText(f"{self.model_label.text()}<br>{escape(point)}")
+                point = escape(info.operating_point.capitalize())
+                self.model_label.setText(f"{self.model_label.text()}<br>{point}")
             extra = info.intended_use.strip()
             same = extra.lower().rstrip(".") in INTENDED_USE.lower()
             self.banner.setText(INTENDED_USE if same or not extra else f"{INTENDED_USE}\n{extra}")

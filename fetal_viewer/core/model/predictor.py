@@ -150,7 +150,7 @@ class Predictor:
             stitch_batch=STITCH * STITCH,
             graph=loaded.onnx_path,
             torch_model=(lambda: loaded.model) if torch_available() else None,
-            logit_offsets=loaded.card.offset_vector(),
+            logit_offsets=self.logit_offsets,
         )
         one_blas_thread()
         self.runtime, self.choice = select(source, backend, num_threads, cache_dir)
@@ -211,9 +211,7 @@ class Predictor:
             logits, feats = self._forward(batch)
             cams = cams_from_features(feats, self.fc_weight) if with_cam else None
         pooled = pool(feats) if with_features or self.guard is not None else None
-        if self.logit_offsets is not None:
-            logits = logits + self.logit_offsets
-        return softmax(logits), cams, pooled
+        return softmax(logits, self.logit_offsets), cams, pooled
 
     def _forward(self, batch: NDArray[np.float32]) -> Outputs:
         """Logits and ``layer4`` activations of one batch on the backend."""

@@ -102,7 +102,7 @@ class ModelSource:
 
     def probs(self, logits: NDArray[np.float32]) -> NDArray[np.float32]:
         """The probabilities the app shows for these logits."""
-        return softmax(logits if self.logit_offsets is None else logits + self.logit_offsets)
+        return softmax(logits, self.logit_offsets)
 
 
 @dataclass

@@ -58,9 +58,12 @@ RUNTIMES: dict[str, tuple[str, str]] = {
 Outputs = tuple[NDArray[np.float32], NDArray[np.float32]]
 
 
-def softmax(logits: NDArray) -> NDArray[np.float32]:
-    """Row-wise softmax, computed in float64."""
+def softmax(logits: NDArray, offsets: NDArray | None = None) -> NDArray[np.float32]:
+    """Row-wise softmax, computed in float64; ``offsets`` (one per class: a model's
+    operating point) are added to the logits first."""
     z = np.asarray(logits, dtype=np.float64)
+    if offsets is not None:
+        z = z + np.asarray(offsets, dtype=np.float64)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
