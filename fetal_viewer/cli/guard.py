@@ -31,12 +31,23 @@ def add_parser(subparsers: Any) -> None:
         help="fit the guard on the model's training manifest and store it in its card",
         description=(
             "Fit the class means and covariance of the model's pooled layer4 features on "
-            "the inner-training frames of MANIFEST and set the threshold at --percentile "
-            "of the inner-validation frames' scores (split as `train` split them). Writes "
-            "guard.safetensors beside the weights and names it in the card with its sha256."
+            "the inner-training frames of MANIFEST, and the outlier probe against synthetic "
+            "non-head frames and the frames under --outliers; set each threshold at "
+            "--percentile of the inner-validation frames' scores (split as `train` split "
+            "them). Writes guard.safetensors beside the weights and names it in the card "
+            "with its sha256."
         ),
     )
     add_fit_options(fit)
+    fit.add_argument(
+        "--outliers",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="images or DICOM files that are not the model's domain (other views and organs "
+        "from your archive), added to the synthetic outliers",
+    )
     fit.add_argument(
         "--percentile",
         type=float,
@@ -79,10 +90,11 @@ def fit_inputs(
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from fetal_viewer.core.model.guard import DEFAULT_PERCENTILE
-    from fetal_viewer.core.training.guard_fit import fit_model_guard, store_guard
+    from fetal_viewer.core.model.guard import DEFAULT_PERCENTILE, describe
+    from fetal_viewer.core.training.guard_fit import PathFrames, fit_model_guard, store_guard
 
     loaded, manifest, split, (progress, close) = fit_inputs(args, "guard")
+    outliers = PathFrames(args.outliers) if args.outliers else ()
     try:
         guard = fit_model_guard(
             loaded,
@@ -90,13 +102,11 @@ def run_fit(args: argparse.Namespace) -> int:
             percentile=args.percentile or DEFAULT_PERCENTILE,
             split=split,
             progress=progress,
+            outliers=outliers,
         )
     finally:
         close()
     path = store_guard(loaded, guard)
-    print(
-        f"domain guard: {guard.n_train} training frames, threshold {guard.threshold:.3f} at the "
-        f"{guard.percentile:g}th percentile of {guard.n_val} validation frames"
-    )
+    print(f"domain guard: {describe(guard)}")
     print(f"written: {path} (named in {loaded.card_path})")
     return 0

@@ -178,6 +178,7 @@ def progress_for(args: argparse.Namespace, desc: str) -> tuple[Any, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.model.checkpoint import add_onnx, save_checkpoint
+    from fetal_viewer.core.model.guard import describe
     from fetal_viewer.core.training.evaluate import make_card
     from fetal_viewer.core.training.guard_fit import fit_and_store_guard
     from fetal_viewer.core.training.train import dist_info, finish_distributed, train_model
@@ -210,10 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 "with `fetal-viewer guard fit --model CARD --manifest M.csv --val-fraction 0.2`"
             )
         else:
-            print(
-                f"domain guard: threshold {guard.threshold:.3f} ({guard.percentile:g}th "
-                f"percentile of {guard.n_val} validation frames)"
-            )
+            print(f"domain guard: {describe(guard)}")
         (Path(args.out) / "history.json").write_text(json.dumps(result.history, indent=1))
         print(f"best epoch {result.best_epoch}: {result.best_val}")
         print(f"checkpoint: {card_path}")

@@ -13,8 +13,12 @@ from fetal_viewer.core.model.aggregation import aggregate, aggregate_assessable
 from fetal_viewer.core.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from fetal_viewer.core.model.guard import (
     GUARD_FILE,
+    METHOD,
     NO_GUARD_NOTE,
+    PROBE_C,
+    PROBE_METHOD,
     fit_guard,
+    fit_probe,
     load_guard,
     save_guard,
 )
@@ -70,11 +74,72 @@ def test_bad_inputs_are_refused() -> None:
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     x, y = _clusters(rng, 300)
-    guard = fit_guard(x, y, x[:40], percentile=97.5)
-    back = load_guard(save_guard(guard, tmp_path / GUARD_FILE))
-    assert back.summary() == guard.summary()
-    np.testing.assert_array_equal(back.precision, guard.precision)
-    np.testing.assert_array_equal(back.score(x[:5]), guard.score(x[:5]))
+    for outliers in (None, x[:80] + 3.0):
+        guard = fit_guard(x, y, x[:40], percentile=97.5, outliers=outliers)
+        back = load_guard(save_guard(guard, tmp_path / GUARD_FILE))
+        assert back.summary() == guard.summary() and back.method == guard.method
+        np.testing.assert_array_equal(back.precision, guard.precision)
+        np.testing.assert_array_equal(back.score(x[:5]), guard.score(x[:5]))
+
+
+def _one_sided(rng: np.random.Generator, n: int, d: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """In-domain frames whose dimension 8 varies widely but is never positive."""
+    x, y = _clusters(rng, n, d)
+    x[:, 8] = -np.abs(rng.normal(0.0, 3.0, n))
+    return x, y
+
+
+def _shell(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
+    """Frames as close to the classes as in-domain frames are, but on the positive side of
+    dimension 8: within its wide spread, so the distance lets most through; only outlier
+    exposure tells them apart."""
+    x, _ = _one_sided(rng, n, d)
+    x[:, 8] = rng.uniform(2.0, 4.0, n)
+    return x
+
+
+def test_the_probe_flags_outliers_the_distance_lets_through() -> None:
+    rng = np.random.default_rng(4)
+    x, y = _one_sided(rng, 3000)
+    val, _ = _one_sided(rng, 1000)
+    plain = fit_guard(x, y, val, percentile=99)
+    probed = fit_guard(x, y, val, percentile=99, outliers=_shell(rng, 600))
+    assert plain.method == METHOD and plain.probe is None
+    assert probed.method == PROBE_METHOD and probed.threshold == 1.0
+    assert probed.n_outliers == 600 and probed.distance_threshold == plain.threshold
+    fresh, _ = _one_sided(rng, 3000)
+    unseen = _shell(rng, 1000)
+    flagged = 1.0 - probed.in_domain(probed.score(fresh)).mean()
+    assert flagged < 0.04  # each part flags about 1 %
+    assert (~plain.in_domain(plain.score(unseen))).mean() < 0.5
+    assert (~probed.in_domain(probed.score(unseen))).mean() > 0.95
+    # the score is the larger ratio of each part to its own threshold
+    distance, log_odds = probed.parts(unseen[:9])
+    assert log_odds is not None
+
+    def sig(z: np.ndarray | float) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.asarray(z)))
+
+    expected = np.maximum(
+        distance / probed.distance_threshold, sig(log_odds) / sig(probed.probe_threshold)
+    )
+    np.testing.assert_allclose(probed.score(unseen[:9]), expected, rtol=1e-5)
+
+
+def test_probe_is_the_balanced_l2_logistic_regression() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(6)
+    inside, _ = _one_sided(rng, 900, d=12)
+    outside = _shell(rng, 150, d=12)
+    unit = [v / np.linalg.norm(v, axis=1, keepdims=True) for v in (inside, outside)]
+    w = fit_probe(*unit)
+    x = np.r_[unit[0], unit[1]]
+    t = np.r_[np.zeros(900), np.ones(150)]
+    ref = LogisticRegression(C=PROBE_C, tol=1e-10, max_iter=10_000)
+    ref.fit(x, t, sample_weight=np.where(t == 1, 900 / 150, 1.0))
+    np.testing.assert_allclose(w[:-1], ref.coef_[0], rtol=1e-3, atol=1e-3)
+    assert w[-1] == pytest.approx(ref.intercept_[0], rel=1e-3, abs=1e-3)
 
 
 def test_aggregation_uses_only_in_domain_frames() -> None:
@@ -103,7 +168,13 @@ def guarded_original(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pred = Predictor(loaded).predict(frames, with_features=True)
     assert pred.features is not None and pred.domain_scores is None
     feats = pred.features
-    guard = fit_guard(feats[:16], np.arange(16) % 5, feats[16:], percentile=90)
+    dark = Predictor(loaded).predict(
+        [rng.integers(0, 30, (64, 64, 3), dtype=np.uint8) for _ in range(8)], with_features=True
+    )
+    assert dark.features is not None
+    guard = fit_guard(
+        feats[:16], np.arange(16) % 5, feats[16:], percentile=90, outliers=dark.features
+    )
     store_guard(loaded, guard)
     return card
 
@@ -172,3 +243,44 @@ def test_malformed_artifact_entry_is_a_card_error(guarded_card: Path) -> None:
     guarded_card.write_text(json.dumps(card))
     with pytest.raises(ModelLoadError, match="wrong type"):
         load_checkpoint(guarded_card)
+
+
+def test_guard_fit_from_the_command_line(tmp_path: Path) -> None:
+    import cv2
+
+    from fetal_viewer.core.phantoms import generate_dataset
+    from fetal_viewer.core.training.guard_fit import MIN_SYNTHETIC
+    from tests.factories import run_cli
+
+    torch.manual_seed(0)
+    card = save_checkpoint(
+        build_resnet34(5), ModelCard(name="t", version="1", input_size=64), tmp_path / "m"
+    )
+    manifest = generate_dataset(
+        tmp_path / "ph", patients_per_class=3, centers=2, seed=4, fmt="png", size=(96, 72)
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(other / f"{i}.png"), np.full((50, 80, 3), 60 * i, np.uint8))
+    (tmp_path / "empty").mkdir()
+    args = ["guard", "fit", "--model", str(card), "--manifest", str(manifest)]
+    args += ["--val-fraction", "0.4", "--no-progress"]
+
+    r = run_cli(*args, "--outliers", str(other))
+    assert r.returncode == 0, r.stderr
+    assert f"{MIN_SYNTHETIC + 3} outlier frames" in r.stdout
+    written = json.loads(card.read_text())
+    summary = written["metrics"]["domain_guard"]
+    assert summary["method"] == PROBE_METHOD and summary["outlier_frames"] == MIN_SYNTHETIC + 3
+    assert summary["threshold"] == 1.0 and summary["distance_threshold"] > 0
+    frame = str(next((tmp_path / "ph").rglob("*.png")))
+    r = run_cli("predict", "--model", str(card), "--json", "--no-progress", frame)
+    assert r.returncode == 0, r.stderr
+    (patient,) = json.loads(r.stdout)["patients"]
+    (result,) = patient["series"][0]["frames"]
+    assert result["domain_threshold"] == 1.0 and result["domain_score"] > 0
+    # nothing readable under --outliers: a clear error, the card as it was
+    r = run_cli(*args, "--outliers", str(tmp_path / "empty"))
+    assert r.returncode == 1 and "--outliers" in r.stderr and "Traceback" not in r.stderr
+    assert json.loads(card.read_text()) == written

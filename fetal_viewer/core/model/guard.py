@@ -12,11 +12,23 @@ distance with one tied covariance (Lee et al., NeurIPS 2018)::
 
 where ``mu_c`` is the mean feature of class ``c`` over the training frames and ``P`` the
 inverse of their pooled within-class covariance (shrunk towards its mean variance so that
-it inverts). A frame whose score exceeds the threshold is out of domain; the threshold is
-the ``percentile`` of the scores of the inner-validation frames (frames of patients the
-statistics never saw), so that share of in-domain frames is expected to pass. Why this
-score and not k-nearest-neighbour distance or the energy score: docs/domain-guard.md, which
-gives the measurement (``experiments/guard_methods.py``).
+it inverts). The distance knows only what lies inside; most foreign *ultrasound* is close
+enough to pass it. So a guard fitted with outliers (``fit_guard(..., outliers=...)``: the
+synthetic non-head frames of :mod:`fetal_viewer.core.phantoms.outliers`, and a clinic's own
+other views) adds an **outlier probe**, a logistic regression on the same unit-length
+features, in-domain training frames against outliers (outlier exposure, Hendrycks et al.,
+ICLR 2019, without retraining the network)::
+
+    z(x) = w . x + b                      log-odds that x is an outlier
+    score(x) = max(d(x) / t_d, sigmoid(z(x)) / sigmoid(t_z))
+
+Each part's threshold (``t_d``, ``t_z``) is the ``percentile`` of its scores on the
+inner-validation frames (patients the statistics never saw); the combined score is the
+larger ratio to its threshold, so the guard's threshold is 1 and a frame is out of domain
+when either part says so. A guard without a probe (fitted without outliers, or by an older
+version) scores the distance alone against its threshold. Why these scores and not
+k-nearest-neighbour distance or the energy score: docs/domain-guard.md, which gives the
+measurements (``experiments/guard_methods.py``).
 
 The arrays are stored as ``guard.safetensors`` beside the weights and named in the model
 card's ``artifacts`` with their sha256, so they are verified like the weights.
@@ -24,7 +36,7 @@ card's ``artifacts`` with their sha256, so they are verified like the weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +47,12 @@ from fetal_viewer.errors import InferenceError, ModelLoadError
 #: the artifact name in the model card, and its file name beside the weights
 GUARD_ARTIFACT = "guard"
 GUARD_FILE = "guard.safetensors"
-#: the only method so far (on unit-length pooled features); stored in the file so that
-#: another can follow
+#: the distance alone (on unit-length pooled features); stored in the file
 METHOD = "mahalanobis-l2"
+#: the distance and the outlier probe, each against its own threshold
+PROBE_METHOD = "mahalanobis-l2+outlier-probe"
+#: inverse L2 penalty of the outlier probe's logistic regression (as scikit-learn's ``C``)
+PROBE_C = 10.0
 #: default percentile of the in-domain validation scores that sets the threshold
 DEFAULT_PERCENTILE = 99.0
 #: covariance shrinkage towards the mean variance (fraction of it added to the diagonal)
@@ -59,17 +74,32 @@ class DomainGuard:
     percentile: float
     n_train: int
     n_val: int
-    method: str = METHOD
+    #: the outlier probe: ``(D + 1,)`` weights then bias, or None (the distance alone)
+    probe: NDArray[np.float32] | None = None
+    #: the distance's and the probe's own thresholds (with a probe; ``threshold`` is then 1)
+    distance_threshold: float = 0.0
+    probe_threshold: float = 0.0
+    n_outliers: int = 0
 
     def __post_init__(self) -> None:
         c, d = self.means.shape
-        if self.precision.shape != (d, d) or c < 1 or not np.isfinite(self.threshold):
+        fits = self.precision.shape == (d, d) and c >= 1 and np.isfinite(self.threshold)
+        if self.probe is not None:
+            fits = fits and self.probe.shape == (d + 1,) and self.distance_threshold > 0
+            fits = fits and bool(np.isfinite(self.probe).all())
+            fits = fits and bool(np.isfinite(self.probe_threshold))
+        if not fits:
             raise ModelLoadError(
                 "The domain guard's arrays do not fit together.",
                 why=f"means {self.means.shape}, precision {self.precision.shape}, "
+                f"probe {None if self.probe is None else self.probe.shape}, "
                 f"threshold {self.threshold}",
                 fix="Fit the guard again with `fetal-viewer guard fit`.",
             )
+
+    @property
+    def method(self) -> str:
+        return METHOD if self.probe is None else PROBE_METHOD
 
     @property
     def n_features(self) -> int:
@@ -77,31 +107,74 @@ class DomainGuard:
 
     def score(self, pooled: NDArray) -> NDArray[np.float32]:
         """Out-of-domain scores ``(N,)`` of pooled features ``(N, D)``: higher is further."""
+        x = self._checked(pooled)
+        d = self._distance(x)
+        if self.probe is None:
+            return d.astype(np.float32)
+        ratio = _sigmoid(self._log_odds(x)) / _sigmoid(np.float64(self.probe_threshold))
+        return np.maximum(d / self.distance_threshold, ratio).astype(np.float32)
+
+    def parts(self, pooled: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+        """The distance and the probe's log-odds (None without a probe), for fitting and
+        for the docs' measurements."""
+        x = self._checked(pooled)
+        return self._distance(x), None if self.probe is None else self._log_odds(x)
+
+    def _checked(self, pooled: NDArray) -> NDArray[np.float64]:
         x = _unit(np.asarray(pooled, dtype=np.float64))
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise InferenceError(
                 f"The domain guard expects (frames, {self.n_features}) features, got {x.shape}.",
                 fix="Use the guard fitted for this model (`fetal-viewer guard fit`).",
             )
+        return x
+
+    def _distance(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         p = self.precision.astype(np.float64)
         mu = self.means.astype(np.float64)
         xp = x @ p
         # (x - mu)^T P (x - mu) = x P x - 2 x P mu + mu P mu, for every class at once
         d2 = (xp * x).sum(1)[:, None] - 2.0 * xp @ mu.T + ((mu @ p) * mu).sum(1)[None, :]
-        return np.sqrt(np.maximum(d2.min(axis=1), 0.0)).astype(np.float32)
+        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+    def _log_odds(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        assert self.probe is not None
+        w = self.probe.astype(np.float64)
+        return x @ w[:-1] + w[-1]
 
     def in_domain(self, scores: NDArray) -> NDArray[np.bool_]:
         return np.asarray(scores) <= self.threshold
 
     def summary(self) -> dict[str, float | int | str]:
         """What the model card, reports and ``--json`` say about the guard."""
-        return {
+        out: dict[str, float | int | str] = {
             "method": self.method,
             "threshold": round(self.threshold, 4),
             "percentile": self.percentile,
             "train_frames": self.n_train,
             "validation_frames": self.n_val,
         }
+        if self.probe is not None:
+            out["distance_threshold"] = round(self.distance_threshold, 4)
+            out["probe_threshold"] = round(self.probe_threshold, 4)
+            out["outlier_frames"] = self.n_outliers
+        return out
+
+
+def describe(guard: DomainGuard) -> str:
+    """One line for the command line: what the guard was fitted on and its thresholds."""
+    where = f"the {guard.percentile:g}th percentile of {guard.n_val} validation frames"
+    if guard.probe is None:
+        return f"{guard.n_train} training frames, threshold {guard.threshold:.3f} at {where}"
+    return (
+        f"{guard.n_train} training frames, {guard.n_outliers} outlier frames; distance "
+        f"threshold {guard.distance_threshold:.3f} and outlier probe threshold "
+        f"{guard.probe_threshold:.3f} at {where}"
+    )
+
+
+def _sigmoid(z: NDArray[np.float64] | np.float64) -> NDArray[np.float64]:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64))))
 
 
 def _unit(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -123,9 +196,12 @@ def fit_guard(
     labels: NDArray,
     val: NDArray,
     percentile: float = DEFAULT_PERCENTILE,
+    outliers: NDArray | None = None,
 ) -> DomainGuard:
     """Fit class means and the tied covariance on ``train`` pooled features ``(N, D)`` with
-    integer ``labels``; set the threshold at ``percentile`` of the ``val`` frames' scores."""
+    integer ``labels`` and, given ``outliers`` (pooled features of frames that are not the
+    model's domain), the outlier probe; set each threshold at ``percentile`` of the ``val``
+    frames' scores."""
     x = _unit(np.asarray(train, dtype=np.float64))
     y = np.asarray(labels)
     v = np.asarray(val, dtype=np.float64)
@@ -151,24 +227,53 @@ def fit_guard(
     centred = x - means[np.searchsorted(classes, y)]
     cov = centred.T @ centred / len(x)
     cov += SHRINKAGE * float(np.trace(cov)) / cov.shape[0] * np.eye(cov.shape[0])
-    precision = np.linalg.inv(cov)
-    provisional = DomainGuard(
+    base = DomainGuard(
         means=means.astype(np.float32),
-        precision=precision.astype(np.float32),
+        precision=np.linalg.inv(cov).astype(np.float32),
         threshold=0.0,
         percentile=percentile,
         n_train=len(x),
         n_val=len(v),
     )
-    threshold = float(np.percentile(provisional.score(v), percentile))
-    return DomainGuard(
-        means=provisional.means,
-        precision=provisional.precision,
-        threshold=threshold,
-        percentile=percentile,
-        n_train=len(x),
-        n_val=len(v),
+    distance, _ = base.parts(v)
+    distance_threshold = float(np.percentile(distance, percentile))
+    if outliers is None or len(outliers) == 0:
+        return replace(base, threshold=distance_threshold)
+    o = _unit(np.asarray(outliers, dtype=np.float64))
+    if o.ndim != 2 or o.shape[1] != x.shape[1]:
+        raise InferenceError(
+            "The outlier frames' features do not match the training frames'.",
+            why=f"outliers {o.shape}, train {x.shape}",
+        )
+    with_probe = replace(
+        base, threshold=1.0, probe=fit_probe(x, o), distance_threshold=distance_threshold
     )
+    _, log_odds = with_probe.parts(v)
+    assert log_odds is not None
+    return replace(
+        with_probe, probe_threshold=float(np.percentile(log_odds, percentile)), n_outliers=len(o)
+    )
+
+
+def fit_probe(inside: NDArray[np.float64], outside: NDArray[np.float64]) -> NDArray[np.float32]:
+    """L2-penalised logistic regression, ``outside`` (1) against ``inside`` (0), the two
+    weighted equally whatever their counts; Newton's method, as scikit-learn's ``lbfgs``
+    minimises ``0.5 |w|^2 + C sum_i s_i logloss_i`` (bias not penalised). Returns ``(D + 1,)``:
+    the weights, then the bias."""
+    x = np.c_[np.r_[inside, outside], np.ones(len(inside) + len(outside))]
+    t = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
+    s = np.r_[np.ones(len(inside)), np.full(len(outside), len(inside) / len(outside))] * PROBE_C
+    penalty = np.r_[np.ones(x.shape[1] - 1), 0.0]
+    w = np.zeros(x.shape[1])
+    for _ in range(100):
+        p = _sigmoid(x @ w)
+        grad = x.T @ (s * (p - t)) + penalty * w
+        hess = (x * (s * p * (1.0 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return w.astype(np.float32)
 
 
 def save_guard(guard: DomainGuard, path: str | Path) -> Path:
@@ -177,17 +282,22 @@ def save_guard(guard: DomainGuard, path: str | Path) -> Path:
 
     out = Path(path)
     tmp = out.with_suffix(".tmp")
-    save_file(
-        {"means": guard.means, "precision": guard.precision},
-        str(tmp),
-        metadata={
-            "method": guard.method,
-            "threshold": repr(guard.threshold),
-            "percentile": repr(guard.percentile),
-            "n_train": str(guard.n_train),
-            "n_val": str(guard.n_val),
-        },
-    )
+    arrays = {"means": guard.means, "precision": guard.precision}
+    metadata = {
+        "method": guard.method,
+        "threshold": repr(guard.threshold),
+        "percentile": repr(guard.percentile),
+        "n_train": str(guard.n_train),
+        "n_val": str(guard.n_val),
+    }
+    if guard.probe is not None:
+        arrays["probe"] = guard.probe
+        metadata |= {
+            "distance_threshold": repr(guard.distance_threshold),
+            "probe_threshold": repr(guard.probe_threshold),
+            "n_outliers": str(guard.n_outliers),
+        }
+    save_file(arrays, str(tmp), metadata=metadata)
     tmp.replace(out)
     return out
 
@@ -201,8 +311,10 @@ def load_guard(path: str | Path) -> DomainGuard:
             meta = fh.metadata() or {}
             means = fh.get_tensor("means").astype(np.float32)
             precision = fh.get_tensor("precision").astype(np.float32)
-        if meta.get("method") != METHOD:
-            raise ValueError(f"unknown method {meta.get('method')!r}")
+            method = meta.get("method")
+            if method not in (METHOD, PROBE_METHOD):
+                raise ValueError(f"unknown method {method!r}")
+            probe = fh.get_tensor("probe").astype(np.float32) if method == PROBE_METHOD else None
         return DomainGuard(
             means=means,
             precision=precision,
@@ -210,7 +322,10 @@ def load_guard(path: str | Path) -> DomainGuard:
             percentile=float(meta["percentile"]),
             n_train=int(meta["n_train"]),
             n_val=int(meta["n_val"]),
-            method=METHOD,
+            probe=probe,
+            distance_threshold=float(meta.get("distance_threshold", 0.0)),
+            probe_threshold=float(meta.get("probe_threshold", 0.0)),
+            n_outliers=int(meta.get("n_outliers", 0)),
         )
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
         raise ModelLoadError(

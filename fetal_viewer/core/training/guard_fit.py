@@ -1,9 +1,12 @@
 """Fit a model's domain guard on its training frames and store it in its checkpoint.
 
 The statistics come from the frames of the inner-training split of the model's training
-manifest, the threshold from the inner-validation split (patients the statistics never
+manifest, the thresholds from the inner-validation split (patients the statistics never
 saw), split exactly as ``train`` split them: same ``val_fraction`` and ``seed``, read from
-the card's training record when it has one. ``train`` and ``evaluate --cv`` call
+the card's training record when it has one. The outlier probe is fitted against synthetic
+non-head frames made from the inner-training frames
+(:class:`~fetal_viewer.core.phantoms.outliers.SyntheticOutliers`) and any frames of other
+views and organs the caller names (``guard fit --outliers``). ``train`` and ``evaluate --cv`` call
 :func:`fit_and_store_guard` on each model they write; ``fetal-viewer guard fit`` adds a guard to an existing card (the
 shipped demo model, a clinic's model) without retraining.
 """
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fetal_viewer.core.io import open_paths
 from fetal_viewer.core.model.artifacts import add_artifact
 from fetal_viewer.core.model.card import write_card_metrics
 from fetal_viewer.core.model.checkpoint import LoadedModel
@@ -28,6 +32,7 @@ from fetal_viewer.core.model.guard import (
     fit_guard,
     save_guard,
 )
+from fetal_viewer.core.phantoms.outliers import SyntheticOutliers
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.training.data import read_record_frame
 from fetal_viewer.core.training.folds import inner_split
@@ -46,6 +51,37 @@ class RecordFrames(Sequence[NDArray[np.uint8]]):
 
     def __getitem__(self, i: Any) -> Any:
         return read_record_frame(self.records[i])
+
+
+#: synthetic outlier frames per guard fit: a quarter of the training frames, 80 to 2,000
+MIN_SYNTHETIC, MAX_SYNTHETIC = 80, 2000
+
+
+def synthetic_count(n_train: int) -> int:
+    return int(min(MAX_SYNTHETIC, max(MIN_SYNTHETIC, n_train // 4)))
+
+
+class PathFrames(Sequence[NDArray[np.uint8]]):
+    """Every frame of the images and DICOM files under ``paths``, decoded when asked for."""
+
+    def __init__(self, paths: Sequence[str | Path]) -> None:
+        result = open_paths([Path(p) for p in paths])
+        self.series = [s for pt in result.patients for st in pt.studies for s in st.series]
+        self._where = [(k, i) for k, s in enumerate(self.series) for i in range(len(s))]
+        self.problems = result.problems
+        if not self._where:
+            raise DataError(
+                "No frames could be read from the --outliers paths.",
+                why=f"{len(result.problems)} file(s) failed to load.",
+                fix="Name folders of images or DICOM files that are not the model's domain.",
+            )
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __getitem__(self, i: Any) -> Any:
+        k, j = self._where[i]
+        return self.series[k].frame(j)
 
 
 def training_split(loaded: LoadedModel) -> tuple[float, int]:
@@ -89,8 +125,10 @@ def fit_model_guard(
     batch_size: int = 32,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
+    outliers: Sequence[NDArray[np.uint8]] = (),
 ) -> DomainGuard:
-    """Fit ``loaded``'s guard on ``manifest`` (its training manifest); see the module doc."""
+    """Fit ``loaded``'s guard on ``manifest`` (its training manifest), its probe against
+    synthetic outliers and ``outliers``; see the module doc."""
     from fetal_viewer.core.model.predictor import Predictor
 
     classes = list(loaded.card.classes)
@@ -101,26 +139,28 @@ def fit_model_guard(
     # needed while fitting it
     predictor = Predictor(loaded, backend="onnxruntime")
     predictor.guard = None
-    n_all = len(train_idx) + len(val_idx)
+    train_frames = RecordFrames([records[i] for i in train_idx])
+    synthetic = SyntheticOutliers(train_frames, synthetic_count(len(train_idx)), seed=0)
+    n_all = len(train_idx) + len(val_idx) + len(synthetic) + len(outliers)
 
-    def features(indices: NDArray[np.int64], offset: int) -> NDArray[np.float32]:
+    def features(frames: Sequence[NDArray[np.uint8]], offset: int) -> NDArray[np.float32]:
         def report(done: int, total: int, message: str = "") -> None:
             progress(offset + done, n_all, "guard features")
 
         pred = predictor.predict(
-            RecordFrames([records[i] for i in indices]),
-            batch_size=batch_size,
-            progress=report,
-            cancel=cancel,
-            with_features=True,
+            frames, batch_size=batch_size, progress=report, cancel=cancel, with_features=True
         )
         assert pred.features is not None
         return pred.features
 
-    train = features(train_idx, 0)
-    val = features(val_idx, len(train_idx))
+    train = features(train_frames, 0)
+    val = features(RecordFrames([records[i] for i in val_idx]), len(train_idx))
+    done = len(train_idx) + len(val_idx)
+    outside = [features(synthetic, done)]
+    if len(outliers):
+        outside.append(features(outliers, done + len(synthetic)))
     labels = np.array([classes.index(records[i].label) for i in train_idx])
-    return fit_guard(train, labels, val, percentile)
+    return fit_guard(train, labels, val, percentile, outliers=np.concatenate(outside))
 
 
 def store_guard(loaded: LoadedModel, guard: DomainGuard) -> Path:
