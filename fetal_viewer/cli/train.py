@@ -79,6 +79,15 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         "from 0 to GREY (0-1) at the bottom of the fan, as a high-frequency probe's TGC shows "
         "it (default 0: off)",
     )
+    g.add_argument(
+        "--outlier-exposure",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x the cross-entropy to the uniform distribution on synthetic non-head "
+        "frames (half a batch with every batch) to the loss, so that foreign images get no "
+        "confident class and the domain guard separates them better (default 0: off)",
+    )
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument(
@@ -147,6 +156,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         cam_guidance=args.cam_guidance,
         cam_pointing=args.cam_pointing,
         noise_floor=args.noise_floor,
+        outlier_exposure=args.outlier_exposure,
         init=str(getattr(args, "init", None) or ""),
     )
 

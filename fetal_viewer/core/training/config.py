@@ -45,6 +45,9 @@ class TrainConfig:
     cam_pointing: float = 0.0
     #: highest grey level of the augmentation's depth-rising noise floor (0: off); see augment
     noise_floor: float = 0.0
+    #: weight of the outlier-exposure term (0: off): cross-entropy to the uniform
+    #: distribution on synthetic non-head frames, half a batch of them with every batch
+    outlier_exposure: float = 0.0
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -60,6 +63,8 @@ class TrainConfig:
             data.pop("cam_pointing")  # runs saved before the term existed resume as they were
         if not self.noise_floor:
             data.pop("noise_floor")  # likewise for runs saved before the noise floor
+        if not self.outlier_exposure:
+            data.pop("outlier_exposure")  # and before outlier exposure
         return data
 
 
@@ -103,6 +108,11 @@ def check_config(
             f"{config.cam_pointing:g} (--cam-pointing); the manifest's mask_path column "
             "gives the masks.",
             fix="Add masks to the manifest, or train without --cam-guidance and --cam-pointing.",
+        )
+    if config.outlier_exposure < 0:
+        raise DataError(
+            f"The outlier-exposure weight cannot be negative ({config.outlier_exposure:g}).",
+            fix="Pass --outlier-exposure 0 (off) or a positive weight such as 0.5.",
         )
     if not 0.0 <= config.noise_floor <= 1.0:
         raise DataError(

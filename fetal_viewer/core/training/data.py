@@ -20,9 +20,11 @@ from numpy.typing import NDArray
 from fetal_viewer.core.model.preprocess import (
     PreprocessSpec,
     crop_to_fov,
+    preprocess,
     resize_pad,
     to_tensor_array,
 )
+from fetal_viewer.core.phantoms.outliers import SyntheticOutliers
 from fetal_viewer.core.progress import CancelToken, ProgressFn, completed, no_progress
 from fetal_viewer.core.training.augment import AugmentSpec, augment_pair
 from fetal_viewer.core.training.manifest import Indices, Record
@@ -179,6 +181,46 @@ class FrameDataset:
             return x, self.targets[i]
         m = np.zeros(square.shape[:2], np.float32) if mask is None else mask / np.float32(255)
         return x, self.targets[i], torch.from_numpy(np.ascontiguousarray(m, np.float32))
+
+
+class _Squares(Sequence[NDArray[np.uint8]]):
+    """The cached input squares of some manifest rows, as frames."""
+
+    def __init__(self, cache: SquareCache, indices: Indices) -> None:
+        self.cache = cache
+        self.indices = [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.cache.get(self.indices[i])
+
+
+class OutlierDataset:
+    """Synthetic non-head frames (:mod:`fetal_viewer.core.phantoms.outliers`) as network
+    inputs, for outlier exposure (``train --outlier-exposure``); the jigsaw kinds are cut
+    from the training rows' cached squares, new ones every epoch."""
+
+    def __init__(
+        self, cache: SquareCache, indices: Indices, spec: PreprocessSpec, n: int, seed: int = 0
+    ) -> None:
+        self.bases = _Squares(cache, indices)
+        self.spec = spec
+        self.n = n
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.frames = SyntheticOutliers(self.bases, self.n, seed=self.seed * 1000 + epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Any:
+        import torch
+
+        return torch.from_numpy(preprocess(self.frames[i], self.spec).array)
 
 
 def collate(batch: list[tuple[Any, ...]]) -> tuple[torch.Tensor, ...]:

@@ -29,7 +29,7 @@ from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.training.augment import AugmentSpec
 from fetal_viewer.core.training.camloss import cam_miss, cam_outside
 from fetal_viewer.core.training.config import TrainConfig, TrainResult, check_config
-from fetal_viewer.core.training.data import FrameDataset, SquareCache, collate
+from fetal_viewer.core.training.data import FrameDataset, OutlierDataset, SquareCache, collate
 from fetal_viewer.core.training.distributed import (
     DistInfo,
     all_sum,
@@ -150,6 +150,8 @@ class _Loaders:
     generator: torch.Generator
     train: Any  # DataLoader
     val: Any  # DataLoader
+    outliers: OutlierDataset | None = None
+    outlier_loader: Any = None  # DataLoader, with outlier exposure
 
 
 def _loaders(
@@ -207,7 +209,20 @@ def _loaders(
         num_workers=0,
         collate_fn=collate,
     )
-    return _Loaders(train_ds, sampler, generator, loader, val_loader)
+    loaders = _Loaders(train_ds, sampler, generator, loader, val_loader)
+    if config.outlier_exposure > 0:
+        # half a batch of outliers with every batch of this process's shard
+        per_batch = max(1, config.batch_size // 2)
+        n = per_batch * max(1, len(loader))
+        seed = config.seed * 100 + info.rank
+        loaders.outliers = OutlierDataset(cache, split.train, spec, n, seed=seed)
+        loaders.outlier_loader = DataLoader(
+            loaders.outliers,  # type: ignore[arg-type]
+            batch_size=per_batch,
+            shuffle=False,
+            num_workers=config.num_workers,
+        )
+    return loaders
 
 
 def _optimiser(model: torch.nn.Module, config: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
@@ -299,7 +314,7 @@ class _Step:
 
 def _train_epoch(
     step: _Step,
-    loader: Any,
+    loaders: _Loaders,
     epoch: int,
     config: TrainConfig,
     tick: ProgressFn,
@@ -308,26 +323,39 @@ def _train_epoch(
     """One pass over the training loader: ([loss, correct, seen, outside, miss] sums of this
     process, seconds)."""
     import torch
+    from torch.nn.functional import log_softmax
 
     amp = step.amp_dtype is not None
     step.net.train()
     seen = correct = 0
     loss_sum = outside_sum = miss_sum = 0.0
+    loader = loaders.train
     steps = len(loader)
+    outliers = iter(loaders.outlier_loader) if loaders.outlier_loader is not None else None
     t0 = time.perf_counter()
     for i, batch in enumerate(loader, start=1):
         if cancel is not None:
             cancel.raise_if_cancelled()
         x = batch[0].to(step.device, non_blocking=True, memory_format=torch.channels_last)
         y = batch[1].to(step.device, non_blocking=True)
+        n = len(y)
+        if outliers is not None:
+            # outlier exposure (Hendrycks et al., ICLR 2019): the same pass, so that batch
+            # normalisation sees both
+            extra = next(outliers).to(step.device, memory_format=torch.channels_last)
+            x = torch.cat([x, extra])
         step.optimizer.zero_grad(set_to_none=True)
         step.features.clear()
         with torch.autocast(step.device.type, dtype=step.amp_dtype, enabled=amp):
-            logits = step.net(x)
+            out = step.net(x)
+            logits = out[:n]
             loss = step.loss_fn(logits.float(), y)
+            if outliers is not None:
+                uniform_ce = -log_softmax(out[n:].float(), dim=1).mean(dim=1).mean()
+                loss = loss + config.outlier_exposure * uniform_ce
         if step.guided:
             fc: Any = step.model.fc
-            feats, fc_w = step.features[0].float(), fc.weight.float()
+            feats, fc_w = step.features[0][:n].float(), fc.weight.float()
             masks = batch[2].to(step.device)
             outside = cam_outside(feats, fc_w, y, masks)
             miss = cam_miss(feats, fc_w, y, masks)
@@ -428,6 +456,11 @@ def train_model(
         )
         model.layer4.register_forward_hook(lambda _m, _i, out: features.append(out))  # type: ignore[union-attr]
     step = _Step(net, model, optimizer, scaler, loss_fn, device, amp_dtype, features, guided)
+    if loaders.outliers is not None:
+        say(
+            f"outlier exposure: weight {config.outlier_exposure:g} on the cross-entropy to "
+            f"uniform of {loaders.outlier_loader.batch_size} synthetic non-head frames a batch"
+        )
 
     for epoch in range(run.start_epoch, config.epochs):
         torch.manual_seed(config.seed * 1000 + epoch)
@@ -435,7 +468,9 @@ def train_model(
         if loaders.sampler is not None:
             loaders.sampler.set_epoch(epoch)
         loaders.generator.manual_seed(config.seed * 1000 + epoch)
-        sums, train_seconds = _train_epoch(step, loaders.train, epoch, config, tick, cancel)
+        if loaders.outliers is not None:
+            loaders.outliers.set_epoch(epoch)
+        sums, train_seconds = _train_epoch(step, loaders, epoch, config, tick, cancel)
         scheduler.step()
         train_loss, train_acc, train_n, outside_total, miss_total = all_sum(sums, info, device)
         val = _validate(net, loaders.val, loss_fn, device, amp_dtype, info)
