@@ -36,7 +36,7 @@ from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.core.training.cards import headline, make_card
 from fetal_viewer.core.training.data import read_frame_mask, read_mask, read_record_frame
 from fetal_viewer.core.training.folds import make_folds
-from fetal_viewer.core.training.guard_fit import fit_and_store_guard
+from fetal_viewer.core.training.guard_fit import PathFrames, fit_and_store_guard
 from fetal_viewer.core.training.manifest import Indices, Manifest
 from fetal_viewer.core.training.metrics import energy_inside, pointing_distance, pointing_game
 from fetal_viewer.core.training.pool import manifest_paths, pool_scored
@@ -503,7 +503,6 @@ def guard_vs_ood(
     """How the domain guard separates the manifest's frames (in domain) from every frame
     of ``paths`` (out of domain): AUROC of the score, and the share flagged at the
     threshold."""
-    from fetal_viewer.core.io import open_paths
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.training.metrics import roc_auc
 
@@ -513,28 +512,16 @@ def guard_vs_ood(
             why=loaded.guard_note,
             fix="Fit one with `fetal-viewer guard fit --model CARD --manifest TRAIN.csv`.",
         )
-    result = open_paths([Path(p) for p in paths])
-    series = [s for pt in result.patients for st in pt.studies for s in st.series]
-    predictor = Predictor(loaded, backend=backend)
-    scores: list[np.ndarray] = []
-    for s in series:
-        frames = [s.frame(i) for i in range(len(s))]
-        pred = predictor.predict(frames, cancel=cancel)
-        assert pred.domain_scores is not None
-        scores.append(pred.domain_scores)
-    if not scores:
-        raise DataError(
-            "No frames could be read from the --ood paths.",
-            why=f"{len(result.problems)} file(s) failed to load.",
-            fix="Name folders of images or DICOM files.",
-        )
-    out_scores = np.concatenate(scores)
+    frames = PathFrames(paths, option="--ood")
+    pred = Predictor(loaded, backend=backend).predict(frames, cancel=cancel)
+    assert pred.domain_scores is not None
+    out_scores = pred.domain_scores
     in_scores = np.asarray(table.domain_scores)
     y = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
     return {
-        "files": len(series),
+        "files": len(frames.series),
         "frames": len(out_scores),
-        "unreadable_files": len(result.problems),
+        "unreadable_files": len(frames.problems),
         "flagged": round(float(np.mean(~loaded.guard.in_domain(out_scores))), 6),
         "auroc": round(float(roc_auc(y, np.r_[in_scores, out_scores])), 6),
         "threshold": round(loaded.guard.threshold, 4),

@@ -62,16 +62,17 @@ def synthetic_count(n_train: int) -> int:
 
 
 class PathFrames(Sequence[NDArray[np.uint8]]):
-    """Every frame of the images and DICOM files under ``paths``, decoded when asked for."""
+    """Every frame of the images and DICOM files under ``paths`` (given as ``option`` on the
+    command line: ``--outliers``, ``--ood``), decoded when asked for."""
 
-    def __init__(self, paths: Sequence[str | Path]) -> None:
+    def __init__(self, paths: Sequence[str | Path], option: str = "--outliers") -> None:
         result = open_paths([Path(p) for p in paths])
         self.series = [s for pt in result.patients for st in pt.studies for s in st.series]
         self._where = [(k, i) for k, s in enumerate(self.series) for i in range(len(s))]
         self.problems = result.problems
         if not self._where:
             raise DataError(
-                "No frames could be read from the --outliers paths.",
+                f"No frames could be read from the {option} paths.",
                 why=f"{len(result.problems)} file(s) failed to load.",
                 fix="Name folders of images or DICOM files that are not the model's domain.",
             )
