@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     with_cam = args.heatmaps is not None and args.cam_method in ("gradcam", "gradcam-stitch")
     done = 0
     patients_out: list[dict[str, Any]] = []
+    skipped: list[str] = []
     try:
         for patient in result.patients:
             series_out: list[dict[str, Any]] = []
@@ -167,13 +168,20 @@ def run(args: argparse.Namespace) -> int:
                     def report(done: int, total: int, message: str = "", _o: int = offset) -> None:
                         progress(_o + done, n_total, message)
 
-                    pred = predictor.predict(
-                        frames,
-                        batch_size=args.batch_size,
-                        progress=report,
-                        with_cam=with_cam,
-                        stitch=args.cam_method == "gradcam-stitch",
-                    )
+                    try:
+                        pred = predictor.predict(
+                            frames,
+                            batch_size=args.batch_size,
+                            progress=report,
+                            with_cam=with_cam,
+                            stitch=args.cam_method == "gradcam-stitch",
+                        )
+                    except StudyLoadError as exc:
+                        # a frame that fails to decode costs its series, not the whole run
+                        print(f"warning: {exc.message}", file=sys.stderr)
+                        skipped.append(exc.message)
+                        done += len(frames)
+                        continue
                     done += len(frames)
                     patient_probs.append(pred.probs)
                     assessable = pred.assessable()
@@ -275,6 +283,12 @@ def run(args: argparse.Namespace) -> int:
             patients_out.append(entry_p)
     finally:
         close()
+    if not patients_out:
+        raise StudyLoadError(
+            "No frames could be decoded from the given paths.",
+            why=skipped[0] if skipped else "Every series was empty.",
+            fix="Re-export or re-copy the files from the scanner or PACS.",
+        )
     doc = {
         "intended_use": INTENDED_USE,
         "model": {
@@ -298,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
         "aggregation": rule,
         "cam_method": args.cam_method if args.heatmaps is not None else None,
         "patients": patients_out,
-        "problems": [p.message for p in result.problems],
+        "problems": [p.message for p in result.problems] + skipped,
     }
     if args.json:
         for f in (f for pat in patients_out for s in pat["series"] for f in s["frames"]):

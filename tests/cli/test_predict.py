@@ -90,3 +90,28 @@ def test_bad_input_gives_non_zero_exit(card: Path, tmp_path: Path) -> None:
     res = _cli(bad, "--model", card)
     assert res.returncode != 0
     assert "error:" in res.stderr
+
+
+def test_a_frame_that_fails_to_decode_costs_its_series_not_the_run(
+    card: Path, tmp_path: Path
+) -> None:
+    from pydicom.data import get_testdata_file
+
+    src = get_testdata_file("SC_rgb_jpeg_gdcm.dcm")  # JPEG lossless: decoded only when read
+    assert src is not None
+    data = bytearray(Path(src).read_bytes())
+    for i in range(len(data) - 2000, len(data) - 1500, 7):  # damage the compressed stream
+        data[i] ^= 0x5A
+    (tmp_path / "damaged.dcm").write_bytes(bytes(data))
+    cv2.imwrite(str(tmp_path / "good.png"), np.full((60, 70, 3), 90, np.uint8))
+    res = _cli(tmp_path, "--model", card, "--json", "--no-head")
+    assert res.returncode == 0, res.stderr
+    assert "could not be decoded" in res.stderr and "Traceback" not in res.stderr
+    doc = json.loads(res.stdout)
+    (patient,) = doc["patients"]  # the image, predicted; the damaged file, reported
+    assert patient["series"][0]["source"].endswith("good.png")
+    assert any("could not be decoded" in p for p in doc["problems"])
+    # nothing decodable at all: a clear error, not an empty report
+    res = _cli(tmp_path / "damaged.dcm", "--model", card)
+    assert res.returncode == 1 and "No frames could be decoded" in res.stderr
+    assert "Traceback" not in res.stderr
