@@ -32,9 +32,9 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Fit the class means and covariance of the model's pooled layer4 features on "
             "the inner-training frames of MANIFEST, and the outlier probe against synthetic "
-            "non-head frames and the frames under --outliers; set each threshold at "
-            "--percentile of the inner-validation frames' scores (split as `train` split "
-            "them). Writes guard.safetensors beside the weights and names it in the card "
+            "non-head frames and the frames under --outliers; set the threshold of their joint "
+            "score at --percentile of the inner-validation frames' scores (split as `train` "
+            "split them). Writes guard.safetensors beside the weights and names it in the card "
             "with its sha256."
         ),
     )
@@ -52,7 +52,7 @@ def add_parser(subparsers: Any) -> None:
         "--percentile",
         type=float,
         default=None,
-        help="percentile of in-domain validation scores that sets the threshold (default 99)",
+        help="percentile of in-domain validation scores that sets the threshold (default 97)",
     )
     fit.set_defaults(func=run_fit)
 

@@ -57,7 +57,7 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert json.loads(card.training_data)["patients"] == 10
     assert (out / "history.json").is_file()
     # train fits the domain guard on the training frames, threshold on the validation split
-    assert loaded.guard is not None and "outlier probe threshold" in r.stdout
+    assert loaded.guard is not None and "joint threshold" in r.stdout
     assert card.artifacts["guard"]["file"] == "guard.safetensors"
     assert card.metrics["domain_guard"]["validation_frames"] == loaded.guard.n_val > 0
 

@@ -12,6 +12,7 @@ import torch
 from fetal_viewer.core.model.aggregation import aggregate, aggregate_assessable
 from fetal_viewer.core.model.checkpoint import ModelCard, load_checkpoint, save_checkpoint
 from fetal_viewer.core.model.guard import (
+    BACKSTOP_PERCENTILE,
     GUARD_FILE,
     METHOD,
     NO_GUARD_NOTE,
@@ -106,14 +107,17 @@ def test_the_probe_flags_outliers_the_distance_lets_through() -> None:
     probed = fit_guard(x, y, val, percentile=99, outliers=_shell(rng, 600))
     assert plain.method == METHOD and plain.probe is None
     assert probed.method == PROBE_METHOD and probed.threshold == 1.0
-    assert probed.n_outliers == 600 and probed.distance_threshold == plain.threshold
+    # the distance backstop sits at the 99.5th percentile of the validation distances
+    backstop = np.percentile(plain.parts(val)[0], BACKSTOP_PERCENTILE)
+    assert probed.n_outliers == 600
+    assert probed.distance_threshold == pytest.approx(backstop, rel=1e-6)
     fresh, _ = _one_sided(rng, 3000)
     unseen = _shell(rng, 1000)
     flagged = 1.0 - probed.in_domain(probed.score(fresh)).mean()
-    assert flagged < 0.04  # each part flags about 1 %
+    assert flagged < 0.04  # the joint score flags about 1 %, the backstop 0.5 %
     assert (~plain.in_domain(plain.score(unseen))).mean() < 0.5
     assert (~probed.in_domain(probed.score(unseen))).mean() > 0.95
-    # the score is the larger ratio of each part to its own threshold
+    # the score: the larger of the distance backstop's ratio and the joint score's
     distance, log_odds = probed.parts(unseen[:9])
     assert log_odds is not None
 
@@ -121,7 +125,7 @@ def test_the_probe_flags_outliers_the_distance_lets_through() -> None:
         return 1.0 / (1.0 + np.exp(-np.asarray(z)))
 
     expected = np.maximum(
-        distance / probed.distance_threshold, sig(log_odds) / sig(probed.probe_threshold)
+        distance / probed.distance_threshold, distance * sig(log_odds) / probed.joint_threshold
     )
     np.testing.assert_allclose(probed.score(unseen[:9]), expected, rtol=1e-5)
 

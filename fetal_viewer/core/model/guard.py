@@ -17,16 +17,20 @@ enough to pass it. So a guard fitted with outliers (``fit_guard(..., outliers=..
 synthetic non-head frames of :mod:`fetal_viewer.core.phantoms.outliers`, and a clinic's own
 other views) adds an **outlier probe**, a logistic regression on the same unit-length
 features, in-domain training frames against outliers (outlier exposure, Hendrycks et al.,
-ICLR 2019, without retraining the network)::
+ICLR 2019, without retraining the network). The two are read together::
 
     z(x) = w . x + b                      log-odds that x is an outlier
-    score(x) = max(d(x) / t_d, sigmoid(z(x)) / sigmoid(t_z))
+    j(x) = d(x) * sigmoid(z(x))           far from the training frames *and* on the outliers' side
+    score(x) = max(d(x) / t_d, j(x) / t_j)
 
-Each part's threshold (``t_d``, ``t_z``) is the ``percentile`` of its scores on the
-inner-validation frames (patients the statistics never saw); the combined score is the
-larger ratio to its threshold, so the guard's threshold is 1 and a frame is out of domain
-when either part says so. A guard without a probe (fitted without outliers, or by an older
-version) scores the distance alone against its threshold. Why these scores and not
+``t_j`` is the ``percentile`` of the joint score on the inner-validation frames (patients the
+statistics never saw); ``t_d``, a backstop for frames far from everything the model saw
+whatever the probe says, is the distance's :data:`BACKSTOP_PERCENTILE`. The score is the
+larger ratio to its threshold, so the guard's threshold is 1. A frame that only one part finds
+a little odd stays in; one that both find odd is flagged: at the same share of in-domain
+frames flagged, the joint score withholds more foreign frames than either part alone or the
+larger of the two (docs/domain-guard.md). A guard without a probe (fitted without outliers, or
+by an older version) scores the distance alone against its ``percentile``. Why these scores and not
 k-nearest-neighbour distance or the energy score: docs/domain-guard.md, which gives the
 measurements (``experiments/guard_methods.py``).
 
@@ -49,12 +53,15 @@ GUARD_ARTIFACT = "guard"
 GUARD_FILE = "guard.safetensors"
 #: the distance alone (on unit-length pooled features); stored in the file
 METHOD = "mahalanobis-l2"
-#: the distance and the outlier probe, each against its own threshold
-PROBE_METHOD = "mahalanobis-l2+outlier-probe"
+#: the distance backstop and the joint score of distance and outlier probe
+PROBE_METHOD = "mahalanobis-l2+outlier-probe-joint"
 #: inverse L2 penalty of the outlier probe's logistic regression (as scikit-learn's ``C``)
 PROBE_C = 10.0
-#: default percentile of the in-domain validation scores that sets the threshold
-DEFAULT_PERCENTILE = 99.0
+#: default percentile of the in-domain validation scores that sets the threshold: 3 in 100
+#: in-domain frames are flagged by design (docs/domain-guard.md measures the trade-off)
+DEFAULT_PERCENTILE = 97.0
+#: percentile of the validation distances for the distance backstop (with a probe)
+BACKSTOP_PERCENTILE = 99.5
 #: covariance shrinkage towards the mean variance (fraction of it added to the diagonal)
 SHRINKAGE = 1e-3
 
@@ -76,9 +83,10 @@ class DomainGuard:
     n_val: int
     #: the outlier probe: ``(D + 1,)`` weights then bias, or None (the distance alone)
     probe: NDArray[np.float32] | None = None
-    #: the distance's and the probe's own thresholds (with a probe; ``threshold`` is then 1)
+    #: the distance backstop's and the joint score's thresholds (with a probe; ``threshold``
+    #: is then 1)
     distance_threshold: float = 0.0
-    probe_threshold: float = 0.0
+    joint_threshold: float = 0.0
     n_outliers: int = 0
 
     def __post_init__(self) -> None:
@@ -87,7 +95,7 @@ class DomainGuard:
         if self.probe is not None:
             fits = fits and self.probe.shape == (d + 1,) and self.distance_threshold > 0
             fits = fits and bool(np.isfinite(self.probe).all())
-            fits = fits and bool(np.isfinite(self.probe_threshold))
+            fits = fits and self.joint_threshold > 0
         if not fits:
             raise ModelLoadError(
                 "The domain guard's arrays do not fit together.",
@@ -111,8 +119,8 @@ class DomainGuard:
         d = self._distance(x)
         if self.probe is None:
             return d.astype(np.float32)
-        ratio = _sigmoid(self._log_odds(x)) / _sigmoid(np.float64(self.probe_threshold))
-        return np.maximum(d / self.distance_threshold, ratio).astype(np.float32)
+        joint = d * _sigmoid(self._log_odds(x)) / self.joint_threshold
+        return np.maximum(d / self.distance_threshold, joint).astype(np.float32)
 
     def parts(self, pooled: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
         """The distance and the probe's log-odds (None without a probe), for fitting and
@@ -156,7 +164,8 @@ class DomainGuard:
         }
         if self.probe is not None:
             out["distance_threshold"] = round(self.distance_threshold, 4)
-            out["probe_threshold"] = round(self.probe_threshold, 4)
+            out["distance_percentile"] = max(self.percentile, BACKSTOP_PERCENTILE)
+            out["joint_threshold"] = round(self.joint_threshold, 4)
             out["outlier_frames"] = self.n_outliers
         return out
 
@@ -167,9 +176,10 @@ def describe(guard: DomainGuard) -> str:
     if guard.probe is None:
         return f"{guard.n_train} training frames, threshold {guard.threshold:.3f} at {where}"
     return (
-        f"{guard.n_train} training frames, {guard.n_outliers} outlier frames; distance "
-        f"threshold {guard.distance_threshold:.3f} and outlier probe threshold "
-        f"{guard.probe_threshold:.3f} at {where}"
+        f"{guard.n_train} training frames, {guard.n_outliers} outlier frames; joint threshold "
+        f"{guard.joint_threshold:.3f} at {where}, distance backstop "
+        f"{guard.distance_threshold:.3f} at the "
+        f"{max(guard.percentile, BACKSTOP_PERCENTILE):g}th"
     )
 
 
@@ -200,8 +210,9 @@ def fit_guard(
 ) -> DomainGuard:
     """Fit class means and the tied covariance on ``train`` pooled features ``(N, D)`` with
     integer ``labels`` and, given ``outliers`` (pooled features of frames that are not the
-    model's domain), the outlier probe; set each threshold at ``percentile`` of the ``val``
-    frames' scores."""
+    model's domain), the outlier probe; set the threshold at ``percentile`` of the ``val``
+    frames' scores (with a probe: of the joint score; the distance backstop at
+    :data:`BACKSTOP_PERCENTILE` or ``percentile``, whichever is higher)."""
     x = _unit(np.asarray(train, dtype=np.float64))
     y = np.asarray(labels)
     v = np.asarray(val, dtype=np.float64)
@@ -236,22 +247,23 @@ def fit_guard(
         n_val=len(v),
     )
     distance, _ = base.parts(v)
-    distance_threshold = float(np.percentile(distance, percentile))
     if outliers is None or len(outliers) == 0:
-        return replace(base, threshold=distance_threshold)
+        return replace(base, threshold=float(np.percentile(distance, percentile)))
     o = _unit(np.asarray(outliers, dtype=np.float64))
     if o.ndim != 2 or o.shape[1] != x.shape[1]:
         raise InferenceError(
             "The outlier frames' features do not match the training frames'.",
             why=f"outliers {o.shape}, train {x.shape}",
         )
-    with_probe = replace(
-        base, threshold=1.0, probe=fit_probe(x, o), distance_threshold=distance_threshold
-    )
-    _, log_odds = with_probe.parts(v)
-    assert log_odds is not None
+    probe = fit_probe(x, o)
+    joint = distance * _sigmoid(_unit(v) @ probe[:-1].astype(np.float64) + float(probe[-1]))
     return replace(
-        with_probe, probe_threshold=float(np.percentile(log_odds, percentile)), n_outliers=len(o)
+        base,
+        threshold=1.0,
+        probe=probe,
+        distance_threshold=float(np.percentile(distance, max(percentile, BACKSTOP_PERCENTILE))),
+        joint_threshold=float(np.percentile(joint, percentile)),
+        n_outliers=len(o),
     )
 
 
@@ -294,7 +306,7 @@ def save_guard(guard: DomainGuard, path: str | Path) -> Path:
         arrays["probe"] = guard.probe
         metadata |= {
             "distance_threshold": repr(guard.distance_threshold),
-            "probe_threshold": repr(guard.probe_threshold),
+            "joint_threshold": repr(guard.joint_threshold),
             "n_outliers": str(guard.n_outliers),
         }
     save_file(arrays, str(tmp), metadata=metadata)
@@ -324,7 +336,7 @@ def load_guard(path: str | Path) -> DomainGuard:
             n_val=int(meta["n_val"]),
             probe=probe,
             distance_threshold=float(meta.get("distance_threshold", 0.0)),
-            probe_threshold=float(meta.get("probe_threshold", 0.0)),
+            joint_threshold=float(meta.get("joint_threshold", 0.0)),
             n_outliers=int(meta.get("n_outliers", 0)),
         )
     except (SafetensorError, OSError, KeyError, ValueError) as exc:
