@@ -27,9 +27,9 @@ ICLR 2019, without retraining the network). The two are read together::
 statistics never saw); ``t_d``, a backstop for frames far from everything the model saw
 whatever the probe says, is the distance's :data:`BACKSTOP_PERCENTILE`. The score is the
 larger ratio to its threshold, so the guard's threshold is 1. A frame that only one part finds
-a little odd stays in; one that both find odd is flagged: at the same share of in-domain
-frames flagged, the joint score withholds more foreign frames than either part alone or the
-larger of the two (docs/domain-guard.md). A guard without a probe (fitted without outliers, or
+a little odd stays in; one that both find odd is flagged: with 3 in 100 in-domain frames
+flagged, the joint score withholds more foreign frames than the two parts read apart
+(docs/domain-guard.md). A guard without a probe (fitted without outliers, or
 by an older version) scores the distance alone against its ``percentile``. Why these scores and not
 k-nearest-neighbour distance or the energy score: docs/domain-guard.md, which gives the
 measurements (``experiments/guard_methods.py``).
@@ -110,6 +110,11 @@ class DomainGuard:
         return METHOD if self.probe is None else PROBE_METHOD
 
     @property
+    def backstop_percentile(self) -> float:
+        """Where the distance backstop sits among the validation distances (with a probe)."""
+        return max(self.percentile, BACKSTOP_PERCENTILE)
+
+    @property
     def n_features(self) -> int:
         return int(self.means.shape[1])
 
@@ -164,7 +169,7 @@ class DomainGuard:
         }
         if self.probe is not None:
             out["distance_threshold"] = round(self.distance_threshold, 4)
-            out["distance_percentile"] = max(self.percentile, BACKSTOP_PERCENTILE)
+            out["distance_percentile"] = self.backstop_percentile
             out["joint_threshold"] = round(self.joint_threshold, 4)
             out["outlier_frames"] = self.n_outliers
         return out
@@ -179,7 +184,7 @@ def describe(guard: DomainGuard) -> str:
         f"{guard.n_train} training frames, {guard.n_outliers} outlier frames; joint threshold "
         f"{guard.joint_threshold:.3f} at {where}, distance backstop "
         f"{guard.distance_threshold:.3f} at the "
-        f"{max(guard.percentile, BACKSTOP_PERCENTILE):g}th"
+        f"{guard.backstop_percentile:g}th"
     )
 
 
