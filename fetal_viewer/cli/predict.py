@@ -180,9 +180,9 @@ def run(args: argparse.Namespace) -> int:
                         # a frame that fails to decode costs its series, not the whole run
                         print(f"warning: {exc.message}", file=sys.stderr)
                         skipped.append(exc.message)
-                        done += len(frames)
                         continue
-                    done += len(frames)
+                    finally:
+                        done += len(frames)
                     patient_probs.append(pred.probs)
                     assessable = pred.assessable()
                     patient_ok.append(assessable)

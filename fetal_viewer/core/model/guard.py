@@ -152,8 +152,7 @@ class DomainGuard:
 
     def _log_odds(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         assert self.probe is not None
-        w = self.probe.astype(np.float64)
-        return x @ w[:-1] + w[-1]
+        return _log_odds(self.probe, x)
 
     def in_domain(self, scores: NDArray) -> NDArray[np.bool_]:
         return np.asarray(scores) <= self.threshold
@@ -186,6 +185,12 @@ def describe(guard: DomainGuard) -> str:
         f"{guard.distance_threshold:.3f} at the "
         f"{guard.backstop_percentile:g}th"
     )
+
+
+def _log_odds(probe: NDArray[np.float32], x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The probe's log-odds that unit-length features ``x`` are an outlier."""
+    w = probe.astype(np.float64)
+    return x @ w[:-1] + w[-1]
 
 
 def _sigmoid(z: NDArray[np.float64] | np.float64) -> NDArray[np.float64]:
@@ -261,7 +266,7 @@ def fit_guard(
             why=f"outliers {o.shape}, train {x.shape}",
         )
     probe = fit_probe(x, o)
-    joint = distance * _sigmoid(_unit(v) @ probe[:-1].astype(np.float64) + float(probe[-1]))
+    joint = distance * _sigmoid(_log_odds(probe, _unit(v)))
     return replace(
         base,
         threshold=1.0,
