@@ -160,3 +160,30 @@ def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
         text=True,
         timeout=timeout,
     )
+
+
+def write_mostly_foreign_cine(path: Path) -> Path:
+    """A 6-frame RGB cine for the domain guard's cine rule: 2 frames of an unseen-seed
+    phantom head (the shipped model's domain) and then 4 frames of pydicom-data's real colour
+    Doppler echo cine, scaled to the same 256 x 256. Frame by frame, the shipped guard lets
+    the first 2 through and flags the other 4 (measured), so the cine is withheld whole."""
+    from pydicom.data import get_testdata_file
+
+    from fetal_viewer.core.io import open_paths
+    from fetal_viewer.core.phantoms.dataset import plan_patients, render_patient
+
+    plan = plan_patients(1, 1, seed=31337)[0]
+    heads = [f.image for f in render_patient(plan, (256, 256)).frames[:2]]
+    echo = open_paths([Path(get_testdata_file("color3d_jpeg_baseline.dcm"))]).series[0]
+    foreign = [
+        cv2.resize(echo.frame(i), (256, 256), interpolation=cv2.INTER_AREA) for i in (0, 30, 60, 90)
+    ]
+    frames = np.stack([np.dstack([h] * 3) if h.ndim == 2 else h for h in heads] + foreign)
+    return write_rgb_cine(
+        path,
+        frames,
+        Modality="US",
+        PatientID="MIXED-1",
+        PatientName="Cine^Mixed",
+        SeriesDescription="Mixed cine",
+    )

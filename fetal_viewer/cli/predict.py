@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.cam.overlay import blend
     from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
     from fetal_viewer.core.model.checkpoint import load_checkpoint
-    from fetal_viewer.core.model.guard import WITHHELD_NOTE
+    from fetal_viewer.core.model.guard import WITHHELD_NOTE, cine_words
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.model.preprocess import preprocess
     from fetal_viewer.core.progress import tqdm_progress
@@ -175,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
                             progress=report,
                             with_cam=with_cam,
                             stitch=args.cam_method == "gradcam-stitch",
+                            whole_series=True,
                         )
                     except StudyLoadError as exc:
                         # a frame that fails to decode costs its series, not the whole run
@@ -256,6 +257,10 @@ def run(args: argparse.Namespace) -> int:
                             "source": str(series.source),
                             "uid": series.uid,
                             "n_frames": len(frames),
+                            # [flagged, frames] when the guard's cine rule withholds it all
+                            "cine_flagged": None
+                            if pred.cine_flagged is None
+                            else list(pred.cine_flagged),
                             "frames": frames_out,
                         }
                     )
@@ -345,10 +350,14 @@ def run(args: argparse.Namespace) -> int:
                 for f in s["frames"]:
                     head = f"    {s['source']} frame {f['index']}: "
                     if f["in_domain"] is False:
-                        print(
-                            f"{head}[OUT OF DOMAIN] {WITHHELD_NOTE} (score "
-                            f"{f['domain_score']:.2f} > {f['domain_threshold']:.2f})"
+                        score, limit = f["domain_score"], f["domain_threshold"]
+                        why = (
+                            f"score {score:.2f} > {limit:.2f}"
+                            if score > limit
+                            else f"{cine_words(s['cine_flagged'])}; this frame's score "
+                            f"{score:.2f} <= {limit:.2f}"
                         )
+                        print(f"{head}[OUT OF DOMAIN] {WITHHELD_NOTE} ({why})")
                     else:
                         line = f"{head}{f['top_class']} ({f['top_probability']:.3f})"
                         if "heatmap" in f:

@@ -64,7 +64,7 @@ def build_summary(
 ) -> Path:
     from fetal_viewer.core.cam.overlay import blend
     from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
-    from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE
+    from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE, cine_words
 
     classes = tuple(model.classes)
     parts: list[str] = []
@@ -97,6 +97,7 @@ def build_summary(
             f"<h2>{html.escape(s.description or 'Series')} "
             f"<small>({len(inp.results)} of {len(s)} frames analysed"
             + (f", {int((~ok).sum())} outside the model's domain" if (~ok).any() else "")
+            + (f"; {cine_words(cine)}, so all are" if (cine := inp.results[0].cine_flagged) else "")
             + ")</small></h2>"
         )
         if series_probs is None:

@@ -80,9 +80,16 @@ class ViewerAIMixin(WindowBase):
     def _on_analysis_frames(self, job: int, key: SeriesKey, indices: list[int]) -> None:
         self._update_patient_bars()
         want = self.state.ai_wanted()
-        fresh = want is not None and key == series_key(want.series) and want.index in indices
-        if fresh and self.state.result is None:
-            self._request_ai()
+        if want is None or key != series_key(want.series):
+            return
+        if self.state.result is None:
+            if want.index in indices:
+                self._request_ai()
+            return
+        # the frame on screen: the guard's cine rule may have withheld its cine meanwhile
+        hit = self.model.cached(want.series, want.index, want.method)
+        if hit is not None and hit is not self.state.result:
+            self._apply_result(want.index, hit)
 
     def _on_analysis_finished(self, job: int, cancelled: bool) -> None:
         if job != self.state.job:

@@ -19,7 +19,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,6 +28,7 @@ from cachetools import LRUCache
 from numpy.typing import NDArray
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 
+from fetal_viewer.core.model.guard import cine_flagged
 from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
 from fetal_viewer.core.warncatch import collect_warnings
@@ -288,6 +289,11 @@ class ModelService(QThread):
         self.latest_frame_request = 0
         self.skipped_stale = 0
         self._jobs: dict[int, AnalysisJob] = {}
+        # the guard's cine rule: each cine's per-frame verdicts so far, its verdict once
+        # every frame has one, and the job scoring the rest of it
+        self._cine_frames: dict[tuple[SeriesKey, str], dict[int, bool]] = {}
+        self._cine: dict[tuple[SeriesKey, str], tuple[int, int] | None] = {}
+        self._cine_jobs: dict[tuple[SeriesKey, str], int] = {}
         self._busy = 0
         self._done.connect(self._task_done)
         if start:  # else the owner starts it (a window: once it is painted)
@@ -405,6 +411,7 @@ class ModelService(QThread):
                 hit = self._cache.get(key)
             result = hit or self._infer(series, [index], method)[0]
             self.frame_result.emit(req, key[0], index, result)
+            self._score_cine(series)
         else:
             job, series, indices = task.job, task.series, task.indices
             if job.cancel.cancelled:
@@ -419,6 +426,41 @@ class ModelService(QThread):
             self.analysis_frames.emit(job.job_id, skey, list(indices))
             self.analysis_progress.emit(job.job_id, job.done, job.total)
             self._finish_chunk(job)
+
+    def _score_cine(self, series: Series) -> None:
+        """Queue the rest of a guarded cine whose frame was asked for, so that the guard's
+        cine rule can judge it (it needs every frame's own verdict)."""
+        assert self.info is not None
+        ckey = (series_key(series), self.info.sha)
+        if len(series) < 2 or self.info.guard_note or ckey in self._cine:
+            return
+        if self._cine_jobs.get(ckey) in self._jobs:
+            return  # already being scored
+        self._cine_jobs[ckey] = self.analyse([series])
+
+    def _judge_cine(self, series: Series, results: dict[int, FrameResult]) -> None:
+        """Record the guard's verdicts on some frames of a cine; once every frame has one,
+        apply the cine rule, and when it withholds the cine, to every cached result of it.
+        Called with the lock held."""
+        assert self.info is not None
+        skey, sha = series_key(series), self.info.sha
+        ckey = (skey, sha)
+        if len(series) < 2 or ckey in self._cine:
+            return
+        seen = self._cine_frames.setdefault(ckey, {})
+        for i, r in results.items():
+            if r.domain_score is None or r.domain_threshold is None:
+                return  # no guard
+            seen[i] = r.domain_score <= r.domain_threshold
+        if len(seen) < len(series):
+            return
+        flagged = cine_flagged(np.array([seen[i] for i in range(len(series))]))
+        self._cine[ckey] = flagged
+        del self._cine_frames[ckey]
+        if flagged is not None:
+            for key, r in list(self._cache.items()):
+                if key[0] == skey and key[2] == sha:
+                    self._cache[key] = replace(r, cine_flagged=flagged)
 
     def _finish_chunk(self, job: AnalysisJob) -> None:
         job.chunks_left -= 1
@@ -483,6 +525,7 @@ class ModelService(QThread):
         results = []
         skey = series_key(series)
         with self._lock:
+            cine = self._cine.get((skey, self.info.sha))
             for j, index in enumerate(indices):
                 score = preds.domain_scores
                 result = FrameResult(
@@ -491,9 +534,16 @@ class ModelService(QThread):
                     geometry=preds.geometries[j],
                     domain_score=None if score is None else float(score[j]),
                     domain_threshold=preds.domain_threshold,
+                    cine_flagged=cine,
                 )
                 self._cache[(skey, index, self.info.sha, method)] = result
                 results.append(result)
+            self._judge_cine(series, dict(zip(indices, results)))
+            # the cine rule may have just withheld these frames too
+            results = [
+                self._cache.get((skey, index, self.info.sha, method), r)
+                for index, r in zip(indices, results)
+            ]
         return results
 
     def _library_cams(

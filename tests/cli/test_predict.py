@@ -115,3 +115,25 @@ def test_a_frame_that_fails_to_decode_costs_its_series_not_the_run(
     res = _cli(tmp_path / "damaged.dcm", "--model", card)
     assert res.returncode == 1 and "No frames could be decoded" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_cine_of_a_foreign_view_is_withheld_whole(tmp_path: Path) -> None:
+    """The shipped model on a cine whose frames are mostly foreign: every frame is out of
+    domain in --json, the text says why, and the patient has no assessable frames."""
+    from fetal_viewer.resources import DEMO_MODEL_CARD
+    from tests.factories import write_mostly_foreign_cine
+
+    cine = write_mostly_foreign_cine(tmp_path / "mixed.dcm")
+    res = _cli(cine, "--model", DEMO_MODEL_CARD, "--json", "--no-head", "--backend", "torch")
+    assert res.returncode == 0, res.stderr
+    (patient,) = json.loads(res.stdout)["patients"]
+    (series,) = patient["series"]
+    assert series["cine_flagged"] == [4, 6]
+    assert [f["in_domain"] for f in series["frames"]] == [False] * 6
+    # the first two frames pass the guard alone: their scores are below the threshold
+    assert all(f["domain_score"] <= f["domain_threshold"] for f in series["frames"][:2])
+    assert patient["assessment"] == "no assessable frames" and patient["top_class"] is None
+    res = _cli(cine, "--model", DEMO_MODEL_CARD, "--no-head", "--backend", "torch")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("4 of the 6 frames of this cine are") == 2
+    assert res.stdout.count("[OUT OF DOMAIN]") == 6

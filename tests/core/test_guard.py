@@ -18,13 +18,14 @@ from fetal_viewer.core.model.guard import (
     NO_GUARD_NOTE,
     PROBE_C,
     PROBE_METHOD,
+    cine_flagged,
     fit_guard,
     fit_probe,
     load_guard,
     save_guard,
 )
 from fetal_viewer.core.model.network import build_resnet34
-from fetal_viewer.core.model.predictor import Predictor
+from fetal_viewer.core.model.predictor import Predictions, Predictor
 from fetal_viewer.errors import InferenceError, ModelLoadError
 
 
@@ -153,6 +154,37 @@ def test_aggregation_uses_only_in_domain_frames() -> None:
     assert aggregate_assessable(probs, np.zeros(3, bool)) is None
     with pytest.raises(InferenceError):
         aggregate_assessable(probs, np.ones(2, bool))
+
+
+def test_a_cine_mostly_flagged_is_withheld_whole() -> None:
+    """The cine rule: more than half of a file's frames flagged withholds every frame;
+    half or fewer leaves each frame's own verdict; a still, or frames that are not a whole
+    file, are judged frame by frame."""
+    assert cine_flagged(np.array([True, False, False])) == (2, 3)
+    assert cine_flagged(np.array([True, True, False, False])) is None
+    assert cine_flagged(np.array([False])) is None
+
+    def pred(scores: list[float], whole: bool) -> Predictions:
+        n = len(scores)
+        return Predictions(
+            probs=np.full((n, 5), 0.2, np.float32),
+            cams=None,
+            geometries=[],
+            classes=("a", "b", "c", "d", "e"),
+            domain_scores=np.array(scores, np.float32),
+            domain_threshold=1.0,
+            whole_series=whole,
+        )
+
+    mostly = pred([0.5, 1.5, 2.0], whole=True)
+    assert mostly.cine_flagged == (2, 3) and not mostly.in_domain.any()
+    assert not mostly.assessable().any()
+    some = pred([0.5, 0.7, 2.0], whole=True)
+    assert some.cine_flagged is None and some.in_domain.tolist() == [True, True, False]
+    apart = pred([0.5, 1.5, 2.0], whole=False)
+    assert apart.cine_flagged is None and apart.in_domain.tolist() == [True, False, False]
+    unguarded = Predictions(np.zeros((2, 5), np.float32), None, [], ("a",) * 5, whole_series=True)
+    assert unguarded.cine_flagged is None and unguarded.in_domain is None
 
 
 @pytest.fixture(scope="module")

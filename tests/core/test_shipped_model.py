@@ -129,3 +129,43 @@ def test_real_hc18_heads_are_in_domain_and_called_normal(shipped, real_samples: 
     # with its operating point (3 of 6 without it); one may still be called an anomaly
     called = [pred.top(i)[0] for i in range(len(frames))]
     assert called.count("normal") >= 5, called
+
+
+@pytest.fixture(scope="module")
+def mostly_foreign_cine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.factories import write_mostly_foreign_cine
+
+    return write_mostly_foreign_cine(tmp_path_factory.mktemp("cine") / "mixed.dcm")
+
+
+def test_a_cine_of_a_foreign_view_is_withheld_whole(shipped, mostly_foreign_cine: Path) -> None:
+    """2 phantom head frames pass alone, 4 echo frames do not: the cine rule withholds all 6,
+    in the predictor, the reader study's AI and ``evaluate --ood``."""
+    from fetal_viewer.core.readerstudy.coordination import StudyModel
+    from fetal_viewer.core.readerstudy.protocol import CaseView
+    from fetal_viewer.core.training.evaluate import guard_vs_ood
+    from fetal_viewer.core.training.summary import PredictionTable
+
+    predictor, loaded = shipped
+    series = open_paths([mostly_foreign_cine]).series[0]
+    alone = predictor.predict(series.frames())
+    assert alone.in_domain is not None and alone.in_domain.tolist() == [True] * 2 + [False] * 4
+    whole = predictor.predict(series.frames(), whole_series=True)
+    assert whole.cine_flagged == (4, 6) and not whole.assessable().any()
+
+    shown = StudyModel(DEMO_MODEL_CARD)(CaseView(1, "CASE-1", str(mostly_foreign_cine), 0))
+    assert shown.domain_score is not None and shown.domain_score <= shown.domain_threshold
+    assert shown.cine_flagged == (4, 6) and shown.in_domain is False
+
+    heads = [f.image for f in render_patient(plan_patients(1, 1, seed=7)[0], (256, 256)).frames]
+    inside = predictor.predict(heads)
+    assert inside.domain_scores is not None and inside.in_domain is not None
+    n = len(heads)
+    table = PredictionTable(
+        ("normal",), [f"h{i}" for i in range(n)], [0] * n, ["P"] * n, ["A"] * n, [None] * n,
+        ["f"] * n, np.zeros(n, np.int64), inside.probs, [None] * n, [None] * n, [None] * n,
+        [None] * n, [float(v) for v in inside.domain_scores], inside.in_domain.tolist(),
+    )  # fmt: skip
+    ood = guard_vs_ood(loaded, table, [mostly_foreign_cine], backend="torch")
+    assert ood["flagged_frame_by_frame"] == pytest.approx(4 / 6, abs=1e-6)
+    assert ood["flagged"] == 1.0 and ood["cines_withheld_whole"] == 1

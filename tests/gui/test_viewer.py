@@ -645,3 +645,29 @@ def test_study_summary_prints_the_domain_guard(study_dir, tmp_path):
         [SeriesSummaryInput(series, [0], [result(1.0)])], shifted,
     ).read_text()  # fmt: skip
     assert "Operating point: logit offsets normal +1.75" in text
+
+
+def test_a_cine_of_a_foreign_view_is_withheld_whole(qtbot, make_main_window, tmp_path):
+    """The shipped model on a cine whose frames are mostly foreign: the first frame passes
+    the guard alone and is shown; the rest of the cine is scored behind it, and then the
+    cine rule withholds that frame too, saying why."""
+    from fetal_viewer.core.viewer.ai import AIStatus
+    from fetal_viewer.resources import DEMO_MODEL_CARD
+    from tests.factories import write_mostly_foreign_cine
+
+    cine = write_mostly_foreign_cine(tmp_path / "mixed.dcm")
+    window = make_main_window()
+    window.load_model(DEMO_MODEL_CARD)
+    qtbot.waitUntil(lambda: window.model.info is not None, timeout=120_000)
+    open_and_wait(qtbot, window, [cine])
+    qtbot.waitUntil(lambda: window.state.result is not None, timeout=60_000)
+    first = window.state.result
+    assert first.domain_score <= first.domain_threshold  # in domain on its own
+    qtbot.waitUntil(lambda: window.state.ai_view().status is AIStatus.WITHHELD, timeout=60_000)
+    assert window.state.result.cine_flagged == (4, 6)
+    assert "4 of the 6 frames of this cine are" in window.ai_panel.domain_label.text()
+    window.show_frame(1)  # every other frame of the cine comes withheld from the cache
+    qtbot.waitUntil(lambda: window.state.result_index == 1, timeout=10_000)
+    assert window.state.ai_view().status is AIStatus.WITHHELD
+    summary = window.state.patient_summary(window.model.series_probs)
+    assert summary.probs is None

@@ -69,6 +69,10 @@ SHRINKAGE = 1e-3
 NO_GUARD_NOTE = "no domain check for this model"
 #: what they say when a frame is flagged
 WITHHELD_NOTE = "Outside what this model was trained on: its output is withheld"
+#: a cine is one acquisition of one view: when the guard flags more than this share of a
+#: cine's frames, the view is foreign and none of its frames is assessable (the frames that
+#: pass alone are the guard's misses on that view, docs/domain-guard.md)
+CINE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,22 @@ class DomainGuard:
             out["joint_threshold"] = round(self.joint_threshold, 4)
             out["outlier_frames"] = self.n_outliers
         return out
+
+
+def cine_flagged(inside: NDArray[np.bool_]) -> tuple[int, int] | None:
+    """The cine rule on the guard's per-frame verdicts ``inside`` over *every* frame of one
+    file: ``(frames flagged, frames)`` when the cine is withheld as a whole (several frames,
+    more than :data:`CINE_SHARE` of them flagged), else ``None``."""
+    inside = np.asarray(inside, dtype=bool)
+    flagged = int((~inside).sum())
+    if inside.size > 1 and flagged > CINE_SHARE * inside.size:
+        return flagged, int(inside.size)
+    return None
+
+
+def cine_words(flagged: tuple[int, int]) -> str:
+    """Why a frame the guard lets through alone is withheld with its cine."""
+    return f"{flagged[0]} of the {flagged[1]} frames of this cine are"
 
 
 def describe(guard: DomainGuard) -> str:

@@ -32,7 +32,7 @@ from fetal_viewer.core.cam.gradcam import (
 )
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE, aggregate
 from fetal_viewer.core.model.checkpoint import LoadedModel
-from fetal_viewer.core.model.guard import pool
+from fetal_viewer.core.model.guard import cine_flagged, pool
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.model.probe import probe_batch
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
@@ -81,13 +81,25 @@ class Predictions:
     domain_threshold: float | None = None
     #: ``(N, D)`` pooled ``layer4`` features, only when asked for (guard fitting)
     features: NDArray[np.float32] | None = None
+    #: the frames are every frame of one file, so the guard's cine rule applies to them
+    whole_series: bool = False
+
+    @property
+    def cine_flagged(self) -> tuple[int, int] | None:
+        """``(frames flagged, frames)`` when the cine rule withholds the whole series (see
+        :func:`fetal_viewer.core.model.guard.cine_flagged`), else ``None``."""
+        if not self.whole_series or self.domain_scores is None or self.domain_threshold is None:
+            return None
+        return cine_flagged(self.domain_scores <= self.domain_threshold)
 
     @property
     def in_domain(self) -> NDArray[np.bool_] | None:
-        """Which frames the guard lets through, or ``None`` when the model has no guard."""
+        """Which frames the guard lets through, or ``None`` when the model has no guard: a
+        frame's own score at most the threshold, and its cine not withheld as a whole."""
         if self.domain_scores is None or self.domain_threshold is None:
             return None
-        return self.domain_scores <= self.domain_threshold
+        inside = self.domain_scores <= self.domain_threshold
+        return np.zeros_like(inside) if self.cine_flagged is not None else inside
 
     def assessable(self) -> NDArray[np.bool_]:
         """Frames whose output may be shown and aggregated: all of them without a guard."""
@@ -231,11 +243,13 @@ class Predictor:
         with_cam: bool = False,
         stitch: bool = False,
         with_features: bool = False,
+        whole_series: bool = False,
     ) -> Predictions:
         """Preprocess and classify ``frames`` (uint8 RGB or grey) in batches; ``with_cam``
         adds every class's Grad-CAM, on the finer stitched grid with ``stitch``; with a
         domain guard every frame gets its score; ``with_features`` keeps the pooled
-        features."""
+        features; ``whole_series`` says the frames are every frame of one file, so the
+        guard's cine rule applies."""
         n = len(frames)
         if batch_size < 1:
             raise InferenceError(f"batch_size must be at least 1, got {batch_size}.")
@@ -274,6 +288,7 @@ class Predictor:
             domain_scores=scores,
             domain_threshold=self.guard.threshold if self.guard is not None else None,
             features=feats if with_features else None,
+            whole_series=whole_series,
         )
 
     def aggregate(self, probs: NDArray, rule: str | None = None) -> NDArray[np.float32]:

@@ -169,13 +169,20 @@ class StudyModel:
         return self
 
     def __call__(self, case: CaseView) -> AIOutput:
+        from fetal_viewer.core.io.loader import open_series
+
         self.ensure_loaded()
-        frame, _ = read_case_frame(case.source_path, case.frame)
+        series = open_series(case.source_path)
+        frame = series.frame(case.frame)
         with self._lock:
             preds = self._predictor.predict([frame], batch_size=1, with_cam=True)
             probs = np.asarray(preds.probs[0], dtype=np.float64)
             top = int(np.argmax(probs))
             heatmap = preds.heatmap(0, top) if preds.cams is not None else None
+            cine = None
+            if len(series) > 1 and preds.domain_scores is not None:
+                # the guard's cine rule needs the verdict on every frame of the file
+                cine = self._predictor.predict(series.frames(), whole_series=True).cine_flagged
         scores = preds.domain_scores
         return AIOutput(
             model_sha=self.sha,
@@ -185,4 +192,5 @@ class StudyModel:
             domain_score=None if scores is None else float(scores[0]),
             domain_threshold=preds.domain_threshold,
             guard_note=self._predictor.guard_note,
+            cine_flagged=cine,
         )

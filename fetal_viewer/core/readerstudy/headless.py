@@ -5,9 +5,11 @@ Answers CSV: one row per step, in the reader's order (``study order`` prints it)
 columns ``label`` and, optionally, ``confidence`` and ``anomaly_prob`` (blank: not set),
 ``case`` (the case pseudonym, checked against the order) and ``condition``. AI JSON:
 ``{case pseudonym: {"model_sha": ..., "probabilities": {label: p}, "domain_score": s,
-"domain_threshold": t, "guard_note": ""}}`` (the domain fields optional) for every case the
-answers read aided; ``study ai`` writes it from the study's model (:func:`write_ai_json`). Every problem (columns, labels, ratings, cases, missing AI) is listed
-in one error; the reads are stored only when there is none. Headless reads have no
+"domain_threshold": t, "guard_note": "", "cine_flagged": [k, n] or null}}`` (the domain
+fields optional; ``cine_flagged``: k of the n frames of the case's cine are flagged, so the
+cine is withheld as a whole) for every case the answers read aided; ``study ai`` writes it
+from the study's model (:func:`write_ai_json`). Every problem (columns, labels, ratings,
+cases, missing AI) is listed in one error; the reads are stored only when there is none. Headless reads have no
 active reading time.
 """
 
@@ -123,6 +125,13 @@ def _opt_float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
+def _opt_pair(value: object) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    a, b = list(value)  # type: ignore[call-overload]
+    return int(a), int(b)
+
+
 def read_ai_json(path: Path) -> dict[str, AIOutput]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -133,6 +142,7 @@ def read_ai_json(path: Path) -> dict[str, AIOutput]:
                 domain_score=_opt_float(d.get("domain_score")),
                 domain_threshold=_opt_float(d.get("domain_threshold")),
                 guard_note=str(d.get("guard_note", "")),
+                cine_flagged=_opt_pair(d.get("cine_flagged")),
             )
             for case, d in doc.items()
         }
@@ -227,6 +237,7 @@ def write_ai_json(store: Store, study: str, card_path: str | Path, out: Path) ->
             "domain_score": shown.domain_score,
             "domain_threshold": shown.domain_threshold,
             "guard_note": shown.guard_note,
+            "cine_flagged": shown.cine_flagged,
         }
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")

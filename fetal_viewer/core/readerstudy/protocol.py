@@ -75,13 +75,16 @@ class AIOutput:
     domain_threshold: float | None = None
     #: what the reader is told when there is no guard ("" when there is one)
     guard_note: str = ""
+    #: ``(frames flagged, frames)`` when the case's cine is withheld as a whole
+    cine_flagged: tuple[int, int] | None = None
 
     @property
     def in_domain(self) -> bool | None:
-        """False when the guard flagged the frame: the reveal withholds the output."""
+        """False when the guard flagged the frame or its cine: the reveal withholds the
+        output."""
         if self.domain_score is None or self.domain_threshold is None:
             return None
-        return self.domain_score <= self.domain_threshold
+        return self.domain_score <= self.domain_threshold and self.cine_flagged is None
 
     @property
     def top_label(self) -> str:

@@ -118,7 +118,12 @@ def analyse_study(
 
         seq = series.frames()
         pred = predictor.predict(
-            seq, batch_size=batch_size, progress=report, cancel=cancel, with_cam=True
+            seq,
+            batch_size=batch_size,
+            progress=report,
+            cancel=cancel,
+            with_cam=True,
+            whole_series=True,
         )
         done += len(seq)
         scores = pred.domain_scores

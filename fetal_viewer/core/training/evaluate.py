@@ -501,8 +501,10 @@ def guard_vs_ood(
     cancel: CancelToken | None = None,
 ) -> dict[str, Any]:
     """How the domain guard separates the manifest's frames (in domain) from every frame
-    of ``paths`` (out of domain): AUROC of the score, and the share flagged at the
-    threshold."""
+    of ``paths`` (out of domain): AUROC of the score, and the share withheld at the
+    threshold, frame by frame and with the cine rule (a file whose frames are mostly
+    flagged is withheld as a whole), as every AI surface applies it."""
+    from fetal_viewer.core.model.guard import cine_flagged
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.training.metrics import roc_auc
 
@@ -516,13 +518,22 @@ def guard_vs_ood(
     pred = Predictor(loaded, backend=backend).predict(frames, cancel=cancel)
     assert pred.domain_scores is not None
     out_scores = pred.domain_scores
+    inside = loaded.guard.in_domain(out_scores)
+    withheld = ~inside
+    cines = 0
+    for idx in frames.by_file():
+        if cine_flagged(inside[idx]) is not None:
+            withheld[idx] = True
+            cines += 1
     in_scores = np.asarray(table.domain_scores)
     y = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
     return {
         "files": len(frames.series),
         "frames": len(out_scores),
         "unreadable_files": len(frames.problems),
-        "flagged": round(float(np.mean(~loaded.guard.in_domain(out_scores))), 6),
+        "flagged": round(float(np.mean(withheld)), 6),
+        "flagged_frame_by_frame": round(float(np.mean(~inside)), 6),
+        "cines_withheld_whole": cines,
         "auroc": round(float(roc_auc(y, np.r_[in_scores, out_scores])), 6),
         "threshold": round(loaded.guard.threshold, 4),
     }

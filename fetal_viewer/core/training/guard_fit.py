@@ -84,6 +84,11 @@ class PathFrames(Sequence[NDArray[np.uint8]]):
         k, j = self._where[i]
         return self.series[k].frame(j)
 
+    def by_file(self) -> list[NDArray[np.int64]]:
+        """The frame indices of each file, in order."""
+        k = np.array([w[0] for w in self._where], dtype=np.int64)
+        return [np.flatnonzero(k == i) for i in range(len(self.series))]
+
 
 def training_split(loaded: LoadedModel) -> tuple[float, int]:
     """``(val_fraction, seed)`` the card's model was trained with (0.2 and 0 otherwise)."""

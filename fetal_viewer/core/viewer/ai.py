@@ -72,13 +72,24 @@ class AIView:
 SHOW_ANYWAY = "Show anyway"
 
 
-def domain_words(score: float | None, threshold: float | None, guard_note: str) -> str:
-    """The guard's verdict on one frame as the AI surfaces print it."""
-    from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE
+def domain_words(
+    score: float | None,
+    threshold: float | None,
+    guard_note: str,
+    cine: tuple[int, int] | None = None,
+) -> str:
+    """The guard's verdict on one frame as the AI surfaces print it; ``cine`` is ``(frames
+    flagged, frames)`` when the frame's cine is withheld as a whole."""
+    from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE, cine_words
 
     if score is None or threshold is None:
         note = guard_note or NO_GUARD_NOTE
         return note[0].upper() + note[1:] + "."
     if score > threshold:
         return f"{WITHHELD_NOTE} (domain score {score:.2f} > threshold {threshold:.2f})."
+    if cine is not None:
+        return (
+            f"{WITHHELD_NOTE}: {cine_words(cine)} (this frame's domain score {score:.2f} "
+            f"<= {threshold:.2f})."
+        )
     return f"Inside what this model was trained on (domain score {score:.2f} <= {threshold:.2f})."

@@ -161,10 +161,11 @@ class ReadingState:
         self.revealed = True
         log.info(
             "aided read: AI output shown on request although outside the model's domain "
-            "(case %s, domain score %.3f > threshold %.3f)",
+            "(case %s, domain score %.3f, threshold %.3f%s)",
             self.step.case.pseudonym if self.step is not None else "?",
             out.domain_score,
             out.domain_threshold,
+            "" if out.cine_flagged is None else ", withheld with its cine",
         )
         self._show_heat()
         self.ai_changed.emit(self.ai_view())
@@ -192,7 +193,9 @@ class ReadingState:
         classes = tuple(out.probabilities)
         caption = f"model card sha256 {out.model_sha[:12]}…"
         # the domain guard's verdict, worded and withheld exactly as the viewer does
-        domain = domain_words(out.domain_score, out.domain_threshold, out.guard_note)
+        domain = domain_words(
+            out.domain_score, out.domain_threshold, out.guard_note, out.cine_flagged
+        )
         if out.in_domain is False and not self.revealed:
             return AIView(
                 AIStatus.WITHHELD,

@@ -35,13 +35,16 @@ class FrameResult:
     #: the domain guard's score and threshold (None: the model has no guard)
     domain_score: float | None = None
     domain_threshold: float | None = None
+    #: ``(frames flagged, frames)`` when the frame's cine is withheld as a whole (the
+    #: guard's cine rule, known once every frame of the file is analysed), else None
+    cine_flagged: tuple[int, int] | None = None
 
     @property
     def in_domain(self) -> bool | None:
         """Whether the guard lets this frame's output through (None: no guard)."""
         if self.domain_score is None or self.domain_threshold is None:
             return None
-        return self.domain_score <= self.domain_threshold
+        return self.domain_score <= self.domain_threshold and self.cine_flagged is None
 
     def heatmap(self, class_index: int) -> NDArray[np.float32] | None:
         """(H, W) float32 in [0, 1] over the frame for one class, or None."""

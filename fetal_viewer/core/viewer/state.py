@@ -198,10 +198,11 @@ class ViewerState:
         self.revealed.add((series_key(self.series), self.result_index or 0))
         log.info(
             "AI output shown on request although outside the model's domain "
-            "(frame %d, domain score %.3f > threshold %.3f)",
+            "(frame %d, domain score %.3f, threshold %.3f%s)",
             (self.result_index or 0) + 1,
             result.domain_score,
             result.domain_threshold,
+            "" if result.cine_flagged is None else ", withheld with its cine",
         )
         self._refresh()
 
@@ -221,7 +222,9 @@ class ViewerState:
         result = self.result
         if result is None:
             return AIView(AIStatus.PENDING, model.classes, notes=notes)
-        domain = domain_words(result.domain_score, result.domain_threshold, model.guard_note)
+        domain = domain_words(
+            result.domain_score, result.domain_threshold, model.guard_note, result.cine_flagged
+        )
         caption = f"Frame {(self.result_index or 0) + 1}"
         withheld = result.in_domain is False
         if withheld and (
