@@ -16,6 +16,12 @@ FETAL_VIEWER_BUNDLE=$KIND "$BIN/pyinstaller" --noconfirm --log-level WARN --dist
   --workpath "build/pyinstaller-$KIND" packaging/fetal-viewer.spec
 cp packaging/fetal-viewer.desktop "dist/$NAME/"
 cp resources/icons/app/fetal-viewer.svg "dist/$NAME/fetal-viewer.svg"
+echo "== no library left in the bundle links one the spec dropped (objdump, as PyInstaller uses)"
+missing=$(find "dist/$NAME" -type f -name '*.so*' -exec objdump -p {} + 2>/dev/null \
+  | awk '$1 == "NEEDED" {print $2}' | sort -u \
+  | { grep -E '^lib(gtk-3|gdk-3|gdk_pixbuf|atk|atspi|cairo|pango|epoxy|fribidi|graphite2|harfbuzz|pixman|datrie|thai|Xcomposite|Xcursor|Xdamage|Xext|Xfixes|Xi|Xinerama|Xrandr|Xrender|jpeg\.so\.62|Qt6EglFs|Qt6OpenGL)' || true; } \
+  | while read -r lib; do [ -n "$(find "dist/$NAME" -name "$lib" -print -quit)" ] || echo "$lib"; done)
+if [ -n "$missing" ]; then echo "the bundle needs libraries it no longer ships: $missing" >&2; exit 1; fi
 echo "== the demo model's ONNX graph, named in the bundled card (exported with this torch)"
 "$BIN/python" -m fetal_viewer onnx export --model "dist/$NAME/_internal/resources/models/demo/card.json"
 echo "== smoke test: open the demo study offscreen, run one prediction, exit"
