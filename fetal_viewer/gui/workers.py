@@ -440,8 +440,8 @@ class ModelService(QThread):
 
     def _judge_cine(self, series: Series, results: dict[int, FrameResult]) -> None:
         """Record the guard's verdicts on some frames of a cine; once every frame has one,
-        apply the cine rule, and when it withholds the cine, to every cached result of it.
-        Called with the lock held."""
+        apply the cine rule to every cached result of it (no longer pending; withheld when
+        the rule says so). Called with the lock held."""
         assert self.info is not None
         skey, sha = series_key(series), self.info.sha
         ckey = (skey, sha)
@@ -457,10 +457,9 @@ class ModelService(QThread):
         flagged = cine_flagged(np.array([seen[i] for i in range(len(series))]))
         self._cine[ckey] = flagged
         del self._cine_frames[ckey]
-        if flagged is not None:
-            for key, r in list(self._cache.items()):
-                if key[0] == skey and key[2] == sha:
-                    self._cache[key] = replace(r, cine_flagged=flagged)
+        for key, r in list(self._cache.items()):
+            if key[0] == skey and key[2] == sha:
+                self._cache[key] = replace(r, cine_flagged=flagged, cine_pending=False)
 
     def _finish_chunk(self, job: AnalysisJob) -> None:
         job.chunks_left -= 1
@@ -525,7 +524,9 @@ class ModelService(QThread):
         results = []
         skey = series_key(series)
         with self._lock:
-            cine = self._cine.get((skey, self.info.sha))
+            ckey = (skey, self.info.sha)
+            cine = self._cine.get(ckey)
+            pending = len(series) > 1 and preds.domain_scores is not None and ckey not in self._cine
             for j, index in enumerate(indices):
                 score = preds.domain_scores
                 result = FrameResult(
@@ -535,6 +536,7 @@ class ModelService(QThread):
                     domain_score=None if score is None else float(score[j]),
                     domain_threshold=preds.domain_threshold,
                     cine_flagged=cine,
+                    cine_pending=pending,
                 )
                 self._cache[(skey, index, self.info.sha, method)] = result
                 results.append(result)

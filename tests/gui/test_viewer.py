@@ -604,6 +604,16 @@ def test_ai_panel_withholds_a_frame_outside_the_domain(
     assert not panel.reveal_button.isVisible()
     assert panel.frame_bars.values is not None and window.view.has_overlay
     assert "shown anyway" in panel.frame_bars.note.text()
+    # a cine frame in domain on its own, shown while the rest of its cine is scored, then
+    # withheld with its cine (the cine rule; test_a_cine_of_a_foreign_view_... runs it live)
+    pending = FrameResult(probs, cams, geometry, 0.5, 1.0, cine_pending=True)
+    window.state.set_result(1, pending)
+    assert window.state.ai_view().status is AIStatus.SHOWN
+    assert "the rest of this cine is being checked" in panel.domain_label.text()
+    window.state.set_result(1, replace(pending, cine_pending=False, cine_flagged=(4, 6)))
+    assert window.state.ai_view().status is AIStatus.WITHHELD
+    assert "4 of the 6 frames of this cine are" in panel.domain_label.text()
+    assert panel.frame_bars.values is None
 
 
 def test_study_summary_prints_the_domain_guard(study_dir, tmp_path):
@@ -665,6 +675,7 @@ def test_a_cine_of_a_foreign_view_is_withheld_whole(qtbot, make_main_window, tmp
     assert first.domain_score <= first.domain_threshold  # in domain on its own
     qtbot.waitUntil(lambda: window.state.ai_view().status is AIStatus.WITHHELD, timeout=60_000)
     assert window.state.result.cine_flagged == (4, 6)
+    assert not window.state.result.cine_pending
     assert "4 of the 6 frames of this cine are" in window.ai_panel.domain_label.text()
     window.show_frame(1)  # every other frame of the cine comes withheld from the cache
     qtbot.waitUntil(lambda: window.state.result_index == 1, timeout=10_000)

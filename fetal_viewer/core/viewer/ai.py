@@ -77,9 +77,11 @@ def domain_words(
     threshold: float | None,
     guard_note: str,
     cine: tuple[int, int] | None = None,
+    cine_pending: bool = False,
 ) -> str:
     """The guard's verdict on one frame as the AI surfaces print it; ``cine`` is ``(frames
-    flagged, frames)`` when the frame's cine is withheld as a whole."""
+    flagged, frames)`` when the frame's cine is withheld as a whole; ``cine_pending`` that the
+    rest of its cine is still being scored, so the cine rule may yet withhold it."""
     from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE, cine_words
 
     if score is None or threshold is None:
@@ -92,4 +94,7 @@ def domain_words(
             f"{WITHHELD_NOTE}: {cine_words(cine)} (this frame's domain score {score:.2f} "
             f"<= {threshold:.2f})."
         )
-    return f"Inside what this model was trained on (domain score {score:.2f} <= {threshold:.2f})."
+    inside = f"Inside what this model was trained on (domain score {score:.2f} <= {threshold:.2f})"
+    if cine_pending:
+        return f"{inside}; the rest of this cine is being checked."
+    return f"{inside}."

@@ -38,6 +38,8 @@ class FrameResult:
     #: ``(frames flagged, frames)`` when the frame's cine is withheld as a whole (the
     #: guard's cine rule, known once every frame of the file is analysed), else None
     cine_flagged: tuple[int, int] | None = None
+    #: True while the rest of the frame's cine is being scored for that rule
+    cine_pending: bool = False
 
     @property
     def in_domain(self) -> bool | None:

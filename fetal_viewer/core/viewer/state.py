@@ -223,7 +223,11 @@ class ViewerState:
         if result is None:
             return AIView(AIStatus.PENDING, model.classes, notes=notes)
         domain = domain_words(
-            result.domain_score, result.domain_threshold, model.guard_note, result.cine_flagged
+            result.domain_score,
+            result.domain_threshold,
+            model.guard_note,
+            result.cine_flagged,
+            result.cine_pending,
         )
         caption = f"Frame {(self.result_index or 0) + 1}"
         withheld = result.in_domain is False
