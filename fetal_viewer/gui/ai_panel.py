@@ -48,6 +48,7 @@ class ProbabilityBars(QGroupBox):
         self.top_label.setObjectName("topClass")
         self.note = QLabel("", self)
         self.note.setObjectName("barsNote")
+        self.note.setWordWrap(True)  # "No assessable frames: ..." must not widen the panel
         self.bars: list[QProgressBar] = []
         self.names: list[QLabel] = []
         self.classes: tuple[str, ...] = ()

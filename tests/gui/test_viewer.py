@@ -682,3 +682,9 @@ def test_a_cine_of_a_foreign_view_is_withheld_whole(qtbot, make_main_window, tmp
     assert window.state.ai_view().status is AIStatus.WITHHELD
     summary = window.state.patient_summary(window.model.series_probs)
     assert summary.probs is None
+    # the long verdicts wrap inside the panel rather than widen it past its dock
+    from PySide6.QtWidgets import QScrollArea
+
+    scroll = window.ai_panel.findChild(QScrollArea)
+    qtbot.waitUntil(lambda: "No assessable frames" in window.ai_panel.patient_bars.note.text())
+    assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width()
