@@ -354,8 +354,8 @@ def run(args: argparse.Namespace) -> int:
                         why = (
                             f"score {score:.2f} > {limit:.2f}"
                             if score > limit
-                            else f"{cine_words(s['cine_flagged'])}; this frame's score "
-                            f"{score:.2f} <= {limit:.2f}"
+                            else f"with its cine: {cine_words(s['cine_flagged'])}; this "
+                            f"frame's own score {score:.2f} <= {limit:.2f}"
                         )
                         print(f"{head}[OUT OF DOMAIN] {WITHHELD_NOTE} ({why})")
                     else:

@@ -97,7 +97,11 @@ def build_summary(
             f"<h2>{html.escape(s.description or 'Series')} "
             f"<small>({len(inp.results)} of {len(s)} frames analysed"
             + (f", {int((~ok).sum())} outside the model's domain" if (~ok).any() else "")
-            + (f"; {cine_words(cine)}, so all are" if (cine := inp.results[0].cine_flagged) else "")
+            + (
+                f"; {cine_words(cine)}, so all are withheld"
+                if (cine := inp.results[0].cine_flagged)
+                else ""
+            )
             + ")</small></h2>"
         )
         if series_probs is None:

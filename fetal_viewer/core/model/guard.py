@@ -191,7 +191,7 @@ def cine_flagged(inside: NDArray[np.bool_]) -> tuple[int, int] | None:
 
 def cine_words(flagged: tuple[int, int]) -> str:
     """Why a frame the guard lets through alone is withheld with its cine."""
-    return f"{flagged[0]} of the {flagged[1]} frames of this cine are"
+    return f"{flagged[0]} of the {flagged[1]} frames of this cine are outside it"
 
 
 def describe(guard: DomainGuard) -> str:
