@@ -14,6 +14,7 @@ import numpy as np
 
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.model.aggregation import NO_ASSESSABLE
+from fetal_viewer.core.model.guard import CINE_SHARE
 from fetal_viewer.core.report_dicom import MANUFACTURER
 from fetal_viewer.errors import StudyLoadError
 
@@ -140,6 +141,8 @@ def build_sr(
     params.append(f"aggregation {analysis.aggregation}")
     if analysis.domain_threshold is not None:
         params.append(f"domain guard threshold {analysis.domain_threshold:.6g}")
+        # why a frame under the threshold can be out of domain (each parameter is an LO)
+        params.append(f"cine rule: over {CINE_SHARE:.0%} of a file's frames out, all out")
     params.extend(f"{c} logit offset {v:+.6g}" for c, v in analysis.logit_offsets if v)
     algorithm = AlgorithmIdentification(
         name=analysis.model_name[:64], version=analysis.model_version[:64], parameters=params
