@@ -173,24 +173,24 @@ class StudyModel:
 
         self.ensure_loaded()
         series = open_series(case.source_path)
-        frame = series.frame(case.frame)
         with self._lock:
-            preds = self._predictor.predict([frame], batch_size=1, with_cam=True)
-            probs = np.asarray(preds.probs[0], dtype=np.float64)
+            # the guard's cine rule needs the verdict on every frame of a cine: one pass
+            # over all of them; a still, or a model without a guard, needs the case's frame
+            whole = len(series) > 1 and self._predictor.guard is not None
+            frames = series.frames() if whole else [series.frame(case.frame)]
+            i = case.frame if whole else 0
+            preds = self._predictor.predict(frames, with_cam=True, whole_series=whole)
+            probs = np.asarray(preds.probs[i], dtype=np.float64)
             top = int(np.argmax(probs))
-            heatmap = preds.heatmap(0, top) if preds.cams is not None else None
-            cine = None
-            if len(series) > 1 and preds.domain_scores is not None:
-                # the guard's cine rule needs the verdict on every frame of the file
-                cine = self._predictor.predict(series.frames(), whole_series=True).cine_flagged
+            heatmap = preds.heatmap(i, top) if preds.cams is not None else None
         scores = preds.domain_scores
         return AIOutput(
             model_sha=self.sha,
             probabilities={c: float(p) for c, p in zip(preds.classes, probs)},
             heatmap=None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
             input_size=self._predictor.spec.input_size,
-            domain_score=None if scores is None else float(scores[0]),
+            domain_score=None if scores is None else float(scores[i]),
             domain_threshold=preds.domain_threshold,
             guard_note=self._predictor.guard_note,
-            cine_flagged=cine,
+            cine_flagged=preds.cine_flagged,
         )

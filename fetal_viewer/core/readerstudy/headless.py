@@ -9,8 +9,8 @@ columns ``label`` and, optionally, ``confidence`` and ``anomaly_prob`` (blank: n
 fields optional; ``cine_flagged``: k of the n frames of the case's cine are flagged, so the
 cine is withheld as a whole) for every case the answers read aided; ``study ai`` writes it
 from the study's model (:func:`write_ai_json`). Every problem (columns, labels, ratings,
-cases, missing AI) is listed in one error; the reads are stored only when there is none. Headless reads have no
-active reading time.
+cases, missing AI) is listed in one error; the reads are stored only when there is none.
+Headless reads have no active reading time.
 """
 
 from __future__ import annotations

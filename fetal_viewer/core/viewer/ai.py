@@ -91,8 +91,8 @@ def domain_words(
         return f"{WITHHELD_NOTE} (domain score {score:.2f} > threshold {threshold:.2f})."
     if cine is not None:
         return (
-            f"{WITHHELD_NOTE} with its cine: {cine_words(cine)} (this frame's own domain score {score:.2f} "
-            f"<= {threshold:.2f})."
+            f"{WITHHELD_NOTE} with its cine: {cine_words(cine)} (this frame's own domain "
+            f"score {score:.2f} <= {threshold:.2f})."
         )
     inside = f"Inside what this model was trained on (domain score {score:.2f} <= {threshold:.2f})"
     if cine_pending:
