@@ -81,6 +81,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument(
         "--limit", type=int, default=0, metavar="N", help="with --backgrounds: at most N scans"
     )
+    p.add_argument(
+        "--zoom-views",
+        metavar="DIR",
+        default=None,
+        help="instead: a close-up view of every patient of a --backgrounds data set in DIR "
+        "(cropped around the head, turned, resized to a square without keeping the aspect)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -92,6 +99,20 @@ def run(args: argparse.Namespace) -> int:
     if args.jpeg is not None and not 1 <= args.jpeg <= 100:
         raise DataError(f"--jpeg {args.jpeg} is out of range.", fix="Use a quality of 1-100.")
     progress, close = tqdm_progress("phantoms", disable=args.no_progress)
+    if args.zoom_views is not None:
+        from fetal_viewer.core.phantoms.views import zoom_views
+
+        if args.backgrounds is not None:
+            raise DataError(
+                "--zoom-views and --backgrounds make different data sets.",
+                fix="Run phantoms --backgrounds first, then --zoom-views on its --out folder.",
+            )
+        try:
+            manifest = zoom_views(args.zoom_views, args.out, seed=args.seed, progress=progress)
+        finally:
+            close()
+        print(manifest, file=sys.stdout)
+        return 0
     if args.backgrounds is not None:
         from fetal_viewer.core.phantoms.backgrounds import generate_on_backgrounds
 

@@ -131,6 +131,42 @@ def test_backgrounds_data_set_from_the_cli(tmp_path: Path) -> None:
     train, val = inner_split(m.records, range(len(m.records)), 0.5, seed=0)
     assert {m.records[i].group for i in train}.isdisjoint({m.records[i].group for i in val})
 
+    # close-up views of the same patients: same class and subject, the lesion kept whole
+    views = tmp_path / "views"
+    r = subprocess.run(
+        [sys.executable, "-m", "fetal_viewer", "phantoms", "--zoom-views", str(out),
+         "--out", str(views), "--no-progress"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    with (views / "manifest.csv").open(newline="") as fh:
+        zoomed = list(csv.DictReader(fh))
+    assert [(v["patient_id"], v["label"], v["group"]) for v in zoomed] == [
+        (r["patient_id"] + "-Z", r["label"], r["group"]) for r in rows
+    ]
+    for v in zoomed:
+        image = cv2.imread(str(views / v["path"]), cv2.IMREAD_UNCHANGED)
+        assert image.shape[:2] == (512, 512)
+        if v["label"] == "normal":
+            assert v["mask_path"] == ""
+            continue
+        mask = cv2.imread(str(views / v["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0
+        assert mask.any()
+        border = np.r_[mask[0], mask[-1], mask[:, 0], mask[:, -1]]
+        assert not border.any(), f"{v['patient_id']}: the lesion reaches the view's edge"
+    m = read_manifest(views / "manifest.csv", CLASSES)
+    assert len(m.records) == 15
+
+
+def test_zoom_views_refuse_a_folder_without_ellipses(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "fetal_viewer", "phantoms", "--zoom-views", str(tmp_path),
+         "--out", str(tmp_path / "views"), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode != 0
+    assert "phantoms --backgrounds" in r.stderr and "Traceback" not in r.stderr
+
 
 def test_real_samples_take_every_lesion(real_samples: Path) -> None:
     scan = cv2.imread(str(real_samples / "hc18" / "400_HC.png"), cv2.IMREAD_GRAYSCALE)
