@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fetal_viewer.core.phantoms.backgrounds import _write_csv
 from fetal_viewer.core.phantoms.dataset import MANIFEST_COLUMNS, _write_png
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
 from fetal_viewer.errors import DataError
@@ -121,6 +122,12 @@ def zoom_views(
         mask = None
         if row.get("mask_path"):
             mask = cv2.imread(str(src / row["mask_path"]), cv2.IMREAD_GRAYSCALE)
+            if mask is None:
+                raise DataError(
+                    f"The lesion mask of patient {row['patient_id']} could not be read.",
+                    fix="Generate the data set again with phantoms --backgrounds.",
+                    path=src / row["mask_path"],
+                )
         matrix = view_matrix(head, mask, np.random.default_rng(ss))
         pid = row["patient_id"] + SUFFIX
         rel = Path(row["center"]) / pid / "f000.png"
@@ -145,9 +152,5 @@ def zoom_views(
             }
         )
         progress(i, len(rows), "zoomed views")
-    columns = [*MANIFEST_COLUMNS, "group"]
-    with (out / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(written)
+    _write_csv(out / "manifest.csv", [*MANIFEST_COLUMNS, "group"], written)
     return out / "manifest.csv"
