@@ -116,9 +116,10 @@ demo-model: $(STAMP)
 	    c["artifacts"].pop("onnx", None); open(p, "w").write(json.dumps(c, indent=2) + "\n")'
 
 ## real-check: the demo model on real scans it never trained on: the held-out HC18 subjects
-## (untouched, as normals, and with the four lesions synthesised into them) and the real
-## samples, with the domain guard against real DICOM files that show no fetal head
-## (pydicom-data). Needs $(HC18) and $(SAMPLES); writes out/real-check/
+## (untouched, as normals, with the four lesions synthesised into them, and those resized to a
+## 640x640 square as collections publish scans) and the real samples, with the domain guard
+## against real DICOM files that show no fetal head (pydicom-data). Needs $(HC18) and
+## $(SAMPLES); writes out/real-check/
 real-check: $(STAMP)
 	mkdir -p out/real-check
 	awk -F, 'NR == 1 {print "path,patient_id,center,label,group"; next} $$2 % 5 == 0 \
@@ -131,6 +132,9 @@ real-check: $(STAMP)
 	    $(SAMPLES)/fetal_planes/Patient00168_Plane2_1_of_2.png $(SAMPLES)/fetal_planes/Patient00168_Plane5_2_of_2.png
 	$(BIN)/fetal-viewer evaluate --model resources/models/demo/card.json \
 	    --manifest out/hc18-synth/manifest_heldout.csv --out out/real-check/hc18-synth
+	$(BIN)/python experiments/square_resample.py out/hc18-synth/manifest_heldout.csv out/hc18-square
+	$(BIN)/fetal-viewer evaluate --model resources/models/demo/card.json \
+	    --manifest out/hc18-square/manifest.csv --out out/real-check/hc18-square
 	$(BIN)/fetal-viewer predict --model resources/models/demo/card.json --no-progress \
 	    $(SAMPLES)/brain_anomaly $(SAMPLES)/fetal_planes $(SAMPLES)/hc18 | tee out/real-check/samples.txt
 
