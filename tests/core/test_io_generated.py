@@ -177,14 +177,15 @@ def _region(dx: float, dy: float, units: int = 3, fmt: int = 1, box=(0, 0, 63, 4
 @pytest.mark.parametrize(
     ("regions", "spacing", "reason"),
     [
-        ([_region(0.02, 0.03)], (0.3, 0.2), "2D region"),
+        # unequal deltas: resampled to square pixels (48 rows of 0.3 mm -> 72 of 0.2 mm)
+        ([_region(0.02, 0.03)], (0.2, 0.2), "square pixels (64 x 48 -> 64 x 72)"),
         ([_region(0.02, 0.02), _region(0.02, 0.02, fmt=4, box=(0, 30, 63, 47))], (0.2, 0.2), "2D"),
         ([_region(0.02, 0.02), _region(0.05, 0.05, box=(0, 0, 20, 20))], None, "disagree"),
         ([_region(0.02, 0.02, units=4)], None, "not cm"),
         ([_region(0.02, 0.02, fmt=3)], None, "not 2D"),
         # a negative delta gives the direction (fo-dicom's DIRW0007): the magnitude is the
         # physical spacing
-        ([_region(-0.02, 0.03)], (0.3, 0.2), "2D region"),
+        ([_region(-0.02, 0.03)], (0.2, 0.2), "2D region"),
         ([_region(0.0, 0.02)], None, "zero"),
         ([_region(0.02, 0.02, box=(0, 0, 500, 47))], None, "outside"),
         ([], None, "no Sequence"),
@@ -193,13 +194,100 @@ def _region(dx: float, dy: float, units: int = 3, fmt: int = 1, box=(0, 0, 63, 4
 def test_calibration(tmp_path: Path, regions: list[Dataset], spacing, reason: str) -> None:
     tags = {"SequenceOfUltrasoundRegions": regions} if regions else {}
     p = make_dicom(tmp_path / "cal.dcm", bytes(48 * 64), rows=48, cols=64, **tags)
-    cal = open_path(p).series[0].calibration
+    series = open_path(p).series[0]
+    cal = series.calibration
     if spacing is None:
         assert cal.spacing_mm is None and cal.region is None
     else:
         assert cal.spacing_mm == pytest.approx(spacing)
-        assert cal.region == (0, 0, 63, 47)
+        assert cal.region == (0, 0, series.cols - 1, series.rows - 1)
+        assert series.frame(0).shape == (series.rows, series.cols, 3)
     assert reason in cal.reason
+
+
+def _disc(rows: int, cols: int) -> np.ndarray:
+    """A bright disc in the middle of a dark ``rows`` x ``cols`` image."""
+    img = np.zeros((rows, cols), np.uint8)
+    cv2.circle(img, (cols // 2, rows // 2), min(rows, cols) // 3, 255, -1)
+    return img
+
+
+def _extent(frame: np.ndarray) -> tuple[int, int]:
+    """Height and width of the bright pixels of an RGB frame."""
+    ys, xs = np.nonzero(frame[..., 0] > 127)
+    return int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
+
+
+@pytest.mark.parametrize("squash", ["rows", "cols"])
+def test_non_square_calibrated_pixels_are_resampled_square(tmp_path: Path, squash: str) -> None:
+    # a disc stored squashed to half its height (or width), with the spacing that says so,
+    # is shown, measured and scored round
+    disc = _disc(120, 120)
+    if squash == "rows":
+        stored, dx, dy = cv2.resize(disc, (120, 60), interpolation=cv2.INTER_AREA), 0.01, 0.02
+    else:
+        stored, dx, dy = cv2.resize(disc, (60, 120), interpolation=cv2.INTER_AREA), 0.02, 0.01
+    rows, cols = stored.shape
+    region = _region(dx, dy, box=(0, 0, cols - 1, rows - 1))
+    p = make_dicom(
+        tmp_path / "squashed.dcm",
+        stored.tobytes(),
+        rows=rows,
+        cols=cols,
+        SequenceOfUltrasoundRegions=[region],
+    )
+    series = open_path(p).series[0]
+    assert (series.rows, series.cols) == (120, 120)
+    assert series.calibration.spacing_mm == pytest.approx((0.1, 0.1))
+    assert series.calibration.region == (0, 0, 119, 119)
+    assert "resampled from" in series.calibration.reason
+    height, width = _extent(series.frame(0))
+    assert abs(height - width) <= 2, (height, width)
+
+
+def test_pixel_aspect_ratio_is_honoured_without_calibration(tmp_path: Path) -> None:
+    # Pixel Aspect Ratio 2\1: each stored pixel is twice as tall as it is wide
+    stored = cv2.resize(_disc(120, 120), (120, 60), interpolation=cv2.INTER_AREA)
+    p = make_dicom(
+        tmp_path / "par.dcm", stored.tobytes(), rows=60, cols=120, PixelAspectRatio=[2, 1]
+    )
+    series = open_path(p).series[0]
+    assert (series.rows, series.cols) == (120, 120)
+    assert series.calibration.spacing_mm is None
+    assert "Pixel Aspect Ratio 2:1" in series.calibration.reason
+    height, width = _extent(series.frame(0))
+    assert abs(height - width) <= 2, (height, width)
+    # 1:1, a tiny rounding or a damaged 10:1 header: left as stored
+    for ratio in ([1, 1], [1000, 1003], [10, 1]):
+        q = make_dicom(
+            tmp_path / "par1.dcm", stored.tobytes(), rows=60, cols=120, PixelAspectRatio=ratio
+        )
+        s = open_path(q).series[0]
+        assert (s.rows, s.cols) == (60, 120)
+        assert s.frame(0).shape == (60, 120, 3)
+
+
+def test_square_pixels_shrink_the_finer_axis_at_the_size_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetal_viewer.core.io import aspect
+
+    # stretching 60 rows to 120 would pass the (lowered) limit: 120 columns shrink to 60
+    monkeypatch.setattr(aspect, "MAX_FRAME_PIXELS", 120 * 100)
+    stored = cv2.resize(_disc(120, 120), (120, 60), interpolation=cv2.INTER_AREA)
+    region = _region(0.01, 0.02, box=(0, 0, 119, 59))
+    p = make_dicom(
+        tmp_path / "big.dcm",
+        stored.tobytes(),
+        rows=60,
+        cols=120,
+        SequenceOfUltrasoundRegions=[region],
+    )
+    series = open_path(p).series[0]
+    assert (series.rows, series.cols) == (60, 60)
+    assert series.calibration.spacing_mm == pytest.approx((0.2, 0.2))
+    height, width = _extent(series.frame(0))
+    assert abs(height - width) <= 2, (height, width)
 
 
 def test_calibration_reasons_read_as_sentences(tmp_path: Path) -> None:

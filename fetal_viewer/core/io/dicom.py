@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from fetal_viewer.core.io.aspect import SquarePixels, squaring
 from fetal_viewer.core.io.calibration import calibration_from_regions
 from fetal_viewer.core.io.display import palette_shift, to_display_rgb
 from fetal_viewer.core.io.header import (
@@ -46,6 +47,7 @@ from fetal_viewer.core.io.header import (
 )
 from fetal_viewer.core.io.study import (
     Calibration,
+    FrameSource,
     PatientIdentity,
     Series,
 )
@@ -525,12 +527,17 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
                     path=path,
                 )
 
-    source = DicomFrames(path, ds, ts, value_offset, vr, items, bare_length)
+    decoder = DicomFrames(path, ds, ts, value_offset, vr, items, bare_length)
     modality = tag_text(ds, "Modality")
     if modality == "US" or "SequenceOfUltrasoundRegions" in ds:
         calibration = calibration_from_regions(ds, rows, cols)
     else:
         calibration = Calibration.none(f"modality {modality or 'unknown'}: not an ultrasound image")
+    square = squaring(ds, rows, cols, n_frames, calibration)
+    source: FrameSource = decoder
+    if (square.rows, square.cols) != (rows, cols):
+        source = SquarePixels(decoder, square.rows, square.cols)
+    rows, cols, calibration = square.rows, square.cols, square.calibration
     series = Series(
         uid=tag_text(ds, "SeriesInstanceUID") or f"file:{path.name}",
         description=tag_text(ds, "SeriesDescription"),
@@ -549,7 +556,7 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
         instance_number=whole_number(ds.get("InstanceNumber")),
         series_number=whole_number(ds.get("SeriesNumber")),
         transfer_syntax=ts_name(ts),
-        photometric=source.photometric,
+        photometric=decoder.photometric,
         _frames=source,
     )
     patient_id = tag_text(ds, "PatientID")
