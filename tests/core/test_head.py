@@ -241,3 +241,17 @@ def test_other_planes_give_no_head(real_samples: Path) -> None:
     for name in ("Patient00168_Plane2_1_of_2.png", "Patient00168_Plane5_2_of_2.png"):
         bgr = cv2.imread(str(real_samples / "fetal_planes" / name), cv2.IMREAD_COLOR)
         assert find_head(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)) is None, name
+
+
+def test_skull_borders_of_a_flat_ring_are_finite() -> None:
+    # every profile peak alike (a flat, saturated echo): no stray NaN (numpy's "mean of empty
+    # slice") reaches the fitted ellipse
+    import warnings
+
+    from fetal_viewer.core.measure.head.score import _borders
+
+    img = np.full((300, 300), 200.0, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outer, inner = _borders(img, (150.0, 150.0, 100.0, 80.0, 0.0))
+    assert math.isfinite(outer) and math.isfinite(inner)

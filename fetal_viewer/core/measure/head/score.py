@@ -142,6 +142,8 @@ def _borders(img: NDArray[np.float32], e: _Ellipse) -> tuple[float, float]:
     j = mid - half + np.argmax(vals[:, mid - half : mid + half + 1], axis=1)
     peak = vals[np.arange(len(j)), j]
     strong = peak > np.percentile(peak, 30)
+    if not strong.any():  # a flat ring (every peak alike): all of it
+        strong[:] = True
     diff = np.diff(vals, axis=1)  # diff[:, k] lies between offsets k and k+1
     cols = np.arange(diff.shape[1])[None, :]
     after = np.where(cols >= j[:, None], diff, np.inf)
