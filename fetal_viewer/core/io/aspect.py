@@ -52,8 +52,6 @@ class SquarePixels:
         import cv2
 
         frame = self.inner.read(index)
-        if frame.shape[:2] == (self.rows, self.cols):
-            return frame
         return cv2.resize(frame, (self.cols, self.rows), interpolation=cv2.INTER_LINEAR)
 
 
@@ -63,8 +61,8 @@ def _declared_aspect(ds: Any) -> float | None:
     if value is None:
         return None
     try:
-        parts = list(value.value if hasattr(value, "value") else value)
-    except TypeError:
+        parts = list(value)
+    except TypeError:  # a single value
         return None
     if len(parts) != 2:
         return None
