@@ -32,15 +32,6 @@ MAX_ASPECT = 4.0
 
 
 @dataclass(frozen=True)
-class Squaring:
-    """An image's size and calibration once its pixels are square."""
-
-    rows: int
-    cols: int
-    calibration: Calibration
-
-
-@dataclass(frozen=True)
 class SquarePixels:
     """A :class:`FrameSource` that resamples another's frames to ``(rows, cols)``."""
 
@@ -72,8 +63,10 @@ def _declared_aspect(ds: Any) -> float | None:
     return v / h
 
 
-def squaring(ds: Any, rows: int, cols: int, n_frames: int, calibration: Calibration) -> Squaring:
-    """The square-pixel size of an image ``rows`` x ``cols`` and its calibration after.
+def squaring(
+    ds: Any, rows: int, cols: int, n_frames: int, calibration: Calibration
+) -> tuple[int, int, Calibration]:
+    """``(rows, cols, calibration)`` of an image ``rows`` x ``cols`` once its pixels are square.
 
     The aspect comes from the ultrasound calibration when there is one (the spacing the
     measurements use), else from Pixel Aspect Ratio. Returns the size unchanged when the
@@ -86,13 +79,13 @@ def squaring(ds: Any, rows: int, cols: int, n_frames: int, calibration: Calibrat
     else:
         declared = _declared_aspect(ds)
         if declared is None:
-            return Squaring(rows, cols, calibration)
+            return rows, cols, calibration
         aspect = declared
         source = f"Pixel Aspect Ratio {aspect:.4g}:1"
     if abs(math.log(aspect)) <= math.log1p(TOLERANCE) or not (
         1 / MAX_ASPECT <= aspect <= MAX_ASPECT
     ):
-        return Squaring(rows, cols, calibration)
+        return rows, cols, calibration
     # stretch the coarser axis; if that would pass the size limits, shrink the finer one
     sy, sx = (aspect, 1.0) if aspect > 1 else (1.0, 1 / aspect)
     new_rows, new_cols = round(rows * sy), round(cols * sx)
@@ -106,7 +99,7 @@ def squaring(ds: Any, rows: int, cols: int, n_frames: int, calibration: Calibrat
     note = f"resampled from {source} to square pixels ({cols} x {rows} -> {new_cols} x {new_rows})"
     if calibration.spacing_mm is None:
         reason = f"{calibration.reason.rstrip('.')}; {note}" if calibration.reason else note
-        return Squaring(new_rows, new_cols, replace(calibration, reason=reason))
+        return new_rows, new_cols, replace(calibration, reason=reason)
     row_mm, col_mm = calibration.spacing_mm
     spacing = (row_mm / sy, col_mm / sx)
     box = calibration.region
@@ -118,8 +111,5 @@ def squaring(ds: Any, rows: int, cols: int, n_frames: int, calibration: Calibrat
             min(round((x1 + 1) * sx) - 1, new_cols - 1),
             min(round((y1 + 1) * sy) - 1, new_rows - 1),
         )
-    return Squaring(
-        new_rows,
-        new_cols,
-        Calibration(spacing_mm=spacing, region=box, reason=f"{calibration.reason}; {note}"),
-    )
+    note = f"{calibration.reason}; {note}"
+    return new_rows, new_cols, Calibration(spacing_mm=spacing, region=box, reason=note)

@@ -533,11 +533,11 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
         calibration = calibration_from_regions(ds, rows, cols)
     else:
         calibration = Calibration.none(f"modality {modality or 'unknown'}: not an ultrasound image")
-    square = squaring(ds, rows, cols, n_frames, calibration)
+    square_rows, square_cols, calibration = squaring(ds, rows, cols, n_frames, calibration)
     source: FrameSource = decoder
-    if (square.rows, square.cols) != (rows, cols):
-        source = SquarePixels(decoder, square.rows, square.cols)
-    rows, cols, calibration = square.rows, square.cols, square.calibration
+    if (square_rows, square_cols) != (rows, cols):
+        source = SquarePixels(decoder, square_rows, square_cols)
+    rows, cols = square_rows, square_cols
     series = Series(
         uid=tag_text(ds, "SeriesInstanceUID") or f"file:{path.name}",
         description=tag_text(ds, "SeriesDescription"),
