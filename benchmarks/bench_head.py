@@ -21,8 +21,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from fetal_viewer.core.fov import find_fov
 from fetal_viewer.core.measure.head import detect_head
-from fetal_viewer.core.model.preprocess import find_fov
 from tests.core.test_head import ring_frame
 
 

@@ -21,7 +21,7 @@ class ExportMixin(WindowBase):
         """The frame at native resolution, with the window, heatmap and measurements as
         shown, cropped to the ultrasound field of view: the names and IDs scanners burn into
         the header outside it stay out of the file."""
-        from fetal_viewer.core.model.preprocess import find_fov
+        from fetal_viewer.core.fov import find_fov
 
         out = Path(path)
         frame = self.view.frame

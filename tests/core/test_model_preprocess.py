@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from fetal_viewer.core.fov import find_fov
 from fetal_viewer.core.model.preprocess import (
     PreprocessSpec,
     crop_to_fov,
-    find_fov,
     preprocess,
     to_tensor_array,
 )

@@ -351,7 +351,7 @@ def test_reading_state_step_image_ai_and_decision(session) -> None:
     assert not state.image_loaded(stale) and state.image is None
     image = load_case_image(step.case.pseudonym, step.case.source_path, 0)
     # the reader sees the field of view only, as the exports crop it
-    from fetal_viewer.core.model.preprocess import find_fov
+    from fetal_viewer.core.fov import find_fov
 
     full = fan(seed=int(Path(step.case.source_path).stem[1:]))
     x0, y0, x1, y1 = find_fov(full)

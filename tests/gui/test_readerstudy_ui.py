@@ -385,8 +385,8 @@ def test_reading_view_shows_the_field_of_view_only(
 ) -> None:
     """Scanners burn the patient's name, ID and dates into the header outside the fan: the
     reader sees the same field-of-view crop as the exports."""
+    from fetal_viewer.core.fov import find_fov
     from fetal_viewer.core.io.loader import open_series
-    from fetal_viewer.core.model.preprocess import find_fov
     from fetal_viewer.core.store import CaseSpec
 
     source = next((demo_folder / "dicom").rglob("*.dcm"))

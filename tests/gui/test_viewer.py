@@ -202,7 +202,7 @@ def test_analyse_study_matches_predictor_and_export(
     assert a.shape == b.shape and not np.array_equal(a, b)
     # exports are cropped to the field of view (burned-in header text stays out), at native
     # resolution: the bare export is the frame's own pixels there
-    from fetal_viewer.core.model.preprocess import find_fov
+    from fetal_viewer.core.fov import find_fov
 
     x0, y0, x1, y1 = find_fov(window.view.frame)
     assert (x1 - x0, y1 - y0) < (window.view.frame.shape[1], window.view.frame.shape[0])
@@ -572,7 +572,8 @@ def test_ai_panel_withholds_a_frame_outside_the_domain(
     them (logged), and the exported picture prints the verdict under the image."""
     from PySide6.QtGui import QImage
 
-    from fetal_viewer.core.model.preprocess import PreprocessSpec, find_fov, preprocess
+    from fetal_viewer.core.fov import find_fov
+    from fetal_viewer.core.model.preprocess import PreprocessSpec, preprocess
     from fetal_viewer.core.viewer.ai import AIStatus
     from fetal_viewer.core.viewer.results import FrameResult, ModelInfo
     from fetal_viewer.gui.imaging import qimage_to_rgb

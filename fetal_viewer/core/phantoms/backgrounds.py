@@ -181,7 +181,7 @@ def _write_dicom(
     import datetime as dt
     from dataclasses import replace
 
-    from fetal_viewer.core.model.preprocess import find_fov
+    from fetal_viewer.core.fov import find_fov
     from fetal_viewer.core.phantoms.dicom import DicomPatient, uid, write_us_dicom
     from fetal_viewer.core.phantoms.styles import first_styles
 

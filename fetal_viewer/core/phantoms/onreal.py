@@ -485,7 +485,7 @@ def _as_grey(frame: NDArray) -> NDArray[np.uint8]:
 
 
 def _context(frame: NDArray, head: HeadFit) -> _Head:
-    from fetal_viewer.core.model.preprocess import fov_mask
+    from fetal_viewer.core.fov import fov_mask
 
     grey = _as_grey(frame)
     return _Head(grey, head, fov_mask(grey))

@@ -9,7 +9,7 @@ core (``docs/head-finding.md`` has the method, its calibration on HC18 and the r
    traced ellipses, Doppler) have one dark channel and drop out. Thin bright strokes
    (burned-in text, dotted caliper lines) are replaced by the local opening. The image is
    worked on at most ``_WORK_SIDE`` pixels wide.
-2. **Field of view.** :func:`fetal_viewer.core.model.preprocess.fov_mask` and the dark but
+2. **Field of view.** :func:`fetal_viewer.core.fov.fov_mask` and the dark but
    not flat pixels just above the black outside give the fan; its convex hull (dark fluid
    at the fan's edge belongs to it), eroded, is where echoes count.
 3. **Ridge map.** The skull is a bright band: a pixel scores ``min(I - I(+d n), I - I(-d n))``

@@ -50,7 +50,7 @@ def _resize(img: NDArray, scale: float) -> NDArray:
 def _fan(frame: NDArray, work: NDArray[np.float32]) -> NDArray[np.bool_]:
     """The field of view on the working copy: convex hull of the fan, eroded.
 
-    The fan is what :func:`~fetal_viewer.core.model.preprocess.fov_mask` finds plus the
+    The fan is what :func:`~fetal_viewer.core.fov.fov_mask` finds plus the
     dark pixels a few grey levels off the border's level that are not flat (dark fluid
     and a term head's brain have little texture, but scanners lift them above the black
     outside; header panels are flat), closed, opened (text strokes vanish) and kept in
@@ -58,7 +58,7 @@ def _fan(frame: NDArray, work: NDArray[np.float32]) -> NDArray[np.bool_]:
     """
     import cv2
 
-    from fetal_viewer.core.model.preprocess import fov_mask
+    from fetal_viewer.core.fov import fov_mask
 
     h, w = work.shape
     u8 = np.clip(work, 0, 255).astype(np.uint8)
