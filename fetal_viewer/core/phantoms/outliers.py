@@ -13,6 +13,13 @@ synthetic ones, made so that they share no anatomy with a head view:
 * ``organ``: a fan of speckle over fluid-filled chambers with thick echogenic walls in
   tissue (heart, bladder, stomach, vessels), some with colour flow;
 * ``tissue``: a fan of speckle over smooth random tissue with dark fluid pockets;
+* ``echo``: a wide sector with its apex at the top over heart-like anatomy (four chambers
+  behind thin septa, or a ventricle's thick ring in short axis), with the overlays of an
+  echocardiograph (ECG trace, grey bar, text);
+* ``abdomen``: a curved-array (convex) fan over layered body wall, parenchyma and vessels,
+  with text and calipers: an ultrasound view of the same kind of probe, without a head;
+* ``slice``: a head in cross-section (MR, CT) on black, smooth, with folded cortex and
+  ventricles: a head that is not ultrasound;
 * ``tomography``: nested ellipses of flat grey levels without speckle (CT, MR), some in a
   false-colour map (nuclear medicine);
 * ``bars``: colour bars, gradients and flat rectangles (test patterns, screen captures);
@@ -35,7 +42,19 @@ from numpy.typing import NDArray
 Frame = NDArray[np.uint8]
 
 #: the kinds of outlier, in the order frames cycle through them
-KINDS = ("jigsaw", "doppler", "organ", "tissue", "tomography", "bars", "text", "masks")
+KINDS = (
+    "jigsaw",
+    "doppler",
+    "organ",
+    "tissue",
+    "echo",
+    "abdomen",
+    "slice",
+    "tomography",
+    "bars",
+    "text",
+    "masks",
+)
 
 _H, _W = 480, 640
 
@@ -110,18 +129,38 @@ def _doppler(img: Frame, rng: np.random.Generator) -> Frame:
     return out
 
 
-def _fan(tissue: NDArray[np.float32], rng: np.random.Generator) -> Frame:
-    """Speckle, depth attenuation and a sector field of view over a reflectivity map."""
+def _speckled(tissue: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
     h, w = tissue.shape
     speckle = rng.rayleigh(1.0, (h // 2, w // 3)).astype(np.float32)
     speckle = np.asarray(cv2.resize(cv2.GaussianBlur(speckle, (0, 0), 0.7), (w, h)), np.float32)
     depth = np.linspace(1.0, rng.uniform(0.4, 1.0), h, dtype=np.float32)[:, None]
-    img = cv2.GaussianBlur(tissue, (0, 0), rng.uniform(1.0, 3.0)) * speckle * depth
+    return np.asarray(cv2.GaussianBlur(tissue, (0, 0), rng.uniform(1.0, 3.0)), np.float32) * (
+        speckle * depth
+    )
+
+
+def _fan(
+    tissue: NDArray[np.float32],
+    rng: np.random.Generator,
+    half: float | None = None,
+    convex: bool = False,
+) -> Frame:
+    """Speckle, depth attenuation and a field of view over a reflectivity map: a sector with
+    its apex at the top (phased array) or, ``convex``, a fan whose top is an arc (curved array)."""
+    h, w = tissue.shape
+    img = _speckled(tissue, rng)
     sector = np.zeros((h, w), np.uint8)
-    radius = int(rng.uniform(0.85, 1.0) * h)
-    half = float(rng.uniform(30, 45))
-    apex = (w // 2, int(rng.uniform(-0.05, 0.05) * h))
-    cv2.ellipse(sector, apex, (radius, radius), 90, -half, half, 255, -1)
+    half = float(rng.uniform(30, 45)) if half is None else half
+    if convex:
+        inner = int(rng.uniform(0.25, 0.6) * h)
+        apex = (w // 2, -inner + int(rng.uniform(0.0, 0.06) * h))
+        radius = inner + int(rng.uniform(0.8, 0.95) * h)
+        cv2.ellipse(sector, apex, (radius, radius), 90, -half, half, 255, -1)
+        cv2.circle(sector, apex, inner, 0, -1)
+    else:
+        radius = int(rng.uniform(0.85, 1.0) * h)
+        apex = (w // 2, int(rng.uniform(-0.05, 0.05) * h))
+        cv2.ellipse(sector, apex, (radius, radius), 90, -half, half, 255, -1)
     img *= rng.uniform(0.6, 1.1) * (sector > 0)
     return (img.clip(0, 1) * 255).astype(np.uint8)
 
@@ -155,6 +194,128 @@ def _tissue(rng: np.random.Generator) -> Frame:
     tissue[edges > 0] = 0.9
     img = _fan(tissue.astype(np.float32), rng)
     return _doppler(img, rng) if rng.random() < 0.25 else img
+
+
+def _field(
+    rng: np.random.Generator, shape: tuple[int, int], cells: int, sigma: float
+) -> NDArray[np.float32]:
+    """Smooth random values in [0, 1] over ``shape``."""
+    h, w = shape
+    small = rng.random((max(h // cells, 2), max(w // cells, 2))).astype(np.float32)
+    field = np.asarray(cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma), (w, h)), np.float32)
+    return (field - field.min()) / (float(np.ptp(field)) + 1e-6)
+
+
+def _overlays(img: Frame, rng: np.random.Generator, ecg: bool) -> Frame:
+    """What a scanner burns into a frame: text, a grey bar, calipers, an ECG trace."""
+    out = _rgb(img).copy() if ecg or rng.random() < 0.3 else img.copy()
+    h, w = out.shape[:2]
+    white = (235, 235, 235) if out.ndim == 3 else 235
+    for _ in range(int(rng.integers(2, 9))):
+        line = "".join(rng.choice(_CHARS, int(rng.integers(4, 14))))
+        x = int(rng.choice([rng.integers(0, w // 5), rng.integers(3 * w // 4, w - 40)]))
+        cv2.putText(
+            out, line, (x, int(rng.integers(12, h))), cv2.FONT_HERSHEY_SIMPLEX, 0.4, white, 1
+        )
+    if rng.random() < 0.6:
+        x0, y0 = int(rng.integers(2, 20)), int(rng.uniform(0.05, 0.2) * h)
+        bar = np.linspace(255, 0, int(0.35 * h)).astype(np.uint8)[:, None]
+        out[y0 : y0 + len(bar), x0 : x0 + 8] = bar[..., None] if out.ndim == 3 else bar
+    for _ in range(int(rng.integers(0, 3))):
+        cx, cy = int(rng.uniform(0.3, 0.7) * w), int(rng.uniform(0.2, 0.8) * h)
+        cv2.drawMarker(out, (cx, cy), white, cv2.MARKER_CROSS, 10, 1)
+    if ecg:
+        y = int(0.9 * h)
+        xs = np.arange(int(0.05 * w), int(0.6 * w))
+        beat = int(rng.integers(40, 90))
+        trace = y - (np.exp(-(((xs % beat) - beat // 2) ** 2) / 6.0) * 25).astype(int)
+        colour = [(60, 220, 90), (60, 200, 220), (230, 220, 60)][int(rng.integers(3))]
+        cv2.polylines(out, [np.stack([xs, trace], 1).astype(np.int32)], False, colour, 1)
+    return out
+
+
+def _echo(rng: np.random.Generator) -> Frame:
+    tissue = 0.15 + 0.2 * _field(rng, (_H, _W), 12, 1.5)
+    cx, top = _W / 2 + float(rng.normal(0, 20)), float(rng.uniform(0.1, 0.2) * _H)
+    if rng.random() < 0.6:  # apical four chambers: ventricles above, atria below, thin septa
+        muscle = (cx, _H * 0.45), (0.45 * _H, 0.75 * _H)
+        cv2.ellipse(tissue, (muscle[0], muscle[1], float(rng.normal(0, 8))), 0.55, -1)
+        split = float(rng.uniform(0.52, 0.62) * _H)
+        for side in (-1, 1):
+            for y0, y1 in ((top + 25, split - 6), (split + 6, _H * 0.85)):
+                centre = (cx + side * float(rng.uniform(45, 70)), (y0 + y1) / 2)
+                axes = (float(rng.uniform(60, 110)), max(y1 - y0, 20.0))
+                cv2.ellipse(tissue, (centre, axes, float(rng.normal(side * 8, 5))), 0.03, -1)
+    else:  # short axis: a ventricle's thick ring, a crescent beside it
+        centre = (cx, float(rng.uniform(0.45, 0.6) * _H))
+        r = float(rng.uniform(0.12, 0.2) * _H)
+        cv2.circle(tissue, (int(centre[0]), int(centre[1])), int(r * 1.7), 0.55, -1)
+        cv2.circle(tissue, (int(centre[0]), int(centre[1])), int(r), 0.03, -1)
+        crescent = (int(centre[0] - 2.1 * r), int(centre[1] - 0.4 * r))
+        cv2.ellipse(tissue, crescent, (int(0.9 * r), int(1.6 * r)), 30.0, 0, 360, 0.03, -1)
+    for _ in range(int(rng.integers(1, 4))):  # valves and papillary muscles
+        x, y = float(cx + rng.normal(0, 60)), float(rng.uniform(0.3, 0.8) * _H)
+        cv2.line(
+            tissue,
+            (int(x), int(y)),
+            (int(x + rng.normal(0, 25)), int(y + rng.normal(0, 25))),
+            0.8,
+            3,
+        )
+    img = _fan(tissue.astype(np.float32), rng, half=float(rng.uniform(38, 46)))
+    img = _doppler(img, rng) if rng.random() < 0.2 else img
+    return _overlays(img, rng, ecg=rng.random() < 0.8)
+
+
+def _abdomen(rng: np.random.Generator) -> Frame:
+    y = np.arange(_H, dtype=np.float32)[:, None]
+    wall = float(rng.uniform(0.08, 0.25) * _H)
+    wave = 8 * np.sin(np.arange(_W, dtype=np.float32)[None] / float(rng.uniform(60, 200)))
+    tissue = 0.3 + 0.35 * _field(rng, (_H, _W), 10, 1.5)
+    for k in range(int(rng.integers(2, 5))):  # body wall: fat and muscle layers
+        band = np.abs(y - wall * (k + 1) / 4 - wave) < float(rng.uniform(2, 6))
+        tissue[band] = float(rng.uniform(0.6, 0.95))
+    organ = _field(rng, (_H, _W), 40, 1.0) > float(rng.uniform(0.45, 0.65))
+    organ &= np.broadcast_to(y > wall, organ.shape)
+    tissue[organ] = float(rng.uniform(0.2, 0.5)) + 0.15 * tissue[organ]
+    for _ in range(int(rng.integers(1, 5))):  # vessels and ducts: dark tubes with bright walls
+        xs = np.linspace(rng.uniform(0, 0.3), rng.uniform(0.7, 1.0), 30) * _W
+        ys = wall + rng.uniform(0.1, 0.7) * _H + np.cumsum(rng.normal(0, 4, 30))
+        pts = np.stack([xs, ys], 1).astype(np.int32)
+        width = int(rng.integers(6, 30))
+        cv2.polylines(tissue, [pts], False, 0.85, width + 4)
+        cv2.polylines(tissue, [pts], False, 0.04, width)
+    img = _fan(tissue.astype(np.float32), rng, half=float(rng.uniform(28, 40)), convex=True)
+    img = _doppler(img, rng) if rng.random() < 0.15 else img
+    return _overlays(img, rng, ecg=False)
+
+
+def _slice(rng: np.random.Generator) -> Frame:
+    side = int(rng.choice([256, 384, 512]))
+    img = np.zeros((side, side), np.float32)
+    c = (side / 2 + float(rng.normal(0, side / 30)), side / 2 + float(rng.normal(0, side / 30)))
+    a, b = float(rng.uniform(0.32, 0.44) * side), float(rng.uniform(0.36, 0.46) * side)
+    angle = float(rng.uniform(-15, 15))
+    ct = rng.random() < 0.4
+    scalp, skull = (0.35, 0.95) if ct else (0.85, float(rng.uniform(0.02, 0.1)))
+    cv2.ellipse(img, (c, (2 * a, 2 * b), angle), scalp, -1)
+    if rng.random() < 0.4:  # sagittal: the face and neck below the head
+        cv2.ellipse(img, ((c[0] + a * 0.3, c[1] + b * 0.9), (1.2 * a, 1.1 * b), angle), scalp, -1)
+    cv2.ellipse(img, (c, (1.9 * a, 1.9 * b), angle), skull, -1)
+    brain = np.zeros_like(img)
+    cv2.ellipse(brain, (c, (1.8 * a, 1.8 * b), angle), 1.0, -1)
+    folds = _field(rng, (side, side), 6, 0.8)
+    sulci = np.abs(folds - 0.5) < float(rng.uniform(0.03, 0.07))
+    grey = float(rng.uniform(0.35, 0.6))
+    img[brain > 0] = grey
+    img[(brain > 0) & sulci] = grey * float(rng.uniform(0.3, 0.7))
+    for sgn in (-1, 1):  # lateral ventricles
+        v = (c[0] + sgn * a * 0.15, c[1] + float(rng.normal(0, b * 0.05)))
+        cv2.ellipse(img, (v, (a * 0.15, b * 0.6), angle + sgn * 10), 0.05 if not ct else 0.1, -1)
+    img = np.asarray(cv2.GaussianBlur(img, (0, 0), rng.uniform(0.6, 1.5)), np.float32)
+    img += rng.normal(0, rng.uniform(0.005, 0.03), img.shape).astype(np.float32)
+    grey8 = (img.clip(0, 1) * 255).astype(np.uint8)
+    return _overlays(grey8, rng, ecg=False) if rng.random() < 0.5 else grey8
 
 
 def _tomography(rng: np.random.Generator) -> Frame:
@@ -226,6 +387,9 @@ def _masks(rng: np.random.Generator) -> Frame:
 _MAKERS: dict[str, Callable[[np.random.Generator], Frame]] = {
     "organ": _organ,
     "tissue": _tissue,
+    "echo": _echo,
+    "abdomen": _abdomen,
+    "slice": _slice,
     "tomography": _tomography,
     "bars": _bars,
     "text": _text,
