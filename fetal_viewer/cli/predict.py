@@ -206,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
                             entry["in_domain"] = bool(assessable[i])
                             entry["domain_score"] = round(float(pred.domain_scores[i]), 4)
                             entry["domain_threshold"] = round(float(pred.domain_threshold or 0), 4)
+                        if pred.closeups is not None:
+                            entry["closeup"] = bool(pred.closeups[i])
                         if args.heatmaps is not None and assessable[i]:
                             c = card.classes.index(top)
                             frame = frames[i]
@@ -313,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
                 **card.metrics.get("operating_point", {}),
                 "words": card.operating_point_words(),
             },
+            "second_look": card.second_look or None,
         },
         "aggregation": rule,
         "cam_method": args.cam_method if args.heatmaps is not None else None,
@@ -331,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(
             f"model: {card.name} {card.version}; aggregation: {rule}; {guard}. {INTENDED_USE}\n"
-            f"runtime: {predictor.runtime_description}\n{card.operating_point_words()}"
+            f"runtime: {predictor.runtime_description}\n{card.reading_words()}"
         )
         for pat in patients_out:
             if pat["top_class"] is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,49 @@ def test_card_rule_is_the_default(tmp_path: Path) -> None:
     )
     probs = np.array([[0.9, 0.1, 0, 0, 0], [0.4, 0.6, 0, 0, 0], [0.8, 0.2, 0, 0, 0]])
     np.testing.assert_allclose(predictor.aggregate(probs), [2 / 3, 1 / 3, 0, 0, 0], rtol=1e-6)
+
+
+def test_the_second_look_averages_a_head_close_up_into_the_probabilities(
+    loaded: LoadedModel, tmp_path: Path
+) -> None:
+    from fetal_viewer.core.model.card import HEAD_CLOSEUP
+    from fetal_viewer.core.model.closeup import SIZE, head_closeup
+    from fetal_viewer.core.model.guard import fit_guard
+    from tests.core.test_head import ring_frame
+
+    head = ring_frame(270, 400, 190, 150, 60, 48, 20, seed=4)  # a small head: worth a close-up
+    noise = _frames(1, seed=9)[0]
+    view = head_closeup(head)
+    assert view is not None and view.shape[:2] == (SIZE, SIZE) and head_closeup(noise) is None
+    plain = Predictor(loaded, backend="torch")
+    feats = plain.predict(_frames(30, seed=5), with_features=True).features
+    assert feats is not None
+    plain.guard = fit_guard(feats, np.arange(30) % 5, feats[:10], percentile=90)
+    whole, close = plain.predict([head, noise]), plain.predict([view])
+    assert whole.closeups is None and whole.domain_scores is not None
+
+    card = ModelCard(name="tiny", version="1", input_size=64, second_look=HEAD_CLOSEUP)
+    torch.manual_seed(3)
+    reloaded = load_checkpoint(save_checkpoint(loaded.model, card, tmp_path))
+    looked = Predictor(reloaded, backend="torch")
+    assert looked.second_look
+    looked.guard = plain.guard
+    both = looked.predict([head, noise], batch_size=1)
+    assert both.closeups is not None and both.closeups.tolist() == [True, False]
+    np.testing.assert_allclose(both.probs[0], (whole.probs[0] + close.probs[0]) / 2, atol=2e-5)
+    np.testing.assert_allclose(both.probs[1], whole.probs[1], atol=2e-5)
+    # the guard reads the whole frame alone: a close-up decides no frame's domain
+    assert both.domain_scores is not None
+    np.testing.assert_allclose(both.domain_scores, whole.domain_scores, rtol=1e-4)
+    assert "second look" in reloaded.card.reading_words()
+
+
+def test_a_card_with_an_unknown_second_look_is_refused(tmp_path: Path) -> None:
+    from fetal_viewer.errors import ModelLoadError
+
+    path = save_checkpoint(build_resnet34(5), ModelCard(name="t", version="1"), tmp_path)
+    data = json.loads(path.read_text())
+    data["second_look"] = "zoom-everything"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match="second_look"):
+        load_checkpoint(path)

@@ -194,6 +194,7 @@ def test_domain_guard_fields_and_multi_series_study(phantoms: Phantoms, tmp_path
         key_frames=(KeyFrame(uids[0], 1, "anencephaly", 0.6, image, heat),),
         domain_threshold=4.5,
         logit_offsets=(("normal", 1.75),),
+        second_look="head-closeup",
     )
     files = write_results(build_results(analysis, sources), tmp_path)
     assert all(dciodvfy_errors(f) == [] for f in files)
@@ -201,6 +202,7 @@ def test_domain_guard_fields_and_multi_series_study(phantoms: Phantoms, tmp_path
     assert [(f[3], f[4]) for f in back.frames] == [(i != 1, 3.0 + i) for i in range(len(uids))]
     assert "domain guard threshold 4.5" in back.algorithm_parameters
     assert "normal logit offset +1.75" in back.algorithm_parameters  # the operating point
+    assert any(p.startswith("second look head-closeup") for p in back.algorithm_parameters)
     assert [f[1] for f in back.frames] == [None] * len(uids)  # single-frame sources
     sc = dcmread(files[1])
     assert "ReferencedFrameNumber" not in sc.SourceImageSequence[0]

@@ -31,6 +31,10 @@ CARD_NAME = "card.json"
 WEIGHTS_NAME = "weights.safetensors"
 CARD_FORMAT = 1
 RESEARCH_USE = "research use only"
+#: the card's ``second_look`` that reads each frame also as a close-up of its head
+#: (:mod:`fetal_viewer.core.model.closeup`); "" reads the whole frame alone
+HEAD_CLOSEUP = "head-closeup"
+SECOND_LOOKS = ("", HEAD_CLOSEUP)
 
 
 @dataclass
@@ -60,6 +64,8 @@ class ModelCard:
     #: none; ``fetal-viewer operating-point fit`` sets it, see
     #: :mod:`fetal_viewer.core.training.operating_point`)
     logit_offsets: dict[str, float] = field(default_factory=dict)
+    #: :data:`HEAD_CLOSEUP` or "" (none)
+    second_look: str = ""
     card_format: int = CARD_FORMAT
 
     @property
@@ -91,6 +97,17 @@ class ModelCard:
                 "frames of every center called so)"
             )
         return text
+
+    def reading_words(self) -> str:
+        """How this model's output is read, for people: the operating point and the second
+        look, one line."""
+        words = self.operating_point_words()
+        if self.second_look == HEAD_CLOSEUP:
+            words += (
+                "; second look: each frame is also read as a close-up of the head it shows "
+                "(probabilities averaged; the domain guard reads the whole frame)"
+            )
+        return words
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -151,6 +168,7 @@ class ModelCard:
                 notes=_str(data.get("notes", "")),
                 artifacts=_artifacts(data.get("artifacts", {})),
                 logit_offsets=_offsets(data.get("logit_offsets", {})),
+                second_look=_str(data.get("second_look", "")),
                 card_format=int(data.get("card_format", CARD_FORMAT)),
             )
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(1e999)
@@ -190,6 +208,8 @@ class ModelCard:
             problems.append(f"logit_offsets name classes the model lacks: {strange}")
         if not all(math.isfinite(v) and abs(v) <= 50 for v in self.logit_offsets.values()):
             problems.append(f"logit_offsets {self.logit_offsets} must be finite, within ±50")
+        if self.second_look not in SECOND_LOOKS:
+            problems.append(f"second_look {self.second_look!r} is not one of {list(SECOND_LOOKS)}")
         if self.dtype not in {"float32", "float16"}:
             problems.append(f"dtype {self.dtype!r} is not float32 or float16")
         if RESEARCH_USE not in self.intended_use.lower():

@@ -31,7 +31,9 @@ from fetal_viewer.core.cam.gradcam import (
     stitch_features,
 )
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE, aggregate
+from fetal_viewer.core.model.card import HEAD_CLOSEUP
 from fetal_viewer.core.model.checkpoint import LoadedModel
+from fetal_viewer.core.model.closeup import head_closeup
 from fetal_viewer.core.model.guard import cine_flagged, pool
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.model.probe import probe_batch
@@ -83,6 +85,9 @@ class Predictions:
     features: NDArray[np.float32] | None = None
     #: the frames are every frame of one file, so the guard's cine rule applies to them
     whole_series: bool = False
+    #: ``(N,)`` which frames were also read as a close-up of their head (the card's second
+    #: look, :mod:`fetal_viewer.core.model.closeup`), or None when the model has none
+    closeups: NDArray[np.bool_] | None = None
 
     @property
     def cine_flagged(self) -> tuple[int, int] | None:
@@ -153,6 +158,9 @@ class Predictor:
         self.guard_note = loaded.guard_note
         #: the card's operating point, added to the logits (None: none, or fitting one)
         self.logit_offsets = loaded.card.offset_vector()
+        #: read each frame also as a close-up of its head (the card's second look; off while
+        #: fitting the guard or the operating point, which are fitted on whole frames)
+        self.second_look = loaded.card.second_look == HEAD_CLOSEUP
         spec = self.spec
         source = ModelSource(
             weights_sha256=loaded.card.weights_sha256,
@@ -256,18 +264,21 @@ class Predictor:
         probs: list[NDArray[np.float32]] = []
         cams: list[NDArray[np.float32]] = []
         pooled: list[NDArray[np.float32]] = []
+        looked: list[NDArray[np.bool_]] = []
         geometries: list[Geometry] = []
         progress(0, n, "frames")
         for start in range(0, n, batch_size):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            pre = [
-                preprocess(frames[i], self.spec) for i in range(start, min(n, start + batch_size))
-            ]
-            batch = np.stack([p.array for p in pre])
+            chunk = [frames[i] for i in range(start, min(n, start + batch_size))]
+            pre = [preprocess(frame, self.spec) for frame in chunk]
+            batch = np.stack([q.array for q in pre])
             p, c, f = self.run_batch(
                 batch, with_cam=with_cam, stitch=stitch, with_features=with_features
             )
+            if self.second_look:
+                p, found = self._second_look(chunk, p)
+                looked.append(found)
             probs.append(p)
             if c is not None:
                 cams.append(c)
@@ -289,7 +300,25 @@ class Predictor:
             domain_threshold=self.guard.threshold if self.guard is not None else None,
             features=feats if with_features else None,
             whole_series=whole_series,
+            closeups=(np.concatenate(looked) if looked else np.zeros(0, bool))
+            if self.second_look
+            else None,
         )
+
+    def _second_look(
+        self, frames: Sequence[NDArray], probs: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """The whole frames' ``probs`` averaged with those of the close-ups of their heads;
+        which frames had one. The domain guard reads the whole frames alone."""
+        views = [head_closeup(np.asarray(frame)) for frame in frames]
+        found = np.array([v is not None for v in views], dtype=bool)
+        if not found.any():
+            return probs, found
+        batch = np.stack([preprocess(v, self.spec).array for v in views if v is not None])
+        close, _, _ = self.run_batch(batch)
+        probs = probs.copy()
+        probs[found] = (probs[found] + close) / 2
+        return probs, found
 
     def aggregate(self, probs: NDArray, rule: str | None = None) -> NDArray[np.float32]:
         """Patient/study-level probabilities by ``rule`` (the card's rule by default)."""

@@ -60,6 +60,8 @@ class StudyAnalysis:
     heatmap_method: str = "gradcam"
     #: the card's operating point (class -> logit offset), empty for none
     logit_offsets: tuple[tuple[str, float], ...] = ()
+    #: the card's second look ("" none; "head-closeup")
+    second_look: str = ""
 
     @property
     def top(self) -> tuple[str, float] | None:
@@ -180,4 +182,5 @@ def analyse_study(
         key_frames=keys,
         domain_threshold=threshold,
         logit_offsets=tuple(sorted(card.logit_offsets.items())),
+        second_look=card.second_look,
     )

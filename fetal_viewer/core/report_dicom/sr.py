@@ -144,6 +144,8 @@ def build_sr(
         # why a frame under the threshold can be out of domain (each parameter is an LO)
         params.append(f"cine rule: over {CINE_SHARE:.0%} of a file's frames out, all out")
     params.extend(f"{c} logit offset {v:+.6g}" for c, v in analysis.logit_offsets if v)
+    if analysis.second_look:
+        params.append(f"second look {analysis.second_look}: probabilities of whole and close-up")
     algorithm = AlgorithmIdentification(
         name=analysis.model_name[:64], version=analysis.model_version[:64], parameters=params
     )

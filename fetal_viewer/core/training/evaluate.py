@@ -475,6 +475,7 @@ def score_model(
         "heatmap": cam_method,
         "patient_aggregation": rule,
         "operating_point": loaded.card.operating_point_words(),
+        "second_look": loaded.card.second_look or "none (the whole frame alone)",
         "manifest": str(manifest.source),
     }
     write_report(

@@ -145,6 +145,7 @@ def fit_model_guard(
     # needed while fitting it
     predictor = Predictor(loaded, backend="onnxruntime")
     predictor.guard = None
+    predictor.second_look = False
     train_frames = RecordFrames([records[i] for i in train_idx])
     synthetic = SyntheticOutliers(train_frames, synthetic_count(len(train_idx)), seed=0)
     n_all = len(train_idx) + len(val_idx) + len(synthetic) + len(outliers)

@@ -151,6 +151,7 @@ def fit_operating_point(
     # float32 and no offset, whatever the card holds now: the fit starts from the raw logits
     predictor = Predictor(loaded, backend="onnxruntime")
     predictor.guard = None
+    predictor.second_look = False
     predictor.logit_offsets = None
     val = [records[i] for i in val_idx]
     pred = predictor.predict(

@@ -102,5 +102,5 @@ class ModelInfo:
             input_size=card.input_size,
             runtime=runtime,
             guard_note=guard_note,
-            operating_point=card.operating_point_words(),
+            operating_point=card.reading_words(),
         )
