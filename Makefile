@@ -43,10 +43,11 @@ bench: $(STAMP)
 ## center-D fold's model (trained on centers A-C) with Grad-CAM guidance, then with the
 ## pointing term too, then with the noise-floor augmentation, on the same centers (about 55
 ## minutes); then synthesise the four lesions into HC18's real scans ($(HC18), about 40
-## minutes), fine-tune on phantoms A-C plus 4 in 5 HC18 subjects in two stages (about 70
-## minutes; train also fits the domain guard), set its operating point (95 % of every center's
-## validation normals called normal), score it on phantom center D and ship it to
-## resources/models/demo/
+## minutes) with a close-up of each, fine-tune on phantoms A-C plus 4 in 5 HC18 subjects in two
+## stages (about 100 minutes), fit the domain guard with pydicom-data's real files among its
+## outliers, set the operating point (95 % of every center's validation normals called
+## normal), turn on the second look (a close-up of each head found), score it on phantom center
+## D and ship it to resources/models/demo/
 DEMO_ARGS = --input-size 128 --batch-size 32 --patience 6 --seed 0
 FOLD_D = The center-D fold of the demo leave-one-center-out run (trained on centers A-C), then \
 5 epochs at lr 2e-4 with --cam-guidance 2
@@ -59,9 +60,12 @@ REAL_NAME = fetal-viewer demo (phantoms and lesions synthesised into real HC18 s
 REAL_NOTES = Training sources: fetal-viewer's synthetic phantoms, scanner styles A-C (made by this \
 project, Apache-2.0), and HC18 (van den Heuvel et al., PLoS ONE 2018, Zenodo 1327317, CC BY 4.0): \
 the real normal scans of 4 in 5 of its subjects, each as a sham-edited normal and with the four \
-anomalies synthesised into it (phantoms --backgrounds). No real anomaly was in the training data. \
-Made from the phantom-only center-D demo model: 8 epochs at lr 3e-4, 2 frames a phantom patient.
-REAL_NOTES2 = $(REAL_NOTES) Then 6 epochs at lr 2e-4, 1 frame a phantom patient, noise floor 0.7.
+anomalies synthesised into it (phantoms --backgrounds), and each of those as a close-up \
+(phantoms --zoom-views). No real anomaly was in the training data. Made from the phantom-only \
+center-D demo model: 8 epochs at lr 3e-4, up to 4 frames a phantom patient.
+REAL_NOTES2 = $(REAL_NOTES) Then 6 epochs at lr 2e-4, up to 2 frames a phantom patient, noise floor \
+0.7. Domain guard: its outlier probe also fitted on the real DICOM files of pydicom-data (MIT).
+DATA_STORE = $$($(BIN)/python -c 'import data_store, pathlib; print(pathlib.Path(data_store.__file__).parent / "data")')
 demo-model: $(STAMP)
 	test -f out/demo-phantoms/manifest.csv || $(BIN)/fetal-viewer phantoms --out out/demo-phantoms \
 	    --patients-per-class 160 --centers 4 --seed 2026 --format png
@@ -88,22 +92,28 @@ demo-model: $(STAMP)
 	    --update-card out/demo-floor/card.json
 	test -f out/hc18-synth/manifest.csv || $(BIN)/fetal-viewer phantoms --backgrounds $(HC18)/images \
 	    --backgrounds-index $(HC18)/index.csv --out out/hc18-synth --center H --seed 2026
+	test -f out/hc18-zoom/manifest.csv || $(BIN)/fetal-viewer phantoms --out out/hc18-zoom \
+	    --zoom-views out/hc18-synth --seed 2026
 	{ echo "path,frame,patient_id,center,label,ga_weeks,mask_path,group"; \
 	  awk -F, -v OFS=, 'NR > 1 && $$4 != "D" {$$1 = "demo-phantoms/" $$1; \
 	      if ($$7 != "") $$7 = "demo-phantoms/" $$7; print $$0 ","}' out/demo-phantoms/manifest.csv; \
-	  awk -F, -v OFS=, 'NR > 1 && !($(HELD_OUT)) {$$1 = "hc18-synth/" $$1; \
-	      if ($$7 != "") $$7 = "hc18-synth/" $$7; print}' out/hc18-synth/manifest.csv; \
+	  for d in hc18-synth hc18-zoom; do awk -F, -v OFS=, -v d=$$d 'NR > 1 && !($(HELD_OUT)) \
+	      {$$1 = d "/" $$1; if ($$7 != "") $$7 = d "/" $$7; print}' out/$$d/manifest.csv; done; \
 	} > out/demo-real-train.csv
 	$(BIN)/fetal-viewer train --manifest out/demo-real-train.csv --out out/demo-real \
 	    --init out/demo-floor/card.json --input-size 128 --batch-size 32 --patience 3 --seed 0 \
-	    --epochs 8 --lr 3e-4 --max-frames-per-patient 2 --noise-floor 0.7 --fp16 --resume \
+	    --epochs 8 --lr 3e-4 --max-frames-per-patient 4 --noise-floor 0.7 --fp16 --resume \
 	    --name "$(REAL_NAME)" --notes "$(REAL_NOTES)"
 	$(BIN)/fetal-viewer train --manifest out/demo-real-train.csv --out out/demo-real2 \
 	    --init out/demo-real/card.json --input-size 128 --batch-size 32 --patience 3 --seed 0 \
-	    --epochs 6 --lr 2e-4 --max-frames-per-patient 1 --noise-floor 0.7 --fp16 --resume \
+	    --epochs 6 --lr 2e-4 --max-frames-per-patient 2 --noise-floor 0.7 --fp16 --resume \
 	    --name "$(REAL_NAME)" --notes "$(REAL_NOTES2)"
+	$(BIN)/fetal-viewer guard fit --model out/demo-real2/card.json --manifest out/demo-real-train.csv \
+	    --outliers $(DATA_STORE) --no-progress
 	$(BIN)/fetal-viewer operating-point fit --model out/demo-real2/card.json \
 	    --manifest out/demo-real-train.csv --rate 0.95 --no-progress
+	$(BIN)/python -c 'import json; p = "out/demo-real2/card.json"; c = json.load(open(p)); \
+	    c["second_look"] = "head-closeup"; open(p, "w").write(json.dumps(c, indent=2) + "\n")'
 	$(BIN)/fetal-viewer evaluate --model out/demo-real2/card.json \
 	    --manifest out/demo-phantoms/manifest_D.csv --out out/demo-real2/center_D \
 	    --figures out/demo-real2/center_D/figures --update-card out/demo-real2/card.json
@@ -118,8 +128,9 @@ demo-model: $(STAMP)
 ## real-check: the demo model on real scans it never trained on: the held-out HC18 subjects
 ## (untouched, as normals, with the four lesions synthesised into them, and those resized to a
 ## 640x640 square as collections publish scans) and the real samples, with the domain guard
-## against real DICOM files that show no fetal head (pydicom-data). Needs $(HC18) and
-## $(SAMPLES); writes out/real-check/
+## against real DICOM files that show no fetal head (pydicom-data: the demo guard's real
+## outliers, so this checks that its fit holds; docs/domain-guard.md has the held-out foreign
+## sets). Needs $(HC18) and $(SAMPLES); writes out/real-check/
 real-check: $(STAMP)
 	mkdir -p out/real-check
 	awk -F, 'NR == 1 {print "path,patient_id,center,label,group"; next} $$2 % 5 == 0 \
