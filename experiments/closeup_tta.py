@@ -1,6 +1,7 @@
-"""A second look at test time: score each frame whole and as a close-up of the head that
-``find_head`` finds (a square of HALF semi-major axes either side of its centre, 512 px),
-average the two frames' probabilities, in domain when either is (docs/real-anatomy.md)::
+"""A second look at test time: score each frame whole and as the close-up of its head that
+the product's second look reads (:func:`fetal_viewer.core.model.closeup.head_closeup`), and
+keep both views' probabilities and guard scores, so that ways of combining them can be
+compared (docs/real-anatomy.md)::
 
     .venv/bin/python experiments/closeup_tta.py score CARD MANIFEST OUT.json
     .venv/bin/python experiments/closeup_tta.py ood CARD OUT.json PATH...
@@ -9,7 +10,8 @@ average the two frames' probabilities, in domain when either is (docs/real-anato
 ``score`` reads a manifest (paths relative to it or absolute) and keeps, per row, both
 frames' probabilities and guard scores; ``ood`` does the same for every frame of PATHs
 (files or folders, as ``evaluate --ood`` reads them); ``summary`` prints, for the whole frame
-alone and for the pair: patient accuracy and sensitivities (manifests), normals called normal
+alone and for the pair (probabilities averaged, the domain the whole frame's, as the product's
+second look reads them): patient accuracy and sensitivities (manifests), normals called normal
 and in domain, lesions called an anomaly and in domain, and the share withheld (cine rule).
 """
 
@@ -22,36 +24,20 @@ import json
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fetal_viewer.core.io import read_frame
-from fetal_viewer.core.measure.head import find_head
 from fetal_viewer.core.model.checkpoint import load_checkpoint
+from fetal_viewer.core.model.closeup import head_closeup
 from fetal_viewer.core.model.guard import cine_flagged
 from fetal_viewer.core.model.predictor import Predictor
 from fetal_viewer.core.training.evaluate import PathFrames
 
-HALF = 1.7
-SIZE = 512
 BATCH = 16
 
 
-def closeup(image: np.ndarray) -> np.ndarray | None:
-    fit = find_head(image)
-    if fit is None:
-        return None
-    scale = (SIZE / 2) / (HALF * fit.a)
-    matrix = np.array(
-        [[scale, 0, SIZE / 2 - scale * fit.cx], [0, scale, SIZE / 2 - scale * fit.cy]]
-    )
-    if scale < 0.9:
-        image = cv2.GaussianBlur(image, (0, 0), 0.4 / scale)
-    return cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR)
-
-
 def both(pred: Predictor, images: list[np.ndarray]) -> list[dict]:
-    views = [closeup(im) for im in images]
+    views = [head_closeup(im) for im in images]
     whole = pred.predict(images)
     close = pred.predict([v if v is not None else im for v, im in zip(views, images, strict=True)])
     assert whole.domain_scores is not None and close.domain_scores is not None
@@ -70,6 +56,7 @@ def both(pred: Predictor, images: list[np.ndarray]) -> list[dict]:
 
 def score(card: str, manifest: Path, out: Path) -> None:
     pred = Predictor(load_checkpoint(card), backend="torch")
+    pred.second_look = False  # both views are read here, each alone
     with manifest.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     result: list[dict] = []
@@ -87,6 +74,7 @@ def score(card: str, manifest: Path, out: Path) -> None:
 
 def ood(card: str, out: Path, paths: list[str]) -> None:
     pred = Predictor(load_checkpoint(card), backend="torch")
+    pred.second_look = False  # both views are read here, each alone
     frames = PathFrames(paths, option="ood")
     images = []
     for i in range(len(frames)):
@@ -104,9 +92,9 @@ def ood(card: str, out: Path, paths: list[str]) -> None:
 
 def decide(r: dict, pair: bool) -> tuple[np.ndarray, bool]:
     pw, pc = np.asarray(r["pw"]), np.asarray(r["pc"])
-    inside = r["sw"] <= r["thr"]
+    inside = r["sw"] <= r["thr"]  # the guard reads the whole frame, as the product does
     if pair and r["found"]:
-        return (pw + pc) / 2, inside or r["sc"] <= r["thr"]
+        return (pw + pc) / 2, inside
     return pw, inside
 
 
