@@ -24,6 +24,20 @@ _WORK_SIDE = 256
 _MIN_FOV_FRACTION = 0.05
 
 
+def pieces(mask: NDArray[np.uint8]) -> tuple[int, NDArray, NDArray]:
+    """The connected pieces of an image-content ``mask`` once closed and opened by a disc of
+    about 1/40 of its shorter side: speckle and dark fluid inside a fan join up, text strokes
+    vanish. OpenCV's ``(count, labels, stats)``, the background being label 0."""
+    import cv2
+
+    k = max(3, (min(mask.shape[:2]) // 40) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+    opened = cv2.morphologyEx(closed, cv2.MORPH_OPEN, kernel)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    return int(n), np.asarray(labels), np.asarray(stats)
+
+
 def _fov_pieces(frame: NDArray) -> tuple[tuple[int, int], float, NDArray, NDArray, NDArray] | None:
     """The pieces of the field of view, found on a working copy at most ``_WORK_SIDE`` wide.
 
@@ -61,12 +75,7 @@ def _fov_pieces(frame: NDArray) -> tuple[tuple[int, int], float, NDArray, NDArra
     mask = ((np.abs(f - background) > _BACKGROUND_LEVEL) & (local_std > _MIN_TEXTURE)).astype(
         np.uint8
     )
-    k = max(3, (min(sh, sw) // 40) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    # close: speckle and dark fluid inside the fan join up; open: text strokes vanish
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    n, labels, stats = pieces(mask)
     if n <= 1:
         return None
     areas = stats[1:, cv2.CC_STAT_AREA]

@@ -58,7 +58,7 @@ def _fan(frame: NDArray, work: NDArray[np.float32]) -> NDArray[np.bool_]:
     """
     import cv2
 
-    from fetal_viewer.core.fov import fov_mask
+    from fetal_viewer.core.fov import fov_mask, pieces
 
     h, w = work.shape
     u8 = np.clip(work, 0, 255).astype(np.uint8)
@@ -70,17 +70,13 @@ def _fan(frame: NDArray, work: NDArray[np.float32]) -> NDArray[np.bool_]:
     # dark but not black, and not flat: fluid or brain, not a header panel or a bar
     dark = (lift > 2) & (lift < 40) & noisy
     found = (dark | fov_mask(frame, (h, w))).astype(np.uint8)
-    k = max(3, (min(h, w) // 40) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    closed = cv2.morphologyEx(found, cv2.MORPH_CLOSE, kernel)
-    opened = cv2.morphologyEx(closed, cv2.MORPH_OPEN, kernel)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    n, labels, stats = pieces(found)
     if n <= 1:
         return np.zeros((h, w), dtype=bool)
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = 1 + np.flatnonzero(areas >= 0.15 * areas.max())
-    pieces = np.isin(labels, keep).astype(np.uint8)
-    contours, _ = cv2.findContours(pieces, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    kept = np.isin(labels, keep).astype(np.uint8)
+    contours, _ = cv2.findContours(kept, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hull = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
     # the frame's own border is a fan edge too
