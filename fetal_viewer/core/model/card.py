@@ -103,10 +103,7 @@ class ModelCard:
         look, one line."""
         words = self.operating_point_words()
         if self.second_look == HEAD_CLOSEUP:
-            words += (
-                "; second look: each frame is also read as a close-up of the head it shows "
-                "(probabilities averaged; the domain guard reads the whole frame)"
-            )
+            words += "; second look: a close-up of the head found, averaged in"
         return words
 
     def to_json(self) -> str:
