@@ -249,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
                         if not args.no_head:
                             from fetal_viewer.core.measure.head import measure_head
 
-                            measured = measure_head(frames[i], spacing, region)
+                            made = pred.heads[i] if pred.heads is not None else None
+                            measured = measure_head(frames[i], spacing, region, search=made)
                             entry["head"] = measured.to_dict()
                             entry["head_reason"] = measured.reason
                             entry["head_text"] = measured.text()

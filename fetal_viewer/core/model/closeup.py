@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.measure.head import find_head
+from fetal_viewer.core.measure.head import HeadFit, find_head
 
 #: the close-up reaches this many semi-major axes either side of the head's centre
 HALF_AXES = 1.7
@@ -26,10 +26,10 @@ HALF_AXES = 1.7
 SIZE = 512
 
 
-def head_closeup(frame: NDArray[np.uint8]) -> NDArray[np.uint8] | None:
+def head_closeup(frame: NDArray[np.uint8], fit: HeadFit | None = None) -> NDArray[np.uint8] | None:
     """The close-up of the head in ``frame`` (grey or RGB uint8), or None when no skull is
-    found."""
-    fit = find_head(frame)
+    found; ``fit``: the head already found in it (else it is searched for here)."""
+    fit = find_head(frame) if fit is None else fit
     if fit is None:
         return None
     scale = (SIZE / 2) / (HALF_AXES * fit.a)

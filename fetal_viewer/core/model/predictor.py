@@ -30,6 +30,7 @@ from fetal_viewer.core.cam.gradcam import (
     shifted_batch,
     stitch_features,
 )
+from fetal_viewer.core.measure.head import HeadSearch, detect_head
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE, aggregate
 from fetal_viewer.core.model.card import HEAD_CLOSEUP
 from fetal_viewer.core.model.checkpoint import LoadedModel
@@ -85,9 +86,17 @@ class Predictions:
     features: NDArray[np.float32] | None = None
     #: the frames are every frame of one file, so the guard's cine rule applies to them
     whole_series: bool = False
-    #: ``(N,)`` which frames were also read as a close-up of their head (the card's second
-    #: look, :mod:`fetal_viewer.core.model.closeup`), or None when the model has none
-    closeups: NDArray[np.bool_] | None = None
+    #: the head search of each frame, made for the card's second look
+    #: (:mod:`fetal_viewer.core.model.closeup`), or None when the model has none
+    heads: list[HeadSearch] | None = None
+
+    @property
+    def closeups(self) -> NDArray[np.bool_] | None:
+        """``(N,)`` which frames were also read as a close-up of their head, or None when
+        the model has no second look."""
+        if self.heads is None:
+            return None
+        return np.array([h.fit is not None for h in self.heads], dtype=bool)
 
     @property
     def cine_flagged(self) -> tuple[int, int] | None:
@@ -264,7 +273,7 @@ class Predictor:
         probs: list[NDArray[np.float32]] = []
         cams: list[NDArray[np.float32]] = []
         pooled: list[NDArray[np.float32]] = []
-        looked: list[NDArray[np.bool_]] = []
+        heads: list[HeadSearch] = []
         geometries: list[Geometry] = []
         progress(0, n, "frames")
         for start in range(0, n, batch_size):
@@ -277,8 +286,9 @@ class Predictor:
                 batch, with_cam=with_cam, stitch=stitch, with_features=with_features
             )
             if self.second_look:
-                p, found = self._second_look(chunk, p)
-                looked.append(found)
+                searches = [detect_head(np.asarray(frame)) for frame in chunk]
+                p = self._second_look(chunk, searches, p)
+                heads.extend(searches)
             probs.append(p)
             if c is not None:
                 cams.append(c)
@@ -300,25 +310,30 @@ class Predictor:
             domain_threshold=self.guard.threshold if self.guard is not None else None,
             features=feats if with_features else None,
             whole_series=whole_series,
-            closeups=(np.concatenate(looked) if looked else np.zeros(0, bool))
-            if self.second_look
-            else None,
+            heads=heads if self.second_look else None,
         )
 
     def _second_look(
-        self, frames: Sequence[NDArray], probs: NDArray[np.float32]
-    ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-        """The whole frames' ``probs`` averaged with those of the close-ups of their heads;
-        which frames had one. The domain guard reads the whole frames alone."""
-        views = [head_closeup(np.asarray(frame)) for frame in frames]
-        found = np.array([v is not None for v in views], dtype=bool)
+        self,
+        frames: Sequence[NDArray],
+        searches: Sequence[HeadSearch],
+        probs: NDArray[np.float32],
+    ) -> NDArray[np.float32]:
+        """The whole frames' ``probs`` averaged with those of the close-ups of the heads
+        ``searches`` found in them. The domain guard reads the whole frames alone."""
+        found = np.array([s.fit is not None for s in searches], dtype=bool)
         if not found.any():
-            return probs, found
+            return probs
+        views = [
+            head_closeup(np.asarray(frame), s.fit)
+            for frame, s in zip(frames, searches, strict=True)
+            if s.fit is not None
+        ]
         batch = np.stack([preprocess(v, self.spec).array for v in views if v is not None])
         close, _, _ = self.run_batch(batch)
         probs = probs.copy()
         probs[found] = (probs[found] + close) / 2
-        return probs, found
+        return probs
 
     def aggregate(self, probs: NDArray, rule: str | None = None) -> NDArray[np.float32]:
         """Patient/study-level probabilities by ``rule`` (the card's rule by default)."""

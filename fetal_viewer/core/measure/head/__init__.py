@@ -229,14 +229,16 @@ def measure_head(
     region: tuple[int, int, int, int] | None = None,
     *,
     min_score: float = MIN_SCORE,
+    search: HeadSearch | None = None,
 ) -> HeadMeasurement:
     """Find the head in ``frame`` and, with a pixel spacing, its circumference and age.
 
     ``spacing_mm`` is ``(row, col)`` mm per pixel (as in ``Calibration.spacing_mm``) or
     one size; ``region`` the calibrated box ``(x0, y0, x1, y1)`` (inclusive), when known:
-    a head whose centre lies outside it gets no millimetres.
+    a head whose centre lies outside it gets no millimetres. ``search``: the
+    :func:`detect_head` result for ``frame`` when one was made already (a model's second look).
     """
-    search = detect_head(frame, min_score=min_score)
+    search = detect_head(frame, min_score=min_score) if search is None else search
     fit = search.fit
     if fit is None:
         return HeadMeasurement(None, search.reason)
