@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fetal_viewer.core.io import read_frame
+from fetal_viewer.core.measure.head import find_head
 from fetal_viewer.core.model.checkpoint import load_checkpoint
 from fetal_viewer.core.model.closeup import head_closeup
 from fetal_viewer.core.model.guard import cine_flagged
@@ -37,7 +38,10 @@ BATCH = 16
 
 
 def both(pred: Predictor, images: list[np.ndarray]) -> list[dict]:
-    views = [head_closeup(im) for im in images]
+    fits = [find_head(im) for im in images]
+    views = [
+        None if fit is None else head_closeup(im, fit) for im, fit in zip(images, fits, strict=True)
+    ]
     whole = pred.predict(images)
     close = pred.predict([v if v is not None else im for v, im in zip(views, images, strict=True)])
     assert whole.domain_scores is not None and close.domain_scores is not None

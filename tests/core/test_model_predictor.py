@@ -120,6 +120,7 @@ def test_card_rule_is_the_default(tmp_path: Path) -> None:
 def test_the_second_look_averages_a_head_close_up_into_the_probabilities(
     loaded: LoadedModel, tmp_path: Path
 ) -> None:
+    from fetal_viewer.core.measure.head import find_head
     from fetal_viewer.core.model.card import HEAD_CLOSEUP
     from fetal_viewer.core.model.closeup import SIZE, head_closeup
     from fetal_viewer.core.model.guard import fit_guard
@@ -127,8 +128,10 @@ def test_the_second_look_averages_a_head_close_up_into_the_probabilities(
 
     head = ring_frame(270, 400, 190, 150, 60, 48, 20, seed=4)  # a small head: worth a close-up
     noise = _frames(1, seed=9)[0]
-    view = head_closeup(head)
-    assert view is not None and view.shape[:2] == (SIZE, SIZE) and head_closeup(noise) is None
+    fit = find_head(head)
+    assert fit is not None and find_head(noise) is None
+    view = head_closeup(head, fit)
+    assert view.shape[:2] == (SIZE, SIZE)
     plain = Predictor(loaded, backend="torch")
     feats = plain.predict(_frames(30, seed=5), with_features=True).features
     assert feats is not None

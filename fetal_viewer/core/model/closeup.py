@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.measure.head import HeadFit, find_head
+from fetal_viewer.core.measure.head import HeadFit
 
 #: the close-up reaches this many semi-major axes either side of the head's centre
 HALF_AXES = 1.7
@@ -26,12 +26,9 @@ HALF_AXES = 1.7
 SIZE = 512
 
 
-def head_closeup(frame: NDArray[np.uint8], fit: HeadFit | None = None) -> NDArray[np.uint8] | None:
-    """The close-up of the head in ``frame`` (grey or RGB uint8), or None when no skull is
-    found; ``fit``: the head already found in it (else it is searched for here)."""
-    fit = find_head(frame) if fit is None else fit
-    if fit is None:
-        return None
+def head_closeup(frame: NDArray[np.uint8], fit: HeadFit) -> NDArray[np.uint8]:
+    """The close-up of the head ``fit`` that the head finder found in ``frame`` (grey or RGB
+    uint8)."""
     scale = (SIZE / 2) / (HALF_AXES * fit.a)
     matrix = np.array(
         [[scale, 0.0, SIZE / 2 - scale * fit.cx], [0.0, scale, SIZE / 2 - scale * fit.cy]]

@@ -329,7 +329,7 @@ class Predictor:
             for frame, s in zip(frames, searches, strict=True)
             if s.fit is not None
         ]
-        batch = np.stack([preprocess(v, self.spec).array for v in views if v is not None])
+        batch = np.stack([preprocess(v, self.spec).array for v in views])
         close, _, _ = self.run_batch(batch)
         probs = probs.copy()
         probs[found] = (probs[found] + close) / 2
