@@ -79,6 +79,26 @@ def test_lesions_sit_where_the_anatomy_says() -> None:
     assert anen.image[ring].mean() < 0.5 * scan[ring].mean()  # the vault is gone
 
 
+def test_an_encephalocele_shows_where_the_head_leaves_the_view() -> None:
+    """A head whose right pole runs off the frame: the sac goes where it shows."""
+    cx, cy, a, b = 300.0, 150.0, 115.0, 90.0
+    yy, xx = np.mgrid[0:H, 0:W]
+    scan = np.zeros((H, W), np.uint8)
+    base = _scan()
+    shift = int(cx - HEAD[0])
+    scan[:, shift:] = base[:, : W - shift]  # the same scan, moved right
+    scan[:, :shift] = base[:, :shift]
+    fit = HeadFit(cx, cy, a, b, 0.0, 0.08 * b, 0.9, 0.9, 1.0, 0.7, 0.6)
+    outside = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 > 1.0
+    shown = [
+        (synthesise(scan, fit, "encephalocele", np.random.default_rng(s)).mask & outside).sum()
+        for s in range(12)
+    ]
+    # every sac shows at least 3% of the head's area (a sac cut off by the frame's edge
+    # showed under 1% before)
+    assert min(shown) > 0.03 * math.pi * a * b
+
+
 def test_sham_edits_are_lesion_free_and_recorded() -> None:
     scan = _scan()
     out = sham(scan, _fit(), np.random.default_rng(0), 3)

@@ -10,7 +10,9 @@ the way each anomaly changes it in an axial head plane:
   tissue (angiomatous stroma) floating in fluid;
 * **encephalocele** (meningocele included): a gap in the skull echo, mostly at a pole of
   the occipito-frontal axis, with a sac bounded by a thin membrane protruding through it,
-  holding fluid, brain tissue or both;
+  holding fluid, brain tissue or both; the sac (0.3 to 0.8 of the head's minor semi-axis)
+  goes where it lies in the field of view (a pole that runs off the fan gives a smaller sac,
+  or one elsewhere on the skull), so the label is never a lesion no one could see;
 * **holoprosencephaly** (alobar): no midline echo, one large central monoventricle, the
   thalami fused into one mass in front of or inside it;
 * **rachischisis**, cranial signs: lemon-shaped frontal bones (both sides pulled inwards
@@ -249,6 +251,12 @@ def _levels(hd: _Head) -> dict[str, float]:
     return {"brain": brain, "fluid": min(fluid, 0.45 * brain), "skull": skull}
 
 
+#: an encephalocele's sac is placed where at least this share of it is in the field of view
+#: (the best of :data:`_SAC_TRIES` places otherwise)
+_SAC_IN_VIEW = 0.85
+_SAC_TRIES = 16
+
+
 def _pole(rng: np.random.Generator, occipital_share: float = 0.8) -> float:
     """A parametric angle at a pole of the major axis (either end: which is occipital is not
     known), or anywhere with probability ``1 - occipital_share``."""
@@ -257,32 +265,66 @@ def _pole(rng: np.random.Generator, occipital_share: float = 0.8) -> float:
     return float(rng.uniform(-math.pi, math.pi))
 
 
+def _share_in_view(hd: _Head, phi: float, ra: float, rb: float, out_frac: float) -> float:
+    """Share of an encephalocele's sac (semi-axes ``ra`` along the skull's normal at ``phi``,
+    ``rb`` across; its centre ``out_frac * ra`` beyond the skull) outside the skull that lies
+    in the image's field of view, on a 2-pixel grid that reaches beyond the frame."""
+    px, py = hd.point(phi, 1.0)
+    nx, ny = hd.normal(phi)
+    cx, cy = px + nx * ra * out_frac, py + ny * ra * out_frac
+    g = np.arange(-ra, ra + 1.0, 2.0)
+    du, dv = np.meshgrid(g, g)
+    disc = (du / ra) ** 2 + (dv / rb) ** 2 <= 1.0
+    x = cx + du[disc] * nx - dv[disc] * ny
+    y = cy + du[disc] * ny + dv[disc] * nx
+    h = hd.head
+    th = math.radians(h.angle_deg)
+    u = (x - h.cx) * math.cos(th) + (y - h.cy) * math.sin(th)
+    v = -(x - h.cx) * math.sin(th) + (y - h.cy) * math.cos(th)
+    out = (u / h.a) ** 2 + (v / h.b) ** 2 > 1.0
+    if not out.any():
+        return 0.0
+    x, y = np.rint(x[out]).astype(np.int64), np.rint(y[out]).astype(np.int64)
+    rows, cols = hd.area.shape
+    framed = (x >= 0) & (x < cols) & (y >= 0) & (y < rows)
+    shown = np.zeros(len(x), dtype=bool)
+    shown[framed] = hd.area[y[framed], x[framed]]
+    return float(shown.mean())
+
+
 def _encephalocele(
     hd: _Head, img: NDArray[np.float32], rng: np.random.Generator
 ) -> tuple[NDArray[np.bool_], list[str]]:
     lv = _levels(hd)
-    phi0 = _pole(rng)
-    half = math.radians(rng.uniform(10, 24))
-    gap = hd.angle_window(phi0, half) & (hd.rho >= hd.rho_in - 0.05) & (hd.rho <= 1.1) & hd.area
+    r_sac = hd.scale * rng.uniform(0.3, 0.8)
+    aspect = rng.uniform(0.75, 1.0)
+    # how far the sac's centre lies beyond the skull (fraction of its radius): it always
+    # overlaps the skull, so it protrudes through the gap
+    out_frac = rng.uniform(0.35, 0.75)
+    best: tuple[float, float, float] | None = None  # share in view, angle, radius
+    for attempt in range(_SAC_TRIES):
+        if attempt and attempt % 4 == 0:
+            r_sac *= 0.8  # a smaller sac where a large one does not fit in view
+        phi = _pole(rng)
+        share = _share_in_view(hd, phi, r_sac, r_sac * aspect, out_frac)
+        if best is None or share > best[0]:
+            best = (share, phi, r_sac)
+        if share >= _SAC_IN_VIEW:
+            break
+    assert best is not None
+    _, phi0, r_sac = best
     px, py = hd.point(phi0, 1.0)
     nx, ny = hd.normal(phi0)
-    r_sac = hd.scale * rng.uniform(0.22, 0.55)
-    # the sac's half-width at the skull at least spans the gap
-    out = r_sac * rng.uniform(0.35, 0.8)
-    centre = (px + nx * out, py + ny * out)
+    centre = (px + nx * r_sac * out_frac, py + ny * r_sac * out_frac)
     sac = (
-        _blob(
-            hd,
-            centre,
-            r_sac,
-            r_sac * rng.uniform(0.75, 1.0),
-            rng,
-            lobes=0.08,
-            angle=math.atan2(ny, nx),
-        )
+        _blob(hd, centre, r_sac, r_sac * aspect, rng, lobes=0.08, angle=math.atan2(ny, nx))
         & (hd.rho > 1.0)
         & hd.area
     )
+    # the gap spans most of the sac's neck on the skull
+    neck = r_sac * math.sqrt(1.0 - out_frac**2) / (0.5 * (hd.head.a + hd.head.b))
+    half = min(max(neck * rng.uniform(0.6, 1.0), math.radians(8)), math.radians(40))
+    gap = hd.angle_window(phi0, half) & (hd.rho >= hd.rho_in - 0.05) & (hd.rho <= 1.1) & hd.area
     content = rng.choice(["fluid", "brain", "mixed"], p=[0.35, 0.35, 0.3])
     edits = ["skull", "fill"]
     # the gap: the skull echo replaced by what herniates through it
