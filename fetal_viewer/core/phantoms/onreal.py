@@ -10,7 +10,7 @@ the way each anomaly changes it in an axial head plane:
   tissue (angiomatous stroma) floating in fluid;
 * **encephalocele** (meningocele included): a gap in the skull echo, mostly at a pole of
   the occipito-frontal axis, with a sac bounded by a thin membrane protruding through it,
-  holding fluid, brain tissue or both; the sac (0.3 to 0.8 of the head's minor semi-axis)
+  holding fluid, brain tissue or both; the sac (0.3 to 1.1 of the head's minor semi-axis)
   goes where it lies in the field of view (a pole that runs off the fan gives a smaller sac,
   or one elsewhere on the skull), so the label is never a lesion no one could see;
 * **holoprosencephaly** (alobar): no midline echo, one large central monoventricle, the
@@ -296,7 +296,8 @@ def _encephalocele(
     hd: _Head, img: NDArray[np.float32], rng: np.random.Generator
 ) -> tuple[NDArray[np.bool_], list[str]]:
     lv = _levels(hd)
-    r_sac = hd.scale * rng.uniform(0.3, 0.8)
+    # from a small meningocele to a sac the size of the head (log-uniform)
+    r_sac = hd.scale * math.exp(rng.uniform(math.log(0.3), math.log(1.1)))
     aspect = rng.uniform(0.75, 1.0)
     # how far the sac's centre lies beyond the skull (fraction of its radius): it always
     # overlaps the skull, so it protrudes through the gap
@@ -343,25 +344,25 @@ def _encephalocele(
             hd, inner_c, inner_r, inner_r * 0.8, rng, lobes=0.15, angle=math.atan2(ny, nx)
         )
         _fill(img, hd.grey, tissue, hd.brain, rng, level=lv["brain"] * 1.1)
-    # the membrane: a thin echogenic line around the sac outside the skull
+    # the membrane: an echogenic line around the sac outside the skull, continuing the
+    # skull's echo at the gap's edges
     import cv2
 
     sac_u8 = sac.astype(np.uint8)
-    width = max(1, round(rng.uniform(0.008, 0.025) * hd.scale))
+    width = max(1, round(rng.uniform(0.012, 0.04) * hd.scale))
     rim = (cv2.dilate(sac_u8, np.ones((2 * width + 1,) * 2, np.uint8)) > 0) & ~sac & (hd.rho > 1.0)
     rim &= hd.area
-    if rng.random() < 0.85:
-        _fill(
-            img,
-            hd.grey,
-            rim,
-            hd.skull,
-            rng,
-            level=lv["skull"] * rng.uniform(0.45, 0.85),
-            feather=0.8,
-            block=8,
-        )
-    return sac | gap, edits
+    _fill(
+        img,
+        hd.grey,
+        rim,
+        hd.skull,
+        rng,
+        level=lv["skull"] * rng.uniform(0.55, 1.0),
+        feather=0.8,
+        block=8,
+    )
+    return sac | gap | rim, edits
 
 
 def _anencephaly(
