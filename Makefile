@@ -130,9 +130,13 @@ demo-model: $(STAMP)
 ## 640x640 square as collections publish scans) and the real samples, with the domain guard
 ## against real DICOM files that show no fetal head (pydicom-data: the demo guard's real
 ## outliers, so this checks that its fit holds; docs/domain-guard.md has the held-out foreign
-## sets). Needs $(HC18) and $(SAMPLES); writes out/real-check/
+## sets). Needs $(HC18) and $(SAMPLES); writes out/real-check/. With REAL_COLLECTION=INDEX.csv
+## (real labelled images: path, label, base_case; docs/real-anatomy.md) it scores those too.
+REAL_COLLECTION ?=
 real-check: $(STAMP)
 	mkdir -p out/real-check
+	test -f out/hc18-synth/manifest.csv || $(BIN)/fetal-viewer phantoms --backgrounds $(HC18)/images \
+	    --backgrounds-index $(HC18)/index.csv --out out/hc18-synth --center H --seed 2026
 	awk -F, 'NR == 1 {print "path,patient_id,center,label,group"; next} $$2 % 5 == 0 \
 	    {print "$(abspath $(HC18))/images/" $$1 ",HC18-" $$1 ",H,normal,H-" $$2}' \
 	    $(HC18)/index.csv > out/real-check/hc18_heldout.csv
@@ -148,6 +152,8 @@ real-check: $(STAMP)
 	    --manifest out/hc18-square/manifest.csv --out out/real-check/hc18-square
 	$(BIN)/fetal-viewer predict --model resources/models/demo/card.json --no-progress \
 	    $(SAMPLES)/brain_anomaly $(SAMPLES)/fetal_planes $(SAMPLES)/hc18 | tee out/real-check/samples.txt
+	test -z "$(REAL_COLLECTION)" || $(BIN)/python experiments/real_collection.py \
+	    resources/models/demo/card.json $(REAL_COLLECTION) out/real-check/real-collection.csv
 
 ## loco-report: the shipped model's recipe on every center, pooled into one leave-one-center-out
 ## report: the three fine-tunes of each of the A, B and C folds (as demo-model does for D; about
