@@ -1,7 +1,8 @@
 """docs/images/real-anatomy.png: real normal HC18 scans and the four anomalies synthesised
 into each of them (``phantoms --backgrounds``), with the lesion masks outlined.
 
-    .venv/bin/python tools/real_anatomy_figure.py ../shared/hc18-train/images 250_HC.png ...
+    .venv/bin/python tools/real_anatomy_figure.py ../shared/hc18-train/images \\
+        250_HC.png 400_HC.png 600_HC.png 800_HC.png
 
 HC18 (van den Heuvel et al., PLoS ONE 2018; Zenodo 1327317) is CC BY 4.0: the figure says so.
 """
