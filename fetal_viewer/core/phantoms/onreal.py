@@ -242,6 +242,21 @@ def _blob(
     return np.asarray(r <= 1.0)
 
 
+def _echo(
+    hd: _Head,
+    img: NDArray[np.float32],
+    region: NDArray[np.bool_],
+    rng: np.random.Generator,
+    level: float,
+    *,
+    feather: float,
+    block: int,
+) -> None:
+    """An echogenic structure (membrane, foci) in ``region``: the skull's own texture at
+    ``level``."""
+    _fill(img, hd.grey, region, hd.skull, rng, level=level, feather=feather, block=block)
+
+
 def _levels(hd: _Head) -> dict[str, float]:
     g = hd.grey.astype(np.float32)
     brain = float(np.median(g[hd.brain])) if hd.brain.any() else float(np.median(g[hd.fov]))
@@ -352,16 +367,7 @@ def _encephalocele(
     width = max(1, round(rng.uniform(0.012, 0.04) * hd.scale))
     rim = (cv2.dilate(sac_u8, np.ones((2 * width + 1,) * 2, np.uint8)) > 0) & ~sac & (hd.rho > 1.0)
     rim &= hd.area
-    _fill(
-        img,
-        hd.grey,
-        rim,
-        hd.skull,
-        rng,
-        level=lv["skull"] * rng.uniform(0.55, 1.0),
-        feather=0.8,
-        block=8,
-    )
+    _echo(hd, img, rim, rng, lv["skull"] * rng.uniform(0.55, 1.0), feather=0.8, block=8)
     return sac | gap | rim, edits
 
 
@@ -388,16 +394,7 @@ def _anencephaly(
 
     noise = cv2.GaussianBlur(rng.normal(size=img.shape).astype(np.float32), (0, 0), hd.scale * 0.08)
     foci = mass & (noise > np.percentile(noise[mass], 80)) if mass.any() else mass
-    _fill(
-        img,
-        hd.grey,
-        foci,
-        hd.skull,
-        rng,
-        level=lv["skull"] * rng.uniform(0.35, 0.6),
-        feather=3.0,
-        block=12,
-    )
+    _echo(hd, img, foci, rng, lv["skull"] * rng.uniform(0.35, 0.6), feather=3.0, block=12)
     return head, edits
 
 
