@@ -89,10 +89,7 @@ class _Head:
         self.area = _hull(fov)
         h, w = grey.shape
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        th = math.radians(head.angle_deg)
-        dx, dy = xx - head.cx, yy - head.cy
-        self.u = dx * math.cos(th) + dy * math.sin(th)
-        self.v = -dx * math.sin(th) + dy * math.cos(th)
+        self.u, self.v = self.axes(xx, yy)
         self.rho = np.sqrt((self.u / head.a) ** 2 + (self.v / head.b) ** 2)
         self.phi = np.arctan2(self.u * 0 + self.v / head.b, self.u / head.a)
         t = max(2.0, head.skull_px)
@@ -115,6 +112,13 @@ class _Head:
             fluid = self.brain & (blur <= level)
         self.fluid = fluid
         self.scale = head.b  # lengths below are fractions of the minor semi-axis
+
+    def axes(self, x: NDArray, y: NDArray) -> tuple[NDArray, NDArray]:
+        """Frame points ``x, y`` in pixels along the ellipse's major and minor axes."""
+        h = self.head
+        th = math.radians(h.angle_deg)
+        dx, dy = x - h.cx, y - h.cy
+        return dx * math.cos(th) + dy * math.sin(th), -dx * math.sin(th) + dy * math.cos(th)
 
     def point(self, phi: float, rho: float) -> tuple[float, float]:
         """Frame coordinates of the ellipse point at parametric angle ``phi``, scale ``rho``."""
@@ -292,11 +296,8 @@ def _share_in_view(hd: _Head, phi: float, ra: float, rb: float, out_frac: float)
     disc = (du / ra) ** 2 + (dv / rb) ** 2 <= 1.0
     x = cx + du[disc] * nx - dv[disc] * ny
     y = cy + du[disc] * ny + dv[disc] * nx
-    h = hd.head
-    th = math.radians(h.angle_deg)
-    u = (x - h.cx) * math.cos(th) + (y - h.cy) * math.sin(th)
-    v = -(x - h.cx) * math.sin(th) + (y - h.cy) * math.cos(th)
-    out = (u / h.a) ** 2 + (v / h.b) ** 2 > 1.0
+    u, v = hd.axes(x, y)
+    out = (u / hd.head.a) ** 2 + (v / hd.head.b) ** 2 > 1.0
     if not out.any():
         return 0.0
     x, y = np.rint(x[out]).astype(np.int64), np.rint(y[out]).astype(np.int64)
