@@ -24,8 +24,6 @@ from fetal_viewer.core.model.guard import _sigmoid, _unit
 from fetal_viewer.core.model.predictor import Predictor
 from fetal_viewer.core.phantoms.outliers import KINDS, SyntheticOutliers
 
-CLASSES = ("normal", "anencephaly", "encephalocele", "holoprosencephaly", "rachischisis")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -40,6 +38,7 @@ def main() -> None:
     predictor = Predictor(loaded, backend="onnxruntime")
     predictor.guard = None
     predictor.second_look = False
+    classes = loaded.card.classes
     rng = random.Random(0)
 
     def sample(rows: list[dict[str, str]], n: int) -> list[dict[str, str]]:
@@ -53,7 +52,7 @@ def main() -> None:
         sets[f"real {label}"] = [read_frame(r["path"], 0) for r in rows]
     with open(f"{args.synth}/manifest.csv", newline="") as fh:
         synth = list(csv.DictReader(fh))
-    for c in CLASSES:
+    for c in classes:
         rows = sample([r for r in synth if r["label"] == c], 80)
         sets[f"synth {c}"] = [
             read_frame(f"{args.synth}/{r['path']}", int(r["frame"] or 0)) for r in rows
@@ -64,11 +63,9 @@ def main() -> None:
 
     feats = {}
     for name, frames in sets.items():
-        chunks = [
-            predictor.predict(frames[s : s + 16], with_features=True).features
-            for s in range(0, len(frames), 16)
-        ]
-        feats[name] = np.concatenate([c for c in chunks if c is not None])
+        pred = predictor.predict(frames, with_features=True)
+        assert pred.features is not None
+        feats[name] = pred.features
     print(f"{'set':28s}   n  distance/backstop  p(outlier)  withheld")
     for name, f in feats.items():
         d, lo = guard.parts(f)
@@ -78,7 +75,7 @@ def main() -> None:
             f"{name:28s} {len(f):3d}  {np.median(d) / guard.distance_threshold:17.2f}"
             f"  {np.median(_sigmoid(lo)):10.2f}  {held:8.2f}"
         )
-    heads = np.concatenate([_unit(feats[f"synth {c}"].astype(np.float64)) for c in CLASSES]).mean(0)
+    heads = np.concatenate([_unit(feats[f"synth {c}"].astype(np.float64)) for c in classes]).mean(0)
 
     def shift(name: str) -> np.ndarray:
         v = _unit(feats[name].astype(np.float64)).mean(0) - heads
