@@ -38,7 +38,8 @@ def score(card: Path, index: Path, out: Path) -> list[dict[str, str]]:
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
         pred = predictor.predict([read_frame(r["path"], 0) for r in chunk])
-        assert pred.domain_scores is not None and pred.domain_threshold is not None
+        inside = pred.in_domain
+        assert pred.domain_scores is not None and inside is not None
         for j, row in enumerate(chunk):
             probs = pred.probs[j]
             done.append(
@@ -50,7 +51,7 @@ def score(card: Path, index: Path, out: Path) -> list[dict[str, str]]:
                     "predicted": classes[int(probs.argmax())],
                     **{f"p_{c}": f"{p:.4f}" for c, p in zip(classes, probs, strict=True)},
                     "domain_score": f"{pred.domain_scores[j]:.3f}",
-                    "in_domain": str(int(pred.domain_scores[j] <= pred.domain_threshold)),
+                    "in_domain": str(int(inside[j])),
                 }
             )
     out.parent.mkdir(parents=True, exist_ok=True)
