@@ -187,3 +187,21 @@ def write_mostly_foreign_cine(path: Path) -> Path:
         PatientName="Cine^Mixed",
         SeriesDescription="Mixed cine",
     )
+
+
+def write_head_cine(path: Path, modality: str, n: int = 2) -> Path:
+    """An ``n``-frame RGB cine of an unseen-seed phantom head (inside the shipped model's
+    domain, frame by frame) whose header names ``modality``: the header rule's test file."""
+    from fetal_viewer.core.phantoms.dataset import plan_patients, render_patient
+
+    plan = plan_patients(1, 1, seed=31337)[0]
+    heads = [f.image for f in render_patient(plan, (256, 256)).frames[:n]]
+    frames = np.stack([np.dstack([h] * 3) if h.ndim == 2 else h for h in heads])
+    return write_rgb_cine(
+        path,
+        frames,
+        Modality=modality,
+        PatientID="HEAD-1",
+        PatientName="Cine^Head",
+        SeriesDescription=f"Head labelled {modality}",
+    )

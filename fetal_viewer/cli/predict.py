@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.cam.overlay import blend
     from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
     from fetal_viewer.core.model.checkpoint import load_checkpoint
-    from fetal_viewer.core.model.guard import WITHHELD_NOTE, cine_words
+    from fetal_viewer.core.model.guard import WITHHELD_NOTE, cine_words, modality_words
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.model.preprocess import preprocess
     from fetal_viewer.core.progress import tqdm_progress
@@ -176,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
                             with_cam=with_cam,
                             stitch=args.cam_method == "gradcam-stitch",
                             whole_series=True,
+                            modality=series.modality,
                         )
                     except StudyLoadError as exc:
                         # a frame that fails to decode costs its series, not the whole run
@@ -202,8 +203,9 @@ def run(args: argparse.Namespace) -> int:
                             "top_probability": round(p, 6),
                             "in_domain": None,
                         }
-                        if pred.domain_scores is not None:
+                        if pred.domain_scores is not None or pred.foreign_modality:
                             entry["in_domain"] = bool(assessable[i])
+                        if pred.domain_scores is not None:
                             entry["domain_score"] = round(float(pred.domain_scores[i]), 4)
                             entry["domain_threshold"] = round(float(pred.domain_threshold or 0), 4)
                         if pred.closeups is not None:
@@ -260,6 +262,9 @@ def run(args: argparse.Namespace) -> int:
                             "source": str(series.source),
                             "uid": series.uid,
                             "n_frames": len(frames),
+                            "modality": series.modality,
+                            # the modality in words when the header rule withholds it all
+                            "foreign_modality": pred.foreign_modality,
                             # [flagged, frames] when the guard's cine rule withholds it all
                             "cine_flagged": None
                             if pred.cine_flagged is None
@@ -353,7 +358,12 @@ def run(args: argparse.Namespace) -> int:
             for s in pat["series"]:
                 for f in s["frames"]:
                     head = f"    {s['source']} frame {f['index']}: "
-                    if f["in_domain"] is False:
+                    if f["in_domain"] is False and s["foreign_modality"]:
+                        print(
+                            f"{head}[NOT ULTRASOUND] {modality_words(s['foreign_modality'])}: "
+                            "its output is withheld"
+                        )
+                    elif f["in_domain"] is False:
                         score, limit = f["domain_score"], f["domain_threshold"]
                         why = (
                             f"score {score:.2f} > {limit:.2f}"

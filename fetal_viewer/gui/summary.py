@@ -64,7 +64,12 @@ def build_summary(
 ) -> Path:
     from fetal_viewer.core.cam.overlay import blend
     from fetal_viewer.core.model.aggregation import NO_ASSESSABLE, aggregate_assessable
-    from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE, cine_words
+    from fetal_viewer.core.model.guard import (
+        NO_GUARD_NOTE,
+        WITHHELD_NOTE,
+        cine_words,
+        modality_words,
+    )
 
     classes = tuple(model.classes)
     parts: list[str] = []
@@ -105,9 +110,11 @@ def build_summary(
             + ")</small></h2>"
         )
         if series_probs is None:
+            foreign = inp.results[0].foreign_modality
+            why = WITHHELD_NOTE if foreign is None else modality_words(foreign)
             parts.append(
                 f"<section>{head}<p class='withheld'>{html.escape(NO_ASSESSABLE.capitalize())}: "
-                f"{html.escape(WITHHELD_NOTE)}.</p></section>"
+                f"{html.escape(why)}.</p></section>"
             )
             continue
         top = int(np.argmax(series_probs))

@@ -28,7 +28,7 @@ from cachetools import LRUCache
 from numpy.typing import NDArray
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal, Slot
 
-from fetal_viewer.core.model.guard import cine_flagged
+from fetal_viewer.core.model.guard import cine_flagged, foreign_modality
 from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
 from fetal_viewer.core.warncatch import collect_warnings
@@ -434,6 +434,8 @@ class ModelService(QThread):
         ckey = (series_key(series), self.info.sha)
         if len(series) < 2 or self.info.guard_note or ckey in self._cine:
             return
+        if foreign_modality(series.modality) is not None:
+            return  # withheld by its header whatever the cine rule would say
         if self._cine_jobs.get(ckey) in self._jobs:
             return  # already being scored
         self._cine_jobs[ckey] = self.analyse([series])
@@ -516,7 +518,12 @@ class ModelService(QThread):
         stitch = method == STITCH_METHOD
         fast = method == FAST_METHOD or stitch  # Grad-CAM comes with the prediction
         preds = predictor.predict(
-            frames, batch_size=len(frames), cancel=cancel, with_cam=fast, stitch=stitch
+            frames,
+            batch_size=len(frames),
+            cancel=cancel,
+            with_cam=fast,
+            stitch=stitch,
+            modality=series.modality,
         )
         cams = preds.cams
         if not fast:
@@ -526,7 +533,12 @@ class ModelService(QThread):
         with self._lock:
             ckey = (skey, self.info.sha)
             cine = self._cine.get(ckey)
-            pending = len(series) > 1 and preds.domain_scores is not None and ckey not in self._cine
+            pending = (
+                len(series) > 1
+                and preds.domain_scores is not None
+                and preds.foreign_modality is None
+                and ckey not in self._cine
+            )
             for j, index in enumerate(indices):
                 score = preds.domain_scores
                 result = FrameResult(
@@ -537,6 +549,7 @@ class ModelService(QThread):
                     domain_threshold=preds.domain_threshold,
                     cine_flagged=cine,
                     cine_pending=pending,
+                    foreign_modality=preds.foreign_modality,
                 )
                 self._cache[(skey, index, self.info.sha, method)] = result
                 results.append(result)

@@ -117,6 +117,32 @@ def test_a_frame_that_fails_to_decode_costs_its_series_not_the_run(
     assert "Traceback" not in res.stderr
 
 
+def test_a_series_that_is_not_ultrasound_is_withheld_by_its_header(
+    card: Path, tmp_path: Path
+) -> None:
+    """A model without a guard on a head cine whose header says MR: every frame is out of
+    domain in --json with the modality named, the patient has no assessable frames, and
+    the text says why; the same frames labelled US are read."""
+    from tests.factories import write_head_cine
+
+    mr = write_head_cine(tmp_path / "mr" / "head.dcm", "MR")
+    res = _cli(mr, "--model", card, "--json", "--no-head")
+    assert res.returncode == 0, res.stderr
+    (patient,) = json.loads(res.stdout)["patients"]
+    (series,) = patient["series"]
+    assert series["modality"] == "MR" and series["foreign_modality"] == "MR (magnetic resonance)"
+    assert [f["in_domain"] for f in series["frames"]] == [False, False]
+    assert patient["assessment"] == "no assessable frames" and patient["top_class"] is None
+    res = _cli(mr, "--model", card, "--no-head")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("[NOT ULTRASOUND] Not ultrasound: the series is MR") == 2
+    us = write_head_cine(tmp_path / "us" / "head.dcm", "US")
+    (patient,) = json.loads(_cli(us, "--model", card, "--json", "--no-head").stdout)["patients"]
+    (series,) = patient["series"]
+    assert series["foreign_modality"] is None and patient["top_class"] is not None
+    assert [f["in_domain"] for f in series["frames"]] == [None, None]  # no guard
+
+
 def test_a_cine_of_a_foreign_view_is_withheld_whole(tmp_path: Path) -> None:
     """The shipped model on a cine whose frames are mostly foreign: every frame is out of
     domain in --json, the text says why, and the patient has no assessable frames."""

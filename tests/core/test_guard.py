@@ -21,7 +21,9 @@ from fetal_viewer.core.model.guard import (
     cine_flagged,
     fit_guard,
     fit_probe,
+    foreign_modality,
     load_guard,
+    modality_words,
     save_guard,
 )
 from fetal_viewer.core.model.network import build_resnet34
@@ -185,6 +187,36 @@ def test_a_cine_mostly_flagged_is_withheld_whole() -> None:
     assert apart.cine_flagged is None and apart.in_domain.tolist() == [True, False, False]
     unguarded = Predictions(np.zeros((2, 5), np.float32), None, [], ("a",) * 5, whole_series=True)
     assert unguarded.cine_flagged is None and unguarded.in_domain is None
+
+
+def test_a_series_whose_header_is_not_ultrasound_is_withheld_whatever_its_scores() -> None:
+    """The header rule: a DICOM Modality other than ultrasound, a plain image (OT), a screen
+    capture (SC) or none withholds every frame, with or without a guard; the modality is
+    named in words."""
+    for read in ("US", "OT", "SC", "", " us "):
+        assert foreign_modality(read) is None
+    assert foreign_modality("MR") == "MR (magnetic resonance)"
+    assert foreign_modality("seg") == "SEG (a segmentation)"
+    assert foreign_modality("ZZ") == "ZZ"  # a code it has no name for is still not ultrasound
+    assert modality_words("MR (magnetic resonance)").startswith("Not ultrasound: the series is MR")
+
+    def pred(modality: str, scores: list[float] | None) -> Predictions:
+        return Predictions(
+            probs=np.full((2, 5), 0.2, np.float32),
+            cams=None,
+            geometries=[],
+            classes=("a", "b", "c", "d", "e"),
+            domain_scores=None if scores is None else np.array(scores, np.float32),
+            domain_threshold=None if scores is None else 1.0,
+            modality=modality,
+        )
+
+    inside = pred("MR", [0.1, 0.2])
+    assert inside.foreign_modality == "MR (magnetic resonance)"
+    assert inside.in_domain.tolist() == [False, False] and not inside.assessable().any()
+    assert pred("CT", None).in_domain.tolist() == [False, False]  # no guard: still withheld
+    assert pred("US", [0.1, 2.0]).in_domain.tolist() == [True, False]
+    assert pred("OT", None).in_domain is None
 
 
 @pytest.fixture(scope="module")

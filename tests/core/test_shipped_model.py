@@ -193,6 +193,36 @@ def test_a_cine_of_a_foreign_view_is_withheld_whole(shipped, mostly_foreign_cine
     ood = guard_vs_ood(loaded, table, [mostly_foreign_cine], backend="torch")
     assert ood["flagged_frame_by_frame"] == pytest.approx(4 / 6, abs=1e-6)
     assert ood["flagged"] == 1.0 and ood["cines_withheld_whole"] == 1
+    assert ood["files_not_ultrasound"] == 0
+
+
+def test_a_head_whose_header_is_not_ultrasound_is_withheld(shipped, tmp_path: Path) -> None:
+    """The header rule where the guard cannot help: phantom heads inside the shipped model's
+    domain, in a file whose Modality is MR, are withheld by `predict`, the reader study's AI
+    and ``evaluate --ood`` alike."""
+    from fetal_viewer.core.readerstudy.coordination import StudyModel
+    from fetal_viewer.core.readerstudy.protocol import CaseView
+    from fetal_viewer.core.training.evaluate import guard_vs_ood
+    from fetal_viewer.core.training.summary import PredictionTable
+    from tests.factories import write_head_cine
+
+    predictor, loaded = shipped
+    path = write_head_cine(tmp_path / "mr.dcm", "MR")
+    series = open_paths([path]).series[0]
+    pred = predictor.predict(series.frames(), whole_series=True, modality=series.modality)
+    assert pred.domain_scores is not None and (pred.domain_scores <= 1.0).all()  # guard: in
+    assert pred.foreign_modality == "MR (magnetic resonance)" and not pred.assessable().any()
+    shown = StudyModel(DEMO_MODEL_CARD)(CaseView(1, "CASE-1", str(path), 1))
+    assert shown.foreign_modality == "MR (magnetic resonance)" and shown.in_domain is False
+    n = len(series)
+    table = PredictionTable(
+        ("normal",), [f"h{i}" for i in range(n)], [0] * n, ["P"] * n, ["A"] * n, [None] * n,
+        ["f"] * n, np.zeros(n, np.int64), pred.probs, [None] * n, [None] * n, [None] * n,
+        [None] * n, [float(v) for v in pred.domain_scores], [True] * n,
+    )  # fmt: skip
+    ood = guard_vs_ood(loaded, table, [path], backend="torch")
+    assert ood["flagged_frame_by_frame"] == 0.0 and ood["flagged"] == 1.0
+    assert ood["files_not_ultrasound"] == 1 and ood["cines_withheld_whole"] == 0
 
 
 def test_real_non_head_samples_are_out_of_domain(shipped, real_samples: Path) -> None:

@@ -243,6 +243,43 @@ def test_a_frame_outside_the_domain_is_withheld_until_shown_anyway(patients, cap
     assert views[-1].shown and views[-1].domain == "No domain check for this model."
 
 
+def test_a_series_that_is_not_ultrasound_is_withheld_by_its_header(patients, caplog) -> None:
+    """The header rule in the viewer: a frame of an MR series is withheld whatever the
+    guard scores, and by a model without a guard too; the panel names the modality, and
+    Show anyway is logged with the reason, no file name and no score it does not have."""
+    import logging
+    from dataclasses import replace
+
+    state = ViewerState()
+    p = patients[0]
+    series = first_series(p)
+    state.select(p, p.studies[0], series)
+    state.set_model(model())
+    frame = fan()
+    assert state.want_frame(0, frame)
+    base = result_for(frame, top=4)  # no guard
+    views: list[AIView] = []
+    state.ai_changed.connect(views.append)
+    mr = replace(base, foreign_modality="MR (magnetic resonance)")
+    state.set_result(0, mr)
+    view = views[-1]
+    assert view.status is AIStatus.WITHHELD and view.probs is None and view.in_domain is False
+    assert view.message == (
+        "Not ultrasound: the series is MR (magnetic resonance), and this model reads "
+        "ultrasound only: its output is withheld."
+    )
+    assert state.overlay.layer is None
+    with caplog.at_level(logging.INFO, logger="fetal_viewer.core.viewer.state"):
+        state.reveal()
+    assert views[-1].shown and views[-1].top_label == "rachischisis"
+    assert "not ultrasound: MR (magnetic resonance)" in caplog.text
+    assert str(series.source) not in caplog.text
+    # inside the guard's domain, the header still withholds it
+    state.want_frame(1, frame)
+    state.set_result(1, replace(mr, domain_score=0.5, domain_threshold=1.0))
+    assert views[-1].status is AIStatus.WITHHELD and "Not ultrasound" in views[-1].domain
+
+
 def test_patient_level_aggregates_in_domain_frames_only(patients) -> None:
     state = ViewerState()
     p = patients[0]
@@ -429,3 +466,41 @@ def test_aided_reveal_withholds_a_flagged_ai_as_the_viewer_does(session) -> None
     assert read.ai_out_of_domain is True
     stored = session.store.reads(session.study.id)
     assert [r.ai_out_of_domain for r in stored] == [None, True]
+
+
+def test_aided_read_of_a_case_that_is_not_ultrasound(session, tmp_path: Path) -> None:
+    """The header rule in a reader study: the AI of a case whose header is MR is withheld
+    (no guard needed), the page says why, and the stored aided read says it was out of
+    domain; the headless AI JSON carries the reason."""
+    import json
+    from dataclasses import replace
+
+    from fetal_viewer.core.readerstudy.coordination import load_case_image
+    from fetal_viewer.core.readerstudy.headless import read_ai_json
+    from fetal_viewer.core.viewer.reading import ReadingState
+
+    plain = session.ai_provider
+    session.ai_provider = lambda case: replace(
+        plain(case), foreign_modality="MR (magnetic resonance)"
+    )
+    state = ReadingState()
+    state.start(session.study)
+    views: list[AIView] = []
+    state.ai_changed.connect(views.append)
+    step = session.begin()
+    state.show_step(step)
+    state.image_loaded(load_case_image(step.case.pseudonym, step.case.source_path, 0))
+    session.submit("normal", None, 10)
+    aided = session.begin()
+    state.show_step(aided)
+    assert state.ai_arrived(aided.case.pseudonym, session.get_ai())
+    view = views[-1]
+    assert view.status is AIStatus.WITHHELD and view.probs is None
+    assert view.domain.startswith("Not ultrasound: the series is MR (magnetic resonance)")
+    assert state.ready and state.choose(0)
+    assert session.submit("normal", None, 10).ai_out_of_domain is True
+    doc = {"C1": {"model_sha": "s", "probabilities": {"normal": 1.0}, "foreign_modality": "CT"}}
+    target = tmp_path / "ai.json"
+    target.write_text(json.dumps(doc), encoding="utf-8")
+    (out,) = read_ai_json(target).values()
+    assert out.foreign_modality == "CT" and out.in_domain is False

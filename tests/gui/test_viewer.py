@@ -647,6 +647,12 @@ def test_study_summary_prints_the_domain_guard(study_dir, tmp_path):
         [SeriesSummaryInput(series, [0, 1], [result(8.0), result(9.0)])], info,
     ).read_text()  # fmt: skip
     assert none.count("No assessable frames") == 2 and "rachischisis 60" not in none
+    mr = dataclasses.replace(result(1.0), foreign_modality="MR (magnetic resonance)")
+    header = build_summary(
+        tmp_path / "mr.html", "P1", study, [SeriesSummaryInput(series, [0], [mr])], info
+    ).read_text()
+    assert "Not ultrasound: the series is MR (magnetic resonance)" in header
+    assert "rachischisis 60" not in header
     assert "Operating point" not in none
     shifted = dataclasses.replace(
         info, operating_point="operating point: logit offsets normal +1.75"
@@ -689,3 +695,26 @@ def test_a_cine_of_a_foreign_view_is_withheld_whole(qtbot, make_main_window, tmp
     scroll = window.ai_panel.findChild(QScrollArea)
     qtbot.waitUntil(lambda: "No assessable frames" in window.ai_panel.patient_bars.note.text())
     assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width()
+
+
+def test_a_series_that_is_not_ultrasound_is_withheld_by_its_header(
+    qtbot, make_main_window, tmp_path
+):
+    """The shipped model on phantom heads (inside its domain) in a file whose header says
+    MR: the panel withholds them and names the modality, with no cine left pending."""
+    from fetal_viewer.core.viewer.ai import AIStatus
+    from fetal_viewer.resources import DEMO_MODEL_CARD
+    from tests.factories import write_head_cine
+
+    path = write_head_cine(tmp_path / "mr.dcm", "MR")
+    window = make_main_window()
+    window.load_model(DEMO_MODEL_CARD)
+    qtbot.waitUntil(lambda: window.model.info is not None, timeout=120_000)
+    open_and_wait(qtbot, window, [path], n_frames=2)
+    qtbot.waitUntil(lambda: window.state.result is not None, timeout=60_000)
+    result = window.state.result
+    assert result.domain_score <= result.domain_threshold and not result.cine_pending
+    assert window.state.ai_view().status is AIStatus.WITHHELD
+    text = window.ai_panel.domain_label.text()
+    assert text.startswith("Not ultrasound: the series is MR (magnetic resonance)")
+    assert window.ai_panel.frame_bars.values is None and not window.view.has_overlay

@@ -161,6 +161,7 @@ def test_the_domain_guard_withholds_frames_outside_it(
         assert bool(got[2]) is frame.in_domain  # the class output of a flagged frame is withheld
     assert f"domain guard threshold {analysis.domain_threshold:.6g}" in back.algorithm_parameters
     assert "cine rule: over 50% of a file's frames out, all out" in back.algorithm_parameters
+    assert "header rule: Modality other than OT, SC, US, all out" in back.algorithm_parameters
 
     nobody = analyse_study(study, _guarded(predictor, tmp_path / "none", frames, 0))
     assert nobody.study_probs is None and nobody.top is None and nobody.key_frames == ()

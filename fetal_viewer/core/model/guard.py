@@ -194,6 +194,49 @@ def cine_words(flagged: tuple[int, int]) -> str:
     return f"{flagged[0]} of the {flagged[1]} frames of this cine are outside it"
 
 
+#: DICOM modalities the model may read: ultrasound, and what plain images, screen captures and
+#: exports of ultrasound screens come as ("" when a file does not say)
+READ_MODALITIES = frozenset({"US", "OT", "SC", ""})
+_MODALITY_NAMES = {
+    "MR": "magnetic resonance",
+    "CT": "computed tomography",
+    "PT": "positron emission tomography",
+    "NM": "nuclear medicine",
+    "CR": "computed radiography",
+    "DX": "digital radiography",
+    "MG": "mammography",
+    "RF": "fluoroscopy",
+    "XA": "X-ray angiography",
+    "IVUS": "intravascular ultrasound",
+    "SEG": "a segmentation",
+    "RTDOSE": "a radiotherapy dose",
+    "RTSTRUCT": "radiotherapy structures",
+    "OP": "ophthalmic photography",
+    "OPT": "ophthalmic tomography",
+    "ES": "endoscopy",
+    "XC": "external-camera photography",
+    "SM": "slide microscopy",
+    "ECG": "an electrocardiogram",
+}
+
+
+def foreign_modality(modality: str) -> str | None:
+    """The header rule, read before any pixel: ``modality`` (a DICOM Modality) in words when
+    it says the series is not ultrasound ("MR (magnetic resonance)"), else ``None``. Every AI
+    surface withholds such a series' output whatever the guard scores: a model of fetal
+    ultrasound has nothing to say about it, and a header that says so is surer than a score."""
+    code = modality.strip().upper()
+    if code in READ_MODALITIES:
+        return None
+    name = _MODALITY_NAMES.get(code)
+    return f"{code} ({name})" if name else code
+
+
+def modality_words(foreign: str) -> str:
+    """Why a series :func:`foreign_modality` names is withheld, as the AI surfaces print it."""
+    return f"Not ultrasound: the series is {foreign}, and this model reads ultrasound only"
+
+
 def describe(guard: DomainGuard) -> str:
     """One line for the command line: what the guard was fitted on and its thresholds."""
     where = f"the {guard.percentile:g}th percentile of {guard.n_val} validation frames"

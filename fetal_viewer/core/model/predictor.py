@@ -35,7 +35,7 @@ from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE,
 from fetal_viewer.core.model.card import HEAD_CLOSEUP
 from fetal_viewer.core.model.checkpoint import LoadedModel
 from fetal_viewer.core.model.closeup import head_closeup
-from fetal_viewer.core.model.guard import cine_flagged, pool
+from fetal_viewer.core.model.guard import cine_flagged, foreign_modality, pool
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.model.probe import probe_batch
 from fetal_viewer.core.progress import CancelToken, ProgressFn, no_progress
@@ -89,6 +89,14 @@ class Predictions:
     #: the head search of each frame, made for the card's second look
     #: (:mod:`fetal_viewer.core.model.closeup`), or None when the model has none
     heads: list[HeadSearch] | None = None
+    #: the DICOM Modality of the frames' series ("" for plain images or when unknown)
+    modality: str = ""
+
+    @property
+    def foreign_modality(self) -> str | None:
+        """The series' modality in words when its header says it is not ultrasound, so
+        every frame is withheld (:func:`fetal_viewer.core.model.guard.foreign_modality`)."""
+        return foreign_modality(self.modality)
 
     @property
     def closeups(self) -> NDArray[np.bool_] | None:
@@ -108,8 +116,11 @@ class Predictions:
 
     @property
     def in_domain(self) -> NDArray[np.bool_] | None:
-        """Which frames the guard lets through, or ``None`` when the model has no guard: a
-        frame's own score at most the threshold, and its cine not withheld as a whole."""
+        """Which frames may be shown: none of a series whose header says it is not
+        ultrasound; else, with a guard, those whose own score is at most the threshold and
+        whose cine is not withheld as a whole; ``None`` when the model has no guard."""
+        if self.foreign_modality is not None:
+            return np.zeros(len(self.probs), dtype=bool)
         if self.domain_scores is None or self.domain_threshold is None:
             return None
         inside = self.domain_scores <= self.domain_threshold
@@ -261,12 +272,14 @@ class Predictor:
         stitch: bool = False,
         with_features: bool = False,
         whole_series: bool = False,
+        modality: str = "",
     ) -> Predictions:
         """Preprocess and classify ``frames`` (uint8 RGB or grey) in batches; ``with_cam``
         adds every class's Grad-CAM, on the finer stitched grid with ``stitch``; with a
         domain guard every frame gets its score; ``with_features`` keeps the pooled
         features; ``whole_series`` says the frames are every frame of one file, so the
-        guard's cine rule applies."""
+        guard's cine rule applies; ``modality`` is their series' DICOM Modality (the header
+        rule withholds every frame of a series that is not ultrasound)."""
         n = len(frames)
         if batch_size < 1:
             raise InferenceError(f"batch_size must be at least 1, got {batch_size}.")
@@ -311,6 +324,7 @@ class Predictor:
             features=feats if with_features else None,
             whole_series=whole_series,
             heads=heads if self.second_look else None,
+            modality=modality,
         )
 
     def _second_look(

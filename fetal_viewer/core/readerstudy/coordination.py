@@ -170,16 +170,24 @@ class StudyModel:
 
     def __call__(self, case: CaseView) -> AIOutput:
         from fetal_viewer.core.io.loader import open_series
+        from fetal_viewer.core.model.guard import foreign_modality
 
         self.ensure_loaded()
         series = open_series(case.source_path)
         with self._lock:
             # the guard's cine rule needs the verdict on every frame of a cine: one pass
-            # over all of them; a still, or a model without a guard, needs the case's frame
-            whole = len(series) > 1 and self._predictor.guard is not None
+            # over all of them; a still, a model without a guard, or a series withheld by
+            # its header (not ultrasound) needs the case's frame
+            whole = (
+                len(series) > 1
+                and self._predictor.guard is not None
+                and foreign_modality(series.modality) is None
+            )
             frames = series.frames() if whole else [series.frame(case.frame)]
             i = case.frame if whole else 0
-            preds = self._predictor.predict(frames, with_cam=True, whole_series=whole)
+            preds = self._predictor.predict(
+                frames, with_cam=True, whole_series=whole, modality=series.modality
+            )
             probs = np.asarray(preds.probs[i], dtype=np.float64)
             top = int(np.argmax(probs))
             heatmap = preds.heatmap(i, top) if preds.cams is not None else None
@@ -193,4 +201,5 @@ class StudyModel:
             domain_threshold=preds.domain_threshold,
             guard_note=self._predictor.guard_note,
             cine_flagged=preds.cine_flagged,
+            foreign_modality=preds.foreign_modality,
         )

@@ -5,9 +5,11 @@ Answers CSV: one row per step, in the reader's order (``study order`` prints it)
 columns ``label`` and, optionally, ``confidence`` and ``anomaly_prob`` (blank: not set),
 ``case`` (the case pseudonym, checked against the order) and ``condition``. AI JSON:
 ``{case pseudonym: {"model_sha": ..., "probabilities": {label: p}, "domain_score": s,
-"domain_threshold": t, "guard_note": "", "cine_flagged": [k, n] or null}}`` (the domain
-fields optional; ``cine_flagged``: k of the n frames of the case's cine are flagged, so the
-cine is withheld as a whole) for every case the answers read aided; ``study ai`` writes it
+"domain_threshold": t, "guard_note": "", "cine_flagged": [k, n] or null,
+"foreign_modality": "MR (magnetic resonance)" or null}}`` (the domain fields optional;
+``cine_flagged``: k of the n frames of the case's cine are flagged, so the cine is withheld
+as a whole; ``foreign_modality``: the case's header says it is not ultrasound, so its output
+is withheld) for every case the answers read aided; ``study ai`` writes it
 from the study's model (:func:`write_ai_json`). Every problem (columns, labels, ratings,
 cases, missing AI) is listed in one error; the reads are stored only when there is none.
 Headless reads have no active reading time.
@@ -125,6 +127,10 @@ def _opt_float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
 def _opt_pair(value: object) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -143,6 +149,7 @@ def read_ai_json(path: Path) -> dict[str, AIOutput]:
                 domain_threshold=_opt_float(d.get("domain_threshold")),
                 guard_note=str(d.get("guard_note", "")),
                 cine_flagged=_opt_pair(d.get("cine_flagged")),
+                foreign_modality=_opt_str(d.get("foreign_modality")),
             )
             for case, d in doc.items()
         }
@@ -238,6 +245,7 @@ def write_ai_json(store: Store, study: str, card_path: str | Path, out: Path) ->
             "domain_threshold": shown.domain_threshold,
             "guard_note": shown.guard_note,
             "cine_flagged": shown.cine_flagged,
+            "foreign_modality": shown.foreign_modality,
         }
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")

@@ -77,11 +77,15 @@ class AIOutput:
     guard_note: str = ""
     #: ``(frames flagged, frames)`` when the case's cine is withheld as a whole
     cine_flagged: tuple[int, int] | None = None
+    #: the case's modality in words when its header says it is not ultrasound
+    foreign_modality: str | None = None
 
     @property
     def in_domain(self) -> bool | None:
-        """False when the guard flagged the frame or its cine: the reveal withholds the
-        output."""
+        """False when the case is not ultrasound, or the guard flagged its frame or cine:
+        the reveal withholds the output."""
+        if self.foreign_modality is not None:
+            return False
         if self.domain_score is None or self.domain_threshold is None:
             return None
         return self.domain_score <= self.domain_threshold and self.cine_flagged is None

@@ -14,7 +14,7 @@ import numpy as np
 
 from fetal_viewer import INTENDED_USE
 from fetal_viewer.core.model.aggregation import NO_ASSESSABLE
-from fetal_viewer.core.model.guard import CINE_SHARE
+from fetal_viewer.core.model.guard import CINE_SHARE, READ_MODALITIES
 from fetal_viewer.core.report_dicom import MANUFACTURER
 from fetal_viewer.errors import StudyLoadError
 
@@ -139,6 +139,9 @@ def build_sr(
     unit = codes.UCUM.NoUnits
     params = [f"weights sha256 {analysis.weights_sha256 or 'unknown'}"]
     params.append(f"aggregation {analysis.aggregation}")
+    # the header rule withholds whatever the guard says, guard or none (each parameter is an LO)
+    read = ", ".join(sorted(m for m in READ_MODALITIES if m))
+    params.append(f"header rule: Modality other than {read}, all out")
     if analysis.domain_threshold is not None:
         params.append(f"domain guard threshold {analysis.domain_threshold:.6g}")
         # why a frame under the threshold can be out of domain (each parameter is an LO)

@@ -503,9 +503,10 @@ def guard_vs_ood(
 ) -> dict[str, Any]:
     """How the domain guard separates the manifest's frames (in domain) from every frame
     of ``paths`` (out of domain): AUROC of the score, and the share withheld at the
-    threshold, frame by frame and with the cine rule (a file whose frames are mostly
-    flagged is withheld as a whole), as every AI surface applies it."""
-    from fetal_viewer.core.model.guard import cine_flagged
+    threshold, frame by frame and with the header and cine rules (a file whose Modality is
+    not ultrasound, or whose frames are mostly flagged, is withheld as a whole), as every AI
+    surface applies them."""
+    from fetal_viewer.core.model.guard import cine_flagged, foreign_modality
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.training.metrics import roc_auc
 
@@ -521,9 +522,12 @@ def guard_vs_ood(
     out_scores = pred.domain_scores
     inside = loaded.guard.in_domain(out_scores)
     withheld = ~inside
-    cines = 0
-    for idx in frames.by_file():
-        if cine_flagged(inside[idx]) is not None:
+    cines = foreign = 0
+    for series, idx in zip(frames.series, frames.by_file(), strict=True):
+        if foreign_modality(series.modality) is not None:
+            withheld[idx] = True
+            foreign += 1
+        elif cine_flagged(inside[idx]) is not None:
             withheld[idx] = True
             cines += 1
     in_scores = np.asarray(table.domain_scores)
@@ -535,6 +539,7 @@ def guard_vs_ood(
         "flagged": round(float(np.mean(withheld)), 6),
         "flagged_frame_by_frame": round(float(np.mean(~inside)), 6),
         "cines_withheld_whole": cines,
+        "files_not_ultrasound": foreign,
         "auroc": round(float(roc_auc(y, np.r_[in_scores, out_scores])), 6),
         "threshold": round(loaded.guard.threshold, 4),
     }

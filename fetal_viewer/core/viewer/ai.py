@@ -78,12 +78,22 @@ def domain_words(
     guard_note: str,
     cine: tuple[int, int] | None = None,
     cine_pending: bool = False,
+    modality: str | None = None,
 ) -> str:
     """The guard's verdict on one frame as the AI surfaces print it; ``cine`` is ``(frames
     flagged, frames)`` when the frame's cine is withheld as a whole; ``cine_pending`` that the
-    rest of its cine is still being scored, so the cine rule may yet withhold it."""
-    from fetal_viewer.core.model.guard import NO_GUARD_NOTE, WITHHELD_NOTE, cine_words
+    rest of its cine is still being scored, so the cine rule may yet withhold it;
+    ``modality``, the series' modality in words when its header says it is not ultrasound
+    (withheld whatever the guard says)."""
+    from fetal_viewer.core.model.guard import (
+        NO_GUARD_NOTE,
+        WITHHELD_NOTE,
+        cine_words,
+        modality_words,
+    )
 
+    if modality is not None:
+        return f"{modality_words(modality)}: its output is withheld."
     if score is None or threshold is None:
         note = guard_note or NO_GUARD_NOTE
         return note[0].upper() + note[1:] + "."
@@ -98,3 +108,16 @@ def domain_words(
     if cine_pending:
         return f"{inside}; the rest of this cine is being checked."
     return f"{inside}."
+
+
+def withheld_why(
+    score: float | None,
+    threshold: float | None,
+    cine: tuple[int, int] | None,
+    modality: str | None,
+) -> str:
+    """Why an output was withheld, for the log line of a reveal (no file name)."""
+    if modality is not None:
+        return f"not ultrasound: {modality}"
+    why = f"domain score {score:.3f}, threshold {threshold:.3f}"
+    return why if cine is None else f"{why}, withheld with its cine"

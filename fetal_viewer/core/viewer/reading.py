@@ -18,7 +18,7 @@ from fetal_viewer.core.cam.gradcam import resolution_note
 from fetal_viewer.core.readerstudy.coordination import CaseImage
 from fetal_viewer.core.readerstudy.protocol import AIOutput, Step
 from fetal_viewer.core.store import Study
-from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView, domain_words
+from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView, domain_words, withheld_why
 from fetal_viewer.core.viewer.events import Event
 from fetal_viewer.core.viewer.overlay import HeatmapOverlay, OverlaySettings
 
@@ -161,11 +161,11 @@ class ReadingState:
         self.revealed = True
         log.info(
             "aided read: AI output shown on request although outside the model's domain "
-            "(case %s, domain score %.3f, threshold %.3f%s)",
+            "(case %s, %s)",
             self.step.case.pseudonym if self.step is not None else "?",
-            out.domain_score,
-            out.domain_threshold,
-            "" if out.cine_flagged is None else ", withheld with its cine",
+            withheld_why(
+                out.domain_score, out.domain_threshold, out.cine_flagged, out.foreign_modality
+            ),
         )
         self._show_heat()
         self.ai_changed.emit(self.ai_view())
@@ -194,7 +194,11 @@ class ReadingState:
         caption = f"model card sha256 {out.model_sha[:12]}…"
         # the domain guard's verdict, worded and withheld exactly as the viewer does
         domain = domain_words(
-            out.domain_score, out.domain_threshold, out.guard_note, out.cine_flagged
+            out.domain_score,
+            out.domain_threshold,
+            out.guard_note,
+            out.cine_flagged,
+            modality=out.foreign_modality,
         )
         if out.in_domain is False and not self.revealed:
             return AIView(

@@ -40,10 +40,15 @@ class FrameResult:
     cine_flagged: tuple[int, int] | None = None
     #: True while the rest of the frame's cine is being scored for that rule
     cine_pending: bool = False
+    #: the series' modality in words when its header says it is not ultrasound
+    foreign_modality: str | None = None
 
     @property
     def in_domain(self) -> bool | None:
-        """Whether the guard lets this frame's output through (None: no guard)."""
+        """Whether this frame's output may be shown: not when its series is not ultrasound;
+        else the guard's verdict (None: no guard)."""
+        if self.foreign_modality is not None:
+            return False
         if self.domain_score is None or self.domain_threshold is None:
             return None
         return self.domain_score <= self.domain_threshold and self.cine_flagged is None

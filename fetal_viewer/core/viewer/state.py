@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from fetal_viewer.core.cam.gradcam import FAST_METHOD, resolution_note
 from fetal_viewer.core.io.study import Patient, Series, Study
-from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView, domain_words
+from fetal_viewer.core.viewer.ai import SHOW_ANYWAY, AIStatus, AIView, domain_words, withheld_why
 from fetal_viewer.core.viewer.events import Event
 from fetal_viewer.core.viewer.overlay import HeatmapOverlay, OverlaySettings
 from fetal_viewer.core.viewer.results import FrameResult, ModelInfo, SeriesKey, series_key
@@ -197,12 +197,14 @@ class ViewerState:
             return
         self.revealed.add((series_key(self.series), self.result_index or 0))
         log.info(
-            "AI output shown on request although outside the model's domain "
-            "(frame %d, domain score %.3f, threshold %.3f%s)",
+            "AI output shown on request although outside the model's domain (frame %d, %s)",
             (self.result_index or 0) + 1,
-            result.domain_score,
-            result.domain_threshold,
-            "" if result.cine_flagged is None else ", withheld with its cine",
+            withheld_why(
+                result.domain_score,
+                result.domain_threshold,
+                result.cine_flagged,
+                result.foreign_modality,
+            ),
         )
         self._refresh()
 
@@ -228,6 +230,7 @@ class ViewerState:
             model.guard_note,
             result.cine_flagged,
             result.cine_pending,
+            result.foreign_modality,
         )
         caption = f"Frame {(self.result_index or 0) + 1}"
         withheld = result.in_domain is False
