@@ -344,9 +344,14 @@ def run(args: argparse.Namespace) -> int:
         )
         for pat in patients_out:
             if pat["top_class"] is None:
+                header = all(s["foreign_modality"] for s in pat["series"])
                 print(
                     f"\npatient {pat['pseudonym']}: {NO_ASSESSABLE} (none of {pat['n_frames']} "
-                    "frame(s) is inside what the model was trained on)"
+                    + (
+                        "frame(s) is ultrasound)"
+                        if header
+                        else "frame(s) is inside what the model was trained on)"
+                    )
                 )
             else:
                 print(

@@ -136,6 +136,7 @@ def test_a_series_that_is_not_ultrasound_is_withheld_by_its_header(
     res = _cli(mr, "--model", card, "--no-head")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("[NOT ULTRASOUND] Not ultrasound: the series is MR") == 2
+    assert "no assessable frames (none of 2 frame(s) is ultrasound)" in res.stdout
     us = write_head_cine(tmp_path / "us" / "head.dcm", "US")
     (patient,) = json.loads(_cli(us, "--model", card, "--json", "--no-head").stdout)["patients"]
     (series,) = patient["series"]
