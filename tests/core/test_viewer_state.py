@@ -203,13 +203,10 @@ def test_method_note_patient_summary_and_job(patients) -> None:
     assert jobs == [4, None]
 
 
-def test_a_frame_outside_the_domain_is_withheld_until_shown_anyway(patients, caplog) -> None:
-    """The guard's verdict: no bars and no heat for a flagged frame, a deliberate and logged
-    Show anyway; an in-domain frame says so; a model without a guard says it has none."""
-    import logging
-
-    from fetal_viewer.core.model.guard import WITHHELD_NOTE
-
+def _frame_with_a_model(patients):  # type: ignore[no-untyped-def]
+    """A viewer state on the first series with a model and frame 0 asked for; returns the
+    state, the series, the frame, a result of it without a guard (top class rachischisis)
+    and the list the state's AI views are appended to."""
     state = ViewerState()
     p = patients[0]
     series = first_series(p)
@@ -217,9 +214,19 @@ def test_a_frame_outside_the_domain_is_withheld_until_shown_anyway(patients, cap
     state.set_model(model())
     frame = fan()
     assert state.want_frame(0, frame)
-    base = result_for(frame, top=4)
     views: list[AIView] = []
     state.ai_changed.connect(views.append)
+    return state, series, frame, result_for(frame, top=4), views
+
+
+def test_a_frame_outside_the_domain_is_withheld_until_shown_anyway(patients, caplog) -> None:
+    """The guard's verdict: no bars and no heat for a flagged frame, a deliberate and logged
+    Show anyway; an in-domain frame says so; a model without a guard says it has none."""
+    import logging
+
+    from fetal_viewer.core.model.guard import WITHHELD_NOTE
+
+    state, series, frame, base, views = _frame_with_a_model(patients)
     flagged = FrameResult(base.probs, base.cams, base.geometry, 9.5, 4.0)
     state.set_result(0, flagged)
     view = views[-1]
@@ -250,16 +257,7 @@ def test_a_series_that_is_not_ultrasound_is_withheld_by_its_header(patients, cap
     import logging
     from dataclasses import replace
 
-    state = ViewerState()
-    p = patients[0]
-    series = first_series(p)
-    state.select(p, p.studies[0], series)
-    state.set_model(model())
-    frame = fan()
-    assert state.want_frame(0, frame)
-    base = result_for(frame, top=4)  # no guard
-    views: list[AIView] = []
-    state.ai_changed.connect(views.append)
+    state, series, frame, base, views = _frame_with_a_model(patients)  # base: no guard
     mr = replace(base, foreign_modality="MR (magnetic resonance)")
     state.set_result(0, mr)
     view = views[-1]
@@ -432,16 +430,16 @@ def test_reading_state_step_image_ai_and_decision(session) -> None:
     assert not state.ready
 
 
-def test_aided_reveal_withholds_a_flagged_ai_as_the_viewer_does(session) -> None:
-    """A flagged AI output: the reading page shows the guard's verdict and no bars or heat
-    until the reader asks; the stored aided read says the AI shown was out of domain."""
+def _aided_view(session, **ai_changes):  # type: ignore[no-untyped-def]
+    """A reading state at the first case's aided step, the AI it is shown changed by
+    ``ai_changes``; returns the state and the views it emitted."""
     from dataclasses import replace
 
     from fetal_viewer.core.readerstudy.coordination import load_case_image
     from fetal_viewer.core.viewer.reading import ReadingState
 
     plain = session.ai_provider
-    session.ai_provider = lambda case: replace(plain(case), domain_score=7.0, domain_threshold=3.0)
+    session.ai_provider = lambda case: replace(plain(case), **ai_changes)
     state = ReadingState()
     state.start(session.study)
     views: list[AIView] = []
@@ -453,6 +451,13 @@ def test_aided_reveal_withholds_a_flagged_ai_as_the_viewer_does(session) -> None
     aided = session.begin()
     state.show_step(aided)
     assert state.ai_arrived(aided.case.pseudonym, session.get_ai())
+    return state, views
+
+
+def test_aided_reveal_withholds_a_flagged_ai_as_the_viewer_does(session) -> None:
+    """A flagged AI output: the reading page shows the guard's verdict and no bars or heat
+    until the reader asks; the stored aided read says the AI shown was out of domain."""
+    state, views = _aided_view(session, domain_score=7.0, domain_threshold=3.0)
     view = views[-1]
     assert view.status is AIStatus.WITHHELD and view.probs is None
     assert "7.00 > threshold 3.00" in view.domain and view.action == "Show anyway"
@@ -473,27 +478,10 @@ def test_aided_read_of_a_case_that_is_not_ultrasound(session, tmp_path: Path) ->
     (no guard needed), the page says why, and the stored aided read says it was out of
     domain; the headless AI JSON carries the reason."""
     import json
-    from dataclasses import replace
 
-    from fetal_viewer.core.readerstudy.coordination import load_case_image
     from fetal_viewer.core.readerstudy.headless import read_ai_json
-    from fetal_viewer.core.viewer.reading import ReadingState
 
-    plain = session.ai_provider
-    session.ai_provider = lambda case: replace(
-        plain(case), foreign_modality="MR (magnetic resonance)"
-    )
-    state = ReadingState()
-    state.start(session.study)
-    views: list[AIView] = []
-    state.ai_changed.connect(views.append)
-    step = session.begin()
-    state.show_step(step)
-    state.image_loaded(load_case_image(step.case.pseudonym, step.case.source_path, 0))
-    session.submit("normal", None, 10)
-    aided = session.begin()
-    state.show_step(aided)
-    assert state.ai_arrived(aided.case.pseudonym, session.get_ai())
+    state, views = _aided_view(session, foreign_modality="MR (magnetic resonance)")
     view = views[-1]
     assert view.status is AIStatus.WITHHELD and view.probs is None
     assert view.domain.startswith("Not ultrasound: the series is MR (magnetic resonance)")
