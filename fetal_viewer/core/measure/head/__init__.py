@@ -2,7 +2,7 @@
 
 :func:`find_head` returns a :class:`HeadFit` (the outer border of the skull as an ellipse in
 frame pixels, with a score) or ``None``; :func:`detect_head` says why when it finds none.
-The method is classical (numpy + OpenCV), about 70 ms of CPU per 800 x 540 frame on one
+The method is classical (numpy + OpenCV), about 40 ms of CPU per 800 x 540 frame on one
 core (``docs/head-finding.md`` has the method, its calibration on HC18 and the results):
 
 1. **Clean-up.** The frame's darkest channel is its grey: colour overlays (calipers,

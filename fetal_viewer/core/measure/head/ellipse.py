@@ -7,6 +7,7 @@ public form, in degrees.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -31,8 +32,14 @@ def _ell(cx: float, cy: float, a: float, b: float, angle_deg: float) -> _Ellipse
 def _from_cv(box: Any) -> _Ellipse | None:
     """An OpenCV ``((cx, cy), (w, h), angle)`` box as a package ellipse, ``a`` >= ``b``."""
     (cx, cy), (w, h), ang = box
-    vals = (cx, cy, w, h, ang)
-    if not all(math.isfinite(float(v)) for v in vals) or min(w, h) <= 1e-3:
+    finite = (
+        math.isfinite(float(cx))
+        and math.isfinite(float(cy))
+        and math.isfinite(float(w))
+        and math.isfinite(float(h))
+        and math.isfinite(float(ang))
+    )
+    if not finite or min(w, h) <= 1e-3:
         return None
     if w >= h:
         return (float(cx), float(cy), w / 2.0, h / 2.0, math.radians(float(ang) % 180.0))
@@ -45,49 +52,116 @@ def _cv_box(
     return (cx, cy), (2.0 * a, 2.0 * b), angle_deg
 
 
+@functools.lru_cache(maxsize=8)
+def _unit_circle(n: int) -> tuple[NDArray, NDArray]:
+    """``cos`` and ``sin`` of ``n`` angles evenly around the circle, read-only: every ellipse
+    sampled with ``n`` points shares them (they are the same arrays whoever asks)."""
+    s = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    cos_s, sin_s = np.cos(s), np.sin(s)
+    cos_s.flags.writeable = False
+    sin_s.flags.writeable = False
+    return cos_s, sin_s
+
+
 def _sample(e: _Ellipse, n: int) -> tuple[NDArray, NDArray, NDArray, NDArray]:
     """``n`` points around ``e`` and their outward unit normals: ``x, y, nx, ny``."""
     cx, cy, a, b, t = e
-    s = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
-    u, v = a * np.cos(s), b * np.sin(s)
+    cos_s, sin_s = _unit_circle(n)
+    u, v = a * cos_s, b * sin_s
     ct, st = math.cos(t), math.sin(t)
     x = cx + u * ct - v * st
     y = cy + u * st + v * ct
-    gu, gv = np.cos(s) / a, np.sin(s) / b
+    gu, gv = cos_s / a, sin_s / b
     nx, ny = gu * ct - gv * st, gu * st + gv * ct
     norm = np.hypot(nx, ny)
     return x, y, nx / norm, ny / norm
 
 
-def _distance(pts: NDArray, e: _Ellipse) -> NDArray:
-    """Approximate signed distance (pixels, positive outside) from ``pts`` to ``e``."""
+def _sample_many(ells: list[_Ellipse], n: int) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    """:func:`_sample` of several ellipses at once, ``(len(ells), n)`` each, exactly the same
+    numbers (the same operations, one row per ellipse)."""
+    params = np.array([e[:4] for e in ells], np.float64)
+    cx, cy, a, b = params[:, 0:1], params[:, 1:2], params[:, 2:3], params[:, 3:4]
+    ct = np.array([math.cos(e[4]) for e in ells])[:, None]
+    st = np.array([math.sin(e[4]) for e in ells])[:, None]
+    cos_s, sin_s = _unit_circle(n)
+    u, v = a * cos_s, b * sin_s
+    x = cx + u * ct - v * st
+    y = cy + u * st + v * ct
+    gu, gv = cos_s / a, sin_s / b
+    nx, ny = gu * ct - gv * st, gu * st + gv * ct
+    norm = np.hypot(nx, ny)
+    return x, y, nx / norm, ny / norm
+
+
+def _distance(xy: NDArray, e: _Ellipse) -> NDArray:
+    """Approximate signed distance (pixels, positive outside) from points to ``e``; ``xy``
+    holds the points' x in its first row and their y in its second.
+
+    Rotated into the ellipse's frame, a point is ``u = x cos(t) + y sin(t)``,
+    ``v = -x sin(t) + y cos(t)``. This runs thousands of times per frame on a few hundred
+    points, so x and y are worked on as the two rows of one array, in place where it can.
+    """
     cx, cy, a, b, t = e
-    x, y = pts[:, 0] - cx, pts[:, 1] - cy
-    u = x * math.cos(t) + y * math.sin(t)
-    v = -x * math.sin(t) + y * math.cos(t)
-    rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
-    return (rho - 1.0) * np.hypot(u, v) / np.maximum(rho, 1e-6)
+    ct, st = math.cos(t), math.sin(t)
+    rel = xy - np.array([[cx], [cy]])
+    by_cos, by_sin = rel * ct, rel * st
+    uv = np.empty_like(rel)
+    np.add(by_cos[0], by_sin[1], out=uv[0])
+    np.subtract(by_cos[1], by_sin[0], out=uv[1])  # y cos(t) - x sin(t): v exactly
+    scaled = uv / np.array([[a], [b]])
+    scaled *= scaled
+    rho = np.sqrt(scaled[0] + scaled[1])  # sqrt((u / a)^2 + (v / b)^2)
+    d = rho - 1.0
+    d *= np.hypot(uv[0], uv[1])
+    d /= np.maximum(rho, 1e-6)
+    return d
 
 
 def _fit(pts: NDArray, iterations: int = 5) -> _Ellipse | None:
     """Least-squares ellipse (Fitzgibbon's direct fit) with outliers beyond 2.5 MAD dropped."""
     import cv2
 
+    # made once for all iterations: what OpenCV fits, and the rows _distance takes
+    pts32 = pts.astype(np.float32)
+    xy = np.ascontiguousarray(pts.T)
     keep = np.ones(len(pts), dtype=bool)
     e: _Ellipse | None = None
     for _ in range(iterations):
-        if keep.sum() < 10:
+        if np.count_nonzero(keep) < 10:
             return None
-        e = _from_cv(cv2.fitEllipseDirect(pts[keep].astype(np.float32)))
+        e = _from_cv(cv2.fitEllipseDirect(pts32.compress(keep, axis=0)))
         if e is None:
             return None
-        d = np.abs(_distance(pts, e))
-        spread = 1.4826 * float(np.median(d[keep]))
+        d = _distance(xy, e)
+        np.abs(d, out=d)
+        spread = 1.4826 * _median(d[keep])
         new = d < max(2.5 * spread, 1.0)
-        if (new == keep).all():
+        if new.tobytes() == keep.tobytes():  # the same points kept (quicker than ==, all)
             break
         keep = new
     return e
+
+
+def _median(v: NDArray) -> float:
+    """``float(np.median(v))``, bit for bit, at a fraction of its cost on short arrays.
+
+    The head finder takes thousands of medians of a few hundred values per frame, where
+    :func:`numpy.median`'s own overhead is most of the time. This is what it does: the
+    middle order statistics by partition (with the largest value last, as a NaN would be),
+    then their mean in ``v``'s dtype, summed from zero as numpy's ``mean`` sums.
+    """
+    n = v.size
+    if n == 0:
+        return float(np.median(v))
+    h = n // 2
+    part = np.partition(v.ravel(), [h - 1, h, n - 1] if n % 2 == 0 else [h, n - 1])
+    if np.isnan(part[-1]):
+        return math.nan
+    zero = v.dtype.type(0)
+    if n % 2:
+        return float(zero + part[h])  # numpy divides this by 1
+    return float((zero + (part[h - 1] + part[h])) / 2)
 
 
 def _plausible(e: _Ellipse, h: int, w: int) -> bool:
@@ -121,7 +195,32 @@ def _profiles(
     import cv2
 
     x, y, nx, ny = _sample(e, n)
-    X = (x[:, None] + nx[:, None] * offsets[None, :]).astype(np.float32)
-    Y = (y[:, None] + ny[:, None] * offsets[None, :]).astype(np.float32)
+    # positions worked out in float64 and rounded once, on writing, to OpenCV's float32
+    X, Y = np.empty((2, n, len(offsets)), np.float32)
+    np.add(x[:, None], nx[:, None] * offsets[None, :], out=X, dtype=np.float64, casting="same_kind")
+    np.add(y[:, None], ny[:, None] * offsets[None, :], out=Y, dtype=np.float64, casting="same_kind")
     vals = cv2.remap(img, X, Y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
     return x, y, nx, ny, np.asarray(vals)
+
+
+def _profiles_many(
+    img: NDArray[np.float32], ells: list[_Ellipse], offsets: NDArray, n: int = _N_POINTS
+) -> NDArray:
+    """The values of :func:`_profiles` for several ellipses, ``(len(ells), n, m)``, read in
+    one ``remap`` (each value depends on its own position only, so they are the same)."""
+    import cv2
+
+    x, y, nx, ny = _sample_many(ells, n)
+    X, Y = np.empty((2, len(ells), n, len(offsets)), np.float32)
+    np.add(x[..., None], nx[..., None] * offsets, out=X, dtype=np.float64, casting="same_kind")
+    np.add(y[..., None], ny[..., None] * offsets, out=Y, dtype=np.float64, casting="same_kind")
+    rows = len(ells) * n
+    vals = cv2.remap(
+        img,
+        X.reshape(rows, -1),
+        Y.reshape(rows, -1),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=-1.0,
+    )
+    return np.asarray(vals).reshape(len(ells), n, len(offsets))

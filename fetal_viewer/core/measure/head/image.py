@@ -30,7 +30,8 @@ def _grey(frame: NDArray) -> NDArray[np.uint8]:
         grey = np.minimum(np.minimum(rgb[:, :, 0], rgb[:, :, 1]), rgb[:, :, 2])
     opened = cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     # text and dotted caliper lines: bright strokes at most two pixels wide
-    thin = (grey > 150) & (grey.astype(np.int16) - opened.astype(np.int16) > 60)
+    # (OpenCV's saturating difference: where the opening is brighter it is 0, not > 60)
+    thin = (grey > 150) & (cv2.subtract(grey, opened) > 60)
     if thin.any():
         thin = cv2.dilate(thin.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         grey = np.where(thin, opened, grey)
@@ -75,7 +76,10 @@ def _fan(frame: NDArray, work: NDArray[np.float32]) -> NDArray[np.bool_]:
         return np.zeros((h, w), dtype=bool)
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = 1 + np.flatnonzero(areas >= 0.15 * areas.max())
-    kept = np.isin(labels, keep).astype(np.uint8)
+    # the pieces kept, by a look-up table over the labels (quicker than np.isin)
+    is_kept = np.zeros(n, np.uint8)
+    is_kept[keep] = 1
+    kept = is_kept[labels]
     contours, _ = cv2.findContours(kept, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     hull = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(np.concatenate(contours)), 1)
@@ -86,33 +90,47 @@ def _fan(frame: NDArray, work: NDArray[np.float32]) -> NDArray[np.bool_]:
 
 
 def _ridge(work: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
-    """Bright-line strength (grey levels) and the index of its normal direction."""
+    """Bright-line strength (grey levels) and the index of its normal direction.
+
+    Written for speed (this runs on every frame the model reads): the shifted copies go
+    into buffers made once, and the arithmetic and masked copies are OpenCV's whole-image
+    operations, which give the same numbers as numpy's.
+    """
     import cv2
 
     h, w = work.shape
     best = np.zeros_like(work)
     arg = np.zeros(work.shape, np.uint8)
+    fwd, bwd = np.empty_like(work), np.empty_like(work)
+    better = np.empty(work.shape, np.uint8)
+    direction = np.empty(work.shape, np.uint8)
     for sigma, d in _RIDGE_SCALES:
         blur = cv2.GaussianBlur(work, (0, 0), sigma)
         for k in range(_N_ORIENT):
             t = math.pi * k / _N_ORIENT
             dx, dy = d * math.cos(t), d * math.sin(t)
-            fwd = cv2.warpAffine(
+            cv2.warpAffine(
                 blur,
                 np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32),
                 (w, h),
+                dst=fwd,
                 flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )
-            bwd = cv2.warpAffine(
+            cv2.warpAffine(
                 blur,
                 np.array([[1, 0, -dx], [0, 1, -dy]], dtype=np.float32),
                 (w, h),
+                dst=bwd,
                 flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )
-            r = np.minimum(blur - fwd, blur - bwd)
-            better = r > best
-            best[better] = r[better]
-            arg[better] = k
+            # r = min(blur - fwd, blur - bwd), worked out as blur - max(fwd, bwd): rounding
+            # keeps the order of differences from one number, so the two are the same
+            r = cv2.subtract(blur, cv2.max(fwd, bwd, dst=fwd), dst=fwd)
+            # where r beats the best so far, it and its direction k are kept
+            cv2.compare(r, best, cv2.CMP_GT, dst=better)
+            cv2.copyTo(r, better, best)
+            direction.fill(k)
+            cv2.copyTo(direction, better, arg)
     return best, arg

@@ -5,12 +5,20 @@ Steps 4 and 5 of the method in :mod:`fetal_viewer.core.measure.head`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.measure.head.ellipse import _Ellipse, _fit, _plausible, _profiles
+from fetal_viewer.core.measure.head.ellipse import (
+    _Ellipse,
+    _fit,
+    _median,
+    _plausible,
+    _profiles,
+    _profiles_many,
+)
 from fetal_viewer.core.measure.head.image import _N_ORIENT
 
 #: at most this many ridge pixels vote
@@ -24,6 +32,8 @@ _N_RADIUS_BINS = 8
 _RING_WINDOW = 1.8
 #: vote map cell (working pixels)
 _VOTE_CELL = 4
+#: voters whose votes are made together (a speed setting only: see :func:`_vote`)
+_VOTE_BLOCK = 256
 #: polar grid for the ring search: angles, log-spaced radii
 _N_ANGLES = 128
 _N_RADII = 160
@@ -49,6 +59,8 @@ def _vote(ridge: NDArray[np.float32], orient: NDArray[np.uint8], thr: float) -> 
     if len(wts) > _MAX_VOTERS:
         top = np.argpartition(wts, -_MAX_VOTERS)[-_MAX_VOTERS:]
         ys, xs, wts = ys[top], xs[top], wts[top]
+    if len(wts) == 0:  # no votes, no peaks
+        return np.zeros((0, 3))
     t = np.pi * orient[ys, xs] / _N_ORIENT
     side = max(h, w)
     r_lo, r_hi = _R_MIN * side, _R_VOTE_MAX * side
@@ -59,17 +71,29 @@ def _vote(ridge: NDArray[np.float32], orient: NDArray[np.uint8], thr: float) -> 
     )
     q = _VOTE_CELL
     gh, gw = (h + q - 1) // q, (w + q - 1) // q
-    acc = np.zeros(_N_RADIUS_BINS * gh * gw, np.float64)
-    for sign in (1.0, -1.0):
-        vx = xs[:, None] + sign * np.cos(t)[:, None] * radii[None, :]
-        vy = ys[:, None] + sign * np.sin(t)[:, None] * radii[None, :]
-        ok = (vx >= 0) & (vx < w) & (vy >= 0) & (vy < h)
-        cells = (
-            np.broadcast_to(rbin[None, :], vx.shape)[ok] * (gh * gw)
-            + (vy[ok] / q).astype(np.int64) * gw
-            + (vx[ok] / q).astype(np.int64)
-        )
-        acc += np.bincount(cells, np.broadcast_to(wts[:, None], vx.shape)[ok], acc.size)
+    n_cells = _N_RADIUS_BINS * gh * gw
+    rbin_cell = rbin * (gh * gw)  # first cell of each radius's bin
+    # Written for speed (this runs on every frame the model reads), with the same sums as
+    # voting all at once: the votes are made a block of voters at a time (temporaries of
+    # all voters x radii are megabytes, and fresh memory costs more than the arithmetic),
+    # a vote outside the frame goes to a spare cell past the map rather than being masked
+    # out, and each sign's votes are counted by one ``bincount`` in (voter, radius) order,
+    # so every cell adds up the same weights in the same order.
+    cos_t, sin_t = np.cos(t), np.sin(t)
+    cells = np.empty((2, len(wts), len(radii)), np.int64)  # one layer per sign
+    for lo in range(0, len(wts), _VOTE_BLOCK):
+        block = slice(lo, lo + _VOTE_BLOCK)
+        bx, by = xs[block, None], ys[block, None]
+        # (-cos) * r is -(cos * r) exactly: one product serves both signs
+        dx, dy = cos_t[block, None] * radii, sin_t[block, None] * radii
+        for layer, (vx, vy) in enumerate([(bx + dx, by + dy), (bx - dx, by - dy)]):
+            ok = (vx >= 0) & (vx < w) & (vy >= 0) & (vy < h)
+            cell = (vy / q).astype(np.int64) * gw + (vx / q).astype(np.int64) + rbin_cell
+            cells[layer, block] = np.where(ok, cell, n_cells)
+    vote_wts = np.repeat(wts, len(radii))  # voter by voter, as the cells are laid out
+    acc = np.zeros(n_cells, np.float64)
+    for layer in range(2):
+        acc += np.bincount(cells[layer].ravel(), vote_wts, n_cells + 1)[:n_cells]
     grid = acc.reshape(_N_RADIUS_BINS, gh, gw).astype(np.float32)
     grid = np.stack([cv2.GaussianBlur(g, (0, 0), 2.0) for g in grid])
     # smooth a little across radius bins: an ellipse's votes spread over neighbouring bins
@@ -88,25 +112,39 @@ def _vote(ridge: NDArray[np.float32], orient: NDArray[np.uint8], thr: float) -> 
     return np.stack([(peaks[:, 2] + 0.5) * q, (peaks[:, 1] + 0.5) * q, r], axis=1)
 
 
-def _polar(ridge: NDArray[np.float32], centres: NDArray) -> tuple[NDArray, NDArray, NDArray]:
-    """Log-polar samples ``(C, angles, radii)`` of ``ridge`` around each centre, with the
-    sample positions ``X, Y`` of the same shape."""
+def _polar(ridge: NDArray[np.float32], centres: NDArray) -> NDArray:
+    """Log-polar samples ``(C, angles, radii)`` of ``ridge`` around each centre; sample
+    ``(a, r)`` of centre ``(cx, cy)`` lies at ``(cx + dx[a, r], cy + dy[a, r])`` with
+    ``dx, dy = _polar_offsets(max(ridge.shape))``."""
     import cv2
 
-    radii = _polar_radii(max(ridge.shape))
-    th = 2.0 * np.pi * np.arange(_N_ANGLES) / _N_ANGLES
-    X = centres[:, 0, None, None] + np.cos(th)[None, :, None] * radii[None, None, :]
-    Y = centres[:, 1, None, None] + np.sin(th)[None, :, None] * radii[None, None, :]
-    c, na, nr = X.shape
+    dx, dy = _polar_offsets(max(ridge.shape))
+    c, (na, nr) = len(centres), dx.shape
+    # the sample positions are worked out in float64 and rounded once to OpenCV's float32
+    map_x, map_y = np.empty((2, c, na, nr), np.float32)
+    np.add(centres[:, 0, None, None], dx, out=map_x, dtype=np.float64, casting="same_kind")
+    np.add(centres[:, 1, None, None], dy, out=map_y, dtype=np.float64, casting="same_kind")
     vals = cv2.remap(
         ridge,
-        X.reshape(c * na, nr).astype(np.float32),
-        Y.reshape(c * na, nr).astype(np.float32),
+        map_x.reshape(c * na, nr),
+        map_y.reshape(c * na, nr),
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    return np.asarray(vals).reshape(c, na, nr), X, Y
+    return np.asarray(vals).reshape(c, na, nr)
+
+
+@functools.lru_cache(maxsize=8)
+def _polar_offsets(side: int) -> tuple[NDArray, NDArray]:
+    """Offsets ``(angles, radii)`` in x and y of the polar grid's samples from its centre,
+    read-only; the same for every frame of one size, so made once."""
+    radii = _polar_radii(side)
+    th = 2.0 * np.pi * np.arange(_N_ANGLES) / _N_ANGLES
+    dx, dy = np.cos(th)[:, None] * radii[None, :], np.sin(th)[:, None] * radii[None, :]
+    dx.flags.writeable = False
+    dy.flags.writeable = False
+    return dx, dy
 
 
 def _polar_radii(side: int) -> NDArray:
@@ -119,33 +157,50 @@ def _ring_paths(polar: NDArray) -> NDArray[np.int64]:
     Dynamic programming over one and a half turns, radius changing by at most
     ``_DP_STEP`` bins per angle at a cost growing with the step squared; the last full
     turn is kept (its start has forgotten the arbitrary first angle).
+
+    Speed (this runs on every frame the model reads): the forward pass keeps only the
+    best score per bin (a maximum over the ``2 * _DP_STEP + 1`` steps, with the candidates
+    on the last axis so that each angle is three whole-array operations); which step won
+    is worked out again, as the first of equals like ``argmax``, only for the one bin per
+    candidate that the path goes through while walking back. The scores (finite: ridge
+    strengths and -1e3) and the path are exactly those of keeping every ``argmax``.
     """
     from numpy.lib.stride_tricks import sliding_window_view
 
     c, na, nr = polar.shape
     k = _DP_STEP
-    ext = np.concatenate([polar, polar[:, : na // 2]], axis=1).astype(np.float32)
-    n = ext.shape[1]
+    n = na + na // 2
+    # ext[i, r, j]: candidate j's ridge at angle i (one and a half turns) and radius bin r
+    ext = np.empty((n, nr, c), np.float32)
+    ext[:na] = polar.transpose(1, 2, 0)
+    ext[na:] = polar[:, : na // 2].transpose(1, 2, 0)
     steps = np.arange(-k, k + 1)
     cost = (_DP_PENALTY * steps * steps).astype(np.float32)
-    score = ext[:, 0].copy()
-    padded = np.full((c, nr + 2 * k), -np.inf, np.float32)
-    back = np.zeros((c, n, nr), np.int8)
-    # view[c, r, j] = padded[c, r + j] = score[c, r + j - k]: arriving from bin r + steps[j]
-    view = sliding_window_view(padded, 2 * k + 1, axis=1)
+    # score[i, k + r, j]: best path of candidate j up to angle i ending at radius bin r;
+    # the -inf margins stand for the bins a step may not leave the grid to
+    width = nr + 2 * k
+    score = np.full((n, width, c), -np.inf, np.float32)
+    score[0, k : k + nr] = ext[0]
+    # arriving[i, j, r]: score[i, r + j] (= bin r + steps[j] at angle i), a view
+    arriving = sliding_window_view(score, nr, axis=1).transpose(0, 1, 3, 2)
+    less_cost = np.empty((2 * k + 1, nr, c), np.float32)
     for i in range(1, n):
-        padded[:, k : k + nr] = score
-        windows = view - cost
-        arg = np.argmax(windows, axis=2)
-        score = np.take_along_axis(windows, arg[:, :, None], axis=2)[:, :, 0] + ext[:, i]
-        back[:, i] = arg - k
-    r = np.empty((c, n), np.int64)
-    r[:, -1] = np.argmax(score, axis=1)
-    rows = np.arange(c)
-    for i in range(n - 1, 0, -1):
-        r[:, i - 1] = r[:, i] + back[rows, i, r[:, i]]
+        np.subtract(arriving[i - 1], cost[:, None, None], out=less_cost)
+        best = score[i, k : k + nr]
+        np.maximum.reduce(less_cost, axis=0, out=best)
+        best += ext[i]
+    # walking back over the last full turn (all that is kept), with the path's cell at
+    # each angle as a flat index into ``score``: the cell one angle back that a step of
+    # ``steps[j]`` arrives from is ``back[j]`` away
+    flat = score.reshape(-1)
+    back = (steps - width) * c
+    cell = np.empty((na, c), np.int64)  # cell[m]: at angle n - na + m
+    cell[-1] = ((n - 1) * width + k + np.argmax(score[-1, k : k + nr], axis=0)) * c + np.arange(c)
+    for m in range(na - 1, 0, -1):
+        came = np.take(flat, cell[m, :, None] + back) - cost
+        cell[m - 1] = cell[m] + back[came.argmax(axis=1)]
     out = np.empty((c, na), np.int64)
-    out[:, np.arange(n - na, n) % na] = r[:, n - na :]
+    out[:, np.arange(n - na, n) % na] = (cell.T // c) % width - k
     return out
 
 
@@ -163,11 +218,12 @@ def _trace(ridge: NDArray[np.float32], rings: NDArray) -> list[_Ellipse]:
     )
     pts_last: list[NDArray | None] = [None] * n
     ang = np.arange(_N_ANGLES)
+    dx, dy = _polar_offsets(max(h, w))
     for _ in range(2):
         idx = [i for i in range(n) if alive[i]]
         if not idx:
             break
-        polar, X, Y = _polar(ridge, cur[idx])
+        polar = _polar(ridge, cur[idx])
         polar = np.where(outside[idx][:, None, :], -1e3, polar)
         paths = _ring_paths(polar)
         for j, i in enumerate(idx):
@@ -176,8 +232,9 @@ def _trace(ridge: NDArray[np.float32], rings: NDArray) -> list[_Ellipse]:
             if pos.sum() < 10:
                 alive[i] = False
                 continue
-            ok = sup > 0.25 * float(np.median(sup[pos]))
-            pts = np.stack([X[j, ang, paths[j]], Y[j, ang, paths[j]]], axis=1)
+            ok = sup > 0.25 * _median(sup[pos])
+            # cur[i] is still the centre this pass's polar grid was laid around
+            pts = np.stack([cur[i, 0] + dx[ang, paths[j]], cur[i, 1] + dy[ang, paths[j]]], axis=1)
             e = _fit(pts[ok])
             if e is None or not _plausible(e, h, w):
                 alive[i] = False
@@ -200,28 +257,38 @@ def _best_sector_fit(e: _Ellipse, pts: NDArray, ridge: NDArray[np.float32]) -> _
     h, w = ridge.shape
     sector = np.arange(len(pts)) * 8 // len(pts)
     valid = np.isfinite(pts[:, 0])
-    best, best_s = e, _support(e, ridge)
+    fits = [e]
     for k in range(8):
         keep = valid & (sector != k) & (sector != (k + 1) % 8)
-        if keep.sum() < 10:
+        if np.count_nonzero(keep) < 10:
             continue
         f = _fit(pts[keep])
         if f is None or not _plausible(f, h, w):
             continue
-        s = _support(f, ridge)
+        fits.append(f)
+    # the supports of all fits are read at once; the first best is kept, in the same order
+    supports = _supports(fits, ridge)
+    best, best_s = e, supports[0]
+    for f, s in zip(fits[1:], supports[1:], strict=True):
         if s > best_s:
             best, best_s = f, s
     return best
 
 
-def _support(e: _Ellipse, ridge: NDArray[np.float32]) -> float:
-    """Mean ridge strength at most 1.5 px from ``e``, over its points inside the image."""
+def _supports(ells: list[_Ellipse], ridge: NDArray[np.float32]) -> list[float]:
+    """Mean ridge strength at most 1.5 px from each ellipse, over its points inside the
+    image (times the root of their share; 0 when under 30% are inside)."""
     offsets = np.arange(-1.5, 1.51, 0.5)
-    _, _, _, _, vals = _profiles(ridge, e, offsets)
-    inside = (vals >= 0).all(axis=1)
-    if inside.sum() < 0.3 * len(vals):
-        return 0.0
-    return float(vals[inside].max(axis=1).mean() * math.sqrt(inside.mean()))
+    vals = _profiles_many(ridge, ells, offsets)
+    inside = np.asarray((vals >= 0).all(axis=2))
+    peak = vals.max(axis=2)
+    out = []
+    for ins, pk in zip(inside, peak, strict=True):
+        if ins.sum() < 0.3 * len(ins):
+            out.append(0.0)
+        else:
+            out.append(float(pk[ins].mean() * math.sqrt(ins.mean())))
+    return out
 
 
 def _refine(e: _Ellipse, ridge: NDArray[np.float32], thr: float) -> _Ellipse | None:

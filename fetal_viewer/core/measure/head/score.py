@@ -10,7 +10,13 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.measure.head.ellipse import _MIN_AXIS_RATIO, _Ellipse, _fit, _profiles
+from fetal_viewer.core.measure.head.ellipse import (
+    _MIN_AXIS_RATIO,
+    _Ellipse,
+    _fit,
+    _median,
+    _profiles,
+)
 from fetal_viewer.core.measure.head.results import HeadFit
 
 #: mean of the ring-to-inside and ring-to-outside contrasts: the score ramps from 0 to 1
@@ -59,9 +65,9 @@ def _score(
     ok = vis & (grey >= 0).all(axis=1)
     if ok.sum() < 10:
         return 0.0, parts
-    ring = float(np.median(grey[ok, 2]))
-    parts["contrast_in"] = (ring - float(np.median(grey[ok, :2]))) / max(ring, 1.0)
-    parts["contrast_out"] = (ring - float(np.median(grey[ok, 3:]))) / max(ring, 1.0)
+    ring = _median(grey[ok, 2])
+    parts["contrast_in"] = (ring - _median(grey[ok, :2])) / max(ring, 1.0)
+    parts["contrast_out"] = (ring - _median(grey[ok, 3:])) / max(ring, 1.0)
     score = (
         parts["support"]
         * math.sqrt(visible)
@@ -150,4 +156,4 @@ def _borders(img: NDArray[np.float32], e: _Ellipse) -> tuple[float, float]:
     before = np.where(cols < j[:, None], diff, -np.inf)
     fall = offsets[0] + (np.argmin(after, axis=1) + 0.5) * step
     rise = offsets[0] + (np.argmax(before, axis=1) + 0.5) * step
-    return float(np.median(fall[strong])), float(np.median(rise[strong]))
+    return _median(fall[strong]), _median(rise[strong])
