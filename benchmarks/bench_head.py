@@ -15,15 +15,21 @@ printed line is one JSON object of the figures.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fetal_viewer.core.fov import find_fov
 from fetal_viewer.core.measure.head import detect_head
-from tests.core.test_head import ring_frame
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # tests.core.test_head draws the rings
+from tests.core.test_head import ring_frame  # noqa: E402
 
 
 def hough(frame: np.ndarray) -> object:
