@@ -364,10 +364,7 @@ def run(args: argparse.Namespace) -> int:
                 for f in s["frames"]:
                     head = f"    {s['source']} frame {f['index']}: "
                     if f["in_domain"] is False and s["foreign_modality"]:
-                        print(
-                            f"{head}[NOT ULTRASOUND] {modality_words(s['foreign_modality'])}: "
-                            "its output is withheld"
-                        )
+                        print(f"{head}[NOT ULTRASOUND] {modality_words(s['foreign_modality'])}")
                     elif f["in_domain"] is False:
                         score, limit = f["domain_score"], f["domain_threshold"]
                         why = (

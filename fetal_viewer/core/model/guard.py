@@ -233,8 +233,12 @@ def foreign_modality(modality: str) -> str | None:
 
 
 def modality_words(foreign: str) -> str:
-    """Why a series :func:`foreign_modality` names is withheld, as the AI surfaces print it."""
-    return f"Not ultrasound: the series is {foreign}, and this model reads ultrasound only"
+    """Why a series :func:`foreign_modality` names is withheld, as the AI surfaces print it
+    (the header rule's :data:`WITHHELD_NOTE`)."""
+    return (
+        f"Not ultrasound: the series is {foreign}, and this model reads ultrasound only: "
+        "its output is withheld"
+    )
 
 
 def describe(guard: DomainGuard) -> str:

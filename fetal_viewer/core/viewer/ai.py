@@ -93,7 +93,7 @@ def domain_words(
     )
 
     if modality is not None:
-        return f"{modality_words(modality)}: its output is withheld."
+        return f"{modality_words(modality)}."
     if score is None or threshold is None:
         note = guard_note or NO_GUARD_NOTE
         return note[0].upper() + note[1:] + "."
