@@ -5,7 +5,8 @@ product's predictor (second look, domain guard) as every AI surface runs it.
 INDEX is a CSV with at least ``path`` (absolute), ``label`` (a class of the model, or
 ``other-anomaly`` / ``non-head``) and ``base_case`` (the original image an augmented copy was
 made from: publishers export several turned or re-toned copies of one scan, and a case is
-counted once, by the verdict on most of its copies)::
+counted once, by the verdict on most of its copies); an optional ``detail`` (the plane of an
+image without a fetal head, say) splits each label's figure by it::
 
     .venv/bin/python experiments/real_collection.py resources/models/demo/card.json \\
         INDEX.csv out/real-collection/shipped.csv
@@ -87,6 +88,15 @@ def summary(rows: list[dict[str, str]]) -> None:
         print(
             f"  in domain, called: {dict(Counter(r['predicted'] for r, i in zip(rs, inside, strict=True) if i))}"
         )
+        details: dict[str, list[bool]] = defaultdict(list)
+        for r, g in zip(rs, goal, strict=True):
+            if r.get("detail"):
+                details[r["detail"]].append(g)
+        if details:
+            print(
+                f"  {what}, by detail: "
+                + ", ".join(f"{d} {_share(v)}" for d, v in sorted(details.items()))
+            )
         cases: dict[str, list[bool]] = defaultdict(list)
         for r, g in zip(rs, goal, strict=True):
             cases[r["base_case"]].append(g)
