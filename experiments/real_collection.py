@@ -89,7 +89,9 @@ def summary(rows: list[dict[str, str]]) -> None:
             f"  in domain, called: {dict(Counter(r['predicted'] for r, i in zip(rs, inside, strict=True) if i))}"
         )
         details: dict[str, list[bool]] = defaultdict(list)
+        cases: dict[str, list[bool]] = defaultdict(list)
         for r, g in zip(rs, goal, strict=True):
+            cases[r["base_case"]].append(g)
             if r.get("detail"):
                 details[r["detail"]].append(g)
         if details:
@@ -97,9 +99,6 @@ def summary(rows: list[dict[str, str]]) -> None:
                 f"  {what}, by detail: "
                 + ", ".join(f"{d} {_share(v)}" for d, v in sorted(details.items()))
             )
-        cases: dict[str, list[bool]] = defaultdict(list)
-        for r, g in zip(rs, goal, strict=True):
-            cases[r["base_case"]].append(g)
         if len(cases) < len(rs):
             held = [2 * sum(v) > len(v) for v in cases.values()]
             print(f"  cases ({len(cases)}), most copies {what}: {_share(held)}")
