@@ -88,6 +88,14 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         "frames (half a batch with every batch) to the loss, so that foreign images get no "
         "confident class and the domain guard separates them better (default 0: off)",
     )
+    g.add_argument(
+        "--outliers",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="with --outlier-exposure: real images or DICOM files of other planes and organs "
+        "(files or folders) instead of the synthetic frames, also among the guard's outliers",
+    )
     g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument(
@@ -157,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         cam_pointing=args.cam_pointing,
         noise_floor=args.noise_floor,
         outlier_exposure=args.outlier_exposure,
+        outliers=tuple(str(p) for p in getattr(args, "outliers", ())),
         init=str(getattr(args, "init", None) or ""),
     )
 
@@ -190,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.model.checkpoint import add_onnx, save_checkpoint
     from fetal_viewer.core.model.guard import describe
     from fetal_viewer.core.training.evaluate import make_card
-    from fetal_viewer.core.training.guard_fit import fit_and_store_guard
+    from fetal_viewer.core.training.guard_fit import PathFrames, fit_and_store_guard
     from fetal_viewer.core.training.train import dist_info, finish_distributed, train_model
 
     manifest = load_manifest(args)
@@ -214,7 +223,12 @@ def run(args: argparse.Namespace) -> int:
         card_path = save_checkpoint(result.model, card, args.out, fp16=args.fp16)
         # the graph of the weights as saved (float16 ones too), for runtimes without torch
         add_onnx(card_path)
-        guard = fit_and_store_guard(card_path, manifest, split=(config.val_fraction, config.seed))
+        guard = fit_and_store_guard(
+            card_path,
+            manifest,
+            split=(config.val_fraction, config.seed),
+            outliers=PathFrames(config.outliers) if config.outliers else (),
+        )
         if guard is None:
             print(
                 "domain guard: none (no validation split to set its threshold on); add one "

@@ -376,43 +376,80 @@ def test_fine_tuning_starts_from_a_verified_checkpoint(manifest: Manifest, tmp_p
 def test_outlier_exposure_flattens_the_softmax_on_foreign_frames(
     manifest: Manifest, tmp_path: Path
 ) -> None:
+    import cv2
+
     from fetal_viewer.cli import build_parser
     from fetal_viewer.cli.train import config_from_args
     from fetal_viewer.core.phantoms.outliers import SyntheticOutliers
+    from fetal_viewer.core.training.data import OutlierDataset
+    from fetal_viewer.core.training.guard_fit import PathFrames
 
-    args = build_parser().parse_args(
-        ["train", "--manifest", "m.csv", "--out", "o", "--outlier-exposure", "0.5"]
-    )
+    exposure = ["--outlier-exposure", "0.5", "--outliers", "hearts", "abdomen/a.dcm"]
+    args = build_parser().parse_args(["train", "--manifest", "m.csv", "--out", "o", *exposure])
     assert config_from_args(args).fingerprint()["outlier_exposure"] == 0.5
-    assert "outlier_exposure" not in TrainConfig().fingerprint()  # older runs resume
-    lines: list[str] = []
+    assert config_from_args(args).fingerprint()["outliers"] == ["hearts", "abdomen/a.dcm"]
+    fingerprint = TrainConfig().fingerprint()
+    assert "outlier_exposure" not in fingerprint and "outliers" not in fingerprint  # older runs
+    with pytest.raises(DataError, match="outlier-exposure"):
+        train_model(manifest, range(3), replace(CONFIG, outlier_exposure=-1.0), tmp_path / "n")
+    with pytest.raises(DataError, match="--outliers"):
+        train_model(manifest, range(3), replace(CONFIG, outliers=("x",)), tmp_path / "n")
+
+    # a clinic's real views of other organs are files on disk (here synthetic kinds that
+    # share no anatomy with the fake heads, written as PNGs and read back through the loader)
+    bases = [_frame(r) for r in manifest.records]
+    others = tmp_path / "others"
+    others.mkdir()
+    for i, frame in enumerate(SyntheticOutliers(bases, 12, seed=3)):
+        cv2.imwrite(str(others / f"view{i:02d}.png"), frame)
+    real = PathFrames([others])
+    assert len(real) == 12
+    # each epoch draws every real frame as often, in a new order, augmented anew
+    ds = OutlierDataset(
+        SquareCache([], 32), [], CONFIG.spec, 24, real=real, augment_spec=AugmentSpec()
+    )
+    assert sorted(np.bincount(ds.order[:24], minlength=12)) == [2] * 12
+    epoch0 = [ds[i] for i in range(3)]
+    ds.set_epoch(1)
+    assert sorted(np.bincount(ds.order[:24], minlength=12)) == [2] * 12
+    assert not all(torch.equal(a, ds[i]) for i, a in enumerate(epoch0))
+
     # no validation split: each run keeps its last (lowest training loss) weights
     plain_cfg = replace(CONFIG, epochs=6, val_fraction=0.0)
     plain = train_model(manifest, range(len(manifest)), plain_cfg, tmp_path / "p", log=print)
-    exposed = train_model(
+    synthetic_lines: list[str] = []
+    synthetic = train_model(
         manifest,
         range(len(manifest)),
         replace(plain_cfg, outlier_exposure=1.0),
         tmp_path / "e",
-        log=lines.append,
+        log=synthetic_lines.append,
     )
-    assert any(line.startswith("outlier exposure: weight 1 ") for line in lines)
-    # new frames of the kinds the run drew (another seed), in a batch like the training's:
-    # in-domain and foreign frames together, batch statistics (a 32 px model trained on 14
-    # frames has no usable running statistics yet)
-    bases = [_frame(r) for r in manifest.records]
-    foreign = SyntheticOutliers(bases, 10, seed=99)
-    x = torch.from_numpy(np.stack([preprocess(f, CONFIG.spec).array for f in [*bases, *foreign]]))
+    assert any("uniform of 2 synthetic non-head frames" in line for line in synthetic_lines)
+    real_lines: list[str] = []
+    exposed = train_model(
+        manifest,
+        range(len(manifest)),
+        replace(plain_cfg, outlier_exposure=1.0, outliers=(str(others),)),
+        tmp_path / "r",
+        log=real_lines.append,
+    )
+    assert any("uniform of 2 real outlier (of 12) frames" in line for line in real_lines)
 
-    def top_probability(model: torch.nn.Module) -> float:
+    def top_probability(model: torch.nn.Module, foreign: list[np.ndarray]) -> float:
+        # in-domain and foreign frames in one batch, as in training, with batch statistics
+        # (a 32 px model trained on 14 frames has no usable running statistics yet)
+        frames = [*bases, *foreign]
+        x = torch.from_numpy(np.stack([preprocess(f, CONFIG.spec).array for f in frames]))
         model.train()
         with torch.no_grad():
             probs = torch.softmax(model(x)[len(bases) :], dim=1)
         return float(probs.max(dim=1).values.mean())
 
-    # measured: 0.29 against 0.47 (uniform over five classes: 0.2)
-    assert top_probability(exposed.model) < top_probability(plain.model) - 0.1
-    with pytest.raises(DataError, match="outlier-exposure"):
-        train_model(
-            manifest, range(3), replace(CONFIG, outlier_exposure=-1.0), tmp_path / "n", log=print
-        )
+    # new frames of the kinds the synthetic run drew (another seed); measured: 0.29 against
+    # 0.47 (uniform over five classes: 0.2)
+    new = list(SyntheticOutliers(bases, 10, seed=99))
+    assert top_probability(synthetic.model, new) < top_probability(plain.model, new) - 0.1
+    # the real files the other run was exposed to
+    files = list(real)
+    assert top_probability(exposed.model, files) < top_probability(plain.model, files) - 0.1

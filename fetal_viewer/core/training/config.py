@@ -48,6 +48,9 @@ class TrainConfig:
     #: weight of the outlier-exposure term (0: off): cross-entropy to the uniform
     #: distribution on synthetic non-head frames, half a batch of them with every batch
     outlier_exposure: float = 0.0
+    #: images and DICOM files of other planes and organs (folders or files) to use for outlier
+    #: exposure instead of the synthetic non-head frames, and among the guard's outliers
+    outliers: tuple[str, ...] = ()
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -65,6 +68,10 @@ class TrainConfig:
             data.pop("noise_floor")  # likewise for runs saved before the noise floor
         if not self.outlier_exposure:
             data.pop("outlier_exposure")  # and before outlier exposure
+        if not self.outliers:
+            data.pop("outliers")  # and before real outliers
+        else:
+            data["outliers"] = list(self.outliers)
         return data
 
 
@@ -113,6 +120,11 @@ def check_config(
         raise DataError(
             f"The outlier-exposure weight cannot be negative ({config.outlier_exposure:g}).",
             fix="Pass --outlier-exposure 0 (off) or a positive weight such as 0.5.",
+        )
+    if config.outliers and not config.outlier_exposure:
+        raise DataError(
+            "Real outlier frames (--outliers) are used by outlier exposure, which is off.",
+            fix="Add --outlier-exposure W (such as 0.5), or leave out --outliers.",
         )
     if not 0.0 <= config.noise_floor <= 1.0:
         raise DataError(

@@ -198,21 +198,43 @@ class _Squares(Sequence[NDArray[np.uint8]]):
 
 
 class OutlierDataset:
-    """Synthetic non-head frames (:mod:`fetal_viewer.core.phantoms.outliers`) as network
-    inputs, for outlier exposure (``train --outlier-exposure``); the jigsaw kinds are cut
-    from the training rows' cached squares, new ones every epoch."""
+    """Non-head frames as network inputs, for outlier exposure (``train --outlier-exposure``).
+
+    Without ``real``: synthetic ones (:mod:`fetal_viewer.core.phantoms.outliers`), new ones
+    every epoch; the jigsaw kinds are cut from the training rows' cached squares. With
+    ``real`` (``train --outliers``: real views of other planes and organs): those frames,
+    cropped and fitted as the training rows are, augmented with ``augment_spec`` and drawn in a
+    new order every epoch; the synthetic ones are then left out.
+    """
 
     def __init__(
-        self, cache: SquareCache, indices: Indices, spec: PreprocessSpec, n: int, seed: int = 0
+        self,
+        cache: SquareCache,
+        indices: Indices,
+        spec: PreprocessSpec,
+        n: int,
+        seed: int = 0,
+        *,
+        real: Sequence[NDArray[np.uint8]] | None = None,
+        augment_spec: AugmentSpec | None = None,
     ) -> None:
         self.bases = _Squares(cache, indices)
         self.spec = spec
         self.n = n
         self.seed = seed
+        self.real = real
+        self.augment_spec = augment_spec
+        self._squares: dict[int, NDArray[np.uint8]] = {}
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        self.frames = SyntheticOutliers(self.bases, self.n, seed=self.seed * 1000 + epoch)
+        self.epoch = epoch
+        if self.real is None:
+            self.frames = SyntheticOutliers(self.bases, self.n, seed=self.seed * 1000 + epoch)
+            return
+        rng = np.random.default_rng((self.seed, epoch))
+        rounds = -(-self.n // len(self.real))
+        self.order = np.concatenate([rng.permutation(len(self.real)) for _ in range(rounds)])
 
     def __len__(self) -> int:
         return self.n
@@ -220,7 +242,18 @@ class OutlierDataset:
     def __getitem__(self, i: int) -> Any:
         import torch
 
-        return torch.from_numpy(preprocess(self.frames[i], self.spec).array)
+        if self.real is None:
+            return torch.from_numpy(preprocess(self.frames[i], self.spec).array)
+        k = int(self.order[i])
+        square = self._squares.get(k)
+        if square is None:
+            square = self._squares[k] = resize_pad(
+                crop_to_fov(self.real[k])[0], self.spec.input_size
+            )[0]
+        if self.augment_spec is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            square = augment_pair(square, None, rng, self.augment_spec)[0]
+        return torch.from_numpy(to_tensor_array(square, self.spec))
 
 
 def collate(batch: list[tuple[Any, ...]]) -> tuple[torch.Tensor, ...]:

@@ -352,6 +352,7 @@ def cross_validate(
             split=(config.val_fraction, config.seed),
             progress=progress,
             cancel=cancel,
+            outliers=PathFrames(config.outliers) if config.outliers else (),
         )
         scored = score(
             load_checkpoint(card_path),

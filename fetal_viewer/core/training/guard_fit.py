@@ -186,17 +186,25 @@ def fit_and_store_guard(
     percentile: float = DEFAULT_PERCENTILE,
     progress: ProgressFn = no_progress,
     cancel: CancelToken | None = None,
+    outliers: Sequence[NDArray[np.uint8]] = (),
 ) -> DomainGuard | None:
     """Fit the guard of the checkpoint at ``card_path`` on ``manifest`` and store it;
     ``None`` (the card keeps no guard) when the split has no validation patients to set
-    the threshold on: training without a validation split leaves that to ``guard fit``."""
+    the threshold on: training without a validation split leaves that to ``guard fit``.
+    ``outliers``: frames of other views and organs for its probe, beside the synthetic ones."""
     from fetal_viewer.core.model.checkpoint import load_checkpoint
 
     if split is not None and split[0] <= 0:
         return None
     loaded = load_checkpoint(card_path)
     guard = fit_model_guard(
-        loaded, manifest, percentile, split=split, progress=progress, cancel=cancel
+        loaded,
+        manifest,
+        percentile,
+        split=split,
+        progress=progress,
+        cancel=cancel,
+        outliers=outliers,
     )
     store_guard(loaded, guard)
     return guard

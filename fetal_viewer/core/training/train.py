@@ -40,6 +40,7 @@ from fetal_viewer.core.training.distributed import (
     pick_device,
 )
 from fetal_viewer.core.training.folds import inner_split
+from fetal_viewer.core.training.guard_fit import PathFrames
 from fetal_viewer.core.training.manifest import Indices, Manifest
 from fetal_viewer.core.training.state import STATE_DIR
 from fetal_viewer.core.training.state import load_state as _load_state
@@ -215,7 +216,15 @@ def _loaders(
         per_batch = max(1, config.batch_size // 2)
         n = per_batch * max(1, len(loader))
         seed = config.seed * 100 + info.rank
-        loaders.outliers = OutlierDataset(cache, split.train, spec, n, seed=seed)
+        loaders.outliers = OutlierDataset(
+            cache,
+            split.train,
+            spec,
+            n,
+            seed=seed,
+            real=PathFrames(config.outliers) if config.outliers else None,
+            augment_spec=train_ds.augment_spec,
+        )
         loaders.outlier_loader = DataLoader(
             loaders.outliers,  # type: ignore[arg-type]
             batch_size=per_batch,
@@ -457,9 +466,11 @@ def train_model(
         model.layer4.register_forward_hook(lambda _m, _i, out: features.append(out))  # type: ignore[union-attr]
     step = _Step(net, model, optimizer, scaler, loss_fn, device, amp_dtype, features, guided)
     if loaders.outliers is not None:
+        real = loaders.outliers.real
+        kind = "synthetic non-head" if real is None else f"real outlier (of {len(real)})"
         say(
             f"outlier exposure: weight {config.outlier_exposure:g} on the cross-entropy to "
-            f"uniform of {loaders.outlier_loader.batch_size} synthetic non-head frames a batch"
+            f"uniform of {loaders.outlier_loader.batch_size} {kind} frames a batch"
         )
 
     for epoch in range(run.start_epoch, config.epochs):
