@@ -394,6 +394,9 @@ def test_outlier_exposure_flattens_the_softmax_on_foreign_frames(
         train_model(manifest, range(3), replace(CONFIG, outlier_exposure=-1.0), tmp_path / "n")
     with pytest.raises(DataError, match="--outliers"):
         train_model(manifest, range(3), replace(CONFIG, outliers=("x",)), tmp_path / "n")
+    missing = replace(CONFIG, outlier_exposure=0.5, outliers=(str(tmp_path / "none"),))
+    with pytest.raises(DataError, match="No frames could be read from the --outliers paths"):
+        train_model(manifest, range(3), missing, tmp_path / "n")
 
     # a clinic's real views of other organs are files on disk (here synthetic kinds that
     # share no anatomy with the fake heads, written as PNGs and read back through the loader)

@@ -162,6 +162,7 @@ def _loaders(
     config: TrainConfig,
     info: DistInfo,
     guided: bool,
+    real: PathFrames | None,
 ) -> _Loaders:
     """The shuffled, augmented training loader (this process's shard under ``torchrun``)
     and the validation loader over this process's share of the validation rows."""
@@ -222,7 +223,7 @@ def _loaders(
             spec,
             n,
             seed=seed,
-            real=PathFrames(config.outliers) if config.outliers else None,
+            real=real,
             augment_spec=train_ds.augment_spec,
         )
         loaders.outlier_loader = DataLoader(
@@ -417,6 +418,10 @@ def train_model(
     tick: ProgressFn = progress if info.is_main else no_progress
 
     targets, guided = check_config(manifest, indices, config)
+    # the real outlier files are listed before any frame is read, so a wrong path fails at once
+    outliers = PathFrames(config.outliers) if config.outliers else None
+    if outliers is not None and outliers.problems:
+        say(f"--outliers: {len(outliers.problems)} file(s) could not be read and are left out")
     start = _start_from(config, say)
     split = _split(manifest, indices, targets, config, say, device, info)
 
@@ -427,7 +432,7 @@ def train_model(
         raise ValueError("the cache's input size or masks differ from the configuration")
     my_val = split.val[info.rank :: info.world_size]
     cache.preload(np.concatenate([split.train, my_val]), tick, cancel)
-    loaders = _loaders(cache, split, targets, config, info, guided)
+    loaders = _loaders(cache, split, targets, config, info, guided, outliers)
 
     # channels-last activations: 1.35x faster ResNet34 steps on the CPU (oneDNN's native
     # layout) and what tensor cores want on CUDA; saved weights are made contiguous again
