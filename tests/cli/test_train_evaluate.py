@@ -302,6 +302,19 @@ def test_bad_manifest_is_reported_before_training(phantoms: Path, tmp_path: Path
     assert not (tmp_path / "x").exists()
 
 
+def test_unreadable_outlier_paths_are_reported_before_training(
+    phantoms: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "x"
+    exposure = ["--outlier-exposure", "0.5", "--outliers", str(tmp_path / "no-such-folder")]
+    r = run_cli("train", "--manifest", str(phantoms), "--out", str(out), *FAST, *exposure)
+    assert r.returncode == 1
+    assert "No frames could be read from the --outliers paths." in r.stderr
+    assert "Traceback" not in r.stderr and not (out / "card.json").exists()
+    r = run_cli("train", "--manifest", str(phantoms), "--out", str(out), *FAST, *exposure[2:])
+    assert r.returncode == 1 and "--outlier-exposure W" in r.stderr
+
+
 def test_ddp_two_processes_gloo(phantoms: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     r = subprocess.run(
