@@ -299,6 +299,7 @@ def cross_validate(
     tables: list[PredictionTable] = []
     histories: dict[str, list[dict[str, float]]] = {}
     examples: list[HeatmapExample] = []
+    outliers = PathFrames(config.outliers) if config.outliers else ()
     for n, fold in enumerate(folds, start=1):
         fold_dir = out / "folds" / _safe(fold.name)
         done = fold_dir / "predictions.csv"
@@ -352,7 +353,7 @@ def cross_validate(
             split=(config.val_fraction, config.seed),
             progress=progress,
             cancel=cancel,
-            outliers=PathFrames(config.outliers) if config.outliers else (),
+            outliers=outliers,
         )
         scored = score(
             load_checkpoint(card_path),
