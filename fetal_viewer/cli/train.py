@@ -165,7 +165,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         cam_pointing=args.cam_pointing,
         noise_floor=args.noise_floor,
         outlier_exposure=args.outlier_exposure,
-        outliers=tuple(str(p) for p in getattr(args, "outliers", ())),
+        outliers=tuple(args.outliers),
         init=str(getattr(args, "init", None) or ""),
     )
 
