@@ -26,7 +26,7 @@ from fetal_viewer.core.model.preprocess import (
 )
 from fetal_viewer.core.phantoms.outliers import SyntheticOutliers
 from fetal_viewer.core.progress import CancelToken, ProgressFn, completed, no_progress
-from fetal_viewer.core.training.augment import AugmentSpec, augment_pair
+from fetal_viewer.core.training.augment import AugmentSpec, augment, augment_pair
 from fetal_viewer.core.training.manifest import Indices, Record
 from fetal_viewer.errors import DataError, FetalViewerError
 
@@ -252,7 +252,7 @@ class OutlierDataset:
             )[0]
         if self.augment_spec is not None:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            square = augment_pair(square, None, rng, self.augment_spec)[0]
+            square = augment(square, rng, self.augment_spec)
         return torch.from_numpy(to_tensor_array(square, self.spec))
 
 
