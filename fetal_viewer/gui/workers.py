@@ -493,6 +493,10 @@ class ModelService(QThread):
         size = card.spec.input_size
         warm = np.zeros((1, 3, size, size), np.float32)
         self._predictor.run_arrays(warm, with_cam=True, stitch=default == STITCH_METHOD)
+        if self._predictor.second_look:
+            from fetal_viewer.core.model.closeup import start_workers
+
+            start_workers()  # their start-up, too, before "Analyse study" rather than in it
         self.info = ModelInfo.from_card(
             card,
             card_path,

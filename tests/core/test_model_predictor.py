@@ -155,6 +155,64 @@ def test_the_second_look_averages_a_head_close_up_into_the_probabilities(
     assert "second look" in reloaded.card.reading_words()
 
 
+def test_a_batch_s_heads_are_searched_in_worker_processes_as_here(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The second look's head finder runs a batch's frames in spawned workers while the
+    network reads them: the same results, in order, as ``detect_head`` in this process; a
+    worker that dies costs that batch a search here, never a result, and the next batch gets
+    a new pool. A single frame is searched here."""
+    from fetal_viewer.core.measure.head import detect_head
+    from fetal_viewer.core.model import closeup
+    from tests.core.test_head import ring_frame
+
+    frames = [
+        ring_frame(270, 400, 190, 150, 60, 48, 20, seed=4),
+        _frames(1, seed=9)[0],
+        ring_frame(300, 420, 210, 140, 80, 64, 30, seed=5),
+    ]
+    expected = [detect_head(f) for f in frames]
+    assert expected[0].fit is not None and expected[1].fit is None
+
+    def same(got: list) -> bool:
+        return [(g.fit, g.reason) for g in got] == [(e.fit, e.reason) for e in expected]
+
+    if closeup.search_workers() == 0:
+        pytest.skip("one core: the head finder runs in this process")
+    assert same(closeup.start_head_searches(frames)())
+    pool = closeup._pool
+    assert pool is not None
+    for process in list(pool._processes.values()):  # e.g. killed for memory
+        process.kill()
+        process.join()
+    with caplog.at_level("WARNING", logger="fetal_viewer.core.model.closeup"):
+        assert same(closeup.start_head_searches(frames)())
+    assert "searching in this process" in caplog.text
+    assert closeup._pool is not pool
+    assert same(closeup.start_head_searches(frames)()) and closeup._pool is not None
+    one = closeup.start_head_searches(frames[:1])()
+    assert [(h.fit, h.reason) for h in one] == [(expected[0].fit, expected[0].reason)]
+
+
+def test_a_script_read_from_stdin_searches_heads_in_its_own_process() -> None:
+    """A spawned worker imports the main script again, which a script read from stdin
+    cannot give it: the head finder stays in the process, with no worker's traceback."""
+    import subprocess
+    import sys
+
+    script = (
+        "from fetal_viewer.core.model import closeup\n"
+        "import numpy as np\n"
+        "frames = [np.zeros((120, 160, 3), np.uint8)] * 3\n"
+        "print(len(closeup.start_head_searches(frames)()), closeup._pool)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "None"] and "Traceback" not in done.stderr
+
+
 def test_a_card_with_an_unknown_second_look_is_refused(tmp_path: Path) -> None:
     from fetal_viewer.errors import ModelLoadError
 

@@ -10,15 +10,35 @@ heatmaps stay those of the whole frame: a close-up decides no frame's domain, si
 finder also finds rings in foreign images (an echocardiogram's chambers), whose close-ups
 can look like a head (docs/real-anatomy.md says how the rule was chosen and measured).
 Where no skull is found (anencephaly, foreign images) the whole frame is read alone.
+
+The head finder costs several times the network's pass on the CPU (docs/benchmarks.md), and
+it holds Python's lock, so threads do not share it out: :func:`start_head_searches` sends
+the frames of a batch to worker processes, one per core but one, while the network reads
+their whole frames; then the calling thread searches the frames no worker has taken yet. A single frame is searched in
+this process (a worker would only add the trip). The workers are spawned, since a forked
+Qt or torch process is unsafe, once (on the first batch, or by :func:`start_workers`), run
+below the priority of the app's own threads, and are shared by every predictor of the
+process; when one dies, the batch is searched here and a new pool is made next time.
 """
 
 from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from fetal_viewer.core.measure.head import HeadFit
+from fetal_viewer.core.measure.head import HeadFit, HeadSearch, detect_head
+
+log = logging.getLogger(__name__)
 
 #: the close-up reaches this many semi-major axes either side of the head's centre
 HALF_AXES = 1.7
@@ -37,3 +57,95 @@ def head_closeup(frame: NDArray[np.uint8], fit: HeadFit) -> NDArray[np.uint8]:
     source = cv2.GaussianBlur(frame, (0, 0), 0.4 / scale) if scale < 0.9 else frame
     view = cv2.warpAffine(source, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR)
     return np.asarray(view, np.uint8)
+
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def search_workers() -> int:
+    """Worker processes for the head finder: one per core but one, which is left to the
+    app's own threads (the viewer's event loop, the network); none on a single core or in a
+    process that is itself a worker (a data loader's, a pool's)."""
+    cores = os.cpu_count() or 1
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    # a spawned worker imports the main script again: one read from stdin cannot be
+    importable = main is None or getattr(sys, "frozen", False) or os.path.isfile(main)
+    alone = multiprocessing.parent_process() is None
+    return cores - 1 if cores > 1 and alone and importable else 0
+
+
+#: the workers' niceness: below the GUI's and the network's threads, which wait on nobody
+WORKER_NICE = 10
+
+
+def _worker_start() -> None:
+    # each worker is one of a core's worth: OpenCV's own threads would only contend
+    cv2.setNumThreads(1)
+    if hasattr(os, "nice"):  # POSIX
+        os.nice(WORKER_NICE)
+
+
+def _shared_pool() -> ProcessPoolExecutor | None:
+    global _pool
+    with _pool_lock:
+        if _pool is None and search_workers() > 0:
+            _pool = ProcessPoolExecutor(
+                search_workers(),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+            )
+        return _pool
+
+
+def _drop_pool(pool: ProcessPoolExecutor) -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_workers() -> None:
+    """Start the head finder's worker processes now (they start on the first batch
+    otherwise): each imports its modules at the system's usual priority, which a viewer
+    does before its first *Analyse study* rather than during it."""
+    pool = _shared_pool()
+    if pool is not None:
+        for _ in range(search_workers()):
+            pool.submit(int)  # each submit starts one more worker while none is idle
+
+
+def start_head_searches(
+    frames: Sequence[NDArray], workers: bool = True
+) -> Callable[[], list[HeadSearch]]:
+    """Start the head finder on ``frames`` (in worker processes unless ``workers`` is
+    False); the returned function waits for and returns their :class:`HeadSearch` results,
+    in order (the same as ``detect_head`` on each)."""
+    arrays = [np.asarray(frame) for frame in frames]
+    pool = _shared_pool() if workers and len(arrays) > 1 else None
+    if pool is None:
+        return lambda: [detect_head(a) for a in arrays]
+    try:
+        futures: list[Future[HeadSearch]] = [pool.submit(detect_head, a) for a in arrays]
+    except RuntimeError as exc:  # a broken or shut-down pool
+        log.warning("head finder workers unavailable (%s); searching in this process", exc)
+        _drop_pool(pool)
+        return lambda: [detect_head(a) for a in arrays]
+
+    def wait() -> list[HeadSearch]:
+        # the frames no worker has taken yet are searched here, from the last one back,
+        # while the workers finish theirs (they take them first to last)
+        here: dict[int, HeadSearch] = {}
+        for i in reversed(range(len(futures))):
+            if not futures[i].cancel():
+                break
+            here[i] = detect_head(arrays[i])
+        try:
+            return [here[i] if i in here else f.result() for i, f in enumerate(futures)]
+        except BrokenProcessPool as exc:  # a worker died (killed, out of memory): search here
+            log.warning("a head finder worker failed (%s); searching in this process", exc)
+            _drop_pool(pool)
+            return [detect_head(a) for a in arrays]
+
+    return wait

@@ -30,11 +30,11 @@ from fetal_viewer.core.cam.gradcam import (
     shifted_batch,
     stitch_features,
 )
-from fetal_viewer.core.measure.head import HeadSearch, detect_head
+from fetal_viewer.core.measure.head import HeadSearch
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES, DEFAULT_RULE, aggregate
 from fetal_viewer.core.model.card import HEAD_CLOSEUP
 from fetal_viewer.core.model.checkpoint import LoadedModel
-from fetal_viewer.core.model.closeup import head_closeup
+from fetal_viewer.core.model.closeup import head_closeup, start_head_searches
 from fetal_viewer.core.model.guard import cine_flagged, foreign_modality, pool
 from fetal_viewer.core.model.preprocess import Geometry, preprocess
 from fetal_viewer.core.model.probe import probe_batch
@@ -181,6 +181,8 @@ class Predictor:
         #: read each frame also as a close-up of its head (the card's second look; off while
         #: fitting the guard or the operating point, which are fitted on whole frames)
         self.second_look = loaded.card.second_look == HEAD_CLOSEUP
+        #: run the second look's head finder in worker processes (off: in this one)
+        self.head_workers = True
         spec = self.spec
         source = ModelSource(
             weights_sha256=loaded.card.weights_sha256,
@@ -293,13 +295,15 @@ class Predictor:
             if cancel is not None:
                 cancel.raise_if_cancelled()
             chunk = [frames[i] for i in range(start, min(n, start + batch_size))]
+            # the head finder works in other processes while the network reads the batch
+            pending = start_head_searches(chunk, self.head_workers) if self.second_look else None
             pre = [preprocess(frame, self.spec) for frame in chunk]
             batch = np.stack([q.array for q in pre])
             p, c, f = self.run_batch(
                 batch, with_cam=with_cam, stitch=stitch, with_features=with_features
             )
-            if self.second_look:
-                searches = [detect_head(np.asarray(frame)) for frame in chunk]
+            if pending is not None:
+                searches = pending()
                 p = self._second_look(chunk, searches, p)
                 heads.extend(searches)
             probs.append(p)
