@@ -14,11 +14,12 @@ Where no skull is found (anencephaly, foreign images) the whole frame is read al
 The head finder costs several times the network's pass on the CPU (docs/benchmarks.md), and
 it holds Python's lock, so threads do not share it out: :func:`start_head_searches` sends
 the frames of a batch to worker processes, one per core but one, while the network reads
-their whole frames; then the calling thread searches the frames no worker has taken yet. A single frame is searched in
-this process (a worker would only add the trip). The workers are spawned, since a forked
-Qt or torch process is unsafe, once (on the first batch, or by :func:`start_workers`), run
-below the priority of the app's own threads, and are shared by every predictor of the
-process; when one dies, the batch is searched here and a new pool is made next time.
+their whole frames; then the calling thread searches the frames no worker has taken yet. A
+single frame is searched in this process (a worker would only add the trip). The workers
+are spawned, since a forked Qt or torch process is unsafe, once (on the first batch, or by
+:func:`start_workers`), run below the priority of the app's own threads, and are shared by
+every predictor of the process; when one dies, the batch is searched here and a new pool is
+made next time.
 """
 
 from __future__ import annotations
