@@ -213,6 +213,50 @@ def test_a_script_read_from_stdin_searches_heads_in_its_own_process() -> None:
     assert done.stdout.split() == ["3", "None"] and "Traceback" not in done.stderr
 
 
+def test_head_workers_follow_a_killed_app_without_a_word(tmp_path: Path) -> None:
+    """A viewer killed outright (SIGKILL, a crash) leaves no head finder worker behind, and
+    nothing of multiprocessing's on its terminal."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import os, signal, time\n"
+        "from fetal_viewer.core.model import closeup\n"
+        "if __name__ == '__main__':\n"
+        "    closeup.start_workers()\n"
+        "    pool = closeup._pool\n"
+        "    while pool is not None and len(pool._processes) < closeup.search_workers():\n"
+        "        time.sleep(0.05)\n"
+        "    print(*(pool._processes if pool is not None else ()), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == -signal.SIGKILL
+    workers = [int(p) for p in done.stdout.split()]
+    if not workers:
+        pytest.skip("one core: no head finder workers")
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 20
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in workers)
+    time.sleep(1)  # the resource tracker's last words, if any
+    assert done.stderr == "", done.stderr
+
+
 def test_a_card_with_an_unknown_second_look_is_refused(tmp_path: Path) -> None:
     from fetal_viewer.errors import ModelLoadError
 

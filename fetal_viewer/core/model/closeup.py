@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -85,12 +86,30 @@ def _worker_start() -> None:
     cv2.setNumThreads(1)
     if hasattr(os, "nice"):  # POSIX
         os.nice(WORKER_NICE)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a worker holds both ends of its queue, so it would outlive a
+        # parent that is killed: it follows it instead
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    from multiprocessing.connection import wait
+
+    wait([sentinel])
+    os._exit(0)
+
+
+#: passed to the processes multiprocessing starts (its resource tracker among them): when the
+#: app is killed, the tracker removes the pool's semaphores without a warning on the terminal
+_QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
 
 
 def _shared_pool() -> ProcessPoolExecutor | None:
     global _pool
     with _pool_lock:
         if _pool is None and search_workers() > 0:
+            if _QUIET_TRACKER not in sys.warnoptions:
+                sys.warnoptions.append(_QUIET_TRACKER)
             _pool = ProcessPoolExecutor(
                 search_workers(),
                 mp_context=multiprocessing.get_context("spawn"),
@@ -104,7 +123,7 @@ def _drop_pool(pool: ProcessPoolExecutor) -> None:
     with _pool_lock:
         if _pool is pool:
             _pool = None
-    pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown(wait=False)
 
 
 def start_workers() -> None:
@@ -127,26 +146,46 @@ def start_head_searches(
     pool = _shared_pool() if workers and len(arrays) > 1 else None
     if pool is None:
         return lambda: [detect_head(a) for a in arrays]
-    try:
-        futures: list[Future[HeadSearch]] = [pool.submit(detect_head, a) for a in arrays]
-    except RuntimeError as exc:  # a broken or shut-down pool
-        log.warning("head finder workers unavailable (%s); searching in this process", exc)
-        _drop_pool(pool)
-        return lambda: [detect_head(a) for a in arrays]
+    # the workers take frames from the front, two each ahead, and the calling thread takes
+    # them from the back once the network is done: no frame is sent that is searched here,
+    # so none is ever cancelled (a pool that breaks with cancelled work fails in its thread)
+    todo = deque(range(len(arrays)))
+    sent: dict[int, Future[HeadSearch]] = {}
+    ahead = 2 * search_workers()
+    broken = False
+
+    def send() -> None:
+        nonlocal broken
+        try:
+            while not broken and todo and sum(not f.done() for f in sent.values()) < ahead:
+                i = todo.popleft()
+                sent[i] = pool.submit(detect_head, arrays[i])
+        except RuntimeError as exc:  # a broken or shut-down pool: this frame is searched here
+            todo.appendleft(i)
+            broken = True
+            _lost(pool, exc)
 
     def wait() -> list[HeadSearch]:
-        # the frames no worker has taken yet are searched here, from the last one back,
-        # while the workers finish theirs (they take them first to last)
-        here: dict[int, HeadSearch] = {}
-        for i in reversed(range(len(futures))):
-            if not futures[i].cancel():
-                break
-            here[i] = detect_head(arrays[i])
-        try:
-            return [here[i] if i in here else f.result() for i, f in enumerate(futures)]
-        except BrokenProcessPool as exc:  # a worker died (killed, out of memory): search here
-            log.warning("a head finder worker failed (%s); searching in this process", exc)
-            _drop_pool(pool)
-            return [detect_head(a) for a in arrays]
+        nonlocal broken
+        found: dict[int, HeadSearch] = {}
+        while todo:
+            i = todo.pop()
+            found[i] = detect_head(arrays[i])
+            send()
+        for i, future in sent.items():
+            try:
+                found[i] = future.result()
+            except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                if not broken:
+                    broken = True
+                    _lost(pool, exc)
+                found[i] = detect_head(arrays[i])
+        return [found[i] for i in range(len(arrays))]
 
+    send()
     return wait
+
+
+def _lost(pool: ProcessPoolExecutor, exc: BaseException) -> None:
+    log.warning("head finder workers failed (%s); searching in this process", exc)
+    _drop_pool(pool)
