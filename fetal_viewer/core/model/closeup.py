@@ -146,12 +146,13 @@ def start_head_searches(
     pool = _shared_pool() if workers and len(arrays) > 1 else None
     if pool is None:
         return lambda: [detect_head(a) for a in arrays]
-    # the workers take frames from the front, two each ahead, and the calling thread takes
-    # them from the back once the network is done: no frame is sent that is searched here,
-    # so none is ever cancelled (a pool that breaks with cancelled work fails in its thread)
+    # the workers take frames from the front, half the batch or two each ahead, and the
+    # calling thread takes them from the back once the network is done: no frame is sent
+    # that is searched here, so none is ever cancelled (a pool that breaks with cancelled
+    # work fails in its own thread)
     todo = deque(range(len(arrays)))
     sent: dict[int, Future[HeadSearch]] = {}
-    ahead = 2 * search_workers()
+    ahead = max(2 * search_workers(), len(arrays) // 2)
     broken = False
 
     def send() -> None:
