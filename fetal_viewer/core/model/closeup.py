@@ -101,6 +101,7 @@ def _exit_with(sentinel: int) -> None:
 
 #: passed to the processes multiprocessing starts (its resource tracker among them): when the
 #: app is killed, the tracker removes the pool's semaphores without a warning on the terminal
+#: (not in a frozen bundle, whose launcher reads the tracker's command line as it is)
 _QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
 
 
@@ -108,7 +109,7 @@ def _shared_pool() -> ProcessPoolExecutor | None:
     global _pool
     with _pool_lock:
         if _pool is None and search_workers() > 0:
-            if _QUIET_TRACKER not in sys.warnoptions:
+            if _QUIET_TRACKER not in sys.warnoptions and not getattr(sys, "frozen", False):
                 sys.warnoptions.append(_QUIET_TRACKER)
             _pool = ProcessPoolExecutor(
                 search_workers(),
