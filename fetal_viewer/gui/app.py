@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +17,7 @@ from fetal_viewer.resources import DEMO_MODEL_CARD, RESOURCES
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QWidget
+    from PySide6.QtWidgets import QApplication, QWidget
 
 log = logging.getLogger("fetal_viewer.gui")
 
@@ -119,6 +122,66 @@ class StartupTrace:
             log.info("startup: %s after %.3f s", event, self.seen[event])
 
 
+#: the signals that close the viewer as its Quit command does: Ctrl+C in the terminal that
+#: started it, and a logout's or a service manager's request to stop
+QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class SignalQuit:
+    """Close every window and leave the event loop when one of :data:`QUIT_SIGNALS` arrives,
+    as the Quit command does (settings saved, workers stopped, the store closed); a second
+    one while closing ends the process at once.
+
+    Python runs a signal handler only between bytecodes, and Qt's event loop waits in C: the
+    signal's number is written to a socket (``signal.set_wakeup_fd``) whose notifier wakes
+    the loop. ``received`` is the signal that closed the app, if any; :meth:`restore` puts
+    back the handlers there were before."""
+
+    def __init__(self, app: QApplication) -> None:
+        from PySide6.QtCore import QSocketNotifier
+
+        self.app = app
+        self.received: int | None = None
+        self._reader, self._writer = socket.socketpair()
+        for end in (self._reader, self._writer):
+            end.setblocking(False)
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        self._previous: dict[int, Callable[..., object] | int | None] = {}
+        for sig in QUIT_SIGNALS:
+            # a Python handler, however empty, is what makes the wakeup byte get written
+            self._previous[sig] = signal.signal(sig, lambda *_: None)
+        self._notifier = QSocketNotifier(self._reader.fileno(), QSocketNotifier.Type.Read)
+        self._notifier.activated.connect(self._woken)
+
+    def _woken(self, *_args: object) -> None:
+        try:
+            numbers = self._reader.recv(64)
+        except (BlockingIOError, InterruptedError):
+            return
+        quit_on = [n for n in numbers if n in QUIT_SIGNALS]
+        if not quit_on or self.received is not None:
+            return
+        self.received = quit_on[0]
+        log.info("%s received: closing", signal.Signals(self.received).name)
+        for sig in QUIT_SIGNALS:  # a second one does not wait for the close
+            signal.signal(sig, signal.SIG_DFL)
+        self.app.closeAllWindows()
+        self.app.quit()
+
+    def exit_code(self, code: int) -> int:
+        """``code``, or the shell's 128 + N when signal N closed the app."""
+        return code if self.received is None else 128 + self.received
+
+    def restore(self) -> None:
+        self._notifier.setEnabled(False)
+        self._notifier.deleteLater()
+        signal.set_wakeup_fd(self._previous_fd)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._reader.close()
+        self._writer.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     trace = StartupTrace()
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -143,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     apply_theme(app, dark=not args.light)
     sink = ErrorSink()
     install_excepthooks(sink)
+    quitter = SignalQuit(app)
+
+    def unhook() -> None:
+        uninstall_excepthooks()
+        quitter.restore()
 
     from fetal_viewer.gui.settings import app_settings
 
@@ -161,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         study_window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         try:
-            return int(app.exec())
+            return quitter.exit_code(int(app.exec()))
         finally:
-            uninstall_excepthooks()
+            unhook()
 
     from fetal_viewer.gui.main_window import MainWindow
 
@@ -185,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         window.close()
-        uninstall_excepthooks()
+        unhook()
         return 2
     paths = list(args.paths)
 
@@ -234,10 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             app.exec()
         finally:
-            uninstall_excepthooks()
+            unhook()
         print("smoke test:", "ok" if state["ok"] else "FAILED")
-        return 0 if state["ok"] else 1
+        return quitter.exit_code(0 if state["ok"] else 1)
     try:
-        return int(app.exec())
+        return quitter.exit_code(int(app.exec()))
     finally:
-        uninstall_excepthooks()
+        unhook()

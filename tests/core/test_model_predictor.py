@@ -215,7 +215,8 @@ def test_a_script_read_from_stdin_searches_heads_in_its_own_process() -> None:
 
 def test_head_workers_follow_a_killed_app_without_a_word(tmp_path: Path) -> None:
     """A viewer killed outright (SIGKILL, a crash) leaves no head finder worker behind, and
-    nothing of multiprocessing's on its terminal."""
+    nothing of multiprocessing's on its terminal; Ctrl+C, which reaches the workers too, is
+    left to the app."""
     import os
     import signal
     import subprocess
@@ -227,11 +228,19 @@ def test_head_workers_follow_a_killed_app_without_a_word(tmp_path: Path) -> None
         "import os, signal, time\n"
         "from fetal_viewer.core.model import closeup\n"
         "if __name__ == '__main__':\n"
+        # as started from a terminal (a shell's background job starts with Ctrl+C ignored)
+        "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "    closeup.start_workers()\n"
         "    pool = closeup._pool\n"
         "    while pool is not None and len(pool._processes) < closeup.search_workers():\n"
         "        time.sleep(0.05)\n"
         "    print(*(pool._processes if pool is not None else ()), flush=True)\n"
+        "    if pool is not None:\n"
+        "        n = closeup.search_workers()\n"
+        "        [f.result() for f in [pool.submit(time.sleep, 1.0) for _ in range(n)]]\n"
+        "        for pid in pool._processes:\n"
+        "            os.kill(pid, signal.SIGINT)\n"
+        "        assert pool.submit(abs, -3).result() == 3\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     done = subprocess.run(

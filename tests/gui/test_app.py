@@ -93,3 +93,45 @@ def test_study_flags_open_only_their_window_sized_to_the_screen(
     assert seen["windows"] == [expected]
     assert seen["fits"], seen["size"]
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_close_the_viewer_as_quit_does(tmp_path: Path, sig: str):
+    """Ctrl+C in the terminal that started the viewer, or a SIGTERM, closes it as its Quit
+    command does: settings saved, exit status 128 + N, not a word on the terminal."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "logs" / "fetal-viewer.log"
+    settings = tmp_path / "settings.ini"
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "FETAL_VIEWER_LOG_DIR": str(log.parent),
+        "FETAL_VIEWER_SETTINGS": str(settings),
+    }
+    app = subprocess.Popen(
+        [sys.executable, "-m", "fetal_viewer"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "startup: first paint" not in (log.read_text() if log.is_file() else ""):
+            assert app.poll() is None and time.monotonic() < deadline, app.communicate()
+            time.sleep(0.1)
+        assert "geometry=" not in (settings.read_text() if settings.is_file() else "")
+        number = getattr(signal, sig)
+        app.send_signal(number)
+        _, err = app.communicate(timeout=60)
+    finally:
+        app.kill()
+    assert app.returncode == 128 + number, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert f"{sig} received: closing" in log.read_text()
+    assert "[window]\ngeometry=" in settings.read_text()  # as closing saves it

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from collections import deque
@@ -82,6 +83,9 @@ WORKER_NICE = 10
 
 
 def _worker_start() -> None:
+    # Ctrl+C in a terminal reaches every process of its group: the app decides what it means,
+    # and a worker follows the app (below) rather than print a KeyboardInterrupt of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # each worker is one of a core's worth: OpenCV's own threads would only contend
     cv2.setNumThreads(1)
     if hasattr(os, "nice"):  # POSIX
