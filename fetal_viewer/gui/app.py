@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 on_returned=lambda folder: window.open_paths([folder]),
             )
         if paths:
-            window.open_paths(paths)
+            window.open_paths(paths, show=True)
 
     window.painted.connect(start_work)
     if args.smoke_test:

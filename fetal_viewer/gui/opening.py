@@ -42,18 +42,24 @@ class OpeningMixin(WindowBase):
             self, "Open ultrasound files", self._last_dir(), "All files (*)"
         )
         if paths:
-            self.open_paths(paths)
+            self.open_paths(paths, show=True)
 
     def open_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open folder", self._last_dir())
         if folder:
-            self.open_paths([folder])
+            self.open_paths([folder], show=True)
 
     def open_paths(
-        self, paths: Sequence[str | Path], grouping: ImageGrouping | None = None
+        self,
+        paths: Sequence[str | Path],
+        grouping: ImageGrouping | None = None,
+        show: bool = False,
     ) -> None:
         """Scan ``paths`` in a worker; patients are added when the scan returns. Plain
-        images are grouped by ``grouping``; None asks (when there are several)."""
+        images are grouped by ``grouping``; None asks (when there are several). With
+        ``show`` (the user asked to open them) the first series opened is shown; otherwise
+        (studies arriving from PACS, the demo) only when none is on screen, so that nothing
+        arriving takes the image a reader is looking at away."""
         names = [str(p) for p in paths]
         if not names:
             return
@@ -61,26 +67,26 @@ class OpeningMixin(WindowBase):
         from superqt.utils import create_worker
 
         worker = create_worker(open_paths_job, names, _start_thread=False)
-        worker.returned.connect(lambda result: self._on_scanned(names, result, grouping))
+        worker.returned.connect(lambda result: self._on_scanned(names, result, grouping, show))
         worker.errored.connect(lambda exc: self.sink.report(exc, "Opening files"))
         worker.finished.connect(lambda *_: self._set_loading(-1))
         self._start(worker)
 
     def _on_scanned(
-        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None
+        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None, show: bool
     ) -> None:
         """Group plain images as asked (or ask), then show what was opened."""
         if self._closed:
             return
         images = image_series(result)
         if not images:
-            self._on_opened(paths, result)
+            self._on_opened(paths, result, show=show)
             return
         if grouping is not None:
-            self._on_opened(paths, regroup(result, grouping), grouping)
+            self._on_opened(paths, regroup(result, grouping), grouping, show)
             return
         if len(images) == 1:
-            self._on_opened(paths, regroup(result, ImageGrouping.ONE_STUDY))
+            self._on_opened(paths, regroup(result, ImageGrouping.ONE_STUDY), show=show)
             return
         folders = {s.source.resolve().parent for s in images}
         dialog = ImageGroupingDialog(len(images), len(folders), infer_grouping(result), self)
@@ -96,7 +102,7 @@ class OpeningMixin(WindowBase):
             except Exception as exc:
                 self.sink.report(exc, "Grouping the images")
                 return
-            self._on_opened(paths, grouped, choice)
+            self._on_opened(paths, grouped, choice, show)
 
         dialog.accepted.connect(chosen)
         dialog.finished.connect(self._grouping_done)
@@ -107,7 +113,11 @@ class OpeningMixin(WindowBase):
         self.grouping_dialog = None
 
     def _on_opened(
-        self, paths: list[str], result: LoadResult, grouping: ImageGrouping | None = None
+        self,
+        paths: list[str],
+        result: LoadResult,
+        grouping: ImageGrouping | None = None,
+        show: bool = False,
     ) -> None:
         if self._closed:
             return
@@ -121,10 +131,14 @@ class OpeningMixin(WindowBase):
             self.loader.request_thumbnails(added)
             how = f" (images: {grouping.value})" if grouping is not None else ""
             self.status_label.setText(
-                f"Opened {len(added)} series from {len(self.browser.patients)} patient(s){how}."
+                f"Opened {len(added)} series of {len(result.patients)} patient(s){how}."
             )
-            if self.state.series is None:
+            if show or self.state.series is None:
                 self.browser.select_series(added[0])
+        elif opened := [s for pt in result.patients for st in pt.studies for s in st.series]:
+            self.status_label.setText(f"Already open: {len(opened)} series.")
+            if show:
+                self.browser.select_series(opened[0])
         elif not problems:
             self.sink.report(
                 StudyLoadError(
@@ -192,7 +206,7 @@ class OpeningMixin(WindowBase):
         self.recent_menu.clear()
         for path in self._recent:
             action = self.recent_menu.addAction(path)
-            action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
+            action.triggered.connect(lambda _=False, p=path: self.open_paths([p], show=True))
         if self._recent:
             self.recent_menu.addSeparator()
         self.recent_menu.addAction(self.commands_remember_recent)
@@ -207,4 +221,4 @@ class OpeningMixin(WindowBase):
         paths = [u.toLocalFile() for u in urls if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-            self.open_paths(paths)
+            self.open_paths(paths, show=True)

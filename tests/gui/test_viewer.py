@@ -271,6 +271,35 @@ def test_drag_and_drop_opens_files(qtbot, make_main_window, tmp_path):
     assert str(path.resolve()) in window.recent()
 
 
+def test_opening_shows_what_the_user_opened_not_what_arrives(qtbot, make_main_window, tmp_path):
+    """A study the user opens (File > Open, a drop, the recent list) is shown; one that
+    arrives (from PACS, the demo) is only added while something is on screen. Opening one
+    already open shows it, with no error."""
+    window = make_main_window()
+    first = write_us_dicom(tmp_path / "first.dcm", us_frames(2), patient_id="P-A")
+    second = write_us_dicom(tmp_path / "second.dcm", us_frames(3), patient_id="P-B")
+    third = write_us_dicom(tmp_path / "third.dcm", us_frames(4), patient_id="P-C")
+    reported: list[object] = []
+    window.sink.reported.connect(lambda exc, _context: reported.append(exc))
+
+    def open_and_settle(path: Path, show: bool) -> None:
+        with qtbot.waitSignal(window.study_opened, timeout=30_000):
+            window.open_paths([str(path)], show=show)
+        wait_until(lambda: window.series is not None and window.state.pending is None)
+
+    open_and_settle(first, show=False)  # nothing on screen: shown all the same
+    assert len(window.series) == 2
+    open_and_settle(second, show=False)  # arrived: the reader keeps the image
+    assert len(window.series) == 2
+    open_and_settle(third, show=True)
+    wait_until(lambda: len(window.series) == 4)
+    open_and_settle(second, show=True)  # already open: shown, nothing added, no error
+    wait_until(lambda: len(window.series) == 3)
+    assert len(window.browser.series_items()) == 3
+    assert "Already open" in window.status_label.text()
+    assert reported == []
+
+
 def test_shortcuts_act(qtbot, make_main_window, study_dir):
     window = make_main_window()
     open_and_wait(qtbot, window, [study_dir])
