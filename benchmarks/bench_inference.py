@@ -106,7 +106,10 @@ def main() -> None:
     from fetal_viewer.core.model.checkpoint import ModelCard, load_checkpoint
     from fetal_viewer.core.model.predictor import Predictor
     from fetal_viewer.core.runtime.backends import NAMES, default_threads
+    from fetal_viewer.core.spawning import allow_workers
     from fetal_viewer.errors import InferenceError
+
+    allow_workers()  # as the app does
     from fetal_viewer.resources import DEMO_MODEL_CARD
 
     work = Path(tempfile.mkdtemp(prefix="bench-inference-"))

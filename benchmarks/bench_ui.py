@@ -174,8 +174,10 @@ def main() -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
+    from fetal_viewer.core.spawning import allow_workers
     from fetal_viewer.resources import DEMO_MODEL_CARD
 
+    allow_workers()  # as the app does
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert app is not None
     from fetal_viewer.gui.error_sink import ErrorSink

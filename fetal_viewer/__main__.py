@@ -10,6 +10,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from fetal_viewer.core.spawning import allow_workers
+
+    allow_workers()  # this module and the scripts that call it import again safely
     from fetal_viewer.cli import SUBCOMMANDS
 
     first = argv[0] if argv else ""

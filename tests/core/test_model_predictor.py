@@ -156,15 +156,18 @@ def test_the_second_look_averages_a_head_close_up_into_the_probabilities(
 
 
 def test_a_batch_s_heads_are_searched_in_worker_processes_as_here(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The second look's head finder runs a batch's frames in spawned workers while the
     network reads them: the same results, in order, as ``detect_head`` in this process; a
     worker that dies costs that batch a search here, never a result, and the next batch gets
     a new pool. A single frame is searched here."""
+    from fetal_viewer.core import spawning
     from fetal_viewer.core.measure.head import detect_head
     from fetal_viewer.core.model import closeup
     from tests.core.test_head import ring_frame
+
+    monkeypatch.setattr(spawning, "_allowed", True)  # as the app's entry point does
 
     frames = [
         ring_frame(270, 400, 190, 150, 60, 48, 20, seed=4),
@@ -202,7 +205,9 @@ def test_a_script_read_from_stdin_searches_heads_in_its_own_process() -> None:
 
     script = (
         "from fetal_viewer.core.model import closeup\n"
+        "from fetal_viewer.core.spawning import allow_workers\n"
         "import numpy as np\n"
+        "allow_workers()\n"
         "frames = [np.zeros((120, 160, 3), np.uint8)] * 3\n"
         "print(len(closeup.start_head_searches(frames)()), closeup._pool)\n"
     )
@@ -211,6 +216,27 @@ def test_a_script_read_from_stdin_searches_heads_in_its_own_process() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "None"] and "Traceback" not in done.stderr
+
+
+def test_a_script_that_does_not_allow_workers_runs_once(tmp_path: Path) -> None:
+    """A spawned worker runs the main script again, and one without a main guard would run
+    whole in it: the core starts no worker unless the program allows them, as the app's
+    entry point does."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from fetal_viewer.core.model import closeup\n"
+        "import numpy as np\n"
+        "frames = [np.zeros((120, 160, 3), np.uint8)] * 4\n"
+        "print('ran', len(closeup.start_head_searches(frames)()), closeup._pool, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ran", "4", "None"], done.stdout
 
 
 def test_head_workers_follow_a_killed_app_without_a_word(tmp_path: Path) -> None:
@@ -227,9 +253,11 @@ def test_head_workers_follow_a_killed_app_without_a_word(tmp_path: Path) -> None
     script.write_text(
         "import os, signal, time\n"
         "from fetal_viewer.core.model import closeup\n"
+        "from fetal_viewer.core.spawning import allow_workers\n"
         "if __name__ == '__main__':\n"
         # as started from a terminal (a shell's background job starts with Ctrl+C ignored)
         "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "    allow_workers()\n"
         "    closeup.start_workers()\n"
         "    pool = closeup._pool\n"
         "    while pool is not None and len(pool._processes) < closeup.search_workers():\n"

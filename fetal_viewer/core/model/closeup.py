@@ -16,7 +16,8 @@ it holds Python's lock, so threads do not share it out: :func:`start_head_search
 the frames of a batch to worker processes, one per core but one, while the network reads
 their whole frames; then the calling thread searches the frames no worker has taken yet. A
 single frame is searched in this process (a worker would only add the trip). The workers
-are spawned, since a forked Qt or torch process is unsafe, once (on the first batch, or by
+are spawned, since a forked Qt or torch process is unsafe, only in a program that allows
+them (:mod:`fetal_viewer.core.spawning`: the app does), once (on the first batch, or by
 :func:`start_workers`), run below the priority of the app's own threads, and are shared by
 every predictor of the process; when one dies, the batch is searched here and a new pool is
 made next time.
@@ -40,6 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fetal_viewer.core.measure.head import HeadFit, HeadSearch, detect_head
+from fetal_viewer.core.spawning import workers_allowed
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,11 @@ _pool_lock = threading.Lock()
 
 def search_workers() -> int:
     """Worker processes for the head finder: one per core but one, which is left to the
-    app's own threads (the viewer's event loop, the network); none on a single core or in a
+    app's own threads (the viewer's event loop, the network); none unless the program allows
+    them (:func:`~fetal_viewer.core.spawning.allow_workers`), on a single core or in a
     process that is itself a worker (a data loader's, a pool's)."""
+    if not workers_allowed():
+        return 0
     cores = os.cpu_count() or 1
     main = getattr(sys.modules.get("__main__"), "__file__", None)
     # a spawned worker imports the main script again: one read from stdin cannot be
