@@ -60,7 +60,8 @@ def add_parser(subparsers: Any) -> None:
         "--answers",
         type=Path,
         required=True,
-        help="CSV, one row per step: label[,confidence,anomaly_prob,case,condition]; "
+        help="CSV, one row per step: label[,confidence,anomaly_prob,case,condition]; the "
+        "ratings are whole numbers (confidence on the study's scale, anomaly_prob 0-100); "
         "a blank rating is stored as not set",
     )
     r.add_argument(

@@ -196,6 +196,15 @@ def test_headless_reading_checks_everything_before_storing(tmp_path: Path) -> No
         for s in steps
     }
     (tmp_path / "ai.json").write_text(json.dumps(ai))
+    # a probability on a 0-1 scale would be stored as 0: refused, with the scale
+    fractions = tmp_path / "fractions.csv"
+    fractions.write_text("label,confidence,anomaly_prob\nnormal,60,0.24\nnormal,60.5,14\n")
+    r = run_cli("study", "--db", str(db), "read", "s", "R1", "--answers", str(fractions))
+    assert (
+        r.returncode == 1
+        and "line 2: anomaly_prob 0.24 is not a whole number from 0 to 100" in r.stderr
+    )
+    assert "line 3: confidence 60.5 is not a whole number" in r.stderr and _reads(db) == []
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("label,case\nnormal,NO-SUCH-CASE\n")
     r = run_cli("study", "--db", str(db), "read", "s", "R1", "--answers", str(unknown))
@@ -265,6 +274,17 @@ def test_study_ai_and_headless_reads_carry_the_domain_guard(tmp_path: Path) -> N
     assert r.returncode == 1 and "not the study's model" in r.stderr
     answers = tmp_path / "answers.csv"
     answers.write_text("label,anomaly_prob\n" + "normal,30\n" * 6)
+    # an AI file edited or written from another model is refused, nothing stored
+    forged = tmp_path / "forged.json"
+    forged.write_text(
+        json.dumps({k: {**v, "model_sha": "0" * 64} for k, v in doc.items()}), encoding="utf-8"
+    )
+    r = run_cli(
+        "study", "--db", str(db), "read", "s", "R1", "--answers", str(answers),
+        "--ai-json", str(forged),
+    )  # fmt: skip
+    assert r.returncode == 1 and "the AI JSON is from another model" in r.stderr, r.stderr
+    assert _reads(db) == []
     r = run_cli(
         "study", "--db", str(db), "read", "s", "R1", "--answers", str(answers),
         "--ai-json", str(ai),

@@ -2,7 +2,8 @@
 from a CSV, checked in full before anything is stored.
 
 Answers CSV: one row per step, in the reader's order (``study order`` prints it), with the
-columns ``label`` and, optionally, ``confidence`` and ``anomaly_prob`` (blank: not set),
+columns ``label`` and, optionally, ``confidence`` and ``anomaly_prob`` (whole numbers on the
+study's confidence scale and from 0 to 100; blank: not set),
 ``case`` (the case pseudonym, checked against the order) and ``condition``. AI JSON:
 ``{case pseudonym: {"model_sha": ..., "probabilities": {label: p}, "domain_score": s,
 "domain_threshold": t, "guard_note": "", "cine_flagged": [k, n] or null,
@@ -100,14 +101,16 @@ def read_answers(path: Path, labels: tuple[str, ...], scale: tuple[int, int]) ->
                 values.append(None)
                 continue
             try:
-                value = int(float(text))
+                number = float(text)
             except ValueError:
                 problems.append(f"line {n}: {name} {text!r} is not a number")
                 values.append(None)
                 continue
-            if not lo <= value <= hi:
-                problems.append(f"line {n}: {name} {value} is outside {lo}-{hi}")
-            values.append(value)
+            if not number.is_integer():  # a 0-1 probability would be stored as 0
+                problems.append(f"line {n}: {name} {text} is not a whole number from {lo} to {hi}")
+            elif not lo <= number <= hi:
+                problems.append(f"line {n}: {name} {text} is outside {lo}-{hi}")
+            values.append(int(number) if number.is_integer() else None)
         answers.append(
             Answer(
                 n,
@@ -177,6 +180,14 @@ def read_headless(
     order = reader_order(store, study, reader)
     todo = [s for s in order if not s.done]
     problems: list[str] = []
+    foreign = sorted(
+        {o.model_sha for o in ai.values() if st.model_sha256 and o.model_sha != st.model_sha256}
+    )
+    if foreign:
+        problems.append(
+            f"the AI JSON is from another model (weights sha256 {', '.join(foreign)}), not the "
+            f"study's ({st.model_sha256})"
+        )
     if len(answers) > len(todo):
         problems.append(f"{len(answers)} answers for the {len(todo)} steps left to read")
     known = {c.pseudonym for c in store.list_cases(study)}
