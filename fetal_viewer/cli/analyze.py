@@ -24,6 +24,11 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.errors import DataError
 
     labels = None
+    if args.reads is not None and args.study:
+        raise DataError(
+            "Give either --reads CSV or --study NAME (with --db), not both.",
+            why="Both name reads to analyse, and they may not be the same.",
+        )
     if args.reads is not None:
         rows = load_long_csv(args.reads)
     else:
@@ -31,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError("Give --study NAME (with --db) or --reads CSV.")
         from fetal_viewer.core.store import open_store
 
-        store = open_store(args.db)
+        store = open_store(args.db, create=False)
         rows = long_rows(store, args.study)
         labels = store.get_study(args.study).labels
         store.close()

@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.readerstudy.protocol import study_progress
     from fetal_viewer.core.store import open_store
 
-    store = open_store(args.db)
     cmd = args.study_command
+    # only `create` makes a database: a mistyped --db is an error, not a new empty one
+    store = open_store(args.db, create=cmd == "create" or args.db is None)
     if cmd == "create":
         req = NewStudy(
             name=args.name,
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         for name, path in export_all(store, args.study, args.out).items():
             print(f"{name}\t{path}")
     elif cmd == "merge":
-        other = open_store(args.source)
+        other = open_store(args.source, create=False)
         rep = store.merge_from(other, args.study)
         other.close()
         print(

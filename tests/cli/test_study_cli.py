@@ -304,3 +304,23 @@ def test_study_ai_and_headless_reads_carry_the_domain_guard(tmp_path: Path) -> N
     split = json.loads((report / "analysis.json").read_text())["by_ai_domain"]
     assert set(split) == {"AI out of domain"} and split["AI out of domain"]["reads"] == 3
     assert "domain guard's verdict on the AI shown" in (report / "report.html").read_text()
+
+
+def test_a_mistyped_database_path_is_an_error_not_a_new_database(tmp_path: Path) -> None:
+    db = _small_study(tmp_path)
+    missing = tmp_path / "typo" / "s.db"
+    for args in (
+        ("study", "--db", str(missing), "list"),
+        ("study", "--db", str(missing), "status", "s"),
+        ("study", "--db", str(db), "merge", "s", "--from", str(missing)),
+        ("analyze", "--db", str(missing), "--study", "s", "--out", str(tmp_path / "a")),
+    ):
+        r = run_cli(*args)
+        assert r.returncode == 1 and "There is no study database at this path" in r.stderr, args
+        assert "Traceback" not in r.stderr
+    assert not missing.parent.exists()
+    both = run_cli(
+        "analyze", "--db", str(db), "--study", "s", "--reads", str(tmp_path / "r.csv"),
+        "--out", str(tmp_path / "a"),
+    )  # fmt: skip
+    assert both.returncode == 1 and "not both" in both.stderr

@@ -525,14 +525,25 @@ def open_store(
     *,
     busy_timeout_s: float = eng.DEFAULT_BUSY_TIMEOUT_S,
     upgrade: bool = True,
+    create: bool = True,
 ) -> Store:
-    """Open (creating if needed) a store and upgrade it to the newest schema.
+    """Open (creating if needed, unless ``create`` is False) a store and upgrade it to the
+    newest schema.
 
     ``url_or_path``: a file path, ``sqlite:///...`` or ``postgresql://...`` URL, or None for
     the default file in the user data folder. An old database is upgraded in place after a
-    backup copy beside it (:attr:`Store.backup_path`).
+    backup copy beside it (:attr:`Store.backup_path`). Without ``create`` a SQLite file that
+    does not exist is refused: a mistyped path would otherwise make an empty database.
     """
     url = eng.to_url(url_or_path)
+    path = eng.sqlite_path(url)
+    if not create and path is not None and not path.is_file():
+        raise StoreError(
+            "There is no study database at this path.",
+            why="The file does not exist; nothing was created.",
+            fix="Check the path (a new database is made by creating a study in it).",
+            path=path,
+        )
     engine = eng.make_engine(url, busy_timeout_s=busy_timeout_s)
     try:
         with eng.translated("opening the database"):

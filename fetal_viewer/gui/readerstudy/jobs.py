@@ -114,10 +114,10 @@ file_sha256 = sha256_file  # the name the reading window imports
 # ---------------------------------------------------------------------------------------
 # store jobs
 # ---------------------------------------------------------------------------------------
-def open_store_job(db: str | Path | None) -> Store:
+def open_store_job(db: str | Path | None, create: bool = True) -> Store:
     from fetal_viewer.core.store import open_store
 
-    return open_store(db)
+    return open_store(db, create=create)
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def analyse_job(store: Store, study: str, out_dir: str) -> dict[str, Path]:
 def merge_job(store: Store, study: str, source: str) -> MergeReport:
     from fetal_viewer.core.store import open_store
 
-    other = open_store(source)
+    other = open_store(source, create=False)
     try:
         return store.merge_from(other, study)
     finally:

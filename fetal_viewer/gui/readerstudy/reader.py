@@ -150,7 +150,11 @@ class ReaderWindow(StartPageMixin):
         if self.store is None:
             self.start_status.setText("Opening the study database…")
             self.store_lane.run(
-                open_store_job, db, context="Opening the study database", on_returned=self._on_store
+                open_store_job,
+                db,
+                db is None,  # a reader never makes a database: a mistyped path is an error
+                context="Opening the study database",
+                on_returned=self._on_store,
             )
         else:
             self._on_store(self.store)
