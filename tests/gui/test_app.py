@@ -81,6 +81,9 @@ def test_study_flags_open_only_their_window_sized_to_the_screen(
         for w in shown:
             w.close()
 
+    from fetal_viewer.core.store import open_store
+
+    open_store(tmp_path / "s.db").close()  # the reading mode opens only a database that exists
     QTimer.singleShot(1500, look_and_close)
     try:
         code = main([flag, "--db", str(tmp_path / "s.db")])
@@ -135,3 +138,24 @@ def test_ctrl_c_and_sigterm_close_the_viewer_as_quit_does(tmp_path: Path, sig: s
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert f"{sig} received: closing" in log.read_text()
     assert "[window]\ngeometry=" in settings.read_text()  # as closing saves it
+
+
+def test_the_reading_mode_refuses_a_database_that_does_not_exist(
+    qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A mistyped --db is an error the reader sees, and no database is made there."""
+    from fetal_viewer.gui.error_sink import ErrorSink
+    from fetal_viewer.gui.readerstudy import open_reader_mode
+
+    monkeypatch.setenv("FETAL_VIEWER_LOG_DIR", str(tmp_path / "logs"))
+    sink = ErrorSink()
+    reported: list[BaseException] = []
+    sink.reported.connect(lambda exc, _context: reported.append(exc))
+    missing = tmp_path / "typo" / "s.db"
+    window = open_reader_mode(None, missing, error_sink=sink)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: "could not be opened" in window.start_status.text(), timeout=20_000)
+    assert "There is no study database" in window.start_status.text()
+    assert len(reported) == 1 and not missing.parent.exists()
+    window.close()
+    sink.close_all()

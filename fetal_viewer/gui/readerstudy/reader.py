@@ -155,6 +155,9 @@ class ReaderWindow(StartPageMixin):
                 db is None,  # a reader never makes a database: a mistyped path is an error
                 context="Opening the study database",
                 on_returned=self._on_store,
+                on_errored=lambda exc: self.start_status.setText(
+                    f"The study database could not be opened: {getattr(exc, 'what', exc)}"
+                ),
             )
         else:
             self._on_store(self.store)
