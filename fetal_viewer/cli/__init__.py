@@ -18,6 +18,8 @@ import sys
 from fetal_viewer import INTENDED_USE, __version__
 from fetal_viewer.errors import FetalViewerError
 
+log = logging.getLogger("fetal_viewer.cli")
+
 #: subcommands, in the order ``--help`` lists them (module: the name with "_" for "-")
 SUBCOMMANDS: tuple[str, ...] = (
     "info",
@@ -63,12 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from fetal_viewer.core.logsetup import log_to_console, log_to_file
+    from fetal_viewer.core.logsetup import FILE_ONLY, log_to_console, log_to_file
 
     # the terminal shows the app's own warnings and the typed error; everything else
     # (pydicom's decoder errors with their tracebacks, stray warnings) goes to the log file
     log_to_console(logging.DEBUG if args.verbose else logging.WARNING)
-    log_to_file(logging.DEBUG if args.verbose else logging.INFO)
+    log_path = log_to_file(logging.DEBUG if args.verbose else logging.INFO)
     if args.command is None:
         parser.print_help()
         return 2
@@ -86,3 +88,25 @@ def main(argv: list[str] | None = None) -> int:
         # whoever read the output stopped reading (| head): end quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
+    # what no command checked for: one message on the terminal, the traceback in the log
+    except OSError as exc:  # a path that is not a folder, not writable, a full disk ...
+        log.exception("%s: %s", args.command, exc, extra=FILE_ONLY)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(
+            f"error: {exc.strerror or exc}{where}\n"
+            "Fix: check that the path exists, is a folder where one is asked for, and that you "
+            "may write there (and the disk has room).",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as exc:
+        log.exception("%s: %s", args.command, exc, extra=FILE_ONLY)
+        print(
+            f"error: {args.command} stopped: {exc or type(exc).__name__}\n"
+            f"Why: an input or option it did not check ({type(exc).__name__}); the log file "
+            f"{log_path} has the details.\n"
+            "Fix: check the options against --help; if they are right, report it with the log "
+            "file.",
+            file=sys.stderr,
+        )
+        return 1

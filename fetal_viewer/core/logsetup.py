@@ -23,6 +23,8 @@ from fetal_viewer.core.appdirs import log_dir
 from fetal_viewer.core.redact import RedactingFormatter
 
 LOG_NAME = "fetal-viewer.log"
+#: ``extra=FILE_ONLY`` keeps a record off the terminal (a traceback whose error it has shown)
+FILE_ONLY = {"file_only": True}
 APP_LOGGER = "fetal_viewer"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
 
@@ -114,6 +116,7 @@ def log_to_console(level: int = logging.WARNING) -> None:
     handler.setLevel(level)
     handler.setFormatter(_OneLine("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(logging.Filter(APP_LOGGER))
+    handler.addFilter(lambda record: not getattr(record, "file_only", False))
     root.addHandler(handler)
     app = logging.getLogger(APP_LOGGER)
     app.setLevel(min(level, app.level or level))

@@ -40,3 +40,31 @@ def test_output_piped_into_a_reader_that_stops_ends_quietly(tmp_path: Path) -> N
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141, err
     assert err == "", err
+
+
+def test_what_no_command_checks_gets_one_message_and_the_log_the_traceback(
+    tmp_path: Path,
+) -> None:
+    """An output path that is a file, and an error no command foresaw (here a database URL
+    whose driver is not installed): one message that says what to do, exit 1, no
+    traceback on the terminal; the traceback goes to the log file."""
+    import os
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {**os.environ, "FETAL_VIEWER_LOG_DIR": str(tmp_path / "logs")}
+    for args, said in (
+        (["phantoms", "--out", str(blocker / "x"), "--patients-per-class", "1"], "Not a directory"),
+        (["study", "--db", "mysql://nobody@localhost/x", "list"], "study stopped: No module"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "fetal_viewer", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert done.returncode == 1, done.stderr
+        assert said in done.stderr and "Fix:" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "ERROR" not in done.stderr, done.stderr
+    assert "Traceback" in (tmp_path / "logs" / "fetal-viewer.log").read_text()
