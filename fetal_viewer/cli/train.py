@@ -9,11 +9,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 TASK_CHOICES = ("five-class", "anomalies")
+
+
+def ranged(
+    kind: type[int] | type[float], lo: float, hi: float = math.inf, *, above: bool = False
+) -> Any:
+    """An argparse ``type``: a finite ``kind`` from ``lo`` (or above it, with ``above``) to
+    ``hi``; anything else is a usage error before any work starts."""
+    word = "whole number" if kind is int else "number"
+    if above:
+        span = f"above {lo:g}"
+    else:
+        span = f"at least {lo:g}" if hi == math.inf else f"from {lo:g} to {hi:g}"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {word} {span}, got {text!r}") from None
+        if not (math.isfinite(value) and (value > lo if above else value >= lo) and value <= hi):
+            raise argparse.ArgumentTypeError(f"expected a {word} {span}, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
@@ -27,19 +51,31 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         help="five classes (normal + 4 anomalies) or the 4 anomalies only (default: five-class)",
     )
     g = p.add_argument_group("training")
-    g.add_argument("--input-size", type=int, default=224, help="network input side (default 224)")
-    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
-    g.add_argument("--batch-size", type=int, default=32, help="per process (default 32)")
+    g.add_argument(
+        "--input-size",
+        type=ranged(int, 32, 1024),
+        default=224,
+        help="network input side (default 224)",
+    )
+    g.add_argument("--epochs", type=ranged(int, 1), default=30, help="maximum epochs (default 30)")
+    g.add_argument("--batch-size", type=ranged(int, 1), default=32, help="per process (default 32)")
     g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    g.add_argument("--lr", type=float, default=None, help="default 1e-3 (adamw) / 1e-2 (sgd)")
-    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument(
+        "--lr",
+        type=ranged(float, 0, above=True),
+        default=None,
+        help="default 1e-3 (adamw) / 1e-2 (sgd)",
+    )
+    g.add_argument("--weight-decay", type=ranged(float, 0), default=1e-4)
     g.add_argument(
         "--val-fraction",
-        type=float,
+        type=ranged(float, 0, 0.9),
         default=0.2,
         help="share of training patients held out (per class) for early stopping (default 0.2)",
     )
-    g.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs")
+    g.add_argument(
+        "--patience", type=ranged(int, 1), default=5, help="early-stopping patience in epochs"
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
         "--pretrained",
@@ -49,14 +85,14 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-augment", action="store_true", help="switch augmentation off")
     g.add_argument(
         "--max-frames-per-patient",
-        type=int,
+        type=ranged(int, 0),
         default=0,
         metavar="N",
         help="train on at most N evenly spaced frames per patient (default 0: all)",
     )
     g.add_argument(
         "--cam-guidance",
-        type=float,
+        type=ranged(float, 0),
         default=0.0,
         metavar="W",
         help="add W x the share of the true class's Grad-CAM heat outside the lesion mask to "
@@ -64,7 +100,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--cam-pointing",
-        type=float,
+        type=ranged(float, 0),
         default=0.0,
         metavar="W",
         help="add W x a smooth pointing-game miss (the true class's Grad-CAM peak outside the "
@@ -72,7 +108,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--noise-floor",
-        type=float,
+        type=ranged(float, 0, 1),
         default=0.0,
         metavar="GREY",
         help="augment with a thermal noise floor rising with depth up to a grey level drawn "
@@ -81,7 +117,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--outlier-exposure",
-        type=float,
+        type=ranged(float, 0),
         default=0.0,
         metavar="W",
         help="add W x the cross-entropy to the uniform distribution on synthetic non-head "
@@ -96,7 +132,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         help="with --outlier-exposure: real images or DICOM files of other planes and organs "
         "(files or folders) instead of the synthetic frames, also among the guard's outliers",
     )
-    g.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    g.add_argument("--workers", type=ranged(int, 0), default=0, help="data-loader worker processes")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     g.add_argument(
         "--no-amp",

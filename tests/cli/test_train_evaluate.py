@@ -302,6 +302,24 @@ def test_bad_manifest_is_reported_before_training(phantoms: Path, tmp_path: Path
     assert not (tmp_path / "x").exists()
 
 
+def test_training_options_out_of_range_are_usage_errors_before_any_work(
+    phantoms: Path, tmp_path: Path
+) -> None:
+    for option, value, said in (
+        ("--input-size", "100000", "from 32 to 1024"),  # would exhaust the memory
+        ("--epochs", "0", "at least 1"),
+        ("--lr", "-1", "above 0"),
+        ("--lr", "nan", "above 0"),
+        ("--val-fraction", "1.5", "from 0 to 0.9"),
+        ("--workers", "-1", "at least 0"),
+    ):
+        r = run_cli(
+            "train", "--manifest", str(phantoms), "--out", str(tmp_path / "x"), option, value
+        )
+        assert r.returncode == 2 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_unreadable_outlier_paths_are_reported_before_training(
     phantoms: Path, tmp_path: Path
 ) -> None:
@@ -354,6 +372,9 @@ def test_ddp_two_processes_gloo(phantoms: Path, tmp_path: Path) -> None:
     assert "2 processes" in r.stdout
     assert r.stdout.count("checkpoint: ") == 1  # only rank 0 writes
     history = json.loads((out / "history.json").read_text())
+    # no validation split: no val figures, and no NaN that strict JSON readers refuse
+    for name in ("history.json", "card.json"):
+        assert "NaN" not in (out / name).read_text(), name
     # 20 training images: each rank sees 10; the all-reduced count covers both ranks
     assert history[0]["images"] == 16  # 2 ranks x 2 full batches of 4 (drop_last)
     load_checkpoint(out / "card.json")

@@ -117,8 +117,9 @@ def _figures(inputs: ReportInputs) -> dict[str, bytes]:
         for name, hist in inputs.histories.items():
             ep = [h["epoch"] for h in hist]
             axes[0].plot(ep, [h["train_loss"] for h in hist], "-", label=f"{name} train")
-            axes[0].plot(ep, [h["val_loss"] for h in hist], "--", label=f"{name} val")
-            axes[1].plot(ep, [h["val_acc"] for h in hist], "-", label=name)
+            nan = float("nan")  # epochs without a validation split
+            axes[0].plot(ep, [h.get("val_loss", nan) for h in hist], "--", label=f"{name} val")
+            axes[1].plot(ep, [h.get("val_acc", nan) for h in hist], "-", label=name)
         axes[0].set_title("loss (weighted CE)")
         axes[1].set_title("inner-validation accuracy (images)")
         for ax in axes:

@@ -503,7 +503,7 @@ def train_model(
             row["train_cam_outside"] = outside_total / max(train_n, 1)
             row["train_cam_miss"] = miss_total / max(train_n, 1)
         run.history.append(row)
-        monitored = val["val_loss"] if not math.isnan(val["val_loss"]) else row["train_loss"]
+        monitored = val.get("val_loss", row["train_loss"])
         if monitored < run.best_loss - 1e-4:
             run.best_loss = monitored
             run.best_epoch = epoch + 1
@@ -521,8 +521,9 @@ def train_model(
                 if guided
                 else ""
             )
-            + f" | val loss {val['val_loss']:.4f} acc {val['val_acc']:.3f} "
-            f"| {row['images_per_s']:.1f} img/s" + (" | early stop" if stop else "")
+            + (f" | val loss {val['val_loss']:.4f} acc {val['val_acc']:.3f}" if val else "")
+            + f" | {row['images_per_s']:.1f} img/s"
+            + (" | early stop" if stop else "")
         )
         if info.is_main:
             meta = run.meta(epoch, stop, config)
@@ -597,6 +598,6 @@ def _validate(
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
     loss_sum, correct, seen = all_sum([loss_sum, float(correct), float(seen)], info, device)
-    if seen == 0:
-        return {"val_loss": float("nan"), "val_acc": float("nan")}
+    if seen == 0:  # no validation split: no figures (JSON has no NaN)
+        return {}
     return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
