@@ -47,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"AUC unaided {m.test_means[0]:.3f}, aided {m.test_means[-1]:.3f}, "
             f"difference {m.diff:+.3f} (95% CI {m.ci[0]:+.3f} to {m.ci[1]:+.3f}), "
-            f"F={m.f:.2f}, df=(1, {m.df2:.1f}), p={m.p:.4f}"
+            + (
+                f"F={m.f:.2f}, df=(1, {m.df2:.1f}), p={m.p:.4f}"
+                if m.p == m.p  # not NaN
+                else "p undefined (the reads show no variance between readers or cases)"
+            )
         )
     print(f"report\t{paths['html']}")
     return 0

@@ -111,3 +111,13 @@ def test_rejects_bad_shapes() -> None:
         obuchowski_rockette(
             np.zeros((2, 3, 4)), np.ones(4, bool), tests=("a", "b"), readers=tuple("abc")
         )
+
+
+def test_reads_without_variance_give_no_p_value() -> None:
+    """Every reader scores every case the same in both tests (all at chance): no difference
+    and no variance is no evidence, so F and p are undefined, never p = 0."""
+    truth = np.arange(8) < 4
+    flat = np.zeros((2, 3, 8))
+    res = obuchowski_rockette(flat, truth, tests=("u", "a"), readers=tuple("abc"))
+    assert res.diff == 0.0
+    assert np.isnan(res.f) and np.isnan(res.p) and np.isnan(res.fixed_readers_p)

@@ -191,7 +191,10 @@ def or_from_cov(
     ms_t = r * float(((mi - mm) ** 2).sum()) / (t - 1)
     ms_tr = float(((theta - mi[:, None] - mj[None, :] + mm) ** 2).sum()) / ((t - 1) * (r - 1))
     den = ms_tr + r * max(c2 - c3, 0.0)
-    f = ms_t / den if den > 0 else float("inf")
+    # with no variance at all, a difference between the tests is certain (F infinite), and
+    # no difference is no evidence either way (F and p undefined, never "significant")
+    nothing = float("inf") if ms_t > 0 else float("nan")
+    f = ms_t / den if den > 0 else nothing
     df2 = den**2 / (ms_tr**2 / ((t - 1) * (r - 1))) if ms_tr > 0 else float("inf")
     p = float(stats.f.sf(f, t - 1, df2))
     diff = float(mi[-1] - mi[0])
@@ -199,7 +202,7 @@ def or_from_cov(
     tq = float(stats.t.ppf(1 - alpha / 2, df2))
     ci = (diff - tq * se, diff + tq * se)
     fden = var - c1 + (r - 1) * max(c2 - c3, 0.0)
-    chi2 = (t - 1) * ms_t / fden if fden > 0 else float("inf")
+    chi2 = (t - 1) * ms_t / fden if fden > 0 else nothing
     p_fixed = float(stats.chi2.sf(chi2, t - 1))
     se_fixed = float(np.sqrt(2.0 / r * fden)) if fden > 0 else 0.0
     z = float(stats.norm.ppf(1 - alpha / 2))

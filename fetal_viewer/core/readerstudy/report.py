@@ -127,9 +127,15 @@ def _or_table(res: ORResult) -> str:
             ["covariance", res.cov_method],
             *[[f"mean {res.fom_name}, {t}", _f(m, 4)] for t, m in zip(res.tests, res.test_means)],
             [f"difference ({res.tests[-1]} - {res.tests[0]})", _f(res.diff, 4)],
-            ["random readers & cases: F, df, p", f"{res.f:.3f}, (1, {res.df2:.2f}), {res.p:.4f}"],
+            [
+                "random readers & cases: F, df, p",
+                f"{_f(res.f)}, (1, {res.df2:.2f}), {_f(res.p, 4)}",
+            ],
             [f"{100 * (1 - res.alpha):.0f}% CI (Hillis df)", f"({lo:.4f}, {hi:.4f})"],
-            ["fixed readers: chi2, p", f"{res.fixed_readers_chi2:.3f}, {res.fixed_readers_p:.4f}"],
+            [
+                "fixed readers: chi2, p",
+                f"{_f(res.fixed_readers_chi2)}, {_f(res.fixed_readers_p, 4)}",
+            ],
             ["fixed readers CI", f"({flo:.4f}, {fhi:.4f})"],
             [
                 "Var(error), Cov1, Cov2, Cov3",
