@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import sys
@@ -182,9 +183,26 @@ class SignalQuit:
         self._writer.close()
 
 
+def has_display() -> bool:
+    """Whether Qt has somewhere to show windows: on Linux an X or Wayland display, or a
+    platform named in ``QT_QPA_PLATFORM`` (offscreen for tests); elsewhere always. Without
+    one Qt aborts the process with its own message."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
 def main(argv: list[str] | None = None) -> int:
     trace = StartupTrace()
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not has_display():
+        print(
+            "error: there is no display to show the viewer on (DISPLAY and WAYLAND_DISPLAY "
+            "are not set).\nFix: start it in a desktop session (over ssh: ssh -X); the "
+            "command-line tools need none (fetal-viewer --help).",
+            file=sys.stderr,
+        )
+        return 1
 
     from PySide6.QtCore import QCoreApplication, Qt, QTimer
     from PySide6.QtWidgets import QApplication

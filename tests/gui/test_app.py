@@ -159,3 +159,21 @@ def test_the_reading_mode_refuses_a_database_that_does_not_exist(
     assert len(reported) == 1 and not missing.parent.exists()
     window.close()
     sink.close_all()
+
+
+def test_without_a_display_the_viewer_says_so_instead_of_aborting(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    }
+    env["FETAL_VIEWER_LOG_DIR"] = str(tmp_path / "logs")
+    done = subprocess.run(
+        [sys.executable, "-m", "fetal_viewer"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "no display to show the viewer on" in done.stderr and "Fix:" in done.stderr
