@@ -425,7 +425,10 @@ def test_reading_state_step_image_ai_and_decision(session) -> None:
     assert isinstance(sub, Submission) and sub.heatmap_visible is False
     state.set_paused(True)
     assert not state.ready and ready[-1] is False
+    # paused, the AI goes with the image: nothing to read while the clock is stopped
+    assert not views[-1].shown and state.overlay.layer is None
     state.set_paused(False)
+    assert views[-1].shown and state.overlay.layer is not None
     state.set_saving(True)
     assert not state.ready
 

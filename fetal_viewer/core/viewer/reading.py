@@ -179,7 +179,8 @@ class ReadingState:
         self.overlay.show(None if image is None else image.frame, heat)
 
     def ai_view(self) -> AIView:
-        if self.ai_status is AIStatus.NONE:
+        # paused, the AI is hidden with the image: no reading with the clock stopped
+        if self.ai_status is AIStatus.NONE or self.paused:
             return AIView(AIStatus.NONE)
         if self.ai_status is AIStatus.PENDING:
             return AIView(AIStatus.PENDING, message="Asking the AI…")
@@ -285,6 +286,8 @@ class ReadingState:
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
+        self._show_heat()
+        self.ai_changed.emit(self.ai_view())
         self._update_ready()
 
     def _update_ready(self) -> None:
