@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QSettings, Qt, QThreadPool
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QPushButton, QWidget
 
 from fetal_viewer.core.readerstudy.protocol import AIOutput, ReadingSession
 from fetal_viewer.core.store import open_store
@@ -512,3 +512,29 @@ def test_gestational_age_is_shown_only_when_the_coordinator_chooses(
     _wait_step(qtbot, w, "unaided")
     shown = w.case_header.header.text() + w.case_header.condition_label.text()
     assert ("GA 20w4d" in shown) is show_ga
+
+
+def test_a_case_file_gone_mid_study_is_named_by_pseudonym_and_can_be_retried(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    """A reader meets a case whose file was moved: the window says which case (by
+    pseudonym, never the file's path, which names the patient) and what to do, and reads on
+    with Try again once it is back."""
+    db = make_study(tmp_path, tiny_model, n=1)
+    source = next((tmp_path / "cases").glob("*.dcm"))
+    moved = source.with_name("elsewhere")
+    source.rename(moved)
+    reported: list[BaseException] = []
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    w.sink.reported.connect(lambda exc, _context: reported.append(exc))
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    panel = w.image_panel
+    qtbot.waitUntil(lambda: panel.stack.currentWidget() is panel.unavailable, timeout=30_000)
+    said = panel.unavailable_label.text() + " ".join(str(e) for e in reported)
+    assert f"Case {w.step.case.pseudonym} cannot be shown" in said and "coordinator" in said
+    assert "Doe" not in said and "PID" not in said and str(tmp_path) not in said
+    moved.rename(source)
+    qtbot.mouseClick(panel.unavailable.findChild(QPushButton), Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.view.has_image, timeout=30_000)
+    assert panel.stack.currentWidget() is w.view

@@ -8,6 +8,7 @@ little state) is only ever used by one thread, and a submit can never overtake a
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,15 @@ from superqt.utils import FunctionWorker, create_worker
 
 from fetal_viewer.core.model.artifacts import sha256_file
 from fetal_viewer.core.readerstudy.coordination import (
+    CaseImage,
     NewStudy,
     StudyModel,
     create_study,
     enrol_reader,
+    load_case_image,
     read_case_frame,
 )
-from fetal_viewer.errors import DataError
+from fetal_viewer.errors import DataError, FetalViewerError, StudyLoadError
 from fetal_viewer.gui.workers import release_worker
 
 if TYPE_CHECKING:
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from fetal_viewer.core.store import Enrolment, MergeReport, Read, Store, Study
     from fetal_viewer.gui.workers import AnyWorker
 
+log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 __all__ = ["NewStudy", "StudyModel", "read_case_frame"]  # the windows import them from here
@@ -105,6 +109,22 @@ class Lane(QObject):
 # ---------------------------------------------------------------------------------------
 # case images
 # ---------------------------------------------------------------------------------------
+def reader_case_image(pseudonym: str, path: str | Path, index: int) -> CaseImage:
+    """:func:`load_case_image` for the reading window: a case that cannot be read is named
+    by its pseudonym only, since its file's path can name the patient; the log keeps the
+    reason (paths written as tokens)."""
+    try:
+        return load_case_image(pseudonym, path, index)
+    except (FetalViewerError, OSError) as exc:
+        log.warning("case %s cannot be read: %s", pseudonym, exc)
+        raise StudyLoadError(
+            f"Case {pseudonym} cannot be shown: its image is missing or cannot be read.",
+            why="The file the study names for it is gone, moved or damaged.",
+            fix="Tell the study coordinator. Your reads so far are saved; once the case is "
+            "back, press Try again and go on reading.",
+        ) from None
+
+
 # ---------------------------------------------------------------------------------------
 # the study's model, as the protocol's AI provider: StudyModel (core.readerstudy.coordination)
 # ---------------------------------------------------------------------------------------

@@ -87,7 +87,10 @@ class StartPage(QWidget):
 
 
 class ImagePanel(QWidget):
-    """The case image with the shared view tools; covered while the reading is paused."""
+    """The case image with the shared view tools; covered while the reading is paused, or
+    by what went wrong (with Try again) when the case's image cannot be loaded."""
+
+    retry_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -95,9 +98,21 @@ class ImagePanel(QWidget):
         self.paused_label = QLabel("Paused — press P or Resume to continue", self)
         self.paused_label.setObjectName("pausedLabel")
         self.paused_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.unavailable = QWidget(self)
+        self.unavailable_label = QLabel("", self.unavailable)
+        self.unavailable_label.setWordWrap(True)
+        self.unavailable_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        retry = QPushButton("Try again", self.unavailable)
+        retry.clicked.connect(self.retry_requested)
+        box = QVBoxLayout(self.unavailable)
+        box.addStretch(1)
+        box.addWidget(self.unavailable_label)
+        box.addWidget(retry, 0, Qt.AlignmentFlag.AlignHCenter)
+        box.addStretch(1)
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.view)
         self.stack.addWidget(self.paused_label)
+        self.stack.addWidget(self.unavailable)
         self.tools = ViewToolBar(self.view, parent=self)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -106,6 +121,11 @@ class ImagePanel(QWidget):
 
     def set_paused(self, paused: bool) -> None:
         self.stack.setCurrentWidget(self.paused_label if paused else self.view)
+
+    def set_unavailable(self, message: str | None) -> None:
+        """Cover the image with ``message`` and Try again (None: show the image)."""
+        self.unavailable_label.setText(message or "")
+        self.stack.setCurrentWidget(self.unavailable if message else self.view)
 
 
 def _rating(value: int | None, unit: str = "") -> str:

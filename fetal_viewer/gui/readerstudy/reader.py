@@ -33,12 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from fetal_viewer import INTENDED_USE
-from fetal_viewer.core.readerstudy.coordination import CaseImage, load_case_image
+from fetal_viewer.core.readerstudy.coordination import CaseImage
 from fetal_viewer.core.readerstudy.protocol import AIOutput, ReadingSession, Step
 from fetal_viewer.core.store import Read
 from fetal_viewer.core.viewer.ai import AIStatus, AIView
 from fetal_viewer.core.viewer.reading import ReadingState
-from fetal_viewer.errors import ProtocolError
+from fetal_viewer.errors import FetalViewerError, ProtocolError
 from fetal_viewer.gui.error_sink import ErrorSink
 from fetal_viewer.gui.readerstudy.clock import ActiveClock
 from fetal_viewer.gui.readerstudy.jobs import (
@@ -46,6 +46,7 @@ from fetal_viewer.gui.readerstudy.jobs import (
     StudyChoice,
     StudyModel,
     open_store_job,
+    reader_case_image,
     submit_job,
 )
 from fetal_viewer.gui.readerstudy.panels import (
@@ -194,6 +195,7 @@ class ReaderWindow(StartPageMixin):
         page = QWidget(self)
         page.setObjectName("readerReadingPage")
         self.image_panel = ImagePanel(page)
+        self.image_panel.retry_requested.connect(self._retry_image)
         self.view = self.image_panel.view
         self.case_header = CaseHeader(page)
         self.progress = self.case_header.progress
@@ -315,18 +317,34 @@ class ReaderWindow(StartPageMixin):
             return
         self.case_header.show_step(step, session.study, session.reader.pseudonym)
         self.decision.clear_comment()
+        self.image_panel.set_unavailable(None)
         if needs_image:
-            self.image_lane.run(
-                load_case_image,
-                step.case.pseudonym,
-                step.case.source_path,
-                step.case.frame,
-                context=f"Loading case {step.case.pseudonym}",
-                on_returned=self._on_image,
-            )
+            self._load_image()
         if step.condition == "aided":
             self._request_ai()
         self.step_shown.emit(step)
+
+    def _load_image(self) -> None:
+        step = self.state.step
+        if step is None:
+            return
+        self.image_lane.run(
+            reader_case_image,
+            step.case.pseudonym,
+            step.case.source_path,
+            step.case.frame,
+            context=f"Loading case {step.case.pseudonym}",
+            on_returned=self._on_image,
+            on_errored=self._on_image_failed,
+        )
+
+    def _on_image_failed(self, exc: BaseException) -> None:
+        what = exc.message if isinstance(exc, FetalViewerError) else str(exc)
+        self.image_panel.set_unavailable(what)
+
+    def _retry_image(self) -> None:
+        self.image_panel.set_unavailable(None)
+        self._load_image()
 
     def _on_image(self, image: CaseImage) -> None:
         self.state.image_loaded(image)  # dropped when the reader has moved on
