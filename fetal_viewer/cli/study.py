@@ -103,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
         st = create_study(store, req)
         print(f"created study {st.name!r}: {st.n_cases} cases, design {st.design}")
     elif cmd == "add-reader":
-        e = enrol_reader(store, args.study, args.reader, args.role, args.years)
-        print(f"reader {e.reader} enrolled in {e.study} (order seed {e.order_seed})")
+        print(enrol_reader(store, args.study, args.reader, args.role, args.years).words())
     elif cmd == "list":
         for st in store.list_studies():
             print(f"{st.name}\t{st.design}\t{st.n_cases} cases")

@@ -142,6 +142,9 @@ def test_coordinator_workflow_and_exports_without_phi(tmp_path: Path) -> None:
 
 
 def test_errors_are_reported(tmp_path: Path) -> None:
+    from fetal_viewer.core.store import open_store
+
+    open_store(tmp_path / "x.db").close()
     r = run_cli("study", "--db", str(tmp_path / "x.db"), "status", "nope")
     assert r.returncode == 1 and "No study named" in r.stderr and "Fix:" in r.stderr
 

@@ -272,3 +272,54 @@ def test_submits_do_not_reload_all_reads_and_failures_resync(
     assert len(reads) == 6 and len({(r.case_id, r.condition) for r in reads}) == 6
     reopened = ReadingSession(store, "s", "R1", ai_provider=lambda c: AI)
     assert reopened.current() == rs.current()
+
+
+def test_a_study_needs_a_name_a_washout_of_zero_or_more_and_each_image_once(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from fetal_viewer.core.readerstudy.coordination import NewStudy, create_study
+    from fetal_viewer.errors import DataError
+    from tests.factories import write_rgb_cine
+
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    for i in range(2):
+        write_rgb_cine(folder / f"c{i}.dcm", np.full((1, 32, 32, 3), i, np.uint8))
+    ref = tmp_path / "ref.csv"
+    ref.write_text("path,label\nc0.dcm,normal\nc1.dcm,anencephaly\nc0.dcm,anencephaly\n")
+    store = open_store(tmp_path / "s.db")
+    req = NewStudy(
+        name="s", design="sequential", seed=1, washout_days=0.0, labels=(),
+        folder=str(folder), manifest=None, reference_csv=str(ref), model_card=None,
+        require_ratings=False, show_ga=False,
+    )  # fmt: skip
+    with pytest.raises(DataError, match="same image 1 more time") as err:
+        create_study(store, req)
+    assert "c0.dcm frame 0 (normal, anencephaly)" in err.value.why
+    ref.write_text("path,label\nc0.dcm,normal\nc1.dcm,anencephaly\n")
+    with pytest.raises(DataError, match="needs a name"):
+        create_study(store, replace(req, name="  "))
+    with pytest.raises(DataError, match="0 days or more"):
+        create_study(store, replace(req, washout_days=-3.0))
+    assert store.list_studies() == []
+    assert create_study(store, replace(req, name=" s ")).name == "s"
+    store.close()
+
+
+def test_enrolling_a_reader_twice_says_what_was_kept(tmp_path: Path) -> None:
+    from fetal_viewer.core.readerstudy.coordination import enrol_reader
+    from fetal_viewer.errors import DataError
+
+    store = _study(tmp_path)
+    first = enrol_reader(store, "s", "RA", "radiologist", 12)
+    assert first.note == "" and "Reader RA enrolled in s" in first.words()
+    again = enrol_reader(store, "s", "RA", "radiologist", 0)
+    assert "already enrolled in s (radiologist, 12 years; the radiologist, 0 years" in again.words()
+    assert [r.years_experience for r in store.list_readers() if r.pseudonym == "RA"] == [12]
+    with pytest.raises(DataError, match="0 or more"):
+        enrol_reader(store, "s", "RB", "radiologist", -3)
+    with pytest.raises(DataError, match="needs a pseudonym"):
+        enrol_reader(store, "s", " ", "radiologist", 1)
+    store.close()

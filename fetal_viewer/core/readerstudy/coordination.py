@@ -12,6 +12,7 @@ Coordinator and reading windows call these.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,14 @@ class NewStudy:
 
 def create_study(store: Store, req: NewStudy) -> Study:
     """Read the case list, pin the model card, store the study."""
+    name = req.name.strip()
+    if not name:
+        raise DataError("A study needs a name.", fix="Give it one, e.g. pilot-2026.")
+    if not (math.isfinite(req.washout_days) and req.washout_days >= 0):
+        raise DataError(
+            f"The washout must be 0 days or more, got {req.washout_days:g}.",
+            fix="Give the days between a crossover's two sessions (0 for none).",
+        )
     if req.folder:
         if not req.reference_csv:
             raise DataError(
@@ -61,9 +70,26 @@ def create_study(store: Store, req: NewStudy) -> Study:
         specs = case_lists.cases_from_manifest(Path(req.manifest), ref)
     else:
         raise DataError("Choose a folder (with a reference CSV) or a manifest.")
+    seen: dict[tuple[str, int], str] = {}
+    twice = []
+    for spec in specs:
+        key = (str(Path(spec.source_path).resolve()), spec.frame)
+        if key in seen:
+            twice.append(
+                f"{spec.source_path} frame {spec.frame} ({seen[key]}, {spec.reference_label})"
+            )
+        seen[key] = spec.reference_label
+    if twice:
+        raise DataError(
+            f"The case list names the same image {len(twice)} more time(s).",
+            why="Each image is one case, read once per condition: "
+            + "; ".join(twice[:5])
+            + (" …" if len(twice) > 5 else ""),
+            fix="Keep one row per image in the reference CSV or manifest.",
+        )
     card, sha, labels = case_lists.study_model(req.model_card, list(req.labels))
     return store.create_study(
-        req.name,
+        name,
         design=req.design,
         labels=labels,
         cases=specs,
@@ -76,14 +102,45 @@ def create_study(store: Store, req: NewStudy) -> Study:
     )
 
 
+@dataclass(frozen=True)
+class Enrolled:
+    """What :func:`enrol_reader` did: the enrolment, and in words what was already there
+    (empty when the reader is new to the database and to the study)."""
+
+    enrolment: Enrolment
+    note: str = ""
+
+    def words(self) -> str:
+        e = self.enrolment
+        return self.note or f"Reader {e.reader} enrolled in {e.study} (order seed {e.order_seed})."
+
+
 def enrol_reader(
     store: Store, study: str, pseudonym: str, role: str = "radiologist", years: float = 0.0
-) -> Enrolment:
+) -> Enrolled:
     """Enrol ``pseudonym`` in ``study``, adding the reader first when they are new (an
-    existing reader keeps their role and years)."""
-    if pseudonym not in {r.pseudonym for r in store.list_readers()}:
+    existing reader keeps their role and years, and :attr:`Enrolled.note` says so)."""
+    pseudonym = pseudonym.strip()
+    if not pseudonym:
+        raise DataError("A reader needs a pseudonym.", fix="Give one, e.g. R1 (never a name).")
+    if not (math.isfinite(years) and years >= 0):
+        raise DataError(
+            f"Years of experience must be 0 or more, got {years:g}.", fix="Give the reader's years."
+        )
+    known = next((r for r in store.list_readers() if r.pseudonym == pseudonym), None)
+    enrolled = known is not None and pseudonym in {e.reader for e in store.enrolments(study)}
+    if known is None:
         store.add_reader(pseudonym, role, years)
-    return store.enrol(study, pseudonym)
+    enrolment = store.enrol(study, pseudonym)
+    if known is None:
+        return Enrolled(enrolment)
+    kept = f"{known.role}, {known.years_experience:g} years"
+    if (known.role, known.years_experience) != (role, years):
+        kept += f"; the {role}, {years:g} years given now were not stored"
+    where = (
+        f"already enrolled in {study}" if enrolled else f"a reader already; now enrolled in {study}"
+    )
+    return Enrolled(enrolment, f"Reader {pseudonym} was {where} ({kept}).")
 
 
 # ---------------------------------------------------------------------------------------

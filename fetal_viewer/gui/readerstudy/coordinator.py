@@ -45,7 +45,8 @@ from fetal_viewer.gui.readerstudy.start import refill_studies, remember_model
 from fetal_viewer.gui.settings import app_settings
 
 if TYPE_CHECKING:
-    from fetal_viewer.core.store import Enrolment, MergeReport, Store, Study
+    from fetal_viewer.core.readerstudy.coordination import Enrolled
+    from fetal_viewer.core.store import MergeReport, Store, Study
 
 REFRESH_MS = 3000
 
@@ -306,9 +307,9 @@ class CoordinatorWindow(QMainWindow):
             on_returned=self._on_reader_added,
         )
 
-    def _on_reader_added(self, enrolment: Enrolment) -> None:
-        self.status.setText(f"Reader {enrolment.reader} enrolled in {enrolment.study}.")
-        self.reader_added.emit(enrolment)
+    def _on_reader_added(self, enrolled: Enrolled) -> None:
+        self.status.setText(enrolled.words())
+        self.reader_added.emit(enrolled.enrolment)
         self.refresh()
 
     def preview_dialog(self) -> CasePreviewDialog | None:

@@ -20,6 +20,7 @@ from superqt.utils import FunctionWorker, create_worker
 from fetal_viewer.core.model.artifacts import sha256_file
 from fetal_viewer.core.readerstudy.coordination import (
     CaseImage,
+    Enrolled,
     NewStudy,
     StudyModel,
     create_study,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
         ReadingSession,
         Step,
     )
-    from fetal_viewer.core.store import Enrolment, MergeReport, Read, Store, Study
+    from fetal_viewer.core.store import MergeReport, Read, Store, Study
     from fetal_viewer.gui.workers import AnyWorker
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ def create_study_job(store: Store, req: NewStudy) -> Study:
     return create_study(store, req)
 
 
-def add_reader_job(store: Store, study: str, pseudonym: str, role: str, years: float) -> Enrolment:
+def add_reader_job(store: Store, study: str, pseudonym: str, role: str, years: float) -> Enrolled:
     return enrol_reader(store, study, pseudonym, role, years)
 
 
