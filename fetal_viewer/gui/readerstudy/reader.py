@@ -157,7 +157,8 @@ class ReaderWindow(StartPageMixin):
                 context="Opening the study database",
                 on_returned=self._on_store,
                 on_errored=lambda exc: self.start_status.setText(
-                    f"The study database could not be opened: {getattr(exc, 'what', exc)}"
+                    f"The study database could not be opened: "
+                    f"{exc.what if isinstance(exc, FetalViewerError) else exc}"
                 ),
             )
         else:
