@@ -5,6 +5,8 @@ Patients are shown by pseudonym; real identities only after View > Show identiti
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
@@ -46,6 +48,7 @@ def _series_label(series: Series) -> str:
 
 class StudyBrowser(QTreeWidget):
     series_activated = Signal(object, object, object)  # patient, study, series
+    patient_grew = Signal(object)  # Patient: a patient already shown got more series
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -61,36 +64,92 @@ class StudyBrowser(QTreeWidget):
 
     # ----- content ----------------------------------------------------------------------
     def add_patients(self, patients: list[Patient]) -> list[Series]:
-        """Add patients (skipping series already shown); return the series added."""
+        """Add patients (skipping series already shown); return the series added. A patient
+        already in the tree gets the new studies and series under its own entry (studies
+        arrive from PACS a batch of files at a time), so that "this patient" is all of them;
+        :attr:`patient_grew` then carries the patient as it now is."""
         added: list[Series] = []
         for patient in patients:
-            p_item = QTreeWidgetItem([_patient_label(patient, self.show_identities)])
-            p_item.setData(0, ROLE, ("patient", patient))
-            p_item.setToolTip(0, "Pseudonym (View > Show identities reveals PHI)")
+            fresh = {
+                study.uid: [s for s in study.series if series_key(s) not in self._series_items]
+                for study in patient.studies
+            }
+            if not any(fresh.values()):
+                continue
+            at = next(
+                (i for i, p in enumerate(self.patients) if p.pseudonym == patient.pseudonym), None
+            )
+            existed = at is not None
+            if at is None:
+                p_item = QTreeWidgetItem([_patient_label(patient, self.show_identities)])
+                p_item.setToolTip(0, "Pseudonym (View > Show identities reveals PHI)")
+                self.addTopLevelItem(p_item)
+                studies: list[Study] = []
+                self.patients.append(patient)
+                at = len(self.patients) - 1
+            else:
+                p_item = self._patient_item(self.patients[at])
+                studies = list(self.patients[at].studies)
             for study in patient.studies:
-                label = " ".join(x for x in (str(study.date or ""), study.description or "") if x)
-                s_item = QTreeWidgetItem([label or "Study"])
-                s_item.setData(0, ROLE, ("study", patient, study))
-                for series in study.series:
-                    key = series_key(series)
-                    if key in self._series_items:
-                        continue
+                if not fresh[study.uid]:
+                    continue
+                j = next((k for k, old in enumerate(studies) if old.uid == study.uid), None)
+                if j is None:
+                    studies.append(replace(study, series=tuple(fresh[study.uid])))
+                    label = " ".join(x for x in (str(study.date or ""), study.description) if x)
+                    s_item = QTreeWidgetItem([label or "Study"])
+                    p_item.addChild(s_item)
+                    s_item.setExpanded(True)
+                else:
+                    studies[j] = replace(
+                        studies[j], series=studies[j].series + tuple(fresh[study.uid])
+                    )
+                    s_item = self._study_item(p_item, study.uid)
+                for series in fresh[study.uid]:
                     item = QTreeWidgetItem([_series_label(series)])
-                    item.setData(0, ROLE, ("series", patient, study, series))
                     item.setToolTip(0, str(series.source))
                     s_item.addChild(item)
-                    self._series_items[key] = item
+                    self._series_items[series_key(series)] = item
                     added.append(series)
-                if s_item.childCount():
-                    p_item.addChild(s_item)
-            if p_item.childCount():
-                self.addTopLevelItem(p_item)
-                self.patients.append(patient)
-                p_item.setExpanded(True)
-                for i in range(p_item.childCount()):
-                    if (child := p_item.child(i)) is not None:
-                        child.setExpanded(True)
+            grown = replace(self.patients[at], studies=tuple(studies))
+            self.patients[at] = grown
+            self._hold(p_item, grown)
+            p_item.setExpanded(True)
+            if existed:
+                self.patient_grew.emit(grown)
         return added
+
+    def _patient_item(self, patient: Patient) -> QTreeWidgetItem:
+        for i in range(self.topLevelItemCount()):
+            item = self.topLevelItem(i)
+            node = _node(item) if item is not None else ()
+            if item is not None and len(node) == 2 and node[1] is patient:
+                return item
+        raise LookupError(patient.pseudonym)
+
+    @staticmethod
+    def _study_item(p_item: QTreeWidgetItem, uid: str) -> QTreeWidgetItem:
+        for i in range(p_item.childCount()):
+            child = p_item.child(i)
+            node = _node(child) if child is not None else ()
+            study = node[2] if len(node) == 3 else None
+            if child is not None and isinstance(study, Study) and study.uid == uid:
+                return child
+        raise LookupError(uid)
+
+    @staticmethod
+    def _hold(p_item: QTreeWidgetItem, patient: Patient) -> None:
+        """Point the patient's item, its studies' and their series' at ``patient`` as it is
+        now (the tree's items are in the studies' order, their series' order)."""
+        p_item.setData(0, ROLE, ("patient", patient))
+        for i, study in enumerate(patient.studies):
+            s_item = p_item.child(i)
+            if s_item is None:
+                continue
+            s_item.setData(0, ROLE, ("study", patient, study))
+            for k, series in enumerate(study.series):
+                if (item := s_item.child(k)) is not None:
+                    item.setData(0, ROLE, ("series", patient, study, series))
 
     def set_thumbnail(self, key: SeriesKey, rgb: np.ndarray) -> None:
         item = self._series_items.get(key)

@@ -271,6 +271,7 @@ class MainWindow(OpeningMixin, ViewerAIMixin, ExportMixin):
     def _connect(self) -> None:
         state = self.state
         self.browser.series_activated.connect(state.select)
+        self.browser.patient_grew.connect(self._on_patient_grew)
         state.selection_changed.connect(self._on_selection)
         state.frame_shown.connect(self._on_frame_shown)
         state.method_changed.connect(self._on_method_changed)
@@ -310,6 +311,10 @@ class MainWindow(OpeningMixin, ViewerAIMixin, ExportMixin):
         )
         self._update_patient_bars()
         self.show_frame(0)
+
+    def _on_patient_grew(self, patient: Patient) -> None:
+        if self.state.patient_grew(patient):
+            self._update_patient_bars()
 
     def show_frame(self, index: int) -> None:
         series = self.state.series

@@ -747,3 +747,33 @@ def test_a_series_that_is_not_ultrasound_is_withheld_by_its_header(
     text = window.ai_panel.domain_label.text()
     assert text.startswith("Not ultrasound: the series is MR (magnetic resonance)")
     assert window.ai_panel.frame_bars.values is None and not window.view.has_overlay
+
+
+def test_a_study_arriving_in_batches_stays_one_patient_and_one_study(
+    qtbot, make_main_window, tmp_path
+):
+    """PACS delivers a study a batch of files at a time: each batch joins the patient and
+    study already shown, so "this patient" and *Analyse study* cover all of it."""
+    from pydicom.uid import generate_uid
+
+    window = make_main_window()
+    study_uid = generate_uid()
+    batches = [
+        write_us_dicom(tmp_path / f"b{i}.dcm", us_frames(2 + i), study_uid=study_uid)
+        for i in range(3)
+    ]
+    for path in batches:
+        with qtbot.waitSignal(window.study_opened, timeout=30_000):
+            window.open_paths([str(path)])
+    wait_until(lambda: window.series is not None and window.state.pending is None)
+    browser = window.browser
+    assert browser.topLevelItemCount() == 1 and len(browser.patients) == 1
+    assert browser.topLevelItem(0).childCount() == 1  # one study
+    assert browser.topLevelItem(0).child(0).childCount() == 3  # its three series
+    state = window.state
+    assert state.patient is browser.patients[0]
+    assert [len(s) for s in state.study.series] == [2, 3, 4]
+    # every series item holds the patient and study as they are now
+    for item in browser.series_items():
+        _, patient, study, _series = item.data(0, Qt.ItemDataRole.UserRole)
+        assert patient is state.patient and study is state.study

@@ -106,6 +106,17 @@ class ViewerState:
         self.selection_changed.emit(self.selection)
         self.ai_changed.emit(self.ai_view())
 
+    def patient_grew(self, patient: Patient) -> bool:
+        """The patient on screen got more studies or series (they arrive from PACS a batch
+        at a time): the patient's summary and *Analyse study* take them in from now on,
+        and the frame on screen stays. Returns whether it was the patient on screen."""
+        if self.patient is None or self.patient.pseudonym != patient.pseudonym:
+            return False
+        uid = self.study.uid if self.study is not None else None
+        self.patient = patient
+        self.study = next((st for st in patient.studies if st.uid == uid), self.study)
+        return True
+
     def want_frame(self, index: int, cached: NDArray[np.uint8] | None) -> bool:
         """Frame ``index`` is wanted; ``cached`` is it when already decoded. Returns True
         when it is on screen now, False when it waits for :meth:`frame_decoded`."""
