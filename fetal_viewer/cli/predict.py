@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                             with_cam=with_cam,
                             stitch=args.cam_method == "gradcam-stitch",
                             whole_series=True,
-                            modality=series.modality,
+                            modality=series.header_modality,
                         )
                     except StudyLoadError as exc:
                         # a frame that fails to decode costs its series, not the whole run

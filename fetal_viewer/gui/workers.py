@@ -527,7 +527,7 @@ class ModelService(QThread):
             cancel=cancel,
             with_cam=fast,
             stitch=stitch,
-            modality=series.modality,
+            modality=series.header_modality,
         )
         cams = preds.cams
         if not fast:

@@ -99,6 +99,11 @@ def test_cine_result_round_trip(
     (series,) = patient.studies[0].series
     assert patient.studies[0].uid == uid and series.frame(0).shape == pixels.shape
     assert any("Comprehensive SR" in p.why for p in opened.problems)  # listed, not shown
+    # ... and never reads its own capture as a scan, nor counts it for the patient
+    assert series.header_modality == "FV-AI"
+    own = predictor.predict(series.frames(), modality=series.header_modality)
+    assert own.foreign_modality is not None and "own AI result" in own.foreign_modality
+    assert not own.assessable().any()
 
     # to the PACS and back: the same objects in new series of the study
     sent = pacs.send(orthanc.node(), orthanc.local(), files)

@@ -71,6 +71,12 @@ def make_pseudonym(key: str) -> str:
     return "P-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8].upper()
 
 
+#: the Manufacturer the app writes into the DICOM objects it makes (its AI result captures)
+APP_MANUFACTURER = "fetal-viewer"
+#: the modality the AI's header rule reads for those captures: they show its output, not a scan
+APP_CAPTURE = "FV-AI"
+
+
 @dataclass(frozen=True, eq=False)
 class Series:
     """One image file: a still or a cine loop, with the header facts the viewer needs.
@@ -105,6 +111,14 @@ class Series:
 
     def __len__(self) -> int:
         return self.n_frames
+
+    @property
+    def header_modality(self) -> str:
+        """The modality the AI's header rule reads: the file's, or :data:`APP_CAPTURE` for
+        a capture the app made of its own result (sent to PACS and retrieved again), so
+        that its heatmap is never analysed as a scan nor counted for the patient."""
+        own = self.manufacturer == APP_MANUFACTURER and self.modality in ("OT", "SC")
+        return APP_CAPTURE if own else self.modality
 
     def frames(self) -> SeriesFrames:
         """The frames as a sequence that decodes each one when it is asked for."""

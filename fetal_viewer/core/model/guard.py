@@ -217,6 +217,7 @@ _MODALITY_NAMES = {
     "XC": "external-camera photography",
     "SM": "slide microscopy",
     "ECG": "an electrocardiogram",
+    "FV-AI": "a capture of fetal-viewer's own AI result",
 }
 
 

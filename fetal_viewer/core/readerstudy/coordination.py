@@ -243,7 +243,7 @@ class StudyModel:
             frames = series.frames() if whole else [series.frame(case.frame)]
             i = case.frame if whole else 0
             preds = self._predictor.predict(
-                frames, with_cam=True, whole_series=whole, modality=series.modality
+                frames, with_cam=True, whole_series=whole, modality=series.header_modality
             )
             probs = np.asarray(preds.probs[i], dtype=np.float64)
             top = int(np.argmax(probs))

@@ -26,4 +26,6 @@ are DCM, SCT and UCUM codes.
   (both kinds for a study) and ``write_results``.
 """
 
-MANUFACTURER = "fetal-viewer"
+from fetal_viewer.core.io.study import APP_MANUFACTURER
+
+MANUFACTURER = APP_MANUFACTURER

@@ -126,7 +126,7 @@ def analyse_study(
             cancel=cancel,
             with_cam=True,
             whole_series=True,
-            modality=series.modality,
+            modality=series.header_modality,
         )
         done += len(seq)
         scores = pred.domain_scores
