@@ -206,6 +206,8 @@ class StudyBrowser(QTreeWidget):
             self.setCurrentItem(first)
 
     def _on_current(self, current: QTreeWidgetItem | None, _prev: object) -> None:
+        if current is not None:
+            self.scrollToItem(current)  # N/P and the arrows step where it may be out of view
         found = None if current is None else _series_node(current)
         if found is not None:
             self.series_activated.emit(*found)

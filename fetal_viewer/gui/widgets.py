@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -50,3 +51,40 @@ def vertical_scroll(parent: QWidget, content: QWidget) -> QScrollArea:
     scroll.setFrameShape(QFrame.Shape.NoFrame)
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     return scroll
+
+
+#: the keys a list moves its selection with, which the viewer's window also binds (frames,
+#: series)
+_LIST_KEYS = frozenset(
+    {
+        Qt.Key.Key_Up,
+        Qt.Key.Key_Down,
+        Qt.Key.Key_Left,
+        Qt.Key.Key_Right,
+        Qt.Key.Key_PageUp,
+        Qt.Key.Key_PageDown,
+        Qt.Key.Key_Home,
+        Qt.Key.Key_End,
+    }
+)
+
+
+class _ListKeys(QObject):
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and isinstance(event, QKeyEvent)
+            and Qt.Key(event.key()) in _LIST_KEYS
+            and not event.modifiers()
+        ):
+            event.accept()  # the list's own key, not the window's shortcut
+            return True
+        return False
+
+
+def keep_list_keys(view: QWidget) -> None:
+    """Let a list or tree inside the viewer's window (PACS results) move its selection with
+    the arrow and page keys while it has the focus: the window binds them to frames and
+    series, and a window shortcut wins over a list that does not claim its keys."""
+    keeper = _ListKeys(view)
+    view.installEventFilter(keeper)

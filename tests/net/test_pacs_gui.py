@@ -167,3 +167,17 @@ def test_main_window_gets_a_pacs_dock_whose_studies_open(
     wait_until(lambda: len(window.browser.series_items()) == before + 1, 60)
     wait_until(lambda: not panel.cancel_button.isEnabled())
     assert QApplication.instance() is not None
+    # the arrow keys move through the results while they have the focus, not the viewer
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    panel.patient_id.setText("")
+    panel.search()
+    wait_until(lambda: panel.results.topLevelItemCount() > 1 and panel.search_button.isEnabled())
+    window.activateWindow()
+    panel.results.setFocus()
+    panel.results.setCurrentItem(panel.results.topLevelItem(0))
+    shown = window.state.series
+    QTest.keyClick(panel.results, Qt.Key.Key_Down)
+    assert panel.results.currentItem() is panel.results.topLevelItem(1)
+    assert window.state.series is shown

@@ -30,6 +30,7 @@ from fetal_viewer.core.progress import CancelToken
 from fetal_viewer.errors import CancelledError, FetalViewerError
 from fetal_viewer.gui.pacs.jobs import Jobs, error_text
 from fetal_viewer.gui.pacs.nodes import NodesDialog
+from fetal_viewer.gui.widgets import keep_list_keys
 
 if TYPE_CHECKING:
     from fetal_viewer.core.net.listener import Listener, Received
@@ -123,6 +124,7 @@ class PacsPanel(QWidget):
         self.results.setHeaderLabels(["Date", "Patient", "Description", "Modality", "Images"])
         self.results.itemExpanded.connect(self._on_expanded)
         self.results.itemSelectionChanged.connect(self._update_buttons)
+        keep_list_keys(self.results)
 
         self.move_check = QCheckBox("C-MOVE to our listener", self)
         self.retrieve_button = QPushButton("Retrieve", self)
