@@ -70,9 +70,21 @@ def test_nodes_dialog_adds_verifies_and_saves(
     assert "no valid host" in dialog.status.text()
     assert dialog.table.rowCount() == 1
     dialog.local_ae.setText("READER_1")
+    dialog.accept_and_save()  # the incomplete node in the form is not dropped unsaid
+    assert "not complete" in dialog.status.text() and not path.exists()
+    dialog.name.setText("")
     dialog.accept_and_save()
     saved = load_config(path)
     assert [n.name for n in saved.nodes] == ["pacs"] and saved.local.ae_title == "READER_1"
+    # a node filled in and verified, then OK without Add / update: saved, as on screen
+    again = NodesDialog(path)
+    qtbot.addWidget(again)
+    again.name.setText("second")
+    again.ae.setText("ORTHANC")
+    again.host.setText("127.0.0.1")
+    again.port.setValue(orthanc.dicom_port)
+    again.accept_and_save()
+    assert [n.name for n in load_config(path).nodes] == ["pacs", "second"]
 
 
 def test_search_expand_retrieve_and_cancel(

@@ -190,6 +190,20 @@ class NodesDialog(QDialog):
         )
 
     def accept_and_save(self) -> None:
+        """Save and close; a node filled in the form but not added is added (OK means what
+        is on screen), one that is not complete keeps the dialog open and says why."""
+        if self.name.text().strip():
+            try:
+                node = self.form_node()
+            except FetalViewerError as exc:
+                self._say(
+                    f"The node in the form is not complete: {exc.message}\n"
+                    "Complete it, or clear its name to leave it out.",
+                    False,
+                )
+                return
+            if node not in self.config.nodes:
+                self.config = self.config.with_node(node, replace_existing=True)
         try:
             self.config = replace(self.config, local=self.local())
             save_config(self.config, self.config_path)
