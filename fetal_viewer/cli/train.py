@@ -238,6 +238,14 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.training.guard_fit import PathFrames, fit_and_store_guard
     from fetal_viewer.core.training.train import dist_info, finish_distributed, train_model
 
+    if (Path(args.out) / "card.json").is_file() and not args.resume:
+        from fetal_viewer.errors import DataError
+
+        raise DataError(
+            "The output folder already holds a trained model; nothing was overwritten.",
+            fix="Give another --out, add --resume to go on training it, or delete the folder.",
+            path=args.out,
+        )
     manifest = load_manifest(args)
     config = config_from_args(args)
     progress, close = progress_for(args, "train")
@@ -250,6 +258,12 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=progress,
         )
+    except KeyboardInterrupt:
+        print(
+            "training stopped: the same command with --resume goes on from the last finished epoch",
+            file=sys.stderr,
+        )
+        raise
     finally:
         close()
     if dist_info().is_main:

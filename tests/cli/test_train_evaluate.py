@@ -56,6 +56,11 @@ def test_train_then_score_then_cross_validate(phantoms: Path, tmp_path: Path) ->
     assert card.metrics["class_weights"].keys() == set(card.classes)
     assert json.loads(card.training_data)["patients"] == 10
     assert (out / "history.json").is_file()
+    # a second run into the same folder overwrites nothing
+    weights = (out / "weights.safetensors").read_bytes()
+    again = run_cli("train", "--manifest", str(phantoms), "--out", str(out), "--epochs", "1", *FAST)
+    assert again.returncode == 1 and "already holds a trained model" in again.stderr
+    assert (out / "weights.safetensors").read_bytes() == weights
     # train fits the domain guard on the training frames, threshold on the validation split
     assert loaded.guard is not None and "joint threshold" in r.stdout
     assert card.artifacts["guard"]["file"] == "guard.safetensors"

@@ -298,6 +298,20 @@ def test_resume_state_round_trips_optimizer_and_schedule(name: str, tmp_path: Pa
                 torch.as_tensor(b["state"][pid][key]), torch.as_tensor(value)
             )
     assert sched2.state_dict() == sched.state_dict()  # type: ignore[attr-defined]
+    # Ctrl+C while the next state is written: the last one stays, no half-written file
+    before = sorted((tmp_path / "state").iterdir())
+    import safetensors.torch
+
+    def interrupted(*_args: object, **_kw: object) -> None:
+        (tmp_path / "state" / "last.safetensors.tmp").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(safetensors.torch, "save_file", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train_mod._save_state(tmp_path, model, best, opt, sched, {**meta, "epoch": 3})
+    assert sorted((tmp_path / "state").iterdir()) == before
+    assert train_mod._load_state(tmp_path, model2, opt2, sched2, {"x": 1})[0]["epoch"] == 2
     with pytest.raises(Exception, match="other training settings"):
         train_mod._load_state(tmp_path, model2, opt2, sched2, {"x": 2})
 

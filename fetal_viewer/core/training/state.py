@@ -46,16 +46,21 @@ def save_state(
                 opt_scalars.setdefault(str(pid), {})[name] = value
     tensor_path, json_path = state_paths(out_dir)
     tensor_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tensor_path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(tensor_path)
     payload = dict(meta)
     payload["optimizer_param_groups"] = opt["param_groups"]
     payload["optimizer_scalars"] = opt_scalars
     payload["scheduler"] = scheduler.state_dict()
-    tmpj = json_path.with_suffix(".tmp")
-    tmpj.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    tmpj.replace(json_path)
+    tmp = tensor_path.with_name(tensor_path.name + ".tmp")
+    tmpj = json_path.with_name(json_path.name + ".tmp")
+    try:
+        save_file(tensors, str(tmp))
+        tmpj.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        tmp.replace(tensor_path)
+        tmpj.replace(json_path)
+    except BaseException:  # interrupted (Ctrl+C) or failed: no half-written file is left
+        tmp.unlink(missing_ok=True)
+        tmpj.unlink(missing_ok=True)
+        raise
 
 
 def load_state(
