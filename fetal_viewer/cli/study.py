@@ -130,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
     elif cmd == "order":
         from fetal_viewer.core.readerstudy.headless import reader_order
 
+        steps = reader_order(store, args.study, args.reader)
         print("step\tcase\tcondition\tsession\tstored")
-        for step in reader_order(store, args.study, args.reader):
+        for step in steps:
             done = "yes" if step.done else ""
             print(f"{step.index + 1}\t{step.case}\t{step.condition}\t{step.arm}\t{done}")
     elif cmd == "ai":

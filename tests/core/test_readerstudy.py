@@ -303,6 +303,16 @@ def test_a_study_needs_a_name_a_washout_of_zero_or_more_and_each_image_once(
         create_study(store, replace(req, name="  "))
     with pytest.raises(DataError, match="0 days or more"):
         create_study(store, replace(req, washout_days=-3.0))
+    # a model card whose weights do not verify is refused now, not when a reader meets it
+    from fetal_viewer.core.model.checkpoint import ModelCard, save_checkpoint
+    from fetal_viewer.core.model.network import build_resnet34
+    from fetal_viewer.errors import ModelLoadError
+
+    card = save_checkpoint(build_resnet34(5), ModelCard(name="t", version="1"), tmp_path / "m")
+    with open(card.parent / "weights.safetensors", "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(ModelLoadError, match="sha256"):
+        create_study(store, replace(req, model_card=str(card)))
     assert store.list_studies() == []
     assert create_study(store, replace(req, name=" s ")).name == "s"
     store.close()

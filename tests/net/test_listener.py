@@ -185,3 +185,18 @@ def test_garbage_on_the_socket_and_data_sets_without_uids(
         # still serving
         pacs.verify(_as_node(lst), LocalAE("US_ROOM_1"))
     assert store.studies() == [] and lst.tally.refused == 1
+
+
+def test_an_inbox_that_cannot_be_written_stops_the_listener_at_its_start(
+    tmp_path: Path,
+) -> None:
+    """Not a listener that answers every image with a refusal: it does not start, and
+    says why and what to do."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    listener = Listener(
+        LocalAE(OUR_AE, free_port(), "127.0.0.1"), StudyStore(blocker / "inbox"), None
+    )
+    with pytest.raises(NetworkError, match="inbox folder cannot be written") as err:
+        listener.start()
+    assert "Choose a folder" in err.value.fix and not listener.running

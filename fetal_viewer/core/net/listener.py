@@ -88,6 +88,8 @@ class Listener:
 
         if self._server is not None:
             return
+        if self.store is not None:
+            self.store.check_writable()
         close_failed_sockets()
         ae = AE(ae_title=self.local.ae_title)
         ae.maximum_associations = MAX_ASSOCIATIONS

@@ -113,6 +113,24 @@ class StudyStore:
         self.durable = durable
         self._lock = threading.Lock()
 
+    def check_writable(self) -> None:
+        """Make the folder and write a file in it, or raise :class:`NetworkError` saying
+        why: a listener must not start with an inbox that would refuse every instance."""
+        import tempfile
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as exc:
+            raise NetworkError(
+                "The inbox folder cannot be written to.",
+                why=f"{exc.strerror or exc}: every image sent would be refused.",
+                fix="Choose a folder you may write to (pacs listen --inbox, or the PACS "
+                "panel's settings), on a disk with room.",
+                path=self.root,
+            ) from exc
+
     def study_dir(self, study_uid: str) -> Path:
         if not is_uid(study_uid):
             raise NetworkError(f"{study_uid!r} is not a valid Study Instance UID.")

@@ -124,6 +124,9 @@ def study_model(
                 path=path,
             ) from exc
         parsed = ModelCard.from_json(text, path=path)  # the one card parser and validator
+        from fetal_viewer.core.model.checkpoint import load_checkpoint
+
+        load_checkpoint(path)  # its weights must verify now, not when a reader first needs it
         card = json.loads(text)
         sha = hashlib.sha256(raw).hexdigest()
         chosen = chosen or list(parsed.classes)

@@ -271,7 +271,7 @@ class Store:
             raise StoreError(
                 f"No study named {name!r}.",
                 why=f"Studies in this database: {known or 'none'}.",
-                fix="Check --study and --db.",
+                fix="Check the study's name and which database is open (--db).",
             )
         return row
 
