@@ -110,7 +110,10 @@ class ErrorSink(QObject):
         if fix:
             info.append(f"What to do: {fix}")
         box.setInformativeText("\n\n".join(info))
-        box.setDetailedText("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        if not isinstance(exc, FetalViewerError):  # a bug: its traceback helps the report
+            box.setDetailedText(
+                "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            )
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.finished.connect(self._on_dialog_closed)
         self.dialog = box

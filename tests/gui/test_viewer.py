@@ -381,6 +381,7 @@ def test_corrupt_file_shows_error_and_app_continues(qtbot, make_main_window, stu
     dialog = window.sink.dialog
     assert isinstance(dialog, QMessageBox) and dialog.isVisible()  # shown, not blocking
     assert dialog.text()
+    assert dialog.detailedText() == ""  # a typed error says it all; its traceback is logged
     logged = (log_dir() / LOG_NAME).read_text()
     assert path_token(exc.path) in logged and "broken.dcm" not in logged  # logged, no name
     wait_until(lambda: window.view.has_image)  # the good files still opened
@@ -422,6 +423,7 @@ def test_global_hooks_log_and_show(qtbot, tmp_path, monkeypatch):
             t.join()
         assert isinstance(second.args[0], ValueError) and "bad-thread" in second.args[1]
         assert sink.dialog is not None and "ZeroDivisionError" in sink.dialog.text()
+        assert "Traceback" in sink.dialog.detailedText()  # a bug's traceback, for its report
         text = path.read_text()
         assert "boom in a slot" in text and "boom in a thread" in text
         assert "UserWarning: stray warning outside any collecting block" in text
