@@ -94,10 +94,12 @@ READER_SHORTCUTS: tuple[Shortcut, ...] = (
         "slider_keys", ("Tab", "Left", "Right"), "Go to a rating slider and move it", "Decide"
     ),
     Shortcut("submit", ("Return", "Enter"), "Submit the decision", "Decide"),
+    Shortcut("leave_comment", ("Esc",), "Leave the comment field: the keys act again", "Decide"),
     Shortcut("pause", ("P",), "Pause / resume (the clock stops)", "Read"),
     Shortcut("toggle_overlay", ("O",), "Show / hide the heatmap (aided step)", "Read"),
     *(BY_NAME[n] for n in ("fit", "zoom_in", "zoom_out", "rotate", "flip_h", "reset_view")),
     Shortcut("shortcuts", ("F1",), "This list", "Help"),
+    Shortcut("close_reading", ("Ctrl+Q",), "Close the reading window (reads are saved)", "Read"),
 )
 
 

@@ -538,3 +538,22 @@ def test_a_case_file_gone_mid_study_is_named_by_pseudonym_and_can_be_retried(
     qtbot.mouseClick(panel.unavailable.findChild(QPushButton), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: w.view.has_image, timeout=30_000)
     assert panel.stack.currentWidget() is w.view
+
+
+def test_escape_leaves_the_comment_and_the_keys_act_again(
+    qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
+) -> None:
+    db = make_study(tmp_path, tiny_model, n=1)
+    w = windows(ReaderWindow, db, model_card=tiny_model)
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+    w.activateWindow()
+    comment = w.decision.comment
+    comment.setFocus()
+    qtbot.keyClicks(comment, "1")  # typing in the comment is typing
+    assert comment.text() == "1" and w.chosen_label() is None
+    qtbot.keyClick(comment, Qt.Key.Key_Escape)
+    assert not comment.hasFocus()
+    qtbot.keyClick(w.view, Qt.Key.Key_3)
+    assert w.chosen_label() == "encephalocele" and comment.text() == "1"

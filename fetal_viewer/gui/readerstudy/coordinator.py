@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -90,6 +90,7 @@ class CoordinatorWindow(QMainWindow):
         self._refreshing = False
         self._closed = False
         self.dialog: QDialog | None = None
+        QShortcut(QKeySequence("Ctrl+Q"), self, self.close)  # as in the viewer
 
         w = QWidget(self)
         self.setCentralWidget(w)

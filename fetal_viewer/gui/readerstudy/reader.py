@@ -247,6 +247,8 @@ class ReaderWindow(StartPageMixin):
         keys: list[tuple[str, object]] = [
             ("Return", self.submit),
             ("Enter", self.submit),
+            ("Esc", self.view.setFocus),  # out of the comment: 1-9 choose labels again
+            ("Ctrl+Q", self.close),  # as in the viewer; every stored read is kept
             ("P", self.pause_button.toggle),
             ("O", self.state.overlay.toggle),
             ("F1", self.show_shortcuts),
