@@ -19,11 +19,10 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.readerstudy.analysis import analyze
-    from fetal_viewer.core.readerstudy.export import load_long_csv, long_rows
-    from fetal_viewer.core.readerstudy.report import write_report
+    from fetal_viewer.core.readerstudy.export import load_long_csv
+    from fetal_viewer.core.readerstudy.report import report_study, write_report
     from fetal_viewer.errors import DataError
 
-    labels = None
     if args.reads is not None and args.study:
         raise DataError(
             "Give either --reads CSV or --study NAME (with --db), not both.",
@@ -31,17 +30,20 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.reads is not None:
         rows = load_long_csv(args.reads)
+        result = analyze(rows, None, cov_method=args.cov)
+        paths = write_report(result, rows, args.out)
     else:
         if not args.study:
             raise DataError("Give --study NAME (with --db) or --reads CSV.")
         from fetal_viewer.core.store import open_store
 
         store = open_store(args.db, create=False)
-        rows = long_rows(store, args.study)
-        labels = store.get_study(args.study).labels
-        store.close()
-    result = analyze(rows, labels, cov_method=args.cov)
-    paths = write_report(result, rows, args.out)
+        try:
+            result, paths = report_study(store, args.study, args.out, cov_method=args.cov)
+        finally:
+            store.close()
+    for note in result.notes:  # an unfinished study, what could not be computed
+        print(f"note: {note}")
     if result.auc_mrmc:
         m = result.auc_mrmc
         print(

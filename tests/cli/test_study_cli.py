@@ -302,8 +302,12 @@ def test_study_ai_and_headless_reads_carry_the_domain_guard(tmp_path: Path) -> N
         rows = list(csv.DictReader(fh))
     assert {r["ai_out_of_domain"] for r in rows if r["condition"] == "aided"} == {"true"}
     report = tmp_path / "report"
+    assert run_cli("study", "--db", str(db), "add-reader", "s", "R2").returncode == 0
     r = run_cli("analyze", "--db", str(db), "--study", "s", "--out", str(report))
     assert r.returncode == 0, r.stderr
+    # R2 has read nothing yet: the figures are interim, and the report says so
+    interim = "The study is not finished: 6 of 12 reads are in"
+    assert f"note: {interim}" in r.stdout and interim in (report / "report.html").read_text()
     split = json.loads((report / "analysis.json").read_text())["by_ai_domain"]
     assert set(split) == {"AI out of domain"} and split["AI out of domain"]["reads"] == 3
     assert "domain guard's verdict on the AI shown" in (report / "report.html").read_text()

@@ -7,15 +7,17 @@ import html
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fetal_viewer.core.readerstudy.analysis import CONDS, Analysis
-from fetal_viewer.core.readerstudy.export import LongRow, rated, truth_of
+from fetal_viewer.core.readerstudy.analysis import CONDS, Analysis, analyze
+from fetal_viewer.core.readerstudy.export import LongRow, long_rows, rated, truth_of
 from fetal_viewer.core.readerstudy.mrmc import ORResult
+from fetal_viewer.core.store import Store
+from fetal_viewer.errors import DataError
 
 
 def _png(fig: Any) -> str:
@@ -156,6 +158,33 @@ def to_jsonable(a: Analysis) -> dict[str, Any]:
         return o
 
     return dict(clean(asdict(a)))
+
+
+def report_study(
+    store: Store, study: str, out_dir: Path, cov_method: str = "jackknife"
+) -> tuple[Analysis, dict[str, Path]]:
+    """Analyse a stored study and write its report (``analyze --db`` and the coordinator's
+    Analyse): a study not finished says so in the report's notes, its figures interim."""
+    from fetal_viewer.core.readerstudy.protocol import study_progress
+
+    rows = long_rows(store, study)
+    if not rows:
+        raise DataError(
+            f"Study {study!r} has no reads yet; there is nothing to analyse.",
+            fix="Wait until readers have submitted reads.",
+        )
+    result = analyze(rows, store.get_study(study).labels, cov_method=cov_method)
+    progress = study_progress(store, study)
+    if progress.done < progress.total:
+        result = replace(
+            result,
+            notes=(
+                f"The study is not finished: {progress.done} of {progress.total} reads are "
+                "in, so these figures are interim.",
+                *result.notes,
+            ),
+        )
+    return result, write_report(result, rows, Path(out_dir))
 
 
 def write_report(a: Analysis, rows: Sequence[LongRow], out_dir: Path) -> dict[str, Path]:

@@ -28,7 +28,7 @@ from fetal_viewer.core.readerstudy.coordination import (
     load_case_image,
     read_case_frame,
 )
-from fetal_viewer.errors import DataError, FetalViewerError, StudyLoadError
+from fetal_viewer.errors import FetalViewerError, StudyLoadError
 from fetal_viewer.gui.workers import release_worker
 
 if TYPE_CHECKING:
@@ -207,18 +207,9 @@ def export_job(store: Store, study: str, out_dir: str) -> dict[str, Path]:
 
 
 def analyse_job(store: Store, study: str, out_dir: str) -> dict[str, Path]:
-    from fetal_viewer.core.readerstudy.analysis import analyze
-    from fetal_viewer.core.readerstudy.export import long_rows
-    from fetal_viewer.core.readerstudy.report import write_report
+    from fetal_viewer.core.readerstudy.report import report_study
 
-    rows = long_rows(store, study)
-    if not rows:
-        raise DataError(
-            f"Study {study!r} has no reads yet; there is nothing to analyse.",
-            fix="Wait until readers have submitted reads.",
-        )
-    result = analyze(rows, store.get_study(study).labels)
-    return write_report(result, rows, Path(out_dir))
+    return report_study(store, study, Path(out_dir))[1]
 
 
 def merge_job(store: Store, study: str, source: str) -> MergeReport:
