@@ -296,7 +296,8 @@ def test_node_killed_mid_transfer_keeps_what_arrived_and_resumes(
         )
     held = store.held(uid)
     assert 1 <= len(held) < 40
-    assert "marked incomplete" in exc.value.why and "again" in exc.value.fix
+    assert "marked incomplete" in exc.value.why
+    assert exc.value.fix.endswith("Retrieving the study again fetches only what is missing.")
     state = store.state(uid)
     assert state is not None and not state.complete and state.received == len(held)
     for p in store.study_dir(uid).glob("*/*.dcm"):  # what arrived is whole

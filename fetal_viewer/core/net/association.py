@@ -228,6 +228,5 @@ def association_lost(
         why="the node aborted it or the connection was lost before the node's final answer: "
         "the node went down or restarted, a network device cut the connection, or the node "
         f"refused the request (a PACS aborts requests from an AE title it does not know{ours})",
-        fix="Check that the node is running and knows our AE title, then try again; a "
-        "retrieve resumes where it stopped.",
+        fix="Check that the node is running and knows our AE title, then try again.",
     )

@@ -222,8 +222,9 @@ def retrieve_study(
                 f"{held} of {expected if expected is not None else '?'} instances are on disk "
                 f"in {store.study_dir(study_uid)}, marked incomplete"
             )
-            exc.fix = (exc.fix + " " if exc.fix else "") + "Retrieving the study again "
-            "fetches only what is missing."
+            exc.fix = (exc.fix + " " if exc.fix else "") + (
+                "Retrieving the study again fetches only what is missing."
+            )
             exc.args = (exc.message,)
         raise exc from None
 

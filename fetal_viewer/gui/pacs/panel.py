@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -159,6 +160,8 @@ class PacsPanel(QWidget):
         self.message = QLabel("", self)
         self.message.setObjectName("pacsMessage")
         self.message.setWordWrap(True)
+        # a long path in a message wraps or is cut, but never widens the dock over the image
+        self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         layout = QVBoxLayout(self)
@@ -214,6 +217,7 @@ class PacsPanel(QWidget):
     def _say(self, text: str, ok: bool = True) -> None:
         self.message.setStyleSheet("" if ok else "color: #c62828;")
         self.message.setText(text)
+        self.message.setToolTip(text)
 
     def _update_buttons(self) -> None:
         busy = self._cancel is not None
@@ -250,6 +254,7 @@ class PacsPanel(QWidget):
             self._say(exc.message, False)
             return None
         self.search_button.setEnabled(False)
+        self.results.clear()  # what another search (maybe on another node) found is gone
         self._say(f"Searching {node.address}…")
         return self._jobs.run(
             find_studies,
