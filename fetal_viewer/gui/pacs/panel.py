@@ -137,6 +137,9 @@ class PacsPanel(QWidget):
         self.progress = QProgressBar(self)
         self.progress.setObjectName("pacsProgress")
         self.progress.setVisible(False)
+        keep = self.progress.sizePolicy()
+        keep.setRetainSizeWhenHidden(True)  # Cancel stays where it was when a retrieve starts
+        self.progress.setSizePolicy(keep)
         row = QHBoxLayout()
         row.addWidget(self.move_check)
         row.addStretch(1)
