@@ -26,7 +26,7 @@ from pydicom.uid import (
 
 from fetal_viewer.core.io import open_path, open_paths, read_frame
 from fetal_viewer.errors import StudyLoadError
-from tests.factories import write_dicom, write_jpeg_cine
+from tests.factories import write_dicom, write_jpeg_cine, write_rgb_cine
 
 #: one patient and study, unless a test says otherwise
 IDENTITY = {"StudyInstanceUID": "1.2.3.4", "PatientID": "PID-1", "PatientName": "Doe^Jane"}
@@ -398,6 +398,15 @@ def test_dicom_without_pixel_data(tmp_path: Path) -> None:
     ds.save_as(p, enforce_file_format=True)
     problem = _only_problem(p)
     assert "no image" in problem.what and "Secondary Capture" in problem.why
+    assert "truncated" in problem.what  # an image class: its pixels went missing
+    # a file cut short (a copy that failed) is told apart from a report without pixels
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(
+        write_rgb_cine(tmp_path / "whole.dcm", np.zeros((1, 32, 32, 3), np.uint8)).read_bytes()[
+            :300
+        ]
+    )
+    assert "truncated" in _only_problem(cut).what
 
 
 def test_unsupported_transfer_syntax(tmp_path: Path) -> None:

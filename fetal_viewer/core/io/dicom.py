@@ -452,6 +452,14 @@ def _read_dicom(path: Path, force: bool) -> DicomInstance:
             has_pixels = value_offset >= 0
         if not has_pixels:
             kind = UID(sop_class).name if sop_class else "an object of unknown class"
+            if "Image Storage" in kind or "Rows" in ds:  # an image class with no image
+                raise StudyLoadError(
+                    "the DICOM file has no image: its pixel data is missing (a truncated copy?)",
+                    why=f"its SOP class is {kind}, which holds an image, but the "
+                    f"{path.stat().st_size}-byte file has no Pixel Data element",
+                    fix=REEXPORT_FIX,
+                    path=path,
+                )
             raise StudyLoadError(
                 "the DICOM file has no image (no Pixel Data element)",
                 why=f"its SOP class is {kind}",
