@@ -206,6 +206,7 @@ def test_reader_reads_with_keys_ai_revealed_only_after_unaided_and_resumes(
     assert not w.acknowledged and "Choose a label" in w.status.text()
     qtbot.keyClick(w.view, Qt.Key.Key_3)
     assert w.chosen_label() == "encephalocele"
+    assert w.status.text() == ""  # the hint goes with what it asked for
     w.anomaly.setValue(80)
     with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
         qtbot.keyClick(w.view, Qt.Key.Key_Return)

@@ -369,8 +369,12 @@ class CoordinatorWindow(QMainWindow):
             str(folder),
             context="Analysing the study",
             on_returned=self._on_analysed,
-            on_errored=lambda _e: self.analyse_button.setEnabled(True),
+            on_errored=self._analysis_failed,
         )
+
+    def _analysis_failed(self, _exc: BaseException) -> None:
+        self.analyse_button.setEnabled(True)
+        self.status.setText("")  # not "Analysing…" any more: the error dialog says why
 
     def _on_analysed(self, paths: dict[str, Path]) -> None:
         self.analyse_button.setEnabled(True)

@@ -130,6 +130,7 @@ class ReaderWindow(StartPageMixin):
         self.state = ReadingState()
         self.acknowledged: list[Read] = []
         self._closed = False
+        self._hint: str | None = None  # the status line's word on a submit that lacked something
 
         self.pages = QStackedWidget(self)
         self.setCentralWidget(self.pages)
@@ -279,6 +280,7 @@ class ReaderWindow(StartPageMixin):
         state.image_changed.connect(self._on_image_changed)
         state.ai_changed.connect(self._on_ai_view)
         state.ready_changed.connect(self._on_ready)
+        state.decision_changed.connect(self._clear_hint)
 
     def _set_labels(self, labels: Sequence[str]) -> None:
         self.decision.set_labels(labels)
@@ -389,6 +391,11 @@ class ReaderWindow(StartPageMixin):
         if ready and not self.clock.running:
             self.clock.start()
 
+    def _clear_hint(self, *_args: object) -> None:
+        if self._hint is not None and self.status.text() == self._hint:
+            self.status.setText("")
+        self._hint = None
+
     def choose_label(self, index: int) -> None:
         self.state.choose(index)
 
@@ -402,6 +409,7 @@ class ReaderWindow(StartPageMixin):
             return
         sub = self.state.submission(self.state.overlay.settings.visible)
         if isinstance(sub, str):
+            self._hint = sub  # what is missing; gone once the decision changes
             self.status.setText(sub)
             return
         self.state.set_saving(True)
