@@ -70,11 +70,11 @@ class StudyBrowser(QTreeWidget):
         :attr:`patient_grew` then carries the patient as it now is."""
         added: list[Series] = []
         for patient in patients:
-            fresh = {
-                study.uid: [s for s in study.series if series_key(s) not in self._series_items]
+            fresh = [
+                (study, [s for s in study.series if series_key(s) not in self._series_items])
                 for study in patient.studies
-            }
-            if not any(fresh.values()):
+            ]
+            if not any(new for _study, new in fresh):
                 continue
             at = next(
                 (i for i, p in enumerate(self.patients) if p.pseudonym == patient.pseudonym), None
@@ -90,22 +90,20 @@ class StudyBrowser(QTreeWidget):
             else:
                 p_item = self._patient_item(self.patients[at])
                 studies = list(self.patients[at].studies)
-            for study in patient.studies:
-                if not fresh[study.uid]:
+            for study, new in fresh:
+                if not new:
                     continue
                 j = next((k for k, old in enumerate(studies) if old.uid == study.uid), None)
                 if j is None:
-                    studies.append(replace(study, series=tuple(fresh[study.uid])))
+                    studies.append(replace(study, series=tuple(new)))
                     label = " ".join(x for x in (str(study.date or ""), study.description) if x)
                     s_item = QTreeWidgetItem([label or "Study"])
                     p_item.addChild(s_item)
                     s_item.setExpanded(True)
                 else:
-                    studies[j] = replace(
-                        studies[j], series=studies[j].series + tuple(fresh[study.uid])
-                    )
+                    studies[j] = replace(studies[j], series=studies[j].series + tuple(new))
                     s_item = self._study_item(p_item, study.uid)
-                for series in fresh[study.uid]:
+                for series in new:
                     item = QTreeWidgetItem([_series_label(series)])
                     item.setToolTip(0, str(series.source))
                     s_item.addChild(item)
