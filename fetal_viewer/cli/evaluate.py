@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fetal_viewer.cli.options import ranged
+
 CV_CHOICES = ("leave-one-center-out", "leave-one-patient-out", "grouped-kfold")
 
 
@@ -39,7 +41,9 @@ def add_parser(subparsers: Any) -> None:
         help="one report over the predictions of these earlier evaluate runs' --out folders "
         "(disjoint patients of this manifest, one heatmap method); no model runs",
     )
-    p.add_argument("--folds", type=int, default=5, help="k for grouped-kfold (default 5)")
+    p.add_argument(
+        "--folds", type=ranged(int, 2), default=5, help="k for grouped-kfold (default 5)"
+    )
     p.add_argument(
         "--only-fold",
         action="append",
@@ -49,7 +53,9 @@ def add_parser(subparsers: Any) -> None:
         "it and every fold already scored in OUT, so folds run on several machines are "
         "gathered by copying their OUT/folds/ together",
     )
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--bootstrap", type=ranged(int, 1), default=1000, help="bootstrap resamples (default 1000)"
+    )
     p.add_argument(
         "--backend",
         choices=BACKEND_CHOICES,

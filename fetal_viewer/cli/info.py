@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from fetal_viewer.cli.options import ranged
+
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -33,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--pixel-size",
-        type=float,
+        type=ranged(float, 0, above=True),
         default=None,
         metavar="MM",
         help="pixel size in mm for frames without a calibration (plain images); implies --head",
@@ -112,13 +114,6 @@ def _heads(series: Any, pixel_size: float | None) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.io import open_paths
 
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        from fetal_viewer.errors import DataError
-
-        raise DataError(
-            f"--pixel-size must be a positive number of millimetres, got {args.pixel_size}.",
-            fix="Pass the image's pixel size, e.g. --pixel-size 0.13.",
-        )
     want_head = args.head or args.pixel_size is not None
 
     result = open_paths(args.paths)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fetal_viewer import INTENDED_USE
+from fetal_viewer.cli.options import ranged
 from fetal_viewer.core.runtime.backends import CHOICES as BACKEND_CHOICES
 from fetal_viewer.errors import NetworkError, StudyLoadError
 
@@ -130,7 +131,9 @@ def add_parser(subparsers: Any) -> None:
     r.add_argument("--out", type=Path, required=True, help="folder for the DICOM objects")
     r.add_argument("--send", metavar="NODE", default=None, help="also send them to this node")
     r.add_argument("--model", type=Path, default=None, help="model card; default: demo model")
-    r.add_argument("--key-frames", type=int, default=4, help="at most this many captures")
+    r.add_argument(
+        "--key-frames", type=ranged(int, 0), default=4, help="at most this many captures"
+    )
     r.add_argument(
         "--backend",
         choices=BACKEND_CHOICES,

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from fetal_viewer.cli.options import ranged
 from fetal_viewer.errors import DataError
 
 
@@ -33,13 +34,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument(
         "--patients-per-class",
-        type=int,
+        type=ranged(int, 1),
         default=2,
         metavar="N",
         help="patients of each class at each center (default 2)",
     )
-    p.add_argument("--centers", type=int, default=4, metavar="K", help="centers, 1-6 (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--centers", type=ranged(int, 1, 6), default=4, metavar="K", help="centers, 1-6 (default 4)"
+    )
+    p.add_argument("--seed", type=ranged(int, 0), default=0, help="random seed (default 0)")
     p.add_argument("--format", choices=("png", "dicom", "both"), default="png", dest="fmt")
     p.add_argument(
         "--size",
@@ -50,14 +53,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     p.add_argument(
         "--jpeg",
-        type=int,
+        type=ranged(int, 1, 100),
         default=None,
         metavar="QUALITY",
         help="write JPEG Baseline compressed DICOM at this quality (1-100)",
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=ranged(int, 1),
         default=os.cpu_count() or 1,
         metavar="N",
         help="processes drawing patients (default: one per core); the files do not depend on it",
@@ -79,7 +82,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     p.add_argument("--center", default="R", help="with --backgrounds: the center name (default R)")
     p.add_argument(
-        "--limit", type=int, default=0, metavar="N", help="with --backgrounds: at most N scans"
+        "--limit",
+        type=ranged(int, 0),
+        default=0,
+        metavar="N",
+        help="with --backgrounds: at most N scans",
     )
     p.add_argument(
         "--zoom-views",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fetal_viewer import INTENDED_USE
+from fetal_viewer.cli.options import ranged
 from fetal_viewer.core.model.aggregation import AGGREGATION_RULES
 from fetal_viewer.core.runtime.backends import CHOICES as BACKEND_CHOICES
 from fetal_viewer.errors import InferenceError, ModelLoadError, StudyLoadError
@@ -61,7 +62,7 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="patient-level rule (default: the card's)",
     )
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=ranged(int, 1), default=16)
     p.add_argument(
         "--backend",
         choices=BACKEND_CHOICES,
@@ -78,7 +79,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--pixel-size",
-        type=float,
+        type=ranged(float, 0, above=True),
         default=None,
         metavar="MM",
         help="pixel size in mm for frames without a DICOM calibration (plain images), for "
@@ -115,13 +116,6 @@ def run(args: argparse.Namespace) -> int:
     from fetal_viewer.core.progress import tqdm_progress
     from fetal_viewer.core.runtime.backends import torch_available
 
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        from fetal_viewer.errors import DataError
-
-        raise DataError(
-            f"--pixel-size must be a positive number of millimetres, got {args.pixel_size}.",
-            fix="Pass the image's pixel size, e.g. --pixel-size 0.13.",
-        )
     fast_methods = ("gradcam", "gradcam-stitch")
     if args.heatmaps is not None and args.cam_method not in fast_methods and not torch_available():
         raise InferenceError(

@@ -66,7 +66,9 @@ def test_info_pixel_size_gives_automatic_hc(ring_png: Path) -> None:
     (h,) = _frames(json.loads(plain.stdout))
     assert h["head"]["hc_mm"] is None and h["head"]["hc_reason"] == "no pixel spacing"
     bad = _cli("info", ring_png, "--pixel-size", "-1")
-    assert bad.returncode != 0 and "positive" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "above 0" in bad.stderr and "Traceback" not in bad.stderr
+    worse = _cli("info", ring_png, "--pixel-size", "inf")  # was a ValueError's traceback
+    assert worse.returncode == 2 and "above 0" in worse.stderr
 
 
 def test_info_uses_the_dicom_calibration_per_frame(tmp_path: Path) -> None:

@@ -60,4 +60,6 @@ def test_phantoms_rejects_bad_arguments(tmp_path: Path) -> None:
     bad_size = run_cli("phantoms", "--out", str(tmp_path), "--size", "big")
     assert bad_size.returncode == 2 and "WxH" in bad_size.stderr
     too_many = run_cli("phantoms", "--out", str(tmp_path), "--centers", "9", "--no-progress")
-    assert too_many.returncode == 1 and "centers" in too_many.stderr
+    assert (
+        too_many.returncode == 2 and "--centers" in too_many.stderr and "1 to 6" in too_many.stderr
+    )
