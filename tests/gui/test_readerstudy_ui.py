@@ -187,6 +187,13 @@ def _wait_step(qtbot: Any, w: ReaderWindow, condition: str) -> None:
     )
 
 
+def _start_reading(qtbot: Any, w: ReaderWindow) -> None:
+    """R1 starts reading study s, and the first (unaided) step is ready."""
+    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
+    w.start_reading("s", "R1")
+    _wait_step(qtbot, w, "unaided")
+
+
 def test_reader_reads_with_keys_ai_revealed_only_after_unaided_and_resumes(
     qtbot: Any, tmp_path: Path, windows: Callable, tiny_model: Path
 ) -> None:
@@ -266,9 +273,7 @@ def test_read_only_database_mid_session_keeps_the_answer(
 
     db = make_study(tmp_path, tiny_model, n=2)
     w = windows(ReaderWindow, db, model_card=tiny_model)
-    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
-    w.start_reading("s", "R1")
-    _wait_step(qtbot, w, "unaided")
+    _start_reading(qtbot, w)
     qtbot.keyClick(w.view, Qt.Key.Key_1)
     with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
         qtbot.keyClick(w.view, Qt.Key.Key_Return)
@@ -319,9 +324,7 @@ def test_chosen_label_is_visible_and_the_aided_step_starts_unchosen(
     db = make_study(tmp_path, tiny_model, n=2)
     w = windows(ReaderWindow, db, model_card=tiny_model)
     _themed(w)
-    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
-    w.start_reading("s", "R1")
-    _wait_step(qtbot, w, "unaided")
+    _start_reading(qtbot, w)
     button = w.label_buttons[3]
     before = qimage_to_rgb(button.grab().toImage()).astype(int)
     others_before = qimage_to_rgb(w.label_buttons[0].grab().toImage())
@@ -359,9 +362,7 @@ def test_aided_step_fits_without_scrolling(
     w = windows(ReaderWindow, db, model_card=tiny_model)
     _themed(w)
     w.resize(*size)
-    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
-    w.start_reading("s", "R1")
-    _wait_step(qtbot, w, "unaided")
+    _start_reading(qtbot, w)
     w.label_buttons[1].click()  # buttons, not keys: also runs under a bare X server
     with qtbot.waitSignal(w.ai_revealed, timeout=60_000):
         w.submit_button.click()
@@ -400,9 +401,7 @@ def test_reading_view_shows_the_field_of_view_only(
     store.enrol("s", "R1")
     store.close()
     w = windows(ReaderWindow, db, model_card=tiny_model)
-    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
-    w.start_reading("s", "R1")
-    _wait_step(qtbot, w, "unaided")
+    _start_reading(qtbot, w)
     full = open_series(source).frame(0)
     x0, y0, x1, y1 = find_fov(full)
     assert (y1 - y0, x1 - x0) < full.shape[:2]
@@ -433,9 +432,7 @@ def test_untouched_ratings_are_stored_as_not_set_and_keys_set_them(
 ) -> None:
     db = make_study(tmp_path, tiny_model, n=2)
     w = windows(ReaderWindow, db, model_card=tiny_model)
-    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
-    w.start_reading("s", "R1")
-    _wait_step(qtbot, w, "unaided")
+    _start_reading(qtbot, w)
     assert "not set" in w.decision.confidence_value.text()
     qtbot.keyClick(w.view, Qt.Key.Key_2)
     with qtbot.waitSignal(w.read_saved, timeout=20_000) as saved:
@@ -478,9 +475,7 @@ def test_a_study_that_requires_ratings_asks_for_them(
     store.enrol("s", "R1")
     store.close()
     w = windows(ReaderWindow, db, model_card=tiny_model)
-    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
-    w.start_reading("s", "R1")
-    _wait_step(qtbot, w, "unaided")
+    _start_reading(qtbot, w)
     qtbot.keyClick(w.view, Qt.Key.Key_2)
     qtbot.keyClick(w.view, Qt.Key.Key_Return)
     assert not w.acknowledged and "rating" in w.status.text()
@@ -508,9 +503,7 @@ def test_gestational_age_is_shown_only_when_the_coordinator_chooses(
     store.enrol("s", "R1")
     store.close()
     w = windows(ReaderWindow, db, model_card=tiny_model)
-    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
-    w.start_reading("s", "R1")
-    _wait_step(qtbot, w, "unaided")
+    _start_reading(qtbot, w)
     shown = w.case_header.header.text() + w.case_header.condition_label.text()
     assert ("GA 20w4d" in shown) is show_ga
 
@@ -546,9 +539,7 @@ def test_escape_leaves_the_comment_and_the_keys_act_again(
 ) -> None:
     db = make_study(tmp_path, tiny_model, n=1)
     w = windows(ReaderWindow, db, model_card=tiny_model)
-    qtbot.waitUntil(lambda: w.start_button.isEnabled(), timeout=20_000)
-    w.start_reading("s", "R1")
-    _wait_step(qtbot, w, "unaided")
+    _start_reading(qtbot, w)
     w.activateWindow()
     comment = w.decision.comment
     comment.setFocus()

@@ -46,16 +46,22 @@ def panel(qtbot: Any, config_file: Path, tmp_path: Path) -> Iterator[PacsPanel]:
     assert p.running_workers() == 0 and p.listener is None
 
 
+def _nodes_dialog(qtbot: Any, path: Path, name: str, port: int) -> NodesDialog:
+    """The nodes dialog, its form filled with node ``name`` on this host's ``port``."""
+    dialog = NodesDialog(path)
+    qtbot.addWidget(dialog)
+    dialog.name.setText(name)
+    dialog.ae.setText("ORTHANC")
+    dialog.host.setText("127.0.0.1")
+    dialog.port.setValue(port)
+    return dialog
+
+
 def test_nodes_dialog_adds_verifies_and_saves(
     qtbot: Any, orthanc: OrthancServer, tmp_path: Path
 ) -> None:
     path = tmp_path / "nodes.json"
-    dialog = NodesDialog(path)
-    qtbot.addWidget(dialog)
-    dialog.name.setText("pacs")
-    dialog.ae.setText("ORTHANC")
-    dialog.host.setText("127.0.0.1")
-    dialog.port.setValue(orthanc.dicom_port)
+    dialog = _nodes_dialog(qtbot, path, "pacs", orthanc.dicom_port)
     dialog.verify_button.click()
     wait_until(lambda: "OK in" in dialog.status.text() and dialog.verify_button.isEnabled())
     dialog.ae.setText("WRONG")
@@ -77,13 +83,7 @@ def test_nodes_dialog_adds_verifies_and_saves(
     saved = load_config(path)
     assert [n.name for n in saved.nodes] == ["pacs"] and saved.local.ae_title == "READER_1"
     # a node filled in and verified, then OK without Add / update: saved, as on screen
-    again = NodesDialog(path)
-    qtbot.addWidget(again)
-    again.name.setText("second")
-    again.ae.setText("ORTHANC")
-    again.host.setText("127.0.0.1")
-    again.port.setValue(orthanc.dicom_port)
-    again.accept_and_save()
+    _nodes_dialog(qtbot, path, "second", orthanc.dicom_port).accept_and_save()
     assert [n.name for n in load_config(path).nodes] == ["pacs", "second"]
 
 
